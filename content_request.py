@@ -1,0 +1,205 @@
+"""Validation of `POST /api/processContent`, in the contract's order with its exact answers.
+
+Pure functions: fields in, either a `ContentRequest` or a `Rejection` out. The route records
+rejections on the upload doc and queues accepted requests; nothing here touches the database
+except through the `applied_version` callback.
+"""
+from __future__ import annotations
+
+import hmac
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+from bson import ObjectId
+
+OBJECT_ID_HELP = ("invalid ObjectId, it must be a 12-byte input or a 24-character hex string "
+                  "(EX: 6127d7b6cb8d74adc903eeb9)")
+FORCE_WRITE_INFO = {"no force write": 0, "forcefully write": 1}
+REQUEST_TYPE_INFO = {"only tasks without annotations": 0, "tasks plus annotations": 1, "auto annotations only": 2}
+AUTO_ANNO_INFO = {"no auto annotation (request_type 0)": 0,
+                  "auto annotation version (request_type 1 or 2)": "an integer greater than the version already applied"}
+
+REQUEST_TASKS_ONLY, REQUEST_TASKS_AND_ANNOTATIONS, REQUEST_ANNOTATIONS_ONLY = 0, 1, 2
+CONTENT_VIDEO, CONTENT_IMAGES = 1, 2
+
+_OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
+_INTEGER = re.compile(r"^\s*\+?\d{1,9}\s*$")
+
+
+@dataclass
+class Rejection:
+    status: int
+    body: dict
+    upload_id: ObjectId | None = None
+    record_code: int | None = None  # error_code written on the upload doc, when not `status`
+
+    @property
+    def message(self) -> str:
+        """The human text recorded on the upload doc."""
+        if "message" in self.body:
+            return str(self.body["message"])
+        value, text = next(iter(self.body.items()))
+        return f"{text} (got {value!r})"
+
+
+@dataclass
+class ContentRequest:
+    upload_id: ObjectId
+    project_id: ObjectId
+    frame_rate: int
+    content_path: str
+    force_write: int
+    auto_anno_version: int
+    request_type: int
+    content_type: int
+    source: Path | None = field(default=None)  # resolved inside the content root
+
+
+def _missing(name: str, upload_id: ObjectId | None) -> Rejection:
+    return Rejection(400, {"message": f"missing {name} param"}, upload_id)
+
+
+def _as_int(raw: str | None) -> int | None:
+    if raw is None or not _INTEGER.match(raw):
+        return None
+    return int(raw)
+
+
+def key_matches(given: str, configured: tuple[str, ...]) -> bool:
+    """Constant-time comparison against every configured key (no early exit)."""
+    given_bytes = given.encode()
+    matched = False
+    for key in configured:
+        matched |= hmac.compare_digest(given_bytes, key.encode())
+    return matched
+
+
+def validate_fields(form: Mapping[str, str], api_keys: tuple[str, ...],
+                    applied_version: Callable[[ObjectId], int]) -> ContentRequest | Rejection:
+    """Steps 1-8 of CONTRACT §1, in order; the first failure wins."""
+    def get(name: str) -> str | None:
+        value = form.get(name)
+        return None if value is None else str(value)
+
+    # 1. upload_id
+    raw = get("upload_id")
+    if raw is None or raw == "":
+        return _missing("upload_id", None)
+    if not _OBJECT_ID.match(raw):
+        return Rejection(400, {raw: OBJECT_ID_HELP})
+    upload_id = ObjectId(raw)
+
+    # 2. auth_key
+    key = get("auth_key")
+    if key is not None and key == "":
+        return Rejection(400, {"message": "please provide the auth key"}, upload_id)
+    if key is None or not key_matches(key, api_keys):
+        return Rejection(401, {"Authentication Error": "Invalid auth key. please provide the valid auth key"}, upload_id)
+
+    # 3. frame_rate
+    raw = get("frame_rate")
+    if raw is None:
+        return _missing("frame_rate", upload_id)
+    frame_rate = _as_int(raw)
+    if frame_rate is None or frame_rate <= 0:
+        return Rejection(400, {raw: "frame_rate need to be an integer"}, upload_id)
+
+    # 4. project_id
+    raw = get("project_id")
+    if raw is None or raw == "":
+        return _missing("project_id", upload_id)
+    if not _OBJECT_ID.match(raw):
+        return Rejection(400, {raw: OBJECT_ID_HELP}, upload_id)
+    project_id = ObjectId(raw)
+
+    # 5. force_write
+    raw = get("force_write")
+    if raw is None:
+        return _missing("force_write", upload_id)
+    force_write = _as_int(raw)
+    if force_write not in (0, 1):
+        return Rejection(400, {raw: "force_write need to be an integer.", "INFO": FORCE_WRITE_INFO}, upload_id)
+
+    # 6. request_type
+    raw = get("request_type")
+    if raw is None:
+        return _missing("request_type", upload_id)
+    request_type = _as_int(raw)
+    if request_type not in (0, 1, 2):
+        return Rejection(400, {raw: "request_type need to be an integer.", "INFO": REQUEST_TYPE_INFO}, upload_id)
+
+    # 7. auto_anno_version
+    raw = get("auto_anno_version")
+    if raw is None:
+        return _missing("auto_anno_version", upload_id)
+    version = _as_int(raw)
+    if version is None:
+        return Rejection(400, {raw: "auto_anno_version need to be an integer.", "INFO": AUTO_ANNO_INFO}, upload_id)
+    if request_type == REQUEST_TASKS_ONLY and version != 0:
+        return Rejection(400, {"message": "auto_anno_version must be 0 when request_type is 0 (tasks only)",
+                               "INFO": AUTO_ANNO_INFO}, upload_id)
+    if request_type != REQUEST_TASKS_ONLY and version == 0:
+        return Rejection(400, {"message": "auto_anno_version must be greater than 0 when request_type is 1 or 2",
+                               "INFO": AUTO_ANNO_INFO}, upload_id)
+    if request_type != REQUEST_TASKS_ONLY:
+        applied = applied_version(upload_id)
+        if version <= applied:
+            return Rejection(400, {"message": f"auto_anno_version {version} is not greater than the version "
+                                              f"already applied to this video ({applied})",
+                                   "INFO": AUTO_ANNO_INFO}, upload_id)
+
+    # 8. the remaining fields
+    content_path = get("content_path")
+    if content_path is None or content_path.strip() == "":
+        return _missing("content_path", upload_id)
+    raw = get("content_type")
+    content_type = CONTENT_VIDEO if raw is None or raw.strip() == "" else _as_int(raw)
+    if content_type not in (CONTENT_VIDEO, CONTENT_IMAGES):
+        return Rejection(400, {raw: "content_type need to be an integer.",
+                               "INFO": {"video": CONTENT_VIDEO, "image": CONTENT_IMAGES}}, upload_id)
+
+    return ContentRequest(upload_id, project_id, frame_rate, content_path, force_write, version,
+                          request_type, content_type)
+
+
+def resolve_inside(root: Path, user_path: str) -> Path | None:
+    """The caller's path resolved (symlinks too) if it stays inside `root`, else None."""
+    if "\x00" in user_path:
+        return None
+    root = root.resolve()
+    candidate = Path(user_path)
+    resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    if resolved == root or root in resolved.parents:
+        return resolved
+    return None
+
+
+def check_source(request: ContentRequest, content_root: Path, video_exts: tuple[str, ...],
+                 image_exts: tuple[str, ...]) -> Rejection | None:
+    """Where the content is and whether it is of an accepted kind; sets `request.source`."""
+    source = resolve_inside(content_root, request.content_path)
+    if source is None:
+        return Rejection(400, {"message": "content_path must be inside the configured content folder"},
+                         request.upload_id)
+    request.source = source
+    if request.content_type == CONTENT_VIDEO:
+        ext = source.suffix.lower().lstrip(".")
+        if ext not in video_exts:
+            return Rejection(415, {"message": f"file extension '.{ext}' is not allowed; allowed: "
+                                              f"{', '.join(video_exts)}"}, request.upload_id)
+    elif not (source.is_dir() or source.suffix.lower() == ".zip"):
+        return Rejection(415, {"message": "for content_type 2 (images) content_path must be a folder or a .zip "
+                                          f"of images ({', '.join(image_exts)})"}, request.upload_id)
+    needs_file = request.request_type != REQUEST_ANNOTATIONS_ONLY
+    if needs_file and not source.exists():
+        return Rejection(404, {"message": f"content not found: {request.content_path}"}, request.upload_id)
+    if needs_file and request.content_type == CONTENT_VIDEO and not source.is_file():
+        return Rejection(400, {"message": f"content_path is not a file: {request.content_path}"}, request.upload_id)
+    return None
+
+
+def source_name(source: Path) -> str:
+    """`videoName`: a file's name without its last extension (dots inside are kept); a folder's name."""
+    return source.name if source.is_dir() else source.stem

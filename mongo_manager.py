@@ -1,0 +1,277 @@
+"""Every MongoDB read and write of the service, each named after what it does.
+
+Collections the Node platform owns or reads keep its names and field names (CONTRACT §2).
+`ProcessingJob` is ours: one document per unit of background work, the single source of truth
+for queueing, leases and resume. The same code runs against MongoDB and the embedded mongoeco
+server; nothing here relies on either one's quirks.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable
+
+from bson import ObjectId
+from pymongo import ASCENDING, MongoClient, ReturnDocument, UpdateOne
+from pymongo.errors import DuplicateKeyError
+from pymongo.uri_parser import parse_uri
+
+log = logging.getLogger(__name__)
+
+UPLOADS = "AnnotationContentUpload"
+PROJECTS = "AnnotationProject"
+TASKS = "AnnotationTask"
+FRAMES = "AnnotationFrame"
+JOBS = "ProcessingJob"
+
+# UploadFileStatus
+UPLOAD_PROCESSING, UPLOAD_SUCCEEDED, UPLOAD_FAILED = 0, 1, 2
+
+ACTIVE_STATES = ("queued", "running")
+FINAL_STATES = ("done", "failed", "cancelled")
+
+
+def utcnow() -> datetime:
+    # MongoDB stores milliseconds; truncating here keeps values equal after a round trip.
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def connect(uri: str, default_db: str, timeout_ms: int = 10000) -> "MongoManager":
+    db_name = parse_uri(uri).get("database") or default_db
+    client = MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, tz_aware=True, appname="media-service")
+    return MongoManager(client, db_name)
+
+
+def content_job_id(upload_id: ObjectId) -> str:
+    return f"content:{upload_id}"
+
+
+class LeaseLost(RuntimeError):
+    """Another worker owns the job now (our lease expired); stop without writing more."""
+
+
+class MongoManager:
+    def __init__(self, client: MongoClient, db_name: str):
+        self.client = client
+        self.db = client[db_name]
+        self._index_lock = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def ping(self) -> bool:
+        self.client.admin.command("ping")
+        return True
+
+    def ensure_indexes(self) -> None:
+        # Plain (non-unique) indexes on Node's collections: a unique one could reject Node's own
+        # inserts. Our writes are keyed and guarded by the job lease instead.
+        with self._index_lock:
+            self.db[TASKS].create_index([("uploadId", ASCENDING), ("taskName", ASCENDING)])
+            self.db[TASKS].create_index([("projectId", ASCENDING), ("videoName", ASCENDING)])
+            self.db[FRAMES].create_index([("taskId", ASCENDING), ("frameId", ASCENDING)])
+            self.db[JOBS].create_index([("state", ASCENDING), ("created_at", ASCENDING)])
+            self.db[JOBS].create_index([("kind", ASCENDING), ("key", ASCENDING)])
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- uploads (Node creates them; we update in place) ------------------------------------
+    def get_upload(self, upload_id: ObjectId) -> dict | None:
+        return self.db[UPLOADS].find_one({"_id": upload_id})
+
+    def record_upload_error(self, upload_id: ObjectId, error_code: int, message: str) -> None:
+        """A rejected request or a failed run: status 2 with an error the UI can show."""
+        self.db[UPLOADS].update_one({"_id": upload_id}, {"$set": {
+            "status": UPLOAD_FAILED,
+            "errorMessage": {"error_code": error_code, "message": message},
+            "updatedAt": utcnow(),
+        }})
+
+    def mark_upload_started(self, upload_id: ObjectId, params: dict, new_run: bool) -> None:
+        fields = {
+            "status": UPLOAD_PROCESSING,
+            "errorMessage": {},
+            "frame_rate": params["frame_rate"],
+            "frames_per_task": params["frames_per_task"],
+            "request_type": params["request_type"],
+            "request_annotation_version": params["auto_anno_version"],
+            "updatedAt": utcnow(),
+        }
+        if new_run:
+            fields.update(progress=0, taskCount=0)
+        self.db[UPLOADS].update_one({"_id": upload_id}, {"$set": fields, "$unset": {"finishedAt": ""}})
+
+    def set_upload_progress(self, upload_id: ObjectId, progress: float, task_count: int) -> None:
+        # $max keeps progress from ever going backwards, whoever writes it.
+        self.db[UPLOADS].update_one({"_id": upload_id}, {
+            "$max": {"progress": round(float(progress), 2)},
+            "$set": {"taskCount": task_count, "updatedAt": utcnow()},
+        })
+
+    def mark_upload_succeeded(self, upload_id: ObjectId, task_count: int, extra: dict | None = None) -> None:
+        self.db[UPLOADS].update_one({"_id": upload_id}, {"$set": {
+            "status": UPLOAD_SUCCEEDED, "progress": 100, "taskCount": task_count,
+            "errorMessage": {}, "finishedAt": utcnow(), "updatedAt": utcnow(), **(extra or {}),
+        }})
+
+    def add_upload_to_project(self, project_id: ObjectId, upload_id: ObjectId) -> None:
+        self.db[PROJECTS].update_one({"_id": project_id}, {"$addToSet": {"contentUploads": upload_id}})
+
+    # -- tasks and frames --------------------------------------------------------------------
+    def find_video_tasks(self, project_id: ObjectId, video_name: str) -> list[dict]:
+        """Tasks already cut from this video in this project (their object keys would collide)."""
+        return list(self.db[TASKS].find({"projectId": project_id, "videoName": video_name},
+                                        {"_id": 1, "S3_url": 1, "uploadId": 1, "AutoAnnotationVersion": 1}))
+
+    def find_upload_tasks(self, upload_id: ObjectId) -> list[dict]:
+        return list(self.db[TASKS].find({"uploadId": upload_id}).sort("frameStart", ASCENDING))
+
+    def max_auto_annotation_version(self, upload_id: ObjectId) -> int:
+        doc = self.db[TASKS].find_one({"uploadId": upload_id}, {"AutoAnnotationVersion": 1},
+                                      sort=[("AutoAnnotationVersion", -1)])
+        return int(doc.get("AutoAnnotationVersion") or 0) if doc else 0
+
+    def commit_task(self, task_fields: dict, frame_docs: list[dict]) -> ObjectId:
+        """Write one task and its frames; safe to repeat after a crash at any point.
+
+        The task is upserted by (uploadId, taskName), so a repeat updates the same document;
+        its frames are replaced as a whole, so a repeat leaves exactly one set.
+        """
+        key = {"uploadId": task_fields["uploadId"], "taskName": task_fields["taskName"]}
+        created_at = task_fields.pop("createdAt")
+        self.db[TASKS].update_one(key, {"$set": task_fields, "$setOnInsert": {"createdAt": created_at}}, upsert=True)
+        task_id = self.db[TASKS].find_one(key, {"_id": 1})["_id"]
+        self.db[FRAMES].delete_many({"taskId": task_id})
+        if frame_docs:
+            self.db[FRAMES].insert_many([{**f, "taskId": task_id} for f in frame_docs], ordered=True)
+        return task_id
+
+    def delete_tasks(self, task_ids: Iterable[ObjectId]) -> int:
+        """Frames first, then tasks: a crash in between leaves the task list to retry from."""
+        ids = list(task_ids)
+        if not ids:
+            return 0
+        self.db[FRAMES].delete_many({"taskId": {"$in": ids}})
+        return self.db[TASKS].delete_many({"_id": {"$in": ids}}).deleted_count
+
+    def count_frames(self, task_id: ObjectId) -> int:
+        return self.db[FRAMES].count_documents({"taskId": task_id})
+
+    # -- jobs --------------------------------------------------------------------------------
+    def get_job(self, job_id: str) -> dict | None:
+        return self.db[JOBS].find_one({"_id": job_id})
+
+    def enqueue_job(self, job_id: str, kind: str, key: str, params: dict, max_attempts: int) -> tuple[bool, dict]:
+        """Queue a job unless one with this id is queued or running.
+
+        Returns (created, job). A finished job with the same id is replaced by the new run;
+        an active one is returned untouched, so a repeated request starts nothing.
+        """
+        now = utcnow()
+        fresh = {
+            "kind": kind, "key": key, "state": "queued", "stage": "queued", "params": params,
+            "attempts": 0, "max_attempts": max_attempts, "lease_owner": None, "lease_expires": None,
+            "not_before": now, "created_at": now, "updated_at": now, "started_at": None,
+            "finished_at": None, "last_error": None, "checkpoint": {}, "progress": 0.0,
+            "cancel_requested": False,
+        }
+        try:
+            self.db[JOBS].insert_one({"_id": job_id, **fresh, "run": 1})
+            return True, self.get_job(job_id)
+        except DuplicateKeyError:
+            pass
+        replaced = self.db[JOBS].find_one_and_update(
+            {"_id": job_id, "state": {"$in": list(FINAL_STATES)}},
+            {"$set": fresh, "$inc": {"run": 1}}, return_document=ReturnDocument.AFTER)
+        if replaced:
+            return True, replaced
+        return False, self.get_job(job_id)
+
+    def claim_next_job(self, owner: str, lease_seconds: float, kinds: Iterable[str]) -> dict | None:
+        """Atomically take the oldest runnable job: queued and due, cancel-requested, or
+        running under a lease that expired (its worker died)."""
+        now = utcnow()
+        query = {"kind": {"$in": list(kinds)}, "$or": [
+            {"state": "queued", "not_before": {"$lte": now}},
+            {"state": "queued", "cancel_requested": True},
+            {"state": "running", "lease_expires": {"$lt": now}},
+        ]}
+        return self.db[JOBS].find_one_and_update(
+            query,
+            {"$set": {"state": "running", "lease_owner": owner,
+                      "lease_expires": now + timedelta(seconds=lease_seconds),
+                      "updated_at": now, "started_at": now},
+             "$inc": {"attempts": 1}},
+            sort=[("created_at", ASCENDING)], return_document=ReturnDocument.AFTER)
+
+    def renew_lease(self, job_id: str, owner: str, lease_seconds: float) -> dict:
+        """Extend our lease; returns the job (to see cancel requests). Raises LeaseLost."""
+        now = utcnow()
+        job = self.db[JOBS].find_one_and_update(
+            {"_id": job_id, "lease_owner": owner, "state": "running"},
+            {"$set": {"lease_expires": now + timedelta(seconds=lease_seconds), "updated_at": now}},
+            return_document=ReturnDocument.AFTER)
+        if job is None:
+            raise LeaseLost(job_id)
+        return job
+
+    def save_checkpoint(self, job_id: str, owner: str, checkpoint: dict, stage: str, progress: float) -> None:
+        result = self.db[JOBS].update_one(
+            {"_id": job_id, "lease_owner": owner, "state": "running"},
+            {"$set": {"checkpoint": checkpoint, "stage": stage, "progress": progress, "updated_at": utcnow()}})
+        if result.matched_count == 0:
+            raise LeaseLost(job_id)
+
+    def set_job_stage(self, job_id: str, owner: str, stage: str) -> None:
+        self.db[JOBS].update_one({"_id": job_id, "lease_owner": owner},
+                                 {"$set": {"stage": stage, "updated_at": utcnow()}})
+
+    def finish_job(self, job_id: str, owner: str, state: str, error: str | None = None) -> bool:
+        now = utcnow()
+        result = self.db[JOBS].update_one(
+            {"_id": job_id, "lease_owner": owner, "state": "running"},
+            {"$set": {"state": state, "stage": state, "finished_at": now, "updated_at": now,
+                      "lease_owner": None, "lease_expires": None, "last_error": error,
+                      **({"progress": 100.0} if state == "done" else {})}})
+        return result.matched_count == 1
+
+    def retry_job_later(self, job_id: str, owner: str, error: str, delay_seconds: float) -> bool:
+        now = utcnow()
+        result = self.db[JOBS].update_one(
+            {"_id": job_id, "lease_owner": owner, "state": "running"},
+            {"$set": {"state": "queued", "stage": "retry_wait", "last_error": error, "updated_at": now,
+                      "not_before": now + timedelta(seconds=delay_seconds),
+                      "lease_owner": None, "lease_expires": None}})
+        return result.matched_count == 1
+
+    def release_job(self, job_id: str, owner: str) -> bool:
+        """Hand a job back on shutdown; a graceful stop does not count as an attempt."""
+        now = utcnow()
+        result = self.db[JOBS].update_one(
+            {"_id": job_id, "lease_owner": owner, "state": "running"},
+            {"$set": {"state": "queued", "stage": "released", "not_before": now, "updated_at": now,
+                      "lease_owner": None, "lease_expires": None},
+             "$inc": {"attempts": -1}})
+        return result.matched_count == 1
+
+    def request_cancel(self, job_id: str) -> dict | None:
+        return self.db[JOBS].find_one_and_update(
+            {"_id": job_id, "state": {"$in": list(ACTIVE_STATES)}},
+            {"$set": {"cancel_requested": True, "updated_at": utcnow()}},
+            return_document=ReturnDocument.AFTER)
+
+    def find_unfinished_jobs(self, kinds: Iterable[str]) -> list[dict]:
+        return list(self.db[JOBS].find({"kind": {"$in": list(kinds)}, "state": {"$in": list(ACTIVE_STATES)}}))
+
+    def make_jobs_due_now(self, job_ids: Iterable[str]) -> int:
+        """Warm start: queued jobs waiting out a backoff become due, expired leases stay claimable."""
+        ids = list(job_ids)
+        if not ids:
+            return 0
+        return self.db[JOBS].update_many({"_id": {"$in": ids}, "state": "queued"},
+                                         {"$set": {"not_before": utcnow()}}).modified_count
+
+    def bulk_set_fields(self, collection: str, updates: list[tuple[Any, dict]]) -> None:
+        if updates:
+            self.db[collection].bulk_write([UpdateOne({"_id": _id}, {"$set": f}) for _id, f in updates])

@@ -1,0 +1,150 @@
+"""Object storage: a local folder or any S3 endpoint, behind one small interface.
+
+Keys are the contract's (`contents/<projectId>/<taskName>/<taskName>.mp4`); the local folder
+holds the same keys as paths, so switching is one setting (`STORAGE_URL`).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+class StorageError(RuntimeError):
+    pass
+
+
+class Storage(Protocol):
+    description: str
+
+    def put_file(self, key: str, path: Path, content_type: str) -> None: ...
+    def exists(self, key: str) -> bool: ...
+    def delete(self, key: str) -> None: ...
+    def list_keys(self, prefix: str) -> list[str]: ...
+    def get_bytes(self, key: str) -> bytes: ...
+
+
+def _check_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\x00" in key:
+        raise StorageError(f"invalid object key: {key!r}")
+    return key
+
+
+class LocalStorage:
+    def __init__(self, root: Path):
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.description = f"local folder {self.root}"
+
+    def _path(self, key: str) -> Path:
+        return self.root / _check_key(key)
+
+    def put_file(self, key: str, path: Path, content_type: str) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, target)  # readers see the whole object or none
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        target = self._path(key)
+        target.unlink(missing_ok=True)
+        # Remove now-empty parent folders, never the root itself.
+        parent = target.parent
+        while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
+
+    def list_keys(self, prefix: str) -> list[str]:
+        return sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*")
+                      if p.is_file() and not p.name.startswith(".")
+                      and str(p.relative_to(self.root)).startswith(prefix))
+
+    def get_bytes(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+
+class S3Storage:
+    def __init__(self, bucket: str, prefix: str, *, endpoint_url: str | None, region: str,
+                 access_key_id: str | None, secret_access_key: str | None, attempts: int):
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        # botocore's "standard" retry mode retries throttling, 5xx and connection errors with backoff.
+        config = Config(retries={"max_attempts": attempts, "mode": "standard"},
+                        connect_timeout=10, read_timeout=60, s3={"addressing_style": "path"} if endpoint_url else None)
+        self.client = boto3.client("s3", endpoint_url=endpoint_url or None, region_name=region,
+                                   aws_access_key_id=access_key_id or None,
+                                   aws_secret_access_key=secret_access_key or None, config=config)
+        self.attempts = attempts
+        self.description = f"s3://{bucket}/{self.prefix}" + (f" at {endpoint_url}" if endpoint_url else "")
+
+    def _key(self, key: str) -> str:
+        _check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put_file(self, key: str, path: Path, content_type: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        # upload_file splits large files into parts; botocore retries each request, and this loop
+        # retries the whole transfer when a connection drops mid-way.
+        for attempt in range(1, self.attempts + 1):
+            try:
+                self.client.upload_file(str(path), self.bucket, self._key(key),
+                                        ExtraArgs={"ContentType": content_type})
+                return
+            except (BotoCoreError, ClientError) as exc:
+                if attempt == self.attempts or _is_permanent(exc):
+                    raise StorageError(f"upload of {key} failed: {exc}") from exc
+                log.warning("upload of %s failed (attempt %d/%d): %s", key, attempt, self.attempts, exc)
+                time.sleep(min(2 ** attempt, 30))
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def list_keys(self, prefix: str) -> list[str]:
+        full = self._key(prefix) if prefix else self.prefix
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        keys: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
+            keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
+        return sorted(keys)
+
+    def get_bytes(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+
+
+def _is_permanent(exc: Exception) -> bool:
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+    return code in ("AccessDenied", "NoSuchBucket", "InvalidAccessKeyId", "SignatureDoesNotMatch")
+
+
+def open_storage(settings) -> Storage:
+    url = settings.storage_url
+    if url.startswith("s3://"):
+        bucket, _, prefix = url[5:].partition("/")
+        return S3Storage(bucket, prefix, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region,
+                         access_key_id=settings.s3_access_key_id,
+                         secret_access_key=settings.s3_secret_access_key, attempts=settings.s3_upload_attempts)
+    return LocalStorage(Path(url).expanduser())

@@ -1,0 +1,374 @@
+"""Video work with PyAV (FFmpeg with libx264): probe, sample by timestamp, encode task videos, verify.
+
+Decoded frames go to the encoder as they come (no colour conversion when the source is already
+yuv420p), so memory holds a few frames, not a task's worth, and the source is decoded once.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import struct
+import threading
+import queue
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class MediaError(ValueError):
+    """The media cannot be processed; `code` is stable, the message is for a person."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    container: str
+    codec: str
+    width: int            # after rotation
+    height: int           # after rotation
+    rotation: int         # degrees counter-clockwise to apply for display (0, 90, 180, 270)
+    nominal_fps: float
+    average_fps: float
+    duration: float       # seconds
+    frame_count: int      # counted by demuxing when the header has none or lies
+    variable_frame_rate: bool
+    has_audio: bool
+
+
+@dataclass
+class SampledFrame:
+    number: int           # 1-based source frame number
+    time: float           # seconds from the first frame
+    pts: int
+    frame: av.VideoFrame
+
+
+@dataclass
+class ResumePoint:
+    """Where a previous run stopped: the last frame it consumed and the sampler's state."""
+    last_pts: int
+    last_number: int
+    next_sample: int
+    first_pts: int
+
+    def to_doc(self) -> dict:
+        return {"last_pts": self.last_pts, "last_number": self.last_number,
+                "next_sample": self.next_sample, "first_pts": self.first_pts}
+
+    @classmethod
+    def from_doc(cls, doc: dict | None) -> "ResumePoint | None":
+        return cls(**doc) if doc else None
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    try:
+        return av.open(str(path))
+    except (av.FFmpegError, UnicodeDecodeError) as exc:
+        raise MediaError("unreadable_media", f"cannot open {path.name} as a video: {exc}") from None
+
+
+def _normalise_rotation(degrees: float | int | None) -> int:
+    return int(round((degrees or 0) / 90.0)) % 4 * 90
+
+
+def probe_video(path: Path, max_width: int, max_height: int) -> MediaInfo:
+    """Everything the pipeline needs to plan, read before any work; rejects unusable media."""
+    with _open(path) as container:
+        if not container.streams.video:
+            raise MediaError("no_video_stream", f"{path.name} has no video stream")
+        stream = container.streams.video[0]
+        codec = stream.codec_context.name
+        # Count packets by demuxing (cheap, no decoding): headers may omit or misstate the count.
+        pts_list: list[int] = []
+        try:
+            for packet in container.demux(stream):
+                if packet.size and packet.pts is not None:
+                    pts_list.append(packet.pts)
+        except av.FFmpegError:
+            pass  # a corrupt tail: keep what could be read
+        # Decode one frame: proves the stream decodes and gives the rotation.
+        if pts_list:
+            container.seek(0, stream=stream)
+        first = None
+        try:
+            for frame in container.decode(stream):
+                first = frame
+                break
+        except av.FFmpegError as exc:
+            raise MediaError("undecodable_media", f"{path.name}: video cannot be decoded ({exc})") from None
+        if first is None or not pts_list:
+            raise MediaError("no_frames", f"{path.name} contains no decodable video frames")
+        rotation = _normalise_rotation(getattr(first, "rotation", 0))
+        width, height = first.width, first.height
+        if rotation in (90, 270):
+            width, height = height, width
+        if width > max_width or height > max_height:
+            raise MediaError("resolution_too_large",
+                             f"{path.name} is {width}x{height}; the maximum is {max_width}x{max_height}")
+        time_base = stream.time_base or Fraction(1, 90000)
+        pts_list.sort()
+        span = float((pts_list[-1] - pts_list[0]) * time_base) if len(pts_list) > 1 else 0.0
+        nominal = float(stream.guessed_rate or stream.average_rate or 0) or 25.0
+        average = (len(pts_list) - 1) / span if span > 0 else nominal
+        deltas = np.diff(np.array(pts_list, dtype=np.int64)) if len(pts_list) > 2 else np.array([])
+        vfr = bool(deltas.size and (deltas.max() - deltas.min()) * float(time_base) > 0.5 / nominal)
+        duration = span + 1.0 / (average or nominal)
+        return MediaInfo(container=container.format.name, codec=codec, width=width, height=height,
+                         rotation=rotation, nominal_fps=round(nominal, 6), average_fps=round(average, 6),
+                         duration=round(duration, 6), frame_count=len(pts_list), variable_frame_rate=vfr,
+                         has_audio=bool(container.streams.audio))
+
+
+class Sampler:
+    """Chooses which decoded frames to keep.
+
+    timestamp mode: sample k is the first frame whose time (from the first frame) is at or after
+    k / rate; a frame that satisfies several k is kept once. legacy mode: the old service's
+    arithmetic, every round(source_fps / rate)-th frame counted from frame 1.
+    """
+
+    def __init__(self, rate: int, mode: str, source_fps: float, next_sample: int = 0):
+        self.rate = rate
+        self.mode = mode
+        self.step = max(1, round(source_fps / rate)) if source_fps else 1
+        self.next_sample = next_sample
+
+    def keep(self, number: int, time_from_first: Fraction) -> bool:
+        if self.mode == "legacy":
+            return (number - 1) % self.step == 0
+        if time_from_first * self.rate >= self.next_sample:
+            self.next_sample = math.floor(time_from_first * self.rate) + 1
+            return True
+        return False
+
+
+def decode_samples(path: Path, sampler: Sampler, info: MediaInfo,
+                   resume: ResumePoint | None = None) -> Iterator[tuple[SampledFrame, ResumePoint]]:
+    """Decode the video once and yield the kept frames, each with the resume point after it.
+
+    With `resume`, seek to the last consumed frame and continue numbering from there. A decode
+    error part-way (corrupt tail) ends the stream after the frames that did decode.
+    """
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_type = "AUTO"  # frame threads: decoding uses every core
+        time_base = stream.time_base or Fraction(1, 90000)
+        fallback_step = Fraction(1, 1) / Fraction(info.average_fps or info.nominal_fps).limit_denominator(100000)
+        number = 0
+        first_pts: int | None = None
+        last_pts: int | None = None
+        skip_until: int | None = None
+        if resume is not None:
+            number, first_pts, skip_until = resume.last_number, resume.first_pts, resume.last_pts
+            try:
+                container.seek(resume.last_pts, stream=stream, backward=True, any_frame=False)
+            except av.FFmpegError:
+                container.seek(0, stream=stream)
+        frames = container.decode(stream)
+        while True:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                break
+            except av.FFmpegError as exc:
+                log.warning("decoding stopped at frame %d: %s", number + 1, exc)
+                break
+            pts = frame.pts
+            if pts is None:  # some containers carry no timestamps: derive them from the rate
+                pts = int((last_pts + fallback_step / time_base) if last_pts is not None else 0)
+            if skip_until is not None:
+                if pts <= skip_until:
+                    continue
+                skip_until = None
+            if first_pts is None:
+                first_pts = pts
+            if last_pts is not None and pts <= last_pts:
+                continue  # a repeated timestamp would be a duplicate frame
+            last_pts = pts
+            number += 1
+            time_from_first = Fraction(pts - first_pts) * time_base
+            if sampler.keep(number, time_from_first):
+                yield (SampledFrame(number, float(time_from_first), pts, frame),
+                       ResumePoint(pts, number, sampler.next_sample, first_pts))
+
+
+def output_size(info: MediaInfo, max_height: int) -> tuple[int, int]:
+    """Task video size: the displayed size, optionally downscaled, made even for yuv420p."""
+    width, height = info.width, info.height
+    if max_height and height > max_height:
+        width, height = max(2, round(width * max_height / height / 2) * 2), max_height - max_height % 2
+        return width, height
+    return width + width % 2, height + height % 2
+
+
+_ROTATE = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_CLOCKWISE}
+
+
+def prepare_frame(frame: av.VideoFrame, rotation: int, size: tuple[int, int]) -> av.VideoFrame:
+    """The frame as the task video needs it: rotated for display, at `size`, yuv420p."""
+    width, height = size
+    if rotation == 0 and (frame.width, frame.height) == size:
+        if frame.format.name == "yuv420p":
+            return frame  # the common case: no copy at all
+        return frame.reformat(format="yuv420p")
+    if rotation == 0 and frame.width % 2 == 0 and frame.height % 2 == 0:
+        return frame.reformat(width=width, height=height, format="yuv420p")  # downscale only
+    image = frame.to_ndarray(format="bgr24")
+    if rotation:
+        image = cv2.rotate(image, _ROTATE[rotation])
+    image = fit_even(image, size)
+    return av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p")
+
+
+def fit_even(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Scale to `size`, or pad an odd edge by one replicated pixel (no content lost)."""
+    width, height = size
+    h, w = image.shape[:2]
+    if (w, h) == (width, height):
+        return image
+    if width - w in (0, 1) and height - h in (0, 1):
+        return cv2.copyMakeBorder(image, 0, height - h, 0, width - w, cv2.BORDER_REPLICATE)
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
+class TaskEncoder:
+    """One H.264 task video: yuv420p, constant frame rate, faststart MP4, one frame per sample."""
+
+    def __init__(self, path: Path, size: tuple[int, int], rate: int, preset: str, crf: int):
+        self.path = path
+        self.count = 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.container = av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"})
+        self.stream = self.container.add_stream("libx264", rate=rate)
+        self.stream.width, self.stream.height = size
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.codec_context.time_base = Fraction(1, rate)
+        # Keyframe every second: annotators seek frame by frame.
+        self.stream.codec_context.gop_size = rate
+        self.stream.codec_context.options = {"preset": preset, "crf": str(crf)}
+
+    def add(self, frame: av.VideoFrame) -> None:
+        frame.pts = self.count
+        frame.time_base = self.stream.codec_context.time_base
+        frame.pict_type = av.video.frame.PictureType.NONE  # never inherit the source's keyframes
+        self.container.mux(self.stream.encode(frame))
+        self.count += 1
+
+    def close(self) -> int:
+        self.container.mux(self.stream.encode(None))
+        self.container.close()
+        return self.count
+
+    def abort(self) -> None:
+        try:
+            self.container.close()
+        except Exception:  # already failing; the partial file is removed below
+            pass
+        self.path.unlink(missing_ok=True)
+
+
+@dataclass
+class VideoCheck:
+    frame_count: int
+    pix_fmt: str
+    width: int
+    height: int
+    fps: Fraction
+    faststart: bool
+    codec: str
+    extra: dict = field(default_factory=dict)
+
+
+def top_level_boxes(path: Path) -> list[str]:
+    """The MP4's top-level box types in file order (to see that `moov` precedes `mdat`)."""
+    boxes = []
+    with open(path, "rb") as handle:
+        while True:
+            header = handle.read(8)
+            if len(header) < 8:
+                break
+            size, kind = struct.unpack(">I4s", header)
+            if size == 1:
+                size = struct.unpack(">Q", handle.read(8))[0]
+                handle.seek(size - 16, 1)
+            elif size == 0:
+                boxes.append(kind.decode("latin-1"))
+                break
+            else:
+                handle.seek(size - 8, 1)
+            boxes.append(kind.decode("latin-1"))
+    return boxes
+
+
+def check_task_video(path: Path) -> VideoCheck:
+    """Decode the written task video again: what a browser would get."""
+    boxes = top_level_boxes(path)
+    faststart = "moov" in boxes and "mdat" in boxes and boxes.index("moov") < boxes.index("mdat")
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        count = sum(1 for _ in container.decode(stream))
+        ctx = stream.codec_context
+        return VideoCheck(count, ctx.pix_fmt or stream.format.name, ctx.width, ctx.height,
+                          stream.average_rate, faststart, ctx.name)
+
+
+class Prefetcher:
+    """Runs an iterator in a thread with a small bounded queue, so decoding overlaps encoding."""
+
+    _END = object()
+
+    def __init__(self, iterator: Iterator, depth: int = 8):
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(iterator,), name="decode", daemon=True)
+        self._thread.start()
+
+    def _run(self, iterator: Iterator) -> None:
+        try:
+            for item in iterator:
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+            self._put_final(self._END)
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put_final(exc)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close:
+                close()
+
+    def _put_final(self, item) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self):
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
