@@ -1,0 +1,186 @@
+"""The routes the Node platform calls (CONTRACT §1). Handlers validate and record; workers work."""
+from __future__ import annotations
+
+import logging
+from html import escape
+
+from bson import ObjectId
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from content_jobs import queue_content_job
+from content_request import (OBJECT_ID_HELP, REQUEST_TASKS_ONLY, Rejection, check_source, key_matches,
+                             source_name, validate_fields)
+from logging_setup import job_context
+from mongo_manager import ACTIVE_STATES, content_job_id
+
+log = logging.getLogger(__name__)
+bp = Blueprint("platform", __name__, url_prefix="/api")
+
+
+def services():
+    return current_app.extensions["media"]
+
+
+def request_fields() -> dict[str, str]:
+    """multipart, url-encoded or JSON: every value as the string Node would send."""
+    if request.is_json:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return {}
+        return {str(k): ("" if v is None else str(v)) for k, v in body.items()}
+    return {k: v for k, v in request.form.items()}
+
+
+def _job_state(job: dict) -> dict:
+    return {"upload_id": str(job["params"]["upload_id"]), "state": job["state"], "stage": job.get("stage"),
+            "progress": job.get("progress", 0), "attempts": job.get("attempts", 0),
+            "error": job.get("last_error")}
+
+
+def _reject(rejection: Rejection):
+    svc = services()
+    if rejection.upload_id is not None:
+        job = svc.mongo.get_job(content_job_id(rejection.upload_id))
+        # A bad second request must not mark a run in progress as failed.
+        if not (job and job["state"] in ACTIVE_STATES):
+            svc.mongo.record_upload_error(rejection.upload_id, rejection.record_code or rejection.status,
+                                          rejection.message)
+    log.warning("processContent rejected (%d): %s", rejection.status, rejection.message)
+    return jsonify(rejection.body), rejection.status
+
+
+@bp.post("/processContent")
+def process_content():
+    svc = services()
+    fields = request_fields()
+    result = validate_fields(fields, svc.settings.api_keys, svc.mongo.max_auto_annotation_version)
+    if isinstance(result, Rejection):
+        label = f"upload={result.upload_id}" if result.upload_id else "upload=?"
+        with job_context(label):
+            return _reject(result)
+    with job_context(f"upload={result.upload_id}"):
+        upload = svc.mongo.get_upload(result.upload_id)
+        if upload is None:
+            return _reject(Rejection(404, {"message": f"upload {result.upload_id} not found"}))
+        job = svc.mongo.get_job(content_job_id(result.upload_id))
+        if job and job["state"] in ACTIVE_STATES:
+            log.info("processContent repeated while %s; nothing new started", job["state"])
+            return jsonify({**_job_state(job), "message": "already queued or running"}), 200
+        problem = check_source(result, svc.settings.path("content_base"), svc.settings.allowed_extensions,
+                               svc.settings.image_extensions)
+        if problem:
+            return _reject(problem)
+        if result.request_type != REQUEST_TASKS_ONLY:
+            return _reject(Rejection(501, {"message": "auto-annotation (request_type 1 and 2) is not available "
+                                                      "in this version of the service"}, result.upload_id))
+        if not result.force_write and svc.mongo.find_video_tasks(result.project_id, source_name(result.source)):
+            # The Node UI shows status 2 with error_code 200 as succeeded: the tasks do exist.
+            return _reject(Rejection(409, {"message": "this video already has tasks; send force_write 1 to "
+                                                      "replace them"}, result.upload_id, record_code=200))
+        created, job = queue_content_job(svc.mongo, result, svc.settings.frames_per_task, svc.settings.max_attempts)
+        if not created:
+            return jsonify({**_job_state(job), "message": "already queued or running"}), 200
+        log.info("queued: %s at %d fps (force_write=%d, content_type=%d)", result.content_path,
+                 result.frame_rate, result.force_write, result.content_type)
+        svc.notify_workers()
+        return jsonify({**_job_state(job), "message": "accepted; processing in the background"}), 202
+
+
+def _authorised(fields: dict) -> bool:
+    key = fields.get("auth_key")
+    return bool(key) and key_matches(key, services().settings.api_keys)
+
+
+def _object_id_or_error(fields: dict, name: str):
+    raw = fields.get(name)
+    if not raw:
+        return None, (jsonify({"message": f"missing {name} param"}), 400)
+    if not ObjectId.is_valid(raw) or len(raw) != 24:
+        return None, (jsonify({raw: OBJECT_ID_HELP}), 400)
+    return ObjectId(raw), None
+
+
+@bp.get("/processContent/status")
+def content_status():
+    """State of an upload's job (for people and scripts; Node reads the upload doc)."""
+    upload_id, error = _object_id_or_error(request.args, "upload_id")
+    if error:
+        return error
+    job = services().mongo.get_job(content_job_id(upload_id))
+    if job is None:
+        return jsonify({"message": f"no job for upload {upload_id}"}), 404
+    return jsonify(_job_state(job)), 200
+
+
+@bp.post("/processContent/cancel")
+def cancel_content():
+    """Cancel a queued or running job; its partial tasks and videos are removed."""
+    fields = request_fields()
+    upload_id, error = _object_id_or_error(fields, "upload_id")
+    if error:
+        return error
+    if not _authorised(fields):
+        return jsonify({"Authentication Error": "Invalid auth key. please provide the valid auth key"}), 401
+    with job_context(f"upload={upload_id}"):
+        job = services().mongo.request_cancel(content_job_id(upload_id))
+        if job is None:
+            return jsonify({"message": "no queued or running job for this upload"}), 404
+        log.info("cancel requested")
+        services().notify_workers()
+        return jsonify({**_job_state(job), "message": "cancel requested"}), 202
+
+
+@bp.post("/createDataSet")
+def create_dataset():
+    fields = request_fields()
+    _, error = _object_id_or_error(fields, "data_version_id")
+    if error:
+        return error
+    # Safe default: a key is always required (Node is configured with the same key).
+    if not _authorised(fields):
+        return jsonify({"Authentication Error": "Invalid auth key. please provide the valid auth key"}), 401
+    return jsonify({"message": "dataset creation is not available in this version of the service"}), 501
+
+
+@bp.post("/editDataSet")
+def edit_dataset():
+    return jsonify({"message": "editDataSet is not supported: datasets are edited on the platform, then "
+                               "rebuilt with /api/createDataSet"}), 501
+
+
+@bp.get("/health")
+def health():
+    return jsonify({"status": "ok"}), 200
+
+
+@bp.get("/ready")
+def ready():
+    try:
+        services().mongo.ping()
+    except Exception as exc:
+        log.warning("readiness check failed: %s", exc)
+        return jsonify({"status": "unavailable", "mongodb": "unreachable"}), 503
+    return jsonify({"status": "ready", "mongodb": "ok", "storage": services().storage.description}), 200
+
+
+_FORM = """<!doctype html><html><head><meta charset="utf-8"><title>processContent</title>
+<style>body{{font-family:sans-serif;max-width:40em;margin:2em auto}}label{{display:block;margin:.4em 0}}
+input,select{{width:100%}}</style></head><body>
+<h1>POST /api/processContent</h1>
+<p>Queue an uploaded video (or image folder) for cutting into annotation tasks. The answer comes at
+once; progress appears on the upload document and at <code>/api/processContent/status?upload_id=</code>.</p>
+<form method="post" action="/api/processContent" enctype="multipart/form-data">
+{fields}
+<button type="submit">Send</button></form></body></html>"""
+
+_FORM_FIELDS = [("upload_id", ""), ("auth_key", ""), ("project_id", ""), ("frame_rate", "5"),
+                ("content_path", "./contents/uploads/"), ("force_write", "0"), ("auto_anno_version", "0"),
+                ("request_type", "0"), ("content_type", "1")]
+
+
+@bp.get("/processContent")
+def process_content_form():
+    fields = "\n".join(
+        f'<label>{escape(name)} <input name="{escape(name)}" value="{escape(value)}"'
+        f'{" type=password" if name == "auth_key" else ""}></label>' for name, value in _FORM_FIELDS)
+    return Response(_FORM.format(fields=fields), mimetype="text/html")

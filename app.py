@@ -1,0 +1,97 @@
+"""Flask application factory; `python app.py` runs the service with embedded defaults.
+
+Embedded defaults: mongoeco's MongoDB wire server (SQLite under ./data) when MONGO_URI is unset,
+a local storage folder when STORAGE_URL is unset, and the background workers in this process.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import threading
+from pathlib import Path
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from config import ConfigError, load_settings
+from logging_setup import configure_logging
+from services import Services
+
+log = logging.getLogger("app")
+
+
+def create_app(settings=None, services: Services | None = None, start_workers: bool | None = None) -> Flask:
+    settings = settings or load_settings()
+    configure_logging(settings.log_level, settings.secrets())
+    services = services or Services.open(settings)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.json.sort_keys = False
+    app.extensions["media"] = services
+
+    import api
+    app.register_blueprint(api.bp)
+    if settings.privacy_enabled:
+        import privacy_api
+        privacy_api.register(app, services)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return jsonify({"message": exc.description, "status": exc.code}), exc.code
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return jsonify({"message": "internal server error", "status": 500}), 500
+
+    if settings.run_workers if start_workers is None else start_workers:
+        services.start_workers()
+    return app
+
+
+def ensure_local_api_key(settings):
+    """With no key configured, the embedded default makes one (in a file, never in the log)."""
+    if settings.api_keys:
+        return settings
+    key_file = Path(settings.data_dir) / "api_key"
+    if not key_file.exists():
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(24))
+    logging.getLogger("app").warning("no APP_API_KEY set: using the key in %s (send it as auth_key)", key_file)
+    return settings.replace(api_keys=(key_file.read_text().strip(),))
+
+
+def main() -> None:
+    from werkzeug.serving import make_server
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise SystemExit(f"configuration error: {exc}")
+    configure_logging(settings.log_level, settings.secrets())
+    settings = ensure_local_api_key(settings)
+    app = create_app(settings)
+    server = make_server(settings.server_ip, settings.port, app, threaded=True)
+    stopped = threading.Event()
+
+    def stop(*_):
+        if not stopped.is_set():
+            stopped.set()
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("serving on http://%s:%d (GET /api/processContent for a form)", settings.server_ip, settings.port)
+    server.serve_forever()
+    log.info("stopping: workers finish their current task (up to %.0fs)", settings.shutdown_grace_seconds)
+    app.extensions["media"].close()
+    log.info("stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""One upload's processing: media in, committed annotation tasks out.
+
+Each finished task is one idempotent commit, keyed by (upload, task index): stored video, task
+doc, frame docs, then the job's checkpoint and the upload's progress. A resumed run starts after
+the last checkpoint and ends with exactly what an uninterrupted run would have written.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import av
+
+import image_source
+import video_processor as vp
+from content_request import CONTENT_IMAGES, resolve_inside
+from mongo_manager import MongoManager, utcnow
+
+log = logging.getLogger(__name__)
+
+VIDEO_CONTENT_TYPE = "video/mp4"
+
+
+def task_name(index: int, video_name: str) -> str:
+    return f"task-{index}-{video_name}"
+
+
+def task_key(project_id, name: str) -> str:
+    return f"contents/{project_id}/{name}/{name}.mp4"
+
+
+def hms(seconds: float) -> str:
+    whole = int(round(seconds))
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+@dataclass
+class Frame:
+    """A frame bound for a task video, with where it came from."""
+    number: int
+    time: float
+    picture: av.VideoFrame
+    placement: dict | None = None  # images: where the original went in the letterbox
+
+
+@dataclass
+class Plan:
+    size: tuple[int, int]
+    source_fps: float
+    expected_frames: int
+    frames: Iterator[tuple[Frame, dict]]  # each with the resume point after it
+    close: callable = field(default=lambda: None)
+    extra_upload_fields: dict = field(default_factory=dict)
+
+
+class ContentPipeline:
+    def __init__(self, mongo: MongoManager, storage, settings):
+        self.mongo = mongo
+        self.storage = storage
+        self.settings = settings
+
+    # -- the job -----------------------------------------------------------------------------
+    def run(self, ctx) -> None:
+        params = ctx.job["params"]
+        checkpoint = dict(ctx.job.get("checkpoint") or {})
+        upload_id, project_id = params["upload_id"], params["project_id"]
+        source = Path(params["source"])
+        fresh = not checkpoint
+
+        ctx.set_stage("probe")
+        plan = self._plan(params, source, checkpoint)
+        try:
+            if fresh:
+                self.mongo.mark_upload_started(upload_id, params, new_run=True)
+                self.mongo.add_upload_to_project(project_id, upload_id)
+            if not checkpoint.get("replaced"):
+                if params["force_write"]:
+                    self.remove_video_tasks(project_id, params["video_name"])
+                checkpoint = {"replaced": True, "next_task": 0, "frames_done": 0}
+                ctx.checkpoint(checkpoint, "tasks", 0.0)
+            self._cut_tasks(ctx, params, plan, checkpoint)
+        finally:
+            plan.close()
+        task_count = checkpoint["next_task"]
+        if task_count == 0:
+            raise vp.MediaError("no_frames", f"{source.name}: no frames could be sampled")
+        self.mongo.mark_upload_succeeded(upload_id, task_count, plan.extra_upload_fields)
+        self._maybe_delete_source(source)
+        log.info("upload done: %d tasks, %d frames", task_count, checkpoint["frames_done"])
+
+    def _plan(self, params: dict, source: Path, checkpoint: dict) -> Plan:
+        if not source.exists():
+            raise vp.MediaError("source_missing", f"{source.name} no longer exists")
+        if params["content_type"] == CONTENT_IMAGES:
+            return self._plan_images(params, source, checkpoint)
+        info = vp.probe_video(source, self.settings.max_width, self.settings.max_height)
+        log.info("probed %s: %s %dx%d rot=%d fps=%.3f avg=%.3f frames=%d vfr=%s audio=%s", source.name,
+                 info.codec, info.width, info.height, info.rotation, info.nominal_fps, info.average_fps,
+                 info.frame_count, info.variable_frame_rate, info.has_audio)
+        rate = params["frame_rate"]
+        sampler = vp.Sampler(rate, self.settings.sampling_mode, info.average_fps)
+        resume = vp.ResumePoint.from_doc(checkpoint.get("resume"))
+        if resume:
+            sampler.next_sample = resume.next_sample
+        size = vp.output_size(info, self.settings.task_max_height)
+        if self.settings.sampling_mode == "legacy":
+            expected = math.ceil(info.frame_count / sampler.step)
+        else:
+            expected = min(info.frame_count, math.floor((info.duration - 1 / info.average_fps) * rate + 1e-9) + 1)
+        prefetch = vp.Prefetcher(vp.decode_samples(source, sampler, info, resume))
+
+        def frames() -> Iterator[tuple[Frame, dict]]:
+            for sample, point in prefetch:
+                yield (Frame(sample.number, sample.time, vp.prepare_frame(sample.frame, info.rotation, size)),
+                       point.to_doc())
+        return Plan(size, info.average_fps, max(expected, 1), frames(), prefetch.close)
+
+    def _plan_images(self, params: dict, source: Path, checkpoint: dict) -> Plan:
+        refs = image_source.list_images(source, self.settings.image_extensions)
+        readable, skipped, sizes = [], [], []
+        for ref in refs:  # a first pass for sizes: tasks of one upload share one size
+            try:
+                image = image_source.read_image(ref)
+            except image_source.ImageError as exc:
+                skipped.append({"fileName": ref.name, "error": str(exc)})
+                log.warning("skipping image: %s", exc)
+                continue
+            readable.append(ref)
+            sizes.append(image.shape[1::-1])
+        if not readable:
+            raise vp.MediaError("no_frames", f"{source.name}: no readable images")
+        width, height = max(w for w, _ in sizes), max(h for _, h in sizes)
+        size = vp.output_size(vp.MediaInfo("images", "images", width, height, 0, 0, 0, 0, len(readable),
+                                           False, False), self.settings.task_max_height)
+        rate = params["frame_rate"]
+        start = checkpoint.get("resume", {}).get("position", 0)
+
+        def frames() -> Iterator[tuple[Frame, dict]]:
+            for position in range(start, len(readable)):
+                ref = readable[position]
+                canvas, placement = image_source.letterbox(image_source.read_image(ref), size)
+                picture = av.VideoFrame.from_ndarray(canvas, format="bgr24").reformat(format="yuv420p")
+                yield (Frame(ref.number, position / rate, picture, {"fileName": ref.name, **placement}),
+                       {"position": position + 1})
+        return Plan(size, float(rate), len(readable), frames(),
+                    extra_upload_fields={"skippedImages": skipped, "imageCount": len(readable)})
+
+    # -- tasks -------------------------------------------------------------------------------
+    def _cut_tasks(self, ctx, params: dict, plan: Plan, checkpoint: dict) -> None:
+        per_task = params["frames_per_task"]
+        scratch = self.settings.path("task_base") / str(params["upload_id"])
+        encoder: vp.TaskEncoder | None = None
+        frames: list[Frame] = []
+        point: dict | None = None
+        try:
+            for frame, point in plan.frames:
+                ctx.check()
+                if encoder is None:
+                    name = task_name(checkpoint["next_task"], params["video_name"])
+                    encoder = vp.TaskEncoder(scratch / f"{name}.mp4", plan.size, params["frame_rate"],
+                                             self.settings.x264_preset, self.settings.x264_crf)
+                encoder.add(frame.picture)
+                frame.picture = None  # the encoder holds what it needs; free the pixels
+                frames.append(frame)
+                if len(frames) == per_task:
+                    self._commit_task(ctx, params, plan, checkpoint, encoder, frames, point)
+                    encoder, frames = None, []
+            if encoder is not None:
+                self._commit_task(ctx, params, plan, checkpoint, encoder, frames, point)
+                encoder = None
+        finally:
+            if encoder is not None:
+                encoder.abort()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    def _commit_task(self, ctx, params, plan: Plan, checkpoint: dict, encoder: vp.TaskEncoder,
+                     frames: list[Frame], resume_point: dict) -> None:
+        index = checkpoint["next_task"]
+        name = task_name(index, params["video_name"])
+        encoder.close()
+        check = vp.check_task_video(encoder.path)
+        if check.frame_count != len(frames) or check.pix_fmt != "yuv420p" or not check.faststart:
+            raise RuntimeError(f"{name}: encoded video has {check.frame_count} frames ({check.pix_fmt}, "
+                               f"faststart={check.faststart}); {len(frames)} were planned")
+        ctx.check()  # never write after our lease is gone
+        key = task_key(params["project_id"], name)
+        self.storage.put_file(key, encoder.path, VIDEO_CONTENT_TYPE)
+        rate = params["frame_rate"]
+        task = {
+            "projectId": params["project_id"], "uploadId": params["upload_id"], "taskName": name,
+            "videoName": params["video_name"],
+            "frameStart": frames[0].number, "frameEnd": frames[-1].number,
+            "frameStartTime": float(round(frames[0].time, 6)), "frameCount": len(frames),
+            "original_frames": [f.number for f in frames], "frameRate": int(rate),
+            "Originalframerate": float(round(plan.source_fps, 6)),
+            "skipFrameCount": float(round(plan.source_fps / rate, 6)),
+            "videoResolutionWidth": int(plan.size[0]), "videoResolutionHeight": int(plan.size[1]),
+            "videoDuration": hms(len(frames) / rate), "videoPath": str(encoder.path), "S3_url": key,
+            "status": 0, "auditStatus": 0, "taskStatus": 0, "completedFrames": 0,
+            "AutoAnnotationVersion": 0, "datasetVersions": [], "createdAt": utcnow(),
+        }
+        if frames[0].placement is not None:
+            task["imageFrames"] = [{"frameId": i, **f.placement} for i, f in enumerate(frames, 1)]
+        frame_docs = [{"frameId": i, "status": 0, "boxes": [], "commentBoxes": [], "isEmpty": True,
+                       "datasetVersions": []} for i in range(1, len(frames) + 1)]
+        self.mongo.commit_task(task, frame_docs)
+        checkpoint.update(next_task=index + 1, frames_done=checkpoint["frames_done"] + len(frames),
+                          resume=resume_point)
+        progress = min(99.0, 100.0 * checkpoint["frames_done"] / plan.expected_frames)
+        ctx.checkpoint(checkpoint, "tasks", progress)
+        self.mongo.set_upload_progress(params["upload_id"], progress, index + 1)
+        encoder.path.unlink(missing_ok=True)
+        log.info("committed %s: frames %d-%d (%d), progress %.1f%%", name, frames[0].number,
+                 frames[-1].number, len(frames), progress)
+        ctx.at_commit_boundary()
+
+    # -- clean-up ----------------------------------------------------------------------------
+    def remove_video_tasks(self, project_id, video_name: str, upload_id=None) -> int:
+        """Delete a video's tasks: stored videos, frame docs, task docs; safe to repeat."""
+        tasks = self.mongo.find_video_tasks(project_id, video_name)
+        if upload_id is not None:
+            tasks = [t for t in tasks if t.get("uploadId") == upload_id]
+        for task in tasks:
+            if task.get("S3_url"):
+                self.storage.delete(task["S3_url"])
+        removed = self.mongo.delete_tasks(t["_id"] for t in tasks)
+        if removed:
+            log.info("removed %d earlier tasks of %s", removed, video_name)
+        return removed
+
+    def _maybe_delete_source(self, source: Path) -> None:
+        if not self.settings.delete_source:
+            return
+        inside = resolve_inside(self.settings.path("content_base"), str(source))
+        if inside is None or not inside.exists():
+            return
+        if inside.is_dir():
+            shutil.rmtree(inside)
+        else:
+            inside.unlink()
+        log.info("deleted source %s as configured", inside)

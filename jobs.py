@@ -1,0 +1,240 @@
+"""Durable background jobs: a bounded pool of real OS threads claiming work from MongoDB.
+
+A job is claimed atomically with a lease that a heartbeat renews; a worker that dies stops
+renewing, and once the lease expires any worker (in any process, on any host) claims the job
+again and resumes it from its last checkpoint. Failures retry with backoff up to
+`max_attempts`, then the job's handler records a final error a person can act on.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from logging_setup import job_context
+from mongo_manager import LeaseLost, MongoManager
+
+log = logging.getLogger(__name__)
+
+
+class JobCancelled(Exception):
+    pass
+
+
+class JobReleased(Exception):
+    """The service is shutting down; the job was handed back at a commit boundary."""
+
+
+class PermanentError(Exception):
+    """Retrying cannot help (bad media, bad input): fail the job at once."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+class JobHandler(Protocol):
+    kind: str
+    def label(self, job: dict) -> str: ...
+    def run(self, ctx: "JobContext") -> None: ...
+    def permanent_error(self, exc: Exception) -> PermanentError | None: ...
+    def on_failed(self, job: dict, error: PermanentError | Exception, final: bool) -> None: ...
+    def on_cancelled(self, job: dict) -> None: ...
+
+
+@dataclass
+class JobContext:
+    """What a running job sees of the machinery: cheap checks and checkpoints."""
+    job: dict
+    owner: str
+    mongo: MongoManager
+    lease_seconds: float
+    stopping: threading.Event
+    lost: threading.Event
+    cancel: threading.Event
+
+    def check(self) -> None:
+        if self.lost.is_set():
+            raise LeaseLost(self.job["_id"])
+        if self.cancel.is_set():
+            raise JobCancelled(self.job["_id"])
+
+    def at_commit_boundary(self) -> None:
+        self.check()
+        if self.stopping.is_set():
+            raise JobReleased(self.job["_id"])
+
+    def checkpoint(self, checkpoint: dict, stage: str, progress: float) -> None:
+        self.mongo.save_checkpoint(self.job["_id"], self.owner, checkpoint, stage, progress)
+        self.job["checkpoint"] = checkpoint
+
+    def set_stage(self, stage: str) -> None:
+        self.mongo.set_job_stage(self.job["_id"], self.owner, stage)
+
+
+class _Heartbeat(threading.Thread):
+    """Renews one job's lease until stopped; flags a lost lease or a cancel request."""
+
+    def __init__(self, ctx: JobContext, interval: float):
+        super().__init__(name=f"heartbeat-{ctx.job['_id']}", daemon=True)
+        self.ctx, self.interval, self.done = ctx, interval, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.interval):
+            try:
+                job = self.ctx.mongo.renew_lease(self.ctx.job["_id"], self.ctx.owner, self.ctx.lease_seconds)
+                if job.get("cancel_requested"):
+                    self.ctx.cancel.set()
+            except LeaseLost:
+                log.warning("lease on %s lost; stopping it", self.ctx.job["_id"])
+                self.ctx.lost.set()
+                return
+            except Exception as exc:  # a database hiccup: the lease still has time, try again
+                log.warning("lease renewal of %s failed: %s", self.ctx.job["_id"], exc)
+
+
+class WorkerPool:
+    def __init__(self, mongo: MongoManager, settings, handlers: list[JobHandler], threads: int | None = None):
+        self.mongo = mongo
+        self.settings = settings
+        self.handlers = {h.kind: h for h in handlers}
+        self.size = threads or settings.worker_threads
+        self.owner_prefix = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.stopping = threading.Event()
+        self.wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._running: dict[str, JobContext] = {}
+        self._lock = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        for i in range(self.size):
+            thread = threading.Thread(target=self._loop, args=(f"{self.owner_prefix}:{i}",),
+                                      name=f"worker-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info("worker pool started: %d threads, owner %s", self.size, self.owner_prefix)
+
+    def notify(self) -> None:
+        """A job was just queued: look now rather than at the next poll."""
+        self.wake.set()
+
+    def shutdown(self, grace: float | None = None) -> None:
+        """Stop claiming; running jobs stop at their next commit (or are abandoned after `grace`)."""
+        grace = self.settings.shutdown_grace_seconds if grace is None else grace
+        self.stopping.set()
+        self.wake.set()
+        deadline = threading.Event()
+        timer = threading.Timer(grace, deadline.set)
+        timer.start()
+        for thread in self._threads:
+            while thread.is_alive() and not deadline.is_set():
+                thread.join(0.1)
+        timer.cancel()
+        with self._lock:
+            leftover = list(self._running.values())
+        for ctx in leftover:  # still mid-task after the grace period: hand the job back now
+            ctx.lost.set()
+            if self.mongo.release_job(ctx.job["_id"], ctx.owner):
+                log.info("released %s after the grace period", ctx.job["_id"])
+
+    def running_jobs(self) -> list[str]:
+        with self._lock:
+            return list(self._running)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _loop(self, owner: str) -> None:
+        while not self.stopping.is_set():
+            try:
+                job = self.mongo.claim_next_job(owner, self.settings.lease_seconds, self.handlers)
+            except Exception as exc:
+                log.warning("claiming failed: %s", exc)
+                job = None
+            if job is None:
+                self.wake.wait(self.settings.poll_seconds)
+                self.wake.clear()
+                continue
+            self.run_claimed(job, owner)
+
+    def run_claimed(self, job: dict, owner: str) -> None:
+        handler = self.handlers[job["kind"]]
+        ctx = JobContext(job, owner, self.mongo, self.settings.lease_seconds, self.stopping,
+                         threading.Event(), threading.Event())
+        if job.get("cancel_requested"):
+            ctx.cancel.set()
+        heartbeat = _Heartbeat(ctx, self.settings.heartbeat_seconds)
+        with self._lock:
+            self._running[job["_id"]] = ctx
+        heartbeat.start()
+        try:
+            with job_context(handler.label(job)):
+                self._execute(handler, ctx)
+        finally:
+            heartbeat.done.set()
+            heartbeat.join()
+            with self._lock:
+                self._running.pop(job["_id"], None)
+
+    def _execute(self, handler: JobHandler, ctx: JobContext) -> None:
+        job, owner = ctx.job, ctx.owner
+        if job["attempts"] > job["max_attempts"]:
+            error = PermanentError("too_many_attempts", f"gave up after {job['max_attempts']} attempts; "
+                                   f"last error: {job.get('last_error') or 'the worker stopped unexpectedly'}")
+            return self._fail(handler, ctx, error)
+        log.info("job %s started (attempt %d/%d, stage %s)", job["_id"], job["attempts"], job["max_attempts"],
+                 job.get("stage"))
+        try:
+            ctx.check()
+            handler.run(ctx)
+        except JobCancelled:
+            handler.on_cancelled(job)
+            self.mongo.finish_job(job["_id"], owner, "cancelled", "cancelled on request")
+            log.info("job %s cancelled; its partial outputs were removed", job["_id"])
+        except JobReleased:
+            self.mongo.release_job(job["_id"], owner)
+            log.info("job %s handed back for shutdown at a commit boundary", job["_id"])
+        except LeaseLost:
+            log.warning("job %s: lease lost, another worker continues it", job["_id"])
+        except Exception as exc:
+            permanent = exc if isinstance(exc, PermanentError) else handler.permanent_error(exc)
+            if permanent is not None or job["attempts"] >= job["max_attempts"]:
+                return self._fail(handler, ctx, permanent or exc)
+            delay = self.settings.retry_backoff_seconds * 2 ** (job["attempts"] - 1)
+            log.warning("job %s failed (attempt %d/%d), retrying in %.0fs: %s", job["_id"], job["attempts"],
+                        job["max_attempts"], delay, exc, exc_info=not isinstance(exc, OSError))
+            handler.on_failed(job, exc, final=False)
+            self.mongo.retry_job_later(job["_id"], owner, _describe(exc), delay)
+        else:
+            self.mongo.finish_job(job["_id"], owner, "done")
+            log.info("job %s done", job["_id"])
+
+    def _fail(self, handler: JobHandler, ctx: JobContext, error: Exception) -> None:
+        log.error("job %s failed: %s", ctx.job["_id"], _describe(error),
+                  exc_info=not isinstance(error, PermanentError))
+        handler.on_failed(ctx.job, error, final=True)
+        self.mongo.finish_job(ctx.job["_id"], ctx.owner, "failed", _describe(error))
+
+
+def _describe(exc: Exception) -> str:
+    code = getattr(exc, "code", None)
+    text = str(exc) or type(exc).__name__
+    return f"{code}: {text}" if code else text
+
+
+def run_until_idle(pool: WorkerPool, timeout: float, is_idle: Callable[[], bool]) -> bool:
+    """For tools and tests: wait until `is_idle()` or the timeout."""
+    done = threading.Event()
+    end = threading.Timer(timeout, done.set)
+    end.start()
+    try:
+        while not done.is_set():
+            if is_idle():
+                return True
+            done.wait(0.1)
+        return is_idle()
+    finally:
+        end.cancel()

@@ -1,0 +1,5 @@
+"""Placeholder until the privacy service lands."""
+
+
+def register(app, services) -> None:
+    return None

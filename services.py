@@ -1,0 +1,74 @@
+"""The long-lived parts one process needs: settings, MongoDB, storage and the worker pool."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote_plus
+
+import mongo_manager
+from content_jobs import ContentJobHandler
+from embedded_mongo import EmbeddedMongo
+from jobs import WorkerPool
+from storage import open_storage
+
+log = logging.getLogger(__name__)
+
+
+def mongo_uri_for(settings) -> str | None:
+    """MONGO_URI, else one built from [MongoDB] user_name/password/host/port, else None (embedded)."""
+    if settings.mongo_uri:
+        return settings.mongo_uri
+    if settings.mongo_user_name:
+        return (f"mongodb://{quote_plus(settings.mongo_user_name)}:{quote_plus(settings.mongo_password)}"
+                f"@{settings.mongo_host}:{settings.mongo_port}/{settings.mongo_db_name}")
+    return None
+
+
+@dataclass
+class Services:
+    settings: object
+    mongo: mongo_manager.MongoManager
+    storage: object
+    embedded: EmbeddedMongo | None = None
+    pool: WorkerPool | None = None
+    extra_handlers: list = field(default_factory=list)
+
+    @classmethod
+    def open(cls, settings) -> "Services":
+        uri = mongo_uri_for(settings)
+        embedded = None
+        if uri is None:
+            embedded = EmbeddedMongo(Path(settings.data_dir) / "mongo" / "media.sqlite", settings.embedded_mongo_port)
+            uri = embedded.start()
+        else:
+            log.info("using MongoDB at %s", _without_credentials(uri))
+        mongo = mongo_manager.connect(uri, settings.mongo_db_name)
+        mongo.ensure_indexes()
+        storage = open_storage(settings)
+        log.info("storage: %s", storage.description)
+        return cls(settings, mongo, storage, embedded)
+
+    def handlers(self) -> list:
+        return [ContentJobHandler(self.mongo, self.storage, self.settings), *self.extra_handlers]
+
+    def start_workers(self, threads: int | None = None) -> WorkerPool:
+        self.pool = WorkerPool(self.mongo, self.settings, self.handlers(), threads)
+        self.pool.start()
+        return self.pool
+
+    def notify_workers(self) -> None:
+        if self.pool:
+            self.pool.notify()
+
+    def close(self, grace: float | None = None) -> None:
+        if self.pool:
+            self.pool.shutdown(grace)
+        self.mongo.close()
+        if self.embedded:
+            self.embedded.stop()
+
+
+def _without_credentials(uri: str) -> str:
+    scheme, sep, rest = uri.partition("://")
+    return f"{scheme}{sep}***@{rest.split('@', 1)[1]}" if "@" in rest else uri
