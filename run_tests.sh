@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Set up (first run only) and run the whole test suite. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")"
+if ! command -v ffprobe >/dev/null 2>&1; then
+  # The tests check our output with the ffmpeg command-line tools, independently of PyAV.
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
+  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; fi
+fi
+scripts/setup.sh requirements-dev.txt
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Create .venv (Python 3.13) and install the pinned requirements. Usage: scripts/setup.sh [requirements file]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+req="${1:-requirements.txt}"
+find_python() {
+  for candidate in python3.13 "$(command -v pyenv >/dev/null 2>&1 && echo "$(pyenv root)/versions/3.13"*/bin/python3.13)"; do
+    if [ -n "$candidate" ] && command -v "$candidate" >/dev/null 2>&1; then echo "$candidate"; return; fi
+  done
+  for candidate in "$HOME"/.pyenv/versions/3.13*/bin/python3.13 /usr/local/bin/python3.13 /usr/bin/python3.13; do
+    if [ -x "$candidate" ]; then echo "$candidate"; return; fi
+  done
+  echo "Python 3.13 not found: install it (e.g. 'pyenv install 3.13') and run again" >&2; exit 1
+}
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))'; then
+  rm -rf .venv
+  "$(find_python)" -m venv .venv
+fi
+stamp=".venv/.installed-$(cat requirements*.txt | sha256sum | cut -c1-16)-$(basename "$req")"
+if [ ! -f "$stamp" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -r "$req"
+  touch "$stamp"
+fi

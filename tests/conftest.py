@@ -1,0 +1,113 @@
+"""Shared fixtures: a real MongoDB wire server, a real HTTP server, real media.
+
+The embedded mongoeco server runs as its own process for the whole session (as gunicorn's
+master runs it); each test gets its own database. Set MONGO_URI (without a database path) to
+run the same suite against a real MongoDB.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+SHARED_MEDIA = ROOT.parent / "shared" / "media"
+NODE_KEY = "node-platform-key"
+
+
+def start_embedded_mongo(folder: Path) -> tuple[subprocess.Popen, str]:
+    uri_file = folder / "uri"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "embedded_mongo.py"), "--db-file",
+                             str(folder / "db.sqlite"), "--uri-file", str(uri_file)],
+                            stdout=subprocess.DEVNULL, stderr=open(folder / "mongo.log", "w"))
+    deadline = time.monotonic() + 60
+    while not uri_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("embedded MongoDB did not start: " + (folder / "mongo.log").read_text())
+        time.sleep(0.05)
+    return proc, uri_file.read_text().strip()
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(tmp_path_factory):
+    if os.environ.get("MONGO_URI"):
+        yield os.environ["MONGO_URI"]
+        return
+    proc, uri = start_embedded_mongo(tmp_path_factory.mktemp("mongo"))
+    yield uri
+    proc.terminate()
+    proc.wait(10)
+
+
+def service_env(tmp_path: Path, mongo_uri: str, **extra: str) -> dict[str, str]:
+    (tmp_path / "content").mkdir(exist_ok=True)
+    env = {
+        "MONGO_URI": mongo_uri, "MONGODB_DB_NAME": "t_" + uuid.uuid4().hex[:12],
+        "APP_API_KEY": f"{NODE_KEY},second-key", "STORAGE_URL": str(tmp_path / "storage"),
+        "FOLDERS_CONTENT_BASE": str(tmp_path / "content"), "FOLDERS_TASK_BASE": str(tmp_path / "tasks"),
+        "APP_DATA_DIR": str(tmp_path / "data"), "JOBS_POLL_SECONDS": "0.1", "JOBS_RETRY_BACKOFF_SECONDS": "0",
+        "JOBS_HEARTBEAT_SECONDS": "0.5", "JOBS_LEASE_SECONDS": "5", "JOBS_SHUTDOWN_GRACE_SECONDS": "10",
+        "PRIVACY_ENABLED": "false",
+    }
+    env.update(extra)
+    return env
+
+
+@dataclass
+class LiveService:
+    url: str
+    app: object
+    settings: object
+    content: Path
+
+    @property
+    def services(self):
+        return self.app.extensions["media"]
+
+    @property
+    def db(self):
+        return self.services.mongo.db
+
+
+@pytest.fixture
+def make_service(tmp_path, mongo_uri):
+    """Start the real app on a real HTTP port; stopped (and its database dropped) afterwards."""
+    from werkzeug.serving import make_server
+
+    from app import create_app
+    from config import load_settings
+
+    started = []
+
+    def start(**env_overrides: str) -> LiveService:
+        settings = load_settings(service_env(tmp_path, mongo_uri, **env_overrides))
+        app = create_app(settings)
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        live = LiveService(f"http://127.0.0.1:{server.server_port}", app, settings, tmp_path / "content")
+        started.append((server, live))
+        return live
+
+    yield start
+    for server, live in started:
+        server.shutdown()
+        live.services.close(grace=5)
+        if not os.environ.get("MONGO_URI"):
+            from pymongo import MongoClient
+            with MongoClient(mongo_uri) as client:
+                client.drop_database(live.settings.mongo_db_name)
+
+
+@pytest.fixture
+def service(make_service):
+    return make_service()

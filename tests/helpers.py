@@ -1,0 +1,60 @@
+"""Test helpers: Node-style requests, upload docs, waiting for jobs."""
+from __future__ import annotations
+
+import random
+import time
+
+import requests
+from bson import ObjectId
+
+from conftest import NODE_KEY
+
+
+def node_multipart(fields: dict[str, str]) -> tuple[bytes, str]:
+    """A body built the way the npm `form-data` package builds it (what the Node backend sends)."""
+    boundary = "-" * 26 + "".join(random.choice("0123456789") for _ in range(24))
+    parts = []
+    for name, value in fields.items():
+        parts.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+    parts.append(f"--{boundary}--\r\n")
+    return "".join(parts).encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def post_node(url: str, fields: dict[str, str]) -> requests.Response:
+    body, content_type = node_multipart(fields)
+    return requests.post(url, data=body, headers={"Content-Type": content_type}, timeout=30)
+
+
+def new_upload(db, content_path: str, frame_rate: int = 5, content_type: int = 1) -> tuple[ObjectId, ObjectId]:
+    """What Node creates before it calls processContent."""
+    upload_id, project_id = ObjectId(), ObjectId()
+    db.AnnotationProject.insert_one({"_id": project_id, "name": "p", "contentUploads": []})
+    db.AnnotationContentUpload.insert_one({
+        "_id": upload_id, "projectId": project_id, "sourceFilePath": content_path, "progress": 0, "status": 0,
+        "frame_rate": frame_rate, "frames_per_task": 120, "content_type": content_type, "force_write": 0,
+        "request_annotation_version": 0, "request_type": 0, "nodeOwnedField": "keep me",
+    })
+    return upload_id, project_id
+
+
+def fields_for(upload_id, project_id, content_path: str, **overrides) -> dict[str, str]:
+    fields = {"upload_id": str(upload_id), "auth_key": NODE_KEY, "project_id": str(project_id),
+              "frame_rate": "5", "content_path": content_path, "force_write": "0",
+              "auto_anno_version": "0", "request_type": "0"}
+    fields.update({k: str(v) for k, v in overrides.items() if v is not None})
+    for k in [k for k, v in overrides.items() if v is None]:
+        fields.pop(k, None)
+    return fields
+
+
+def wait_for_upload(db, upload_id, timeout: float = 120, progress_seen: list | None = None) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        doc = db.AnnotationContentUpload.find_one({"_id": upload_id})
+        if progress_seen is not None:
+            progress_seen.append(doc.get("progress"))
+        job = db.ProcessingJob.find_one({"_id": f"content:{upload_id}"})
+        if job and job["state"] in ("done", "failed", "cancelled"):
+            return db.AnnotationContentUpload.find_one({"_id": upload_id})
+        time.sleep(0.1)
+    raise AssertionError(f"upload {upload_id} did not finish in {timeout}s: {doc}")

@@ -1,0 +1,294 @@
+"""Video to annotation tasks, end to end: HTTP request → worker → storage + MongoDB (issue 3)."""
+from __future__ import annotations
+
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from bson import ObjectId
+
+from conftest import SHARED_MEDIA
+from helpers import fields_for, new_upload, post_node, wait_for_upload
+from media import (decode_frames, expected_samples, ffmpeg_frame, ffprobe_stream, make_video, moov_before_mdat,
+                   psnr, read_number, render_frame)
+
+TASK_FIELDS = {
+    "projectId": ObjectId, "uploadId": ObjectId, "taskName": str, "videoName": str, "frameStart": int,
+    "frameEnd": int, "frameStartTime": float, "frameCount": int, "original_frames": list, "frameRate": int,
+    "Originalframerate": float, "skipFrameCount": float, "videoResolutionWidth": int,
+    "videoResolutionHeight": int, "videoDuration": str, "videoPath": str, "S3_url": str, "status": int,
+    "auditStatus": int, "taskStatus": int, "completedFrames": int, "AutoAnnotationVersion": int,
+    "datasetVersions": list,
+}
+
+
+def process(service, source: Path, frame_rate: int = 5, timeout: float = 120, **overrides):
+    """Put `source` in the content folder, send Node's request, wait; returns (upload, tasks)."""
+    relative = f"./uploads/{source.name}"
+    target = service.content / "uploads" / source.name
+    if source != target:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if source.is_dir() else shutil.copyfile)(source, target)
+    upload_id, project_id = new_upload(service.db, relative, frame_rate)
+    response = post_node(f"{service.url}/api/processContent",
+                         fields_for(upload_id, project_id, relative, frame_rate=frame_rate, **overrides))
+    assert response.status_code == 202, response.text
+    upload = wait_for_upload(service.db, upload_id, timeout)
+    tasks = list(service.db.AnnotationTask.find({"uploadId": upload_id}).sort("frameStart", 1))
+    return upload, tasks
+
+
+def stored_file(service, key: str) -> Path:
+    return Path(service.settings.storage_url) / key
+
+
+def check_tasks(service, upload, tasks, expected_frames: list[int], rate: int, size: tuple[int, int],
+                reference=None, per_task: int = 120, min_psnr: float = 30):
+    """Every contract field, every stored video, and every frame against its source frame."""
+    assert upload["status"] == 1, upload.get("errorMessage")
+    assert upload["progress"] == 100 and upload["taskCount"] == len(tasks)
+    assert upload["finishedAt"] is not None and upload["nodeOwnedField"] == "keep me"
+    assert [t["taskName"] for t in tasks] == [f"task-{i}-{tasks[0]['videoName']}" for i in range(len(tasks))]
+    assert [n for t in tasks for n in t["original_frames"]] == expected_frames
+    for index, task in enumerate(tasks):
+        for name, kind in TASK_FIELDS.items():
+            assert isinstance(task[name], kind), (name, task[name])
+        frames = task["original_frames"]
+        assert len(frames) == task["frameCount"] == (per_task if index < len(tasks) - 1 else len(frames))
+        assert task["frameStart"] == frames[0] and task["frameEnd"] == frames[-1]
+        assert (task["videoResolutionWidth"], task["videoResolutionHeight"]) == size
+        assert task["frameRate"] == rate
+        assert task["S3_url"] == f"contents/{task['projectId']}/{task['taskName']}/{task['taskName']}.mp4"
+        video = stored_file(service, task["S3_url"])
+        info = ffprobe_stream(video)
+        assert info["codec_name"] == "h264" and info["pix_fmt"] == "yuv420p"
+        assert (info["width"], info["height"]) == size and size[0] % 2 == 0 and size[1] % 2 == 0
+        assert Fraction(info["r_frame_rate"]) == rate and Fraction(info["avg_frame_rate"]) == rate
+        assert int(info["nb_read_frames"]) == len(frames)
+        assert moov_before_mdat(video)
+        frame_docs = list(service.db.AnnotationFrame.find({"taskId": task["_id"]}).sort("frameId", 1))
+        assert [f["frameId"] for f in frame_docs] == list(range(1, len(frames) + 1))
+        assert all(f["boxes"] == [] and f["isEmpty"] is True and f["commentBoxes"] == [] and f["status"] == 0
+                   and f["datasetVersions"] == [] for f in frame_docs)
+        for number, picture in zip(frames, decode_frames(video)):
+            if reference is None:
+                assert read_number(picture) == number
+                expected = render_frame(number, *size)
+            else:
+                expected = reference(number)
+            assert psnr(picture, expected) > min_psnr, (task["taskName"], number)
+
+
+@pytest.mark.parametrize("name,fps,frames,rate", [
+    ("ntsc-film.mp4", Fraction(24000, 1001), 75, 5),
+    ("ntsc-video.mp4", Fraction(30000, 1001), 70, 7),
+    ("above-source.mp4", 10, 25, 30),
+])
+def test_constant_frame_rates(service, tmp_path, name, fps, frames, rate):
+    clip = make_video(tmp_path / name, frames, fps)
+    upload, tasks = process(service, clip, rate)
+    expected = expected_samples(clip, rate)
+    if rate >= fps:
+        assert expected == list(range(1, frames + 1))
+    check_tasks(service, upload, tasks, expected, rate, (320, 240))
+    assert tasks[0]["Originalframerate"] == pytest.approx(float(fps), rel=1e-3)
+    assert tasks[0]["skipFrameCount"] == pytest.approx(float(fps) / rate, rel=1e-3)
+
+
+def test_several_tasks_and_progress(make_service, tmp_path):
+    service = make_service(CONTENT_FRAMES_PER_TASK="8")
+    clip = make_video(tmp_path / "multi.task.clip.mp4", 100, 25)
+    upload, tasks = process(service, clip, 5)
+    assert len(tasks) == 3 and [t["frameCount"] for t in tasks] == [8, 8, 4]
+    assert tasks[0]["videoName"] == "multi.task.clip"  # dots inside the name are kept
+    check_tasks(service, upload, tasks, expected_samples(clip, 5), 5, (320, 240), per_task=8)
+    assert tasks[1]["frameStartTime"] == pytest.approx((tasks[1]["frameStart"] - 1) / 25)
+    project = service.db.AnnotationProject.find_one({"_id": upload["projectId"]})
+    assert project["contentUploads"] == [upload["_id"]]
+
+
+def test_shared_clip_big_buck_bunny(make_service):
+    service = make_service(CONTENT_FRAMES_PER_TASK="10")
+    source = SHARED_MEDIA / "bbb-720p-25fps.mp4"
+    upload, tasks = process(service, source, 5)
+    expected = expected_samples(source, 5)
+    assert len(expected) == 27 and len(tasks) == 3
+    check_tasks(service, upload, tasks, expected, 5, (1280, 720), per_task=10,
+                reference=lambda n: ffmpeg_frame(source, n))
+
+
+def test_variable_frame_rate(service, tmp_path):
+    times = [0, 0.03, 0.05, 0.3, 0.31, 0.7, 0.71, 0.72, 1.5, 1.6, 1.61, 2.4, 2.45, 2.9]
+    clip = make_video(tmp_path / "vfr.mp4", len(times), 25, times=times)
+    upload, tasks = process(service, clip, 5)
+    expected = expected_samples(clip, 5)
+    assert expected == [1, 4, 6, 9, 10, 12, 14]
+    check_tasks(service, upload, tasks, expected, 5, (320, 240))
+
+
+def test_rotated_video_is_turned_upright(service, tmp_path):
+    clip = make_video(tmp_path / "rotated.mp4", 12, 25, rotation=90)
+    upload, tasks = process(service, clip, 25)
+    check_tasks(service, upload, tasks, list(range(1, 13)), 25, (240, 320),
+                reference=lambda n: ffmpeg_frame(clip, n))
+
+
+def test_odd_size_is_padded_to_even(service, tmp_path):
+    clip = make_video(tmp_path / "odd.mp4", 10, 10, size=(161, 121))
+    upload, tasks = process(service, clip, 10)
+
+    def reference(n):  # the source frame with one replicated column and row
+        return cv2.copyMakeBorder(ffmpeg_frame(clip, n), 0, 1, 0, 1, cv2.BORDER_REPLICATE)
+    # The odd-size source is 4:4:4; 4:2:0 halves its chroma, which costs a few dB on this pattern.
+    check_tasks(service, upload, tasks, list(range(1, 11)), 10, (162, 122), reference=reference, min_psnr=27)
+
+
+def test_task_max_height_downscales(make_service, tmp_path):
+    service = make_service(CONTENT_TASK_MAX_HEIGHT="120")
+    clip = make_video(tmp_path / "big.mp4", 10, 10)
+    upload, tasks = process(service, clip, 10)
+    check_tasks(service, upload, tasks, list(range(1, 11)), 10, (160, 120),
+                reference=lambda n: cv2.resize(render_frame(n, 320, 240), (160, 120), interpolation=cv2.INTER_AREA),
+                min_psnr=27)  # FFmpeg's scaler and OpenCV's differ slightly on hard edges
+
+
+@pytest.mark.parametrize("frames,fps,rate,expected", [(1, 25, 5, [1]), (3, 25, 1, [1])])
+def test_tiny_clips(service, tmp_path, frames, fps, rate, expected):
+    clip = make_video(tmp_path / f"tiny{frames}.mp4", frames, fps)
+    upload, tasks = process(service, clip, rate)
+    check_tasks(service, upload, tasks, expected, rate, (320, 240))
+
+
+def test_no_audio_and_audio_both_work(service, tmp_path):
+    clip = make_video(tmp_path / "with-audio.mp4", 20, 10, audio=True)
+    upload, tasks = process(service, clip, 5)
+    check_tasks(service, upload, tasks, expected_samples(clip, 5), 5, (320, 240))
+
+
+def test_corrupt_tail_keeps_the_frames_that_decode(service, tmp_path):
+    clip = make_video(tmp_path / "tail.mkv", 60, 25)
+    data = bytearray(clip.read_bytes())
+    cut = len(data) * 2 // 3
+    data[cut:] = bytes((i * 97) % 256 for i in range(len(data) - cut))
+    clip.write_bytes(bytes(data))
+    upload, tasks = process(service, clip, 5)
+    assert upload["status"] == 1
+    kept = [n for t in tasks for n in t["original_frames"]]
+    assert 3 <= len(kept) < 12
+    for task in tasks:
+        for number, picture in zip(task["original_frames"], decode_frames(stored_file(service, task["S3_url"]))):
+            assert read_number(picture) == number
+
+
+@pytest.mark.parametrize("kind,code", [("truncated", "unreadable_media"), ("text", "unreadable_media")])
+def test_unusable_files_fail_clearly(service, tmp_path, kind, code):
+    path = tmp_path / f"{kind}.mp4"
+    if kind == "truncated":
+        make_video(tmp_path / "whole.mp4", 50, 25)
+        whole = (tmp_path / "whole.mp4").read_bytes()
+        path.write_bytes(whole[: len(whole) // 2])
+    else:
+        path.write_text("this is not a video\n" * 100)
+    upload, tasks = process(service, path, 5)
+    assert upload["status"] == 2 and tasks == []
+    assert upload["errorMessage"]["error_code"] == 422
+    assert code in upload["errorMessage"]["message"]
+    assert not list((service.content.parent / "tasks").rglob("*.mp4"))
+    assert not Path(service.settings.storage_url, "contents").exists()
+
+
+def test_resolution_limit(make_service, tmp_path):
+    service = make_service(CONTENT_MAX_WIDTH="300")
+    upload, tasks = process(service, make_video(tmp_path / "wide.mp4", 5, 25), 5)
+    assert upload["status"] == 2 and "resolution_too_large" in upload["errorMessage"]["message"]
+
+
+def test_force_write_replaces_earlier_tasks(make_service, tmp_path):
+    service = make_service(CONTENT_FRAMES_PER_TASK="5")
+    clip = make_video(tmp_path / "again.mp4", 50, 25)
+    first, old_tasks = process(service, clip, 5)
+    assert len(old_tasks) == 2
+    old_ids = [t["_id"] for t in old_tasks]
+    # Same video again, fewer frames per second: fewer tasks. force_write 0 is refused...
+    upload_id, project_id = new_upload(service.db, "./uploads/again.mp4")
+    service.db.AnnotationTask.update_many({"_id": {"$in": old_ids}}, {"$set": {"projectId": project_id}})
+    refused = post_node(f"{service.url}/api/processContent", fields_for(upload_id, project_id, "./uploads/again.mp4"))
+    assert refused.status_code == 409
+    doc = service.db.AnnotationContentUpload.find_one({"_id": upload_id})
+    assert doc["status"] == 2 and doc["errorMessage"]["error_code"] == 200
+    # ...force_write 1 replaces: old docs, frames and objects go.
+    response = post_node(f"{service.url}/api/processContent",
+                         fields_for(upload_id, project_id, "./uploads/again.mp4", force_write=1, frame_rate=2))
+    assert response.status_code == 202
+    upload = wait_for_upload(service.db, upload_id)
+    assert upload["status"] == 1
+    tasks = list(service.db.AnnotationTask.find({"projectId": project_id}))
+    assert len(tasks) == 1 and service.db.AnnotationTask.count_documents({"_id": {"$in": old_ids}}) == 0
+    assert service.db.AnnotationFrame.count_documents({"taskId": {"$in": old_ids}}) == 0
+    stored = sorted(p.name for p in Path(service.settings.storage_url).rglob("*.mp4"))
+    assert stored == ["task-0-again.mp4"] and service.db.AnnotationFrame.count_documents({}) == 4
+
+
+def test_source_deleted_only_when_configured_and_successful(make_service, tmp_path):
+    service = make_service(CONTENT_DELETE_SOURCE="true")
+    ok, _ = process(service, make_video(tmp_path / "delete-me.mp4", 10, 25), 5)
+    assert ok["status"] == 1 and not (service.content / "uploads" / "delete-me.mp4").exists()
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video")
+    failed, _ = process(service, bad, 5)
+    assert failed["status"] == 2 and (service.content / "uploads" / "bad.mp4").exists()
+
+
+def _photo(path: Path, size, orientation: int | None = None, number: int = 1):
+    from PIL import Image
+    image = Image.fromarray(cv2.cvtColor(render_frame(number, *size), cv2.COLOR_BGR2RGB))
+    exif = image.getexif()
+    if orientation:
+        exif[0x0112] = orientation
+    image.save(path, quality=95, exif=exif)
+
+
+def test_image_folder_becomes_tasks(make_service, tmp_path):
+    service = make_service(CONTENT_FRAMES_PER_TASK="2")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _photo(folder / "img1.jpg", (320, 240), number=1)
+    _photo(folder / "img2.jpg", (240, 160), number=2)
+    _photo(folder / "img10.jpg", (320, 240), orientation=6, number=10)  # shown rotated: 240x320
+    (folder / "img3.jpg").write_bytes(b"broken")
+    upload, tasks = process(service, folder, 2, content_type=2)
+    assert upload["status"] == 1, upload.get("errorMessage")
+    assert upload["skippedImages"][0]["fileName"] == "img3.jpg"
+    assert [t["original_frames"] for t in tasks] == [[1, 2], [4]]  # natural order: 1, 2, 3, 10
+    assert all((t["videoResolutionWidth"], t["videoResolutionHeight"]) == (320, 320) for t in tasks)
+    placements = tasks[0]["imageFrames"] + tasks[1]["imageFrames"]
+    assert [p["fileName"] for p in placements] == ["img1.jpg", "img2.jpg", "img10.jpg"]
+    assert (placements[2]["originalWidth"], placements[2]["originalHeight"]) == (240, 320)  # EXIF applied
+    assert placements[0] == {"frameId": 1, "fileName": "img1.jpg", "originalWidth": 320, "originalHeight": 240,
+                             "x": 0, "y": 40, "w": 320, "h": 240}
+    pictures = decode_frames(stored_file(service, tasks[0]["S3_url"]))
+    assert read_number(pictures[0][40:280]) == 1
+    rotated = decode_frames(stored_file(service, tasks[1]["S3_url"]))[0]
+    expected = np.rot90(render_frame(10, 320, 240), k=-1)  # orientation 6 = turn 90° clockwise
+    assert psnr(rotated[:, 40:280], expected) > 28
+
+
+def test_image_zip(service, tmp_path):
+    import zipfile
+    folder = tmp_path / "zsrc"
+    folder.mkdir()
+    for n in (1, 2, 3):
+        _photo(folder / f"{n}.png", (160, 120), number=n)
+    archive = tmp_path / "shots.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for n in (1, 2, 3):
+            handle.write(folder / f"{n}.png", f"batch/{n}.png")
+        handle.writestr("batch/notes.txt", "ignored")
+    upload, tasks = process(service, archive, 1, content_type=2)
+    assert upload["status"] == 1 and tasks[0]["videoName"] == "shots"
+    pictures = decode_frames(stored_file(service, tasks[0]["S3_url"]))
+    assert [read_number(p) for p in pictures] == [1, 2, 3]
+    assert min(psnr(p, render_frame(n, 160, 120)) for n, p in zip((1, 2, 3), pictures)) > 28
