@@ -37,9 +37,10 @@ def new_upload(db, content_path: str, frame_rate: int = 5, content_type: int = 1
     return upload_id, project_id
 
 
-def fields_for(upload_id, project_id, content_path: str, **overrides) -> dict[str, str]:
-    fields = {"upload_id": str(upload_id), "auth_key": NODE_KEY, "project_id": str(project_id),
-              "frame_rate": "5", "content_path": content_path, "force_write": "0",
+def fields_for(upload, project, path: str, **overrides) -> dict[str, str]:
+    """Node's request for this upload; an override of None leaves that field out."""
+    fields = {"upload_id": str(upload), "auth_key": NODE_KEY, "project_id": str(project),
+              "frame_rate": "5", "content_path": path, "force_write": "0",
               "auto_anno_version": "0", "request_type": "0"}
     fields.update({k: str(v) for k, v in overrides.items() if v is not None})
     for k in [k for k, v in overrides.items() if v is None]:

@@ -1,0 +1,64 @@
+"""Configuration: the file, env overrides by one rule, typed validation, secrets (issue 2)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from config import ConfigError, load_settings
+from conftest import ROOT
+
+
+def test_defaults_from_the_committed_file():
+    settings = load_settings({})
+    assert settings.port == 8081 and settings.frames_per_task == 120
+    assert settings.storage_url == "./data/storage" and settings.api_keys == ()
+
+
+def test_env_overrides_by_section_and_key():
+    settings = load_settings({"CONTENT_FRAMES_PER_TASK": "60", "APP_API_KEY": "a, b", "PORT": "9000",
+                              "MONGO_URI": "mongodb://db:27017/x", "STORAGE_URL": "s3://bucket/pre",
+                              "JOBS_MAX_ATTEMPTS": "5", "CONTENT_DELETE_SOURCE": "yes"})
+    assert settings.frames_per_task == 60 and settings.api_keys == ("a", "b") and settings.port == 9000
+    assert settings.mongo_uri == "mongodb://db:27017/x" and settings.storage_url == "s3://bucket/pre"
+    assert settings.max_attempts == 5 and settings.delete_source is True
+
+
+@pytest.mark.parametrize("env,fragment", [
+    ({"CONTENT_FRAMES_PER_TASK": "many"}, "[Content] frames_per_task"),
+    ({"CONTENT_FRAMES_PER_TASK": "0"}, "must be >= 1"),
+    ({"PORT": "70000"}, "[IP] port"),
+    ({"CONTENT_DELETE_SOURCE": "maybe"}, "[Content] delete_source"),
+    ({"CONTENT_SAMPLING_MODE": "random"}, "timestamp, legacy"),
+    ({"STORAGE_URL": "s3://"}, "needs a bucket"),
+    ({"JOBS_HEARTBEAT_SECONDS": "90"}, "heartbeat_seconds"),
+])
+def test_bad_values_name_the_key(env, fragment):
+    with pytest.raises(ConfigError) as error:
+        load_settings(env)
+    assert fragment in str(error.value)
+
+
+def test_secrets_are_refused_in_the_file_and_hidden(tmp_path):
+    cfg = tmp_path / "config.cfg"
+    cfg.write_text("[App]\nAPI_key = committed-secret\n")
+    with pytest.raises(ConfigError) as error:
+        load_settings({}, cfg)
+    assert "APP_API_KEY" in str(error.value) and "committed-secret" not in str(error.value)
+    secrets = tmp_path / "secrets.ini"
+    secrets.write_text("[App]\nAPI_key = from-file\n[S3]\nsecret_access_key = s3-secret\n")
+    settings = load_settings({"CONFIG_SECRETS_FILE": str(secrets)})
+    assert settings.api_keys == ("from-file",)
+    assert "from-file" not in repr(settings) and "s3-secret" not in repr(settings)
+    with pytest.raises(ConfigError) as error:
+        load_settings({"MONGODB_PORT": "x", "APP_API_KEY": "hush"})
+    assert "hush" not in str(error.value)
+
+
+def test_bad_config_stops_start_up_with_a_clear_message():
+    env = {**os.environ, "CONTENT_FRAMES_PER_TASK": "lots", "PORT": "18099"}
+    result = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "configuration error" in result.stderr and "[Content] frames_per_task" in result.stderr
