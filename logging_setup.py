@@ -31,7 +31,8 @@ class _ContextFilter(logging.Filter):
         self.secrets = [s for s in secrets if s]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.job = _current_job.get()
+        if not hasattr(record, "job"):  # set once, in the thread that logged it
+            record.job = _current_job.get()
         if self.secrets:
             message = record.getMessage()
             masked = message
