@@ -48,10 +48,13 @@ class ContentJobHandler:
     def on_failed(self, job: dict, error: Exception, final: bool) -> None:
         if not final:
             return  # the upload stays "processing" while a retry is due
+        params = job["params"]
         code = 422 if isinstance(error, PermanentError) else 500
         reason = getattr(error, "code", None)
         message = f"{reason}: {error}" if reason else f"processing failed: {error}"
-        self.mongo.record_upload_error(job["params"]["upload_id"], code, message)
+        # A failed upload keeps no half set of tasks: the UI would show them as usable.
+        self.pipeline.remove_video_tasks(params["project_id"], params["video_name"], upload_id=params["upload_id"])
+        self.mongo.record_upload_error(params["upload_id"], code, message)
 
     def on_cancelled(self, job: dict) -> None:
         params = job["params"]

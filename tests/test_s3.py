@@ -1,0 +1,99 @@
+"""The S3 storage path against a real S3 server on loopback (SeaweedFS from PyPI)."""
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from helpers import fields_for, new_upload, post_node, wait_for_upload
+from media import decode_frames, ffprobe_stream, make_video, moov_before_mdat, read_number
+from storage import LocalStorage, StorageError
+
+S3_PORT = 8333
+BUCKET = "media-tasks"
+
+
+def _client():
+    return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{S3_PORT}", region_name="us-east-1",
+                        aws_access_key_id="test", aws_secret_access_key="test-secret",
+                        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    weed = shutil.which("weed") or str(Path(__import__("sys").executable).parent / "weed")
+    folder = tmp_path_factory.mktemp("seaweed")
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", S3_PORT)) == 0:
+            pytest.fail(f"port {S3_PORT} is already taken; stop whatever listens there")
+    proc = subprocess.Popen([weed, "mini", f"-dir={folder}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"],
+                            cwd=folder, stdout=open(folder / "weed.log", "w"), stderr=subprocess.STDOUT)
+    client = _client()
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            client.create_bucket(Bucket=BUCKET)
+            break
+        except Exception:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("SeaweedFS did not start: " + (folder / "weed.log").read_text()[-2000:])
+            time.sleep(0.5)
+    yield client
+    proc.terminate()
+    proc.wait(20)
+
+
+def test_tasks_are_stored_in_s3_under_the_contract_keys(make_service, s3_server, tmp_path):
+    service = make_service(STORAGE_URL=f"s3://{BUCKET}/env-a", S3_ENDPOINT_URL=f"http://127.0.0.1:{S3_PORT}",
+                           S3_ACCESS_KEY_ID="test", S3_SECRET_ACCESS_KEY="test-secret",
+                           CONTENT_FRAMES_PER_TASK="4")
+    make_video(service.content / "uploads" / "s3clip.mp4", 40, 25)
+    upload_id, project_id = new_upload(service.db, "./uploads/s3clip.mp4")
+    fields = fields_for(upload_id, project_id, "./uploads/s3clip.mp4")
+    assert post_node(f"{service.url}/api/processContent", fields).status_code == 202
+    upload = wait_for_upload(service.db, upload_id)
+    assert upload["status"] == 1, upload.get("errorMessage")
+    tasks = list(service.db.AnnotationTask.find({"uploadId": upload_id}).sort("frameStart", 1))
+    keys = sorted(obj["Key"] for obj in s3_server.list_objects_v2(Bucket=BUCKET, Prefix="env-a/")["Contents"])
+    assert keys == sorted(f"env-a/{t['S3_url']}" for t in tasks)
+    assert keys[0] == f"env-a/contents/{project_id}/task-0-s3clip/task-0-s3clip.mp4"
+    for task in tasks:
+        local = tmp_path / f"{task['taskName']}.mp4"
+        s3_server.download_file(BUCKET, f"env-a/{task['S3_url']}", str(local))
+        assert moov_before_mdat(local) and ffprobe_stream(local)["pix_fmt"] == "yuv420p"
+        assert [read_number(p) for p in decode_frames(local)] == task["original_frames"]
+    head = s3_server.head_object(Bucket=BUCKET, Key=keys[0])
+    assert head["ContentType"] == "video/mp4"
+
+    # force_write 1 removes the stored objects of the earlier run before writing new ones.
+    fields.update(force_write="1", frame_rate="1")
+    assert post_node(f"{service.url}/api/processContent", fields).status_code == 202
+    assert wait_for_upload(service.db, upload_id)["status"] == 1
+    keys = [obj["Key"] for obj in s3_server.list_objects_v2(Bucket=BUCKET, Prefix="env-a/")["Contents"]]
+    assert keys == [f"env-a/contents/{project_id}/task-0-s3clip/task-0-s3clip.mp4"]
+
+
+def test_wrong_bucket_fails_the_upload_clearly(make_service, s3_server):
+    service = make_service(STORAGE_URL="s3://no-such-bucket-here", S3_ENDPOINT_URL=f"http://127.0.0.1:{S3_PORT}",
+                           S3_ACCESS_KEY_ID="test", S3_SECRET_ACCESS_KEY="test-secret", JOBS_MAX_ATTEMPTS="2")
+    make_video(service.content / "uploads" / "nob.mp4", 5, 25)
+    upload_id, project_id = new_upload(service.db, "./uploads/nob.mp4")
+    assert post_node(f"{service.url}/api/processContent",
+                     fields_for(upload_id, project_id, "./uploads/nob.mp4")).status_code == 202
+    upload = wait_for_upload(service.db, upload_id)
+    assert upload["status"] == 2 and "no-such-bucket-here" in upload["errorMessage"]["message"]
+    assert service.db.AnnotationTask.count_documents({}) == 0
+
+
+def test_local_storage_refuses_keys_that_escape(tmp_path):
+    storage = LocalStorage(tmp_path / "store")
+    for key in ("../x", "/etc/passwd", "a/../../b", "", "a//b"):
+        with pytest.raises(StorageError):
+            storage.exists(key)
