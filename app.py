@@ -34,9 +34,6 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
 
     import api
     app.register_blueprint(api.bp)
-    if settings.privacy_enabled:
-        import privacy_api
-        privacy_api.register(app, services)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -2,7 +2,7 @@
 
 One rule for overrides: `<SECTION>_<KEY>` in upper case (`APP_API_KEY`,
 `CONTENT_FRAMES_PER_TASK`), plus a few well-known names that stand alone (`MONGO_URI`,
-`STORAGE_URL`, `PORT`, the `PRIVACYPAL_*` directories). Values are parsed and checked at
+`STORAGE_URL`, `PORT`). Values are parsed and checked at
 start-up; a bad one raises `ConfigError` naming the key. Secrets may never sit in the
 committed file, and `Settings.__repr__` never shows them.
 """
@@ -126,22 +126,6 @@ OPTIONS: tuple[Option, ...] = (
     Option("Jobs", "max_attempts", "max_attempts", _int(1, 100), "3"),
     Option("Jobs", "retry_backoff_seconds", "retry_backoff_seconds", _float(0), "30"),
     Option("Jobs", "shutdown_grace_seconds", "shutdown_grace_seconds", _float(0), "30"),
-    Option("Privacy", "enabled", "privacy_enabled", _bool, "true"),
-    Option("Privacy", "api_key", "privacy_api_keys", _list, "", secret=True),
-    Option("Privacy", "video_directory", "privacy_video_dir", _text, "./data/privacy",
-           env_alias="PRIVACYPAL_VIDEO_DIRECTORY"),
-    Option("Privacy", "input_video_dir", "privacy_input_dir", _text, "",
-           env_alias="PRIVACYPAL_INPUT_VIDEO_DIR"),
-    Option("Privacy", "output_video_dir", "privacy_output_dir", _text, "",
-           env_alias="PRIVACYPAL_OUTPUT_VIDEO_DIR"),
-    Option("Privacy", "detector", "privacy_detector", _choice("centerface", "rekognition"), "centerface"),
-    Option("Privacy", "detect_every", "privacy_detect_every", _int(1, 60), "3"),
-    Option("Privacy", "detect_width", "privacy_detect_width", _int(64, 4096), "640"),
-    Option("Privacy", "threshold", "privacy_threshold", _float(0.01), "0.2"),
-    Option("Privacy", "pad", "privacy_pad", _float(1.0), "1.3"),
-    Option("Privacy", "hold_frames", "privacy_hold_frames", _int(0, 120), "4"),
-    Option("Privacy", "blur", "privacy_blur", _choice("gaussian", "ellipse", "mosaic", "fill"), "ellipse"),
-    Option("Privacy", "fail_closed", "privacy_fail_closed", _choice("off", "blur_frame", "fail_job"), "blur_frame"),
 )
 
 

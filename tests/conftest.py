@@ -57,7 +57,6 @@ def service_env(tmp_path: Path, mongo_uri: str, **extra: str) -> dict[str, str]:
         "FOLDERS_CONTENT_BASE": str(tmp_path / "content"), "FOLDERS_TASK_BASE": str(tmp_path / "tasks"),
         "APP_DATA_DIR": str(tmp_path / "data"), "JOBS_POLL_SECONDS": "0.1", "JOBS_RETRY_BACKOFF_SECONDS": "0",
         "JOBS_HEARTBEAT_SECONDS": "0.5", "JOBS_LEASE_SECONDS": "5", "JOBS_SHUTDOWN_GRACE_SECONDS": "10",
-        "PRIVACY_ENABLED": "false",
     }
     env.update(extra)
     return env

@@ -1,0 +1,67 @@
+"""Run on boot (systemd): finish every job a crash left queued or running.
+
+Safe to run twice and while the service runs: jobs are claimed through the same leases, so each
+is run by exactly one worker, and a job that finished is never touched again. Dataset versions
+join here once the dataset builder lands.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from tqdm import tqdm
+
+from config import ConfigError, load_settings
+from logging_setup import configure_logging
+from mongo_manager import FINAL_STATES
+from services import Services
+
+log = logging.getLogger("warm_start")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--timeout", type=float, default=6 * 3600, help="give up waiting after this many seconds")
+    parser.add_argument("--no-run", action="store_true",
+                        help="only make the jobs due now; leave running them to the service")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.secrets())
+    services = Services.open(settings)
+    try:
+        kinds = [h.kind for h in services.handlers()]
+        pending = services.mongo.find_unfinished_jobs(kinds)
+        if not pending:
+            log.info("nothing to resume")
+            return 0
+        ids = [job["_id"] for job in pending]
+        services.mongo.make_jobs_due_now(ids)
+        log.info("%d unfinished jobs: %s", len(ids), ", ".join(ids))
+        if args.no_run:
+            return 0
+        services.start_workers()
+        deadline = time.monotonic() + args.timeout
+        states: dict[str, str] = {}
+        with tqdm(total=len(ids), desc="resuming jobs", unit="job") as bar:
+            while len(states) < len(ids) and time.monotonic() < deadline:
+                for job_id in ids:
+                    job = services.mongo.get_job(job_id)
+                    if job_id not in states and job["state"] in FINAL_STATES:
+                        states[job_id] = job["state"]
+                        bar.update(1)
+                time.sleep(0.5)
+        for job_id in ids:
+            log.info("%s: %s", job_id, states.get(job_id, "still unfinished (timeout)"))
+        return 0 if len(states) == len(ids) else 1
+    finally:
+        services.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

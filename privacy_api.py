@@ -1,5 +1,0 @@
-"""Placeholder until the privacy service lands."""
-
-
-def register(app, services) -> None:
-    return None

@@ -1,0 +1,43 @@
+"""A worker process without HTTP: claims jobs from MongoDB and runs them (`python worker.py`).
+
+gunicorn.conf.py starts one beside the gevent web workers, so CPU work never runs on gevent's
+event loop; more can run on other hosts against the same MongoDB and storage.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+from config import ConfigError, load_settings
+from logging_setup import configure_logging
+from services import Services, mongo_uri_for
+
+log = logging.getLogger("worker")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, help="worker threads (default: [Cores] cpu_cores)")
+    args = parser.parse_args()
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise SystemExit(f"configuration error: {exc}")
+    if mongo_uri_for(settings) is None:
+        raise SystemExit("worker.py needs MONGO_URI: it shares the service's database "
+                         "(gunicorn.conf.py sets it for the embedded one)")
+    configure_logging(settings.log_level, settings.secrets())
+    services = Services.open(settings)
+    services.start_workers(args.threads)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    log.info("stopping: running jobs stop at their next commit (up to %.0fs)", settings.shutdown_grace_seconds)
+    services.close()
+
+
+if __name__ == "__main__":
+    main()
