@@ -4,11 +4,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 req="${1:-requirements.txt}"
 find_python() {
-  for candidate in python3.13 "$(command -v pyenv >/dev/null 2>&1 && echo "$(pyenv root)/versions/3.13"*/bin/python3.13)"; do
-    if [ -n "$candidate" ] && command -v "$candidate" >/dev/null 2>&1; then echo "$candidate"; return; fi
-  done
-  for candidate in "$HOME"/.pyenv/versions/3.13*/bin/python3.13 /usr/local/bin/python3.13 /usr/bin/python3.13; do
-    if [ -x "$candidate" ]; then echo "$candidate"; return; fi
+  # pyenv shims answer to `command -v` even when that version is not active: run each candidate.
+  for candidate in "$HOME"/.pyenv/versions/3.13*/bin/python3.13 python3.13 /usr/local/bin/python3.13 /usr/bin/python3.13; do
+    if "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' >/dev/null 2>&1; then
+      echo "$candidate"; return
+    fi
   done
   echo "Python 3.13 not found: install it (e.g. 'pyenv install 3.13') and run again" >&2; exit 1
 }

@@ -1,0 +1,96 @@
+"""Benchmark: end-to-end processContent time vs the ffmpeg CLI doing the same cutting, in one run.
+
+    .venv/bin/python bench/bench_pipeline.py --seconds 60 [--seconds 600]
+
+For each clip length: makes a 1080p 30 fps clip (ffmpeg testsrc2), runs
+`ffmpeg -i IN -vf fps=5 -c:v libx264 -preset veryfast -f segment -segment_frames ...` and then the
+service (request → status 1; embedded MongoDB, local storage) in a child process whose peak RSS
+is read from the kernel. Prints the ratio service / ffmpeg and the peak memory.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SERVICE_RUN = r"""
+import json, sys, time, threading
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from bson import ObjectId
+from config import load_settings
+from app import create_app
+from werkzeug.serving import make_server
+import requests
+work = Path(sys.argv[2]); clip = sys.argv[3]
+settings = load_settings({"APP_API_KEY": "bench", "APP_DATA_DIR": str(work / "data"),
+    "STORAGE_URL": str(work / "storage"), "FOLDERS_CONTENT_BASE": str(work), "FOLDERS_TASK_BASE": str(work / "tasks"),
+    "JOBS_POLL_SECONDS": "0.05"})
+app = create_app(settings)
+server = make_server("127.0.0.1", 0, app, threaded=True)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+db = app.extensions["media"].mongo.db
+upload, project = ObjectId(), ObjectId()
+db.AnnotationContentUpload.insert_one({"_id": upload, "projectId": project, "status": 0, "progress": 0})
+started = time.perf_counter()
+r = requests.post(f"http://127.0.0.1:{server.server_port}/api/processContent", data={
+    "upload_id": str(upload), "auth_key": "bench", "project_id": str(project), "frame_rate": "5",
+    "content_path": clip, "force_write": "0", "auto_anno_version": "0", "request_type": "0"})
+assert r.status_code == 202, r.text
+while db.AnnotationContentUpload.find_one({"_id": upload})["status"] == 0:
+    time.sleep(0.05)
+elapsed = time.perf_counter() - started
+doc = db.AnnotationContentUpload.find_one({"_id": upload})
+print(json.dumps({"seconds": elapsed, "status": doc["status"], "tasks": doc.get("taskCount")}))
+server.shutdown(); app.extensions["media"].close(grace=1)
+"""
+
+
+def make_clip(path: Path, seconds: int) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size=1920x1080:rate=30:d={seconds}",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", "-pix_fmt", "yuv420p", str(path)],
+                   check=True)
+
+
+def timed(cmd: list[str]) -> tuple[float, int, str]:
+    """Wall time, peak RSS (KiB) of the child, and its stdout."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    result = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    elapsed = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return elapsed, peak if peak > before else -1, result.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, action="append", help="clip length(s); default 60")
+    args = parser.parse_args()
+    for seconds in args.seconds or [60]:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            clip = work / "clip.mp4"
+            make_clip(clip, seconds)
+            (work / "seg").mkdir()
+            ffmpeg_s, ffmpeg_kb, _ = timed(["ffmpeg", "-v", "error", "-i", str(clip), "-vf", "fps=5", "-c:v", "libx264",
+                                            "-preset", "veryfast", "-pix_fmt", "yuv420p", "-f", "segment",
+                                            "-segment_frames", ",".join(str(i) for i in range(120, seconds * 5, 120)),
+                                            "-reset_timestamps", "1", str(work / "seg" / "task-%d.mp4")])
+            service_s, service_kb, out = timed([sys.executable, "-c", SERVICE_RUN, str(ROOT), str(work), "./clip.mp4"])
+            result = json.loads(out.strip().splitlines()[-1])
+            assert result["status"] == 1, result
+            print(json.dumps({"clip_seconds": seconds, "ffmpeg_s": round(ffmpeg_s, 2), "service_s": round(service_s, 2),
+                              "ratio": round(service_s / ffmpeg_s, 3), "service_tasks": result["tasks"],
+                              "service_peak_rss_mib": round(service_kb / 1024, 1),
+                              "ffmpeg_peak_rss_mib": round(ffmpeg_kb / 1024, 1)}))
+
+
+if __name__ == "__main__":
+    main()
