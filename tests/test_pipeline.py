@@ -292,3 +292,12 @@ def test_image_zip(service, tmp_path):
     pictures = decode_frames(stored_file(service, tasks[0]["S3_url"]))
     assert [read_number(p) for p in pictures] == [1, 2, 3]
     assert min(psnr(p, render_frame(n, 160, 120)) for n, p in zip((1, 2, 3), pictures)) > 28
+
+
+def test_legacy_sampling_mode(make_service, tmp_path):
+    service = make_service(CONTENT_SAMPLING_MODE="legacy")
+    clip = make_video(tmp_path / "legacy.mp4", 40, Fraction(30000, 1001))
+    upload, tasks = process(service, clip, 7)
+    step = round(30000 / 1001 / 7)  # 4: every 4th frame counted from frame 1
+    check_tasks(service, upload, tasks, list(range(1, 41, step)), 7, (320, 240))
+    assert list(range(1, 41, step)) != expected_samples(clip, 7)  # really a different rule
