@@ -13,7 +13,7 @@ import socket
 import threading
 import uuid
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 from logging_setup import job_context
 from mongo_manager import LeaseLost, MongoManager
@@ -224,17 +224,3 @@ def _describe(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
     return f"{code}: {text}" if code else text
 
-
-def run_until_idle(pool: WorkerPool, timeout: float, is_idle: Callable[[], bool]) -> bool:
-    """For tools and tests: wait until `is_idle()` or the timeout."""
-    done = threading.Event()
-    end = threading.Timer(timeout, done.set)
-    end.start()
-    try:
-        while not done.is_set():
-            if is_idle():
-                return True
-            done.wait(0.1)
-        return is_idle()
-    finally:
-        end.cancel()

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from typing import Iterable
 
 from bson import ObjectId
-from pymongo import ASCENDING, MongoClient, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, MongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 from pymongo.uri_parser import parse_uri
 
@@ -155,9 +155,6 @@ class MongoManager:
         self.db[FRAMES].delete_many({"taskId": {"$in": ids}})
         return self.db[TASKS].delete_many({"_id": {"$in": ids}}).deleted_count
 
-    def count_frames(self, task_id: ObjectId) -> int:
-        return self.db[FRAMES].count_documents({"taskId": task_id})
-
     # -- jobs --------------------------------------------------------------------------------
     def get_job(self, job_id: str) -> dict | None:
         return self.db[JOBS].find_one({"_id": job_id})
@@ -272,6 +269,3 @@ class MongoManager:
         return self.db[JOBS].update_many({"_id": {"$in": ids}, "state": "queued"},
                                          {"$set": {"not_before": utcnow()}}).modified_count
 
-    def bulk_set_fields(self, collection: str, updates: list[tuple[Any, dict]]) -> None:
-        if updates:
-            self.db[collection].bulk_write([UpdateOne({"_id": _id}, {"$set": f}) for _id, f in updates])

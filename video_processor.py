@@ -10,7 +10,7 @@ import math
 import struct
 import threading
 import queue
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
@@ -286,7 +286,6 @@ class VideoCheck:
     fps: Fraction
     faststart: bool
     codec: str
-    extra: dict = field(default_factory=dict)
 
 
 def top_level_boxes(path: Path) -> list[str]:
