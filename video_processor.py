@@ -335,29 +335,25 @@ class Prefetcher:
     def _run(self, iterator: Iterator) -> None:
         try:
             for item in iterator:
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if self._stop.is_set():
+                if not self._put(item):
                     return
-            self._put_final(self._END)
+            self._put(self._END)
         except BaseException as exc:  # handed to the consumer, raised there
-            self._put_final(exc)
+            self._put(exc)
         finally:
             close = getattr(iterator, "close", None)
             if close:
                 close()
 
-    def _put_final(self, item) -> None:
+    def _put(self, item) -> bool:
+        """Wait for room in the queue unless the consumer stopped; False once it has."""
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.2)
-                return
+                return True
             except queue.Full:
                 continue
+        return False
 
     def __iter__(self):
         while True:
