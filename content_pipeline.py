@@ -6,9 +6,11 @@ the last checkpoint and ends with exactly what an uninterrupted run would have w
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -151,37 +153,58 @@ class ContentPipeline:
 
     # -- tasks -------------------------------------------------------------------------------
     def _cut_tasks(self, ctx, params: dict, plan: Plan, checkpoint: dict) -> None:
+        """Encode tasks in this thread while the previous one is checked and committed in another.
+
+        Commits stay in task order (one at a time); a failed commit stops the encoding at once.
+        """
         per_task = params["frames_per_task"]
         scratch = self.settings.path("task_base") / str(params["upload_id"])
+        index = checkpoint["next_task"]
         encoder: vp.TaskEncoder | None = None
         frames: list[Frame] = []
         point: dict | None = None
-        try:
-            for frame, point in plan.frames:
-                ctx.check()
-                if encoder is None:
-                    name = task_name(checkpoint["next_task"], params["video_name"])
-                    encoder = vp.TaskEncoder(scratch / f"{name}.mp4", plan.size, params["frame_rate"],
-                                             self.settings.x264_preset, self.settings.x264_crf)
-                encoder.add(frame.picture)
-                frame.picture = None  # the encoder holds what it needs; free the pixels
-                frames.append(frame)
-                if len(frames) == per_task:
-                    self._commit_task(ctx, params, plan, checkpoint, encoder, frames, point)
-                    encoder, frames = None, []
-            if encoder is not None:
-                self._commit_task(ctx, params, plan, checkpoint, encoder, frames, point)
-                encoder = None
-        finally:
-            if encoder is not None:
-                encoder.abort()
+        pending: Future | None = None
+
+        def hand_over() -> Future:
+            nonlocal index, encoder, frames
+            encoder.close()
+            if pending is not None:
+                pending.result()  # in order: the previous task is committed first
+            # A copy of this thread's context keeps the job's label on the commit's log lines.
+            future = committer.submit(contextvars.copy_context().run, self._commit_task, ctx, params, plan, checkpoint, index,
+                                      encoder, frames, point)
+            index, encoder, frames = index + 1, None, []
+            return future
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit") as committer:
+            try:
+                for frame, point in plan.frames:
+                    ctx.check()
+                    if pending is not None and pending.done():
+                        pending.result()  # raise a commit's error now, not a task later
+                    if encoder is None:
+                        encoder = vp.TaskEncoder(scratch / f"{task_name(index, params['video_name'])}.mp4",
+                                                 plan.size, params["frame_rate"], self.settings.x264_preset,
+                                                 self.settings.x264_crf)
+                    encoder.add(frame.picture)
+                    frame.picture = None  # the encoder holds what it needs; free the pixels
+                    frames.append(frame)
+                    if len(frames) == per_task:
+                        pending = hand_over()
+                if encoder is not None:
+                    pending = hand_over()
+                if pending is not None:
+                    pending.result()
+            finally:
+                if encoder is not None:
+                    encoder.abort()
+                if pending is not None:
+                    wait([pending])  # never leave a commit running behind a failed job
         shutil.rmtree(scratch, ignore_errors=True)
 
-    def _commit_task(self, ctx, params, plan: Plan, checkpoint: dict, encoder: vp.TaskEncoder,
+    def _commit_task(self, ctx, params, plan: Plan, checkpoint: dict, index: int, encoder: vp.TaskEncoder,
                      frames: list[Frame], resume_point: dict) -> None:
-        index = checkpoint["next_task"]
         name = task_name(index, params["video_name"])
-        encoder.close()
         check = vp.check_task_video(encoder.path)
         if check.frame_count != len(frames) or check.pix_fmt != "yuv420p" or not check.faststart:
             raise RuntimeError(f"{name}: encoded video has {check.frame_count} frames ({check.pix_fmt}, "

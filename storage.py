@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Protocol
@@ -48,8 +49,12 @@ class LocalStorage:
     def put_file(self, key: str, path: Path, content_type: str) -> None:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        shutil.copyfile(path, tmp)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(path, tmp)  # same filesystem: no copy (the caller never rewrites `path`)
+        except OSError:
+            shutil.copyfile(path, tmp)
         os.replace(tmp, target)  # readers see the whole object or none
 
     def exists(self, key: str) -> bool:

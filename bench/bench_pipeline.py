@@ -31,8 +31,7 @@ from werkzeug.serving import make_server
 import requests
 work = Path(sys.argv[2]); clip = sys.argv[3]
 settings = load_settings({"APP_API_KEY": "bench", "APP_DATA_DIR": str(work / "data"),
-    "STORAGE_URL": str(work / "storage"), "FOLDERS_CONTENT_BASE": str(work), "FOLDERS_TASK_BASE": str(work / "tasks"),
-    "JOBS_POLL_SECONDS": "0.05"})
+    "STORAGE_URL": str(work / "storage"), "FOLDERS_CONTENT_BASE": str(work), "FOLDERS_TASK_BASE": str(work / "tasks")})
 app = create_app(settings)
 server = make_server("127.0.0.1", 0, app, threaded=True)
 threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -45,7 +44,7 @@ r = requests.post(f"http://127.0.0.1:{server.server_port}/api/processContent", d
     "content_path": clip, "force_write": "0", "auto_anno_version": "0", "request_type": "0"})
 assert r.status_code == 202, r.text
 while db.AnnotationContentUpload.find_one({"_id": upload})["status"] == 0:
-    time.sleep(0.05)
+    time.sleep(0.1)  # the database runs in this process: polling it costs the pipeline CPU
 elapsed = time.perf_counter() - started
 doc = db.AnnotationContentUpload.find_one({"_id": upload})
 print(json.dumps({"seconds": elapsed, "status": doc["status"], "tasks": doc.get("taskCount")}))
@@ -83,9 +82,10 @@ def main() -> None:
                                             "-preset", "veryfast", "-pix_fmt", "yuv420p", "-f", "segment",
                                             "-segment_frames", ",".join(str(i) for i in range(120, seconds * 5, 120)),
                                             "-reset_timestamps", "1", str(work / "seg" / "task-%d.mp4")])
-            service_s, service_kb, out = timed([sys.executable, "-c", SERVICE_RUN, str(ROOT), str(work), "./clip.mp4"])
+            _, service_kb, out = timed([sys.executable, "-c", SERVICE_RUN, str(ROOT), str(work), "./clip.mp4"])
             result = json.loads(out.strip().splitlines()[-1])
             assert result["status"] == 1, result
+            service_s = result["seconds"]  # request to status 1, as the issue defines it
             print(json.dumps({"clip_seconds": seconds, "ffmpeg_s": round(ffmpeg_s, 2), "service_s": round(service_s, 2),
                               "ratio": round(service_s / ffmpeg_s, 3), "service_tasks": result["tasks"],
                               "service_peak_rss_mib": round(service_kb / 1024, 1),
