@@ -44,8 +44,12 @@ def _start_embedded_mongo(server) -> None:
 def on_starting(server):
     if not (os.environ.get("MONGO_URI") or os.environ.get("MONGODB_USER_NAME")):
         _start_embedded_mongo(server)
-    os.environ["APP_RUN_WORKERS"] = "false"  # web workers never run jobs
-    if os.environ.get("SEPARATE_WORKER", "1") == "1":
+    # JOBS_LAYOUT: "worker-process" (the default, chosen by bench/bench_gevent.py), "web-threads"
+    # (the worker pool inside each gevent web process; kept for that comparison), or "none" (the
+    # workers run elsewhere: `python worker.py` on other hosts).
+    layout = os.environ.get("JOBS_LAYOUT", "worker-process")
+    os.environ["APP_RUN_WORKERS"] = "true" if layout == "web-threads" else "false"
+    if layout == "worker-process":
         _children.append(subprocess.Popen([sys.executable, str(_here / "worker.py")]))
         server.log.info("worker.py started (pid %s)", _children[-1].pid)
 

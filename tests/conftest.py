@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+pytest_plugins = ["s3_server"]  # the S3 server fixture, for any test module
+
 SHARED_MEDIA = ROOT.parent / "shared" / "media"
 NODE_KEY = "node-platform-key"
 

@@ -14,6 +14,7 @@ from bson import ObjectId
 from conftest import ROOT, service_env
 from helpers import fields_for, post_node, wait_for_upload
 from media import decode_frames, make_video, read_number
+from s3_server import BUCKET, S3_PORT, HoldingProxy, s3_objects
 
 PER_TASK = "6"
 
@@ -32,14 +33,19 @@ def queue(service, upload_id, project_id, name: str, frame_rate: int = 10):
     assert response.status_code == 202, response.text
 
 
-def snapshot(db, storage_root: Path, upload_id) -> dict:
-    """What an uninterrupted run must leave: docs (minus ids and times) and stored objects."""
+def frame_numbers(video: Path) -> list[int]:
+    return [read_number(f) for f in decode_frames(video)]
+
+
+def snapshot(db, storage_root: Path | None, upload_id, objects: dict | None = None) -> dict:
+    """What an uninterrupted run must leave: docs (minus ids and times) and stored objects
+    (the frame numbers each stored video shows; from `storage_root`, or `objects` when given)."""
     tasks = list(db.AnnotationTask.find({"uploadId": upload_id}).sort("taskName", 1))
     frames = {t["taskName"]: sorted((f["frameId"], f["isEmpty"]) for f in db.AnnotationFrame.find({"taskId": t["_id"]}))
               for t in tasks}
     ignored = {"_id", "createdAt", "videoPath"}
-    objects = {str(p.relative_to(storage_root)): [read_number(f) for f in decode_frames(p)]
-               for p in sorted(storage_root.rglob("*.mp4"))}
+    if objects is None:
+        objects = {str(p.relative_to(storage_root)): frame_numbers(p) for p in sorted(storage_root.rglob("*.mp4"))}
     upload = db.AnnotationContentUpload.find_one({"_id": upload_id})
     return {"tasks": [{k: v for k, v in t.items() if k not in ignored} for t in tasks], "frames": frames,
             "frame_docs": db.AnnotationFrame.count_documents({}), "objects": objects,
@@ -51,39 +57,44 @@ def long_clip(tmp_path):
     return make_video(tmp_path / "content" / "uploads" / "long.mp4", 250, 25, size=(480, 360))
 
 
-@pytest.mark.parametrize("kill_after_tasks", [0, 1, 3])
-def test_kill_9_then_restart_ends_like_an_uninterrupted_run(make_service, mongo_uri, tmp_path, long_clip,
-                                                            kill_after_tasks):
+@pytest.fixture
+def reference(make_service, tmp_path, long_clip):
+    """The long clip's request run once, never interrupted: ids and its snapshot."""
     upload_id, project_id = ObjectId(), ObjectId()
-    # The reference: the same request, never interrupted.
-    reference = make_service(CONTENT_FRAMES_PER_TASK=PER_TASK, STORAGE_URL=str(tmp_path / "ref-store"))
-    queue(reference, upload_id, project_id, "long.mp4")
-    assert wait_for_upload(reference.db, upload_id)["status"] == 1
-    expected = snapshot(reference.db, tmp_path / "ref-store", upload_id)
+    service = make_service(CONTENT_FRAMES_PER_TASK=PER_TASK, STORAGE_URL=str(tmp_path / "ref-store"))
+    queue(service, upload_id, project_id, "long.mp4")
+    assert wait_for_upload(service.db, upload_id)["status"] == 1
+    expected = snapshot(service.db, tmp_path / "ref-store", upload_id)
     assert len(expected["tasks"]) == 17  # 100 samples, 6 a task
+    return upload_id, project_id, expected
 
-    # The same request on a fresh database, run by a worker process that gets killed.
-    api = make_service(APP_RUN_WORKERS="false", CONTENT_FRAMES_PER_TASK=PER_TASK,
-                       STORAGE_URL=str(tmp_path / "crash-store"))
-    env = service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=api.settings.mongo_db_name,
-                      CONTENT_FRAMES_PER_TASK=PER_TASK, STORAGE_URL=str(tmp_path / "crash-store"),
-                      JOBS_LEASE_SECONDS="2", JOBS_HEARTBEAT_SECONDS="0.5")
+
+def crash_setup(make_service, mongo_uri, tmp_path, reference, **env):
+    """A fresh database with the reference's request queued, and the env of its worker processes."""
+    upload_id, project_id, _ = reference
+    env.setdefault("STORAGE_URL", str(tmp_path / "crash-store"))
+    api = make_service(APP_RUN_WORKERS="false", CONTENT_FRAMES_PER_TASK=PER_TASK, STORAGE_URL=env["STORAGE_URL"])
+    worker_env = service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=api.settings.mongo_db_name,
+                             CONTENT_FRAMES_PER_TASK=PER_TASK, JOBS_LEASE_SECONDS="2",
+                             JOBS_HEARTBEAT_SECONDS="0.5", **env)
     queue(api, upload_id, project_id, "long.mp4")
-    job_id = f"content:{upload_id}"
-    victim = start_worker(env, tmp_path / "worker1.log")
-    progress_before = None
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        job = api.db.ProcessingJob.find_one({"_id": job_id})
-        if job["state"] == "running" and job.get("checkpoint", {}).get("next_task", 0) >= kill_after_tasks:
-            break
-        time.sleep(0.005)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    progress_before = api.db.AnnotationContentUpload.find_one({"_id": upload_id}).get("progress", 0)
-    killed_at = api.db.ProcessingJob.find_one({"_id": job_id})
-    assert killed_at["state"] == "running"  # left behind by the dead worker
+    return api, worker_env
 
+
+def wait_for_job(db, job_id: str, ready, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = db.ProcessingJob.find_one({"_id": job_id})
+        if ready(job):
+            return job
+        time.sleep(0.005)
+    raise AssertionError(f"{job_id} never reached the wanted state: {job}")
+
+
+def finish_with_second_worker(api, env, tmp_path, upload_id, reference_snapshot, attempts: int,
+                              stored=None) -> None:
+    """Another worker takes the job over; progress never goes back; the end is the reference's."""
+    progress_before = api.db.AnnotationContentUpload.find_one({"_id": upload_id}).get("progress", 0)
     survivor = start_worker(env, tmp_path / "worker2.log")
     try:
         seen: list = []
@@ -94,10 +105,68 @@ def test_kill_9_then_restart_ends_like_an_uninterrupted_run(make_service, mongo_
     assert upload["status"] == 1
     progress = [p for p in seen if p is not None]
     assert all(a <= b for a, b in zip(progress, progress[1:])) and progress[0] >= progress_before
-    job = api.db.ProcessingJob.find_one({"_id": job_id})
-    assert job["state"] == "done" and job["attempts"] == 2
-    assert snapshot(api.db, tmp_path / "crash-store", upload_id) == expected
+    job = api.db.ProcessingJob.find_one({"_id": f"content:{upload_id}"})
+    assert job["state"] == "done" and job["attempts"] == attempts
+    objects = stored() if stored else None
+    assert snapshot(api.db, tmp_path / "crash-store", upload_id, objects) == reference_snapshot
     assert not list((tmp_path / "tasks").rglob("*.mp4"))  # no scratch left
+
+
+@pytest.mark.parametrize("kill_after_tasks", [0, 1, 3])
+def test_kill_9_then_restart_ends_like_an_uninterrupted_run(make_service, mongo_uri, tmp_path, reference,
+                                                            kill_after_tasks):
+    upload_id, _, expected = reference
+    api, env = crash_setup(make_service, mongo_uri, tmp_path, reference)
+    victim = start_worker(env, tmp_path / "worker1.log")
+    wait_for_job(api.db, f"content:{upload_id}", lambda job: job["state"] == "running"
+                 and job.get("checkpoint", {}).get("next_task", 0) >= kill_after_tasks)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert api.db.ProcessingJob.find_one({"_id": f"content:{upload_id}"})["state"] == "running"  # left behind
+    finish_with_second_worker(api, env, tmp_path, upload_id, expected, attempts=2)
+
+
+def test_sigterm_stops_at_a_commit_and_releases_the_job(make_service, mongo_uri, tmp_path, reference):
+    upload_id, _, expected = reference
+    api, env = crash_setup(make_service, mongo_uri, tmp_path, reference, JOBS_SHUTDOWN_GRACE_SECONDS="20")
+    worker = start_worker(env, tmp_path / "worker1.log")
+    job_id = f"content:{upload_id}"
+    wait_for_job(api.db, job_id, lambda job: job.get("checkpoint", {}).get("next_task", 0) >= 2)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    job = api.db.ProcessingJob.find_one({"_id": job_id})
+    # Handed back at once for another worker: not failed, no attempt spent, no lease held.
+    assert job["state"] == "queued" and job["stage"] == "released"
+    assert job["attempts"] == 0 and job["lease_owner"] is None
+    committed = job["checkpoint"]["next_task"]
+    assert 2 <= committed < 17
+    assert api.db.AnnotationTask.count_documents({"uploadId": upload_id}) == committed
+    assert not list((tmp_path / "tasks").rglob("*.mp4"))  # the unfinished task's scratch is gone
+    assert "handed back for shutdown" in (tmp_path / "worker1.log").read_text()
+    finish_with_second_worker(api, env, tmp_path, upload_id, expected, attempts=1)
+
+
+def test_kill_9_during_an_s3_upload_then_restart_ends_like_an_uninterrupted_run(
+        make_service, mongo_uri, tmp_path, reference, s3_server):
+    upload_id, _, expected = reference
+    prefix = f"crash-{upload_id}"
+    s3 = {"STORAGE_URL": f"s3://{BUCKET}/{prefix}", "S3_ACCESS_KEY_ID": "test", "S3_SECRET_ACCESS_KEY": "test-secret"}
+    proxy = HoldingProxy(b"/task-3-long.mp4")
+    try:
+        api, env = crash_setup(make_service, mongo_uri, tmp_path, reference, **s3,
+                               S3_ENDPOINT_URL=f"http://127.0.0.1:{proxy.port}")
+        victim = start_worker(env, tmp_path / "worker1.log")
+        assert proxy.holding.wait(120), "the upload of task 3 never started"
+        victim.send_signal(signal.SIGKILL)  # task 3's video is half-sent
+        victim.wait()
+    finally:
+        proxy.close()
+    assert api.db.ProcessingJob.find_one({"_id": f"content:{upload_id}"})["checkpoint"]["next_task"] == 3
+    direct = {**env, "S3_ENDPOINT_URL": f"http://127.0.0.1:{S3_PORT}"}
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    finish_with_second_worker(api, direct, tmp_path, upload_id, expected, attempts=2,
+                              stored=lambda: s3_objects(s3_server, f"{prefix}/", downloads, frame_numbers))
 
 
 def test_two_worker_processes_run_every_job_exactly_once(make_service, mongo_uri, tmp_path):

@@ -1,54 +1,13 @@
 """The S3 storage path against a real S3 server on loopback (SeaweedFS from PyPI)."""
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
-from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config
 
+from s3_server import BUCKET, S3_PORT
 from helpers import fields_for, new_upload, post_node, wait_for_upload
 from media import decode_frames, ffprobe_stream, make_video, moov_before_mdat, read_number
 from storage import LocalStorage, StorageError
-
-S3_PORT = 8333
-BUCKET = "media-tasks"
-
-
-def _client():
-    return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{S3_PORT}", region_name="us-east-1",
-                        aws_access_key_id="test", aws_secret_access_key="test-secret",
-                        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
-
-
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory):
-    weed = shutil.which("weed") or str(Path(__import__("sys").executable).parent / "weed")
-    folder = tmp_path_factory.mktemp("seaweed")
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", S3_PORT)) == 0:
-            pytest.fail(f"port {S3_PORT} is already taken; stop whatever listens there")
-    proc = subprocess.Popen([weed, "mini", f"-dir={folder}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"],
-                            cwd=folder, stdout=open(folder / "weed.log", "w"), stderr=subprocess.STDOUT)
-    client = _client()
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            client.create_bucket(Bucket=BUCKET)
-            break
-        except Exception:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("SeaweedFS did not start: " + (folder / "weed.log").read_text()[-2000:])
-            time.sleep(0.5)
-    yield client
-    proc.terminate()
-    proc.wait(20)
-
 
 def test_tasks_are_stored_in_s3_under_the_contract_keys(make_service, s3_server, tmp_path):
     service = make_service(STORAGE_URL=f"s3://{BUCKET}/env-a", S3_ENDPOINT_URL=f"http://127.0.0.1:{S3_PORT}",
