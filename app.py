@@ -34,6 +34,9 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
 
     import api
     app.register_blueprint(api.bp)
+    if settings.privacy_enabled:
+        import privacy
+        app.register_blueprint(privacy.bp)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

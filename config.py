@@ -76,7 +76,7 @@ class Option:
     parse: Callable[[str], Any]
     default: str
     secret: bool = False
-    env_alias: str | None = None  # a well-known variable name that also sets it
+    env_alias: str | tuple[str, ...] | None = None  # well-known variable names that also set it
 
     @property
     def env_name(self) -> str:
@@ -126,6 +126,24 @@ OPTIONS: tuple[Option, ...] = (
     Option("Jobs", "max_attempts", "max_attempts", _int(1, 100), "3"),
     Option("Jobs", "retry_backoff_seconds", "retry_backoff_seconds", _float(0), "30"),
     Option("Jobs", "shutdown_grace_seconds", "shutdown_grace_seconds", _float(0), "30"),
+    Option("Privacy", "enabled", "privacy_enabled", _bool, "true"),
+    Option("Privacy", "input_dir", "privacy_input_dir", _text, "./data/privacy",
+           env_alias=("PRIVACYPAL_VIDEO_DIRECTORY", "PRIVACYPAL_INPUT_VIDEO_DIR")),
+    Option("Privacy", "output_dir", "privacy_output_dir", _text, "", env_alias="PRIVACYPAL_OUTPUT_VIDEO_DIR"),
+    Option("Privacy", "extensions", "privacy_extensions", _list, "mp4,mov,m4v,mkv"),
+    Option("Privacy", "api_key", "privacy_api_keys", _list, "", secret=True),
+    Option("Privacy", "require_key", "privacy_require_key", _bool, "false"),
+    Option("Privacy", "detector", "privacy_detector", _choice("centerface", "rekognition"), "centerface"),
+    Option("Privacy", "threshold", "privacy_threshold", _float(0.01), "0.2"),
+    Option("Privacy", "detect_every", "privacy_detect_every", _int(1, 30), "2"),
+    Option("Privacy", "detect_width", "privacy_detect_width", _int(0), "960"),
+    Option("Privacy", "hold_frames", "privacy_hold_frames", _int(0, 60), "3"),
+    Option("Privacy", "pad", "privacy_pad", _float(1.0), "1.3"),
+    Option("Privacy", "blur_mode", "privacy_blur_mode", _choice("ellipse", "box", "mosaic", "fill"), "ellipse"),
+    Option("Privacy", "blur_cells", "privacy_blur_cells", _int(2, 64), "8"),
+    Option("Privacy", "fail_closed", "privacy_fail_closed", _choice("blur_frame", "fail_job"), "blur_frame"),
+    Option("Privacy", "detector_threads", "privacy_detector_threads", _int(1, 64), "2"),
+    Option("Privacy", "x264_crf", "privacy_x264_crf", _int(0, 51), "20"),
 )
 
 
@@ -206,7 +224,8 @@ def load_settings(env: dict[str, str] | None = None, config_file: str | Path | N
         from_private = _lookup(private, option)
         if from_private is not None:
             raw, source = from_private, f"[{option.section}] {option.key} in CONFIG_SECRETS_FILE"
-        for name in (option.env_name, option.env_alias):
+        aliases = (option.env_alias,) if isinstance(option.env_alias, str) else option.env_alias or ()
+        for name in (option.env_name, *aliases):  # later names win: the old service's most specific
             if name and name in env:
                 raw, source = env[name], f"environment variable {name}"
         try:
@@ -227,3 +246,5 @@ def _check_consistency(values: dict[str, Any]) -> None:
         raise ConfigError("[Storage] url (STORAGE_URL) s3:// needs a bucket name, e.g. s3://my-bucket/prefix")
     if not url:
         raise ConfigError("[Storage] url (STORAGE_URL) must not be empty")
+    if values["privacy_enabled"] and values["privacy_require_key"] and not values["privacy_api_keys"]:
+        raise ConfigError("[Privacy] require_key is on but no key is set: set PRIVACY_API_KEY")

@@ -10,6 +10,7 @@ import mongo_manager
 from content_jobs import ContentJobHandler
 from embedded_mongo import EmbeddedMongo
 from jobs import WorkerPool
+from privacy_jobs import PrivacyJobHandler
 from storage import open_storage
 
 log = logging.getLogger(__name__)
@@ -40,17 +41,22 @@ class Services:
         embedded = None
         if uri is None:
             embedded = EmbeddedMongo(Path(settings.data_dir) / "mongo" / "media.sqlite", settings.embedded_mongo_port)
-            uri = embedded.start()
+            embedded.start()
+            # This process writes through the engine directly; others connect to embedded.uri.
+            mongo = mongo_manager.MongoManager(embedded.local_client(), settings.mongo_db_name)
         else:
             log.info("using MongoDB at %s", _without_credentials(uri))
-        mongo = mongo_manager.connect(uri, settings.mongo_db_name)
+            mongo = mongo_manager.connect(uri, settings.mongo_db_name)
         mongo.ensure_indexes()
         storage = open_storage(settings)
         log.info("storage: %s", storage.description)
         return cls(settings, mongo, storage, embedded)
 
     def handlers(self) -> list:
-        return [ContentJobHandler(self.mongo, self.storage, self.settings), *self.extra_handlers]
+        handlers = [ContentJobHandler(self.mongo, self.storage, self.settings), *self.extra_handlers]
+        if self.settings.privacy_enabled:
+            handlers.append(PrivacyJobHandler(self.mongo, self.settings))
+        return handlers
 
     def start_workers(self, threads: int | None = None) -> WorkerPool:
         self.pool = WorkerPool(self.mongo, self.settings, self.handlers(), threads)

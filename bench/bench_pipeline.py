@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import subprocess
 import sys
 import tempfile
@@ -59,13 +59,17 @@ def make_clip(path: Path, seconds: int) -> None:
 
 
 def timed(cmd: list[str]) -> tuple[float, int, str]:
-    """Wall time, peak RSS (KiB) of the child, and its stdout."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Wall time, peak RSS (KiB) of this one child (from wait4), and its stdout."""
     started = time.perf_counter()
-    result = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    elapsed = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return elapsed, peak if peak > before else -1, result.stdout
+    with tempfile.TemporaryFile() as out:
+        child = subprocess.Popen(cmd, stdout=out)
+        _, status, usage = os.wait4(child.pid, 0)
+        elapsed = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode:
+            raise SystemExit(f"{cmd[0]} failed with {child.returncode}")
+        out.seek(0)
+        return elapsed, usage.ru_maxrss, out.read().decode()
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import socket
 import time
 
 import requests
@@ -59,3 +60,24 @@ def wait_for_upload(db, upload_id, timeout: float = 120, progress_seen: list | N
             return db.AnnotationContentUpload.find_one({"_id": upload_id})
         time.sleep(0.1)
     raise AssertionError(f"upload {upload_id} did not finish in {timeout}s: {doc}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_ready(base_url: str, process, timeout: float = 60) -> None:
+    """Wait for a service started as a subprocess to answer /api/ready."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the service exited with {process.returncode}")
+        try:
+            if requests.get(f"{base_url}/api/ready", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("the service never became ready")

@@ -51,8 +51,11 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def make_video(path: Path, frames: int, fps: Fraction | int = 25, size: tuple[int, int] = (320, 240),
-               times: list[float] | None = None, rotation: int = 0, audio: bool = False) -> Path:
-    """An H.264 clip; `times` (seconds) makes it variable-frame-rate; `rotation` sets display rotation."""
+               times: list[float] | None = None, rotation: int = 0, audio: bool = False,
+               render=None) -> Path:
+    """An H.264 clip; `times` (seconds) makes it variable-frame-rate; `rotation` sets display rotation.
+    `render(number, width, height)` draws each (coded) frame; the default draws its number."""
+    render = render or render_frame
     path.parent.mkdir(parents=True, exist_ok=True)
     width, height = size
     fps = Fraction(fps)
@@ -71,7 +74,7 @@ def make_video(path: Path, frames: int, fps: Fraction | int = 25, size: tuple[in
             stream.set_display_rotation(rotation)
         audio_stream = out.add_stream("aac", rate=44100) if audio else None
         for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(render_frame(i + 1, width, height), format="bgr24")
+            frame = av.VideoFrame.from_ndarray(render(i + 1, width, height), format="bgr24")
             if times is not None:
                 frame.pts, frame.time_base = round(times[i] * 1000), Fraction(1, 1000)
             else:
@@ -115,9 +118,10 @@ def expected_samples(path: Path, rate: int) -> list[int]:
     return kept
 
 
-def ffprobe_stream(path: Path) -> dict:
-    result = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_frames", "-show_entries",
-                             "stream=codec_name,pix_fmt,width,height,r_frame_rate,avg_frame_rate,nb_read_frames",
+def ffprobe_stream(path: Path, select: str = "v:0") -> dict:
+    result = subprocess.run(["ffprobe", "-v", "error", "-select_streams", select, "-count_frames", "-show_entries",
+                             "stream=codec_name,pix_fmt,width,height,r_frame_rate,avg_frame_rate,nb_read_frames,"
+                             "duration",
                              "-of", "json", str(path)], capture_output=True, text=True, check=True)
     return json.loads(result.stdout)["streams"][0]
 

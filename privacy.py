@@ -1,0 +1,132 @@
+"""The privacy API (CONTRACT §6): /process_video, /process_status, /cancel_process, /health.
+
+Plain-text answers as the old service gave them; `/process_status` also answers JSON when asked
+(`Accept: application/json` or `?format=json`). The work runs as durable `privacy` jobs.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path, PurePosixPath
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from content_request import key_matches, resolve_inside
+from logging_setup import job_context
+from mongo_manager import ACTIVE_STATES
+from privacy_jobs import privacy_job_id, queue_privacy_job
+from privacy_pipeline import OutputPaths
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("privacy", __name__)
+
+CANCEL_WAIT_SECONDS = 30
+
+
+def _text(body: str, status: int) -> Response:
+    return Response(body, status=status, mimetype="text/plain")
+
+
+def _services():
+    return current_app.extensions["media"]
+
+
+def _file_name() -> str:
+    """The file name: the `filename` query parameter, else the raw body (the first API version)."""
+    name = request.args.get("filename")
+    if name is None:
+        name = request.get_data(cache=True, as_text=True)
+    return name.strip()
+
+
+def _relative_name(raw: str) -> str | None:
+    """A relative path without `..`, as stored in job ids; None for anything else."""
+    if not raw or "\x00" in raw or "\\" in raw:
+        return None
+    path = PurePosixPath(raw)
+    if path.is_absolute() or ".." in path.parts:
+        return None
+    return str(path)
+
+
+def _directories(settings) -> tuple[Path, Path]:
+    input_dir = Path(settings.privacy_input_dir)
+    return input_dir, Path(settings.privacy_output_dir) if settings.privacy_output_dir else input_dir
+
+
+@bp.before_request
+def require_key():
+    settings = _services().settings
+    if not settings.privacy_require_key:
+        return None
+    given = request.headers.get("X-API-Key") or ""
+    if not given and request.headers.get("Authorization", "").startswith("Bearer "):
+        given = request.headers["Authorization"][7:]
+    if request.endpoint == "privacy.health" or (given and key_matches(given, settings.privacy_api_keys)):
+        return None
+    return _text("Error: unauthorized", 401)
+
+
+@bp.post("/process_video")
+def process_video():
+    svc = _services()
+    name = _relative_name(_file_name())
+    if name is None:
+        return _text("Error: invalid file name", 400)
+    input_dir, output_dir = _directories(svc.settings)
+    source = resolve_inside(input_dir, name)
+    if source is None:
+        return _text("Error: invalid file name", 400)
+    if not source.is_file():
+        return _text("Error: file not found", 404)
+    if source.suffix.lower().lstrip(".") not in svc.settings.privacy_extensions:
+        return _text(f"Error: unsupported file type (accepted: {', '.join(svc.settings.privacy_extensions)})", 415)
+    with job_context(f"video={name}"):
+        created, job = queue_privacy_job(svc.mongo, name, source, output_dir / PurePosixPath(name).parent,
+                                         svc.settings.max_attempts)
+        log.info("process_video: %s", "queued" if created else f"already {job['state']}")
+    svc.notify_workers()
+    return _text("Success: file exists.", 202)
+
+
+@bp.get("/process_status")
+def process_status():
+    svc = _services()
+    name = _relative_name(request.args.get("filename", "").strip())
+    job = svc.mongo.get_job(privacy_job_id(name)) if name else None
+    wants_json = request.args.get("format") == "json" or (
+        request.accept_mimetypes.best_match(["text/plain", "application/json"]) == "application/json")
+    if job is None:
+        return (jsonify({"error": "unknown file"}), 404) if wants_json else _text("Error: unknown file", 404)
+    if wants_json:
+        params = job["params"]
+        outputs = OutputPaths.for_source(Path(params["source"]), Path(params["output_dir"]))
+        return jsonify({"filename": name, "state": job["state"], "stage": job.get("stage"),
+                        "progress": job.get("progress", 0.0), "attempts": job.get("attempts"),
+                        "error": job.get("last_error") if job["state"] != "done" else None,
+                        "output": outputs.final.name if job["state"] == "done" else None})
+    if job["state"] == "failed":
+        return _text(f"Error: processing failed: {job.get('last_error')}", 500)
+    return _text("True" if job["state"] == "done" else "False", 200)
+
+
+@bp.post("/cancel_process")
+def cancel_process():
+    svc = _services()
+    name = _relative_name(_file_name())
+    job = svc.mongo.request_cancel(privacy_job_id(name)) if name else None
+    if job is None:
+        return _text("Error: no running job for this file", 404)
+    svc.notify_workers()
+    deadline = time.monotonic() + CANCEL_WAIT_SECONDS
+    while time.monotonic() < deadline:  # answer once the work has stopped and its outputs are gone
+        if svc.mongo.get_job(privacy_job_id(name))["state"] not in ACTIVE_STATES:
+            return _text("Success", 200)
+        time.sleep(0.1)
+    return _text("Success: cancelling", 202)
+
+
+@bp.get("/health")
+def health():
+    return jsonify({}), 200

@@ -1,0 +1,282 @@
+"""One privacy job: a video in, the same video with every face hidden out.
+
+One streaming pass: decode → detect every k-th frame on a downscaled upright copy → track →
+hide the regions on the yuv420p planes → encode H.264 with the source's timestamps, while the
+audio packets are copied (or re-encoded to AAC when the container cannot hold them). The output
+and its JSON region log are written under temporary names and renamed only when complete; a
+restarted job starts again from the first frame.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+import face_blur
+import video_processor as vp
+from face_detector import DetectorError, Face
+from face_tracking import FaceTracker, Region
+
+log = logging.getLogger(__name__)
+
+# Audio codecs the MP4 muxer takes as they are; anything else is re-encoded to AAC.
+MP4_AUDIO = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}
+MP4_LIKE = {".mp4", ".mov", ".m4v"}
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    final: Path
+    temp: Path
+    log_final: Path
+    log_temp: Path
+
+    @classmethod
+    def for_source(cls, source: Path, output_dir: Path) -> "OutputPaths":
+        stem, ext = source.stem, source.suffix
+        return cls(output_dir / f"{stem}-processed{ext}", output_dir / f"{stem}-processed-temp{ext}",
+                   output_dir / f"{stem}-processed.regions.json", output_dir / f"{stem}-processed-temp.regions.json")
+
+    def remove_partial(self) -> None:
+        for path in (self.temp, self.log_temp):
+            path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class BlurSettings:
+    detect_every: int
+    detect_width: int
+    hold_frames: int
+    pad: float
+    mode: str
+    cells: int
+    fail_closed: str      # blur_frame | fail_job
+    preset: str
+    crf: int
+
+
+def upright_boxes_to_coded(faces: list[Face], rotation: int, coded_w: int, coded_h: int) -> list[Face]:
+    """Boxes found on the upright (displayed) picture, moved back into the coded picture."""
+    out = []
+    for f in faces:
+        if rotation == 90:      # displayed = coded turned 90° counter-clockwise
+            box = (coded_w - f.y2, f.x1, coded_w - f.y1, f.x2)
+        elif rotation == 180:
+            box = (coded_w - f.x2, coded_h - f.y2, coded_w - f.x1, coded_h - f.y1)
+        elif rotation == 270:
+            box = (f.y1, coded_h - f.x2, f.y2, coded_h - f.x1)
+        else:
+            box = (f.x1, f.y1, f.x2, f.y2)
+        out.append(Face(*box, f.score))
+    return out
+
+
+class RegionLog:
+    """The JSON log of every hidden region, written as it goes (memory stays flat)."""
+
+    def __init__(self, path: Path, source: str, detector: str, settings: BlurSettings):
+        self.handle = open(path, "w", encoding="utf-8")
+        header = {"source": source, "detector": detector, "detect_every": settings.detect_every,
+                  "pad": settings.pad, "mode": settings.mode}
+        self.handle.write(json.dumps(header)[:-1] + ', "regions": [')
+        self.count = 0
+
+    def add(self, frame: int, seconds: float, box: tuple[int, int, int, int], score: float, origin: str) -> None:
+        entry = {"frame": frame, "time": round(seconds, 6), "box": list(box), "score": round(score, 4),
+                 "origin": origin}
+        self.handle.write(("," if self.count else "") + "\n" + json.dumps(entry))
+        self.count += 1
+
+    def close(self, frames: int) -> None:
+        self.handle.write(f'\n], "frames": {frames}, "region_count": {self.count}}}\n')
+        self.handle.close()
+
+    def abort(self) -> None:
+        self.handle.close()
+
+
+class PrivacyPipeline:
+    def __init__(self, detector, settings: BlurSettings, max_width: int, max_height: int):
+        self.detector = detector
+        self.settings = settings
+        self.max_width, self.max_height = max_width, max_height
+
+    def run(self, source: Path, paths: OutputPaths, progress=lambda fraction: None, check=lambda: None) -> dict:
+        info = vp.probe_video(source, self.max_width, self.max_height)
+        paths.remove_partial()  # a restarted job starts again from the first frame
+        regions_log = RegionLog(paths.log_temp, source.name, self.detector.name, self.settings)
+        try:
+            frames = self._process(source, info, paths.temp, regions_log, progress, check)
+            regions_log.close(frames)
+        except BaseException:
+            regions_log.abort()
+            paths.remove_partial()
+            raise
+        os.replace(paths.log_temp, paths.log_final)
+        os.replace(paths.temp, paths.final)  # the video last: its name means "complete"
+        log.info("blurred %s: %d frames, %d regions -> %s", source.name, frames, regions_log.count, paths.final.name)
+        return {"frames": frames, "regions": regions_log.count}
+
+    def _process(self, source: Path, info: vp.MediaInfo, temp: Path, regions_log: RegionLog, progress, check) -> int:
+        settings = self.settings
+        options = {"movflags": "+faststart"} if temp.suffix.lower() in MP4_LIKE else {}
+        with av.open(str(source)) as inp, av.open(str(temp), "w", options=options) as out:
+            vin = inp.streams.video[0]
+            vin.codec_context.thread_type = "AUTO"
+            coded_w, coded_h = vin.codec_context.width, vin.codec_context.height
+            width, height = coded_w + coded_w % 2, coded_h + coded_h % 2  # yuv420p needs even sizes
+            rate = vin.average_rate or vin.guessed_rate or Fraction(25)
+            vout = out.add_stream("libx264", rate=rate)
+            vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
+            vout.codec_context.time_base = vin.time_base or Fraction(1, 90000)
+            vout.codec_context.thread_type = "FRAME"
+            vout.codec_context.options = {"preset": settings.preset, "crf": str(settings.crf)}
+            if info.rotation:
+                vout.set_display_rotation(info.rotation)
+            ain, aout, resample = self._audio(inp, out, temp)
+            streams = [vin] + ([ain] if ain is not None else [])
+            index, last_pts, started = 0, None, time.monotonic()
+            detect_size = self._detect_size(info)
+
+            def redetect(frame: av.VideoFrame) -> list[Face] | None:
+                faces, whole = self._detect(frame, info.rotation, detect_size, coded_w, coded_h,
+                                            f"pts {frame.pts}")
+                return None if whole else faces
+
+            tracker = FaceTracker(settings.detect_every, settings.hold_frames, redetect=redetect)
+
+            def emit(decided) -> None:
+                for number, frame, regions, whole in decided:
+                    frame = self._hide(frame, regions, whole, number, width, height, regions_log, vin.time_base)
+                    out.mux(vout.encode(frame))
+
+            for packet in inp.demux(*streams):
+                check()
+                if packet.stream is ain:
+                    self._audio_packet(packet, aout, resample, out)
+                    continue
+                try:
+                    decoded = packet.decode()
+                except av.FFmpegError as exc:
+                    log.warning("video decoding stopped at frame %d: %s", index + 1, exc)
+                    break
+                for frame in decoded:
+                    pts = frame.pts if frame.pts is not None else (last_pts + 1 if last_pts is not None else 0)
+                    if last_pts is not None and pts <= last_pts:
+                        pts = last_pts + 1  # the encoder needs rising timestamps
+                    last_pts = pts
+                    frame = self._as_yuv420p(frame, width, height)
+                    frame.pts, frame.time_base = pts, vin.time_base
+                    faces, whole = None, False
+                    if tracker.is_detection_frame(index):
+                        faces, whole = self._detect(frame, info.rotation, detect_size, coded_w, coded_h,
+                                                    f"frame {index + 1}")
+                    emit(tracker.push(index, frame, faces, whole))
+                    index += 1
+                    if info.frame_count and time.monotonic() - started > 1:
+                        progress(min(0.99, index / info.frame_count))
+                        started = time.monotonic()
+            emit(tracker.finish())
+            out.mux(vout.encode(None))
+            if aout is not None and resample is not None:
+                self._audio_packet(None, aout, resample, out)
+        if index == 0:
+            raise vp.MediaError("no_frames", f"{source.name} contains no decodable video frames")
+        return index
+
+    # -- detection -------------------------------------------------------------------------
+    def _detect_size(self, info: vp.MediaInfo) -> tuple[int, int]:
+        """The upright detection copy's size: at most `detect_width` wide, aspect kept."""
+        width, height = info.width, info.height
+        if self.settings.detect_width and width > self.settings.detect_width:
+            height, width = max(1, round(height * self.settings.detect_width / width)), self.settings.detect_width
+        return width, height
+
+    def _detect(self, frame: av.VideoFrame, rotation: int, size: tuple[int, int], coded_w: int, coded_h: int,
+                where) -> tuple[list[Face] | None, bool]:
+        width, height = size
+        if rotation in (90, 270):
+            width, height = height, width  # the coded picture is the upright one turned
+        try:
+            rgb = frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+            if rotation:
+                rgb = cv2.rotate(rgb, vp._ROTATE[rotation])
+            faces = self.detector.detect(np.ascontiguousarray(rgb))
+        except (DetectorError, av.FFmpegError, cv2.error) as exc:
+            if self.settings.fail_closed == "fail_job":
+                raise DetectorError(f"detection failed at {where}: {exc}") from exc
+            log.warning("detection failed at %s, hiding the whole frame: %s", where, exc)
+            return [], True
+        scale_x, scale_y = coded_w / width, coded_h / height
+        return upright_boxes_to_coded([f.scaled(scale_x, scale_y) for f in faces],
+                                      rotation, coded_w, coded_h), False
+
+    # -- hiding ----------------------------------------------------------------------------
+    def _hide(self, frame: av.VideoFrame, regions: list[Region], whole: bool, number: int, width: int,
+              height: int, regions_log: RegionLog, time_base) -> av.VideoFrame:
+        """The frame with its regions hidden (a new frame), or the same frame when it has none."""
+        if not regions and not whole:
+            return frame
+        seconds = float(frame.pts * time_base) if time_base else 0.0
+        if whole:
+            boxes = [(0, 0, width, height)]
+        else:  # a box held or moved past the frame's edge has nothing left to hide
+            placed = [(r, face_blur.padded((r.x1, r.y1, r.x2, r.y2), self.settings.pad, width, height))
+                      for r in regions]
+            placed = [(r, b) for r, b in placed if b[2] > b[0] and b[3] > b[1]]
+            regions, boxes = [r for r, _ in placed], [b for _, b in placed]
+            if not boxes:
+                return frame
+        array = frame.to_ndarray()
+        face_blur.hide_regions(face_blur.yuv420_planes(array, width, height), boxes,
+                               "fill" if whole else self.settings.mode, self.settings.cells)
+        hidden = av.VideoFrame.from_ndarray(array, format="yuv420p")
+        hidden.pts, hidden.time_base = frame.pts, frame.time_base
+        if whole:
+            regions_log.add(number + 1, seconds, boxes[0], 0.0, "fail-closed")
+        else:
+            for region, box in zip(regions, boxes):
+                regions_log.add(number + 1, seconds, box, region.score, region.origin)
+        return hidden
+
+    @staticmethod
+    def _as_yuv420p(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:
+        if frame.format.name == "yuv420p" and (frame.width, frame.height) == (width, height):
+            return frame
+        return frame.reformat(width=width, height=height, format="yuv420p")
+
+    # -- audio -----------------------------------------------------------------------------
+    @staticmethod
+    def _audio(inp, out, temp: Path):
+        if not inp.streams.audio:
+            return None, None, None
+        ain = inp.streams.audio[0]
+        codec = ain.codec_context.name
+        if temp.suffix.lower() not in MP4_LIKE or codec in MP4_AUDIO:
+            return ain, out.add_stream_from_template(ain), None
+        log.info("audio %s cannot go into %s as it is: re-encoding to AAC", codec, temp.suffix)
+        aout = out.add_stream("aac", rate=ain.codec_context.sample_rate or 48000)
+        return ain, aout, av.AudioResampler(format="fltp", layout="stereo", rate=aout.codec_context.sample_rate)
+
+    @staticmethod
+    def _audio_packet(packet, aout, resample, out) -> None:
+        if resample is None:
+            if packet.dts is not None:  # the demuxer's flush packet carries nothing
+                packet.stream = aout
+                out.mux(packet)
+            return
+        frames = packet.decode() if packet is not None else [None]
+        for frame in frames:
+            for converted in resample.resample(frame):
+                out.mux(aout.encode(converted))
+        if packet is None:
+            out.mux(aout.encode(None))
+

@@ -1,0 +1,295 @@
+"""The privacy API (issue 5): every face hidden, the rest untouched, over real HTTP and real video."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+import requests
+
+from conftest import ROOT, service_env
+from faces import FaceScene, make_face_clip
+from face_detector import CenterFace, DetectorError
+from media import ffprobe_stream, moov_before_mdat, psnr
+from privacy_pipeline import BlurSettings, OutputPaths, PrivacyPipeline
+
+
+@pytest.fixture(scope="module")
+def strong_detector():
+    """The check: CenterFace on every frame at full resolution, at an annotation-grade threshold."""
+    return CenterFace(threshold=0.5, threads=2)
+
+
+@pytest.fixture
+def privacy(make_service, tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    return make_service(PRIVACYPAL_VIDEO_DIRECTORY=str(videos)), videos
+
+
+def upright_frames(path: Path) -> list[np.ndarray]:
+    """Decoded BGR frames as displayed (the stream's rotation applied)."""
+    turn = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_CLOCKWISE}
+    frames = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            image = frame.to_ndarray(format="bgr24")
+            rotation = round((frame.rotation or 0) / 90) % 4 * 90
+            frames.append(cv2.rotate(image, turn[rotation]) if rotation else image)
+    return frames
+
+
+def wait_done(url: str, name: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = requests.get(f"{url}/process_status", params={"filename": name, "format": "json"}, timeout=10)
+        state = answer.json()
+        if state.get("state") in ("done", "failed", "cancelled"):
+            return state
+        time.sleep(0.1)
+    raise AssertionError(f"{name} never finished")
+
+
+def middle(image: np.ndarray, box) -> np.ndarray:
+    """The middle of a face box, grey: eyes, nose and mouth, without the box's corners."""
+    x1, y1, x2, y2 = box
+    dx, dy = (x2 - x1) // 5, (y2 - y1) // 5
+    return cv2.cvtColor(image[y1 + dy:y2 - dy, x1 + dx:x2 - dx], cv2.COLOR_BGR2GRAY)
+
+
+def face_detail(image: np.ndarray, box) -> float:
+    """Variance of the Laplacian over the middle of a face box: fine detail left there."""
+    return float(cv2.Laplacian(middle(image, box), cv2.CV_64F).var())
+
+
+def detail_kept(before: np.ndarray, after: np.ndarray, box) -> float:
+    """Correlation of the fine detail (Laplacian) of a face box before and after: about 0 when
+    what was there is gone, whatever replaced it (blur, mosaic tiles or a fill)."""
+    a, b = (cv2.Laplacian(middle(img, box), cv2.CV_64F).ravel() for img in (before, after))
+    if a.std() == 0 or b.std() == 0:
+        return 0.0
+    return float(abs(np.corrcoef(a, b)[0, 1]))
+
+
+def assert_faces_hidden(scene: FaceScene, source: list, output: list, detector, smooth: bool = True) -> None:
+    assert len(output) == len(source) == scene.frames
+    for number, (before, after) in enumerate(zip(source, output), start=1):
+        truth = scene.boxes(number)
+        assert detector.detect(np.ascontiguousarray(before[:, :, ::-1])), f"frame {number}: no face in the source"
+        assert detector.detect(np.ascontiguousarray(after[:, :, ::-1])) == [], f"frame {number}: a face is left"
+        for box in truth:
+            if box[2] - box[0] < 24:  # a sliver at the frame edge has no measurable detail
+                continue
+            assert detail_kept(before, after, box) < 0.2, (number, box)
+            if smooth:  # a blur leaves almost no detail at all (a mosaic leaves its tile edges)
+                assert face_detail(after, box) < min(30.0, 0.05 * face_detail(before, box)), (number, box)
+        # Away from the faces (and the padding around them) nothing changed.
+        keep = np.ones(before.shape[:2], bool)
+        for x1, y1, x2, y2 in truth:
+            w, h = x2 - x1, y2 - y1
+            keep[max(0, y1 - h):y2 + h, max(0, x1 - w):x2 + w] = False
+        assert psnr(before[keep], after[keep]) > 30, number  # re-encoding only (a blur gives < 20)
+
+
+def test_every_face_in_every_frame_is_hidden_and_the_rest_kept(privacy, strong_detector):
+    service, videos = privacy
+    scene = make_face_clip(videos / "astronaut.mp4", frames=50, audio=True)
+    answer = requests.post(f"{service.url}/process_video", data=b"astronaut.mp4", timeout=10)
+    assert (answer.status_code, answer.text) == (202, "Success: file exists.")
+    assert requests.get(f"{service.url}/process_status", params={"filename": "astronaut.mp4"}).text in ("False", "True")
+    state = wait_done(service.url, "astronaut.mp4")
+    assert state["state"] == "done" and state["progress"] == 100 and state["output"] == "astronaut-processed.mp4"
+    plain = requests.get(f"{service.url}/process_status", params={"filename": "astronaut.mp4"})
+    assert (plain.status_code, plain.text) == (200, "True")
+
+    output = videos / "astronaut-processed.mp4"
+    assert output.is_file() and not (videos / "astronaut-processed-temp.mp4").exists()
+    video = ffprobe_stream(output)
+    assert (video["codec_name"], video["pix_fmt"], video["width"], video["height"]) == ("h264", "yuv420p", 640, 360)
+    assert video["avg_frame_rate"] == "25/1" and moov_before_mdat(output)
+    audio = ffprobe_stream(output, "a:0")
+    assert audio["codec_name"] == "aac" and float(audio["duration"]) > 1.9
+    assert_faces_hidden(scene, upright_frames(videos / "astronaut.mp4"), upright_frames(output), strong_detector)
+
+    log = json.loads((videos / "astronaut-processed.regions.json").read_text())
+    assert log["frames"] == 50 and log["region_count"] == len(log["regions"])
+    assert {r["frame"] for r in log["regions"]} == set(range(1, 51))
+    assert {"detector", "tracker"} <= {r["origin"] for r in log["regions"]}
+    first = log["regions"][0]
+    assert set(first) == {"frame", "time", "box", "score", "origin"} and first["time"] == 0.0
+
+
+def test_rotated_input_without_audio_stays_rotated(privacy, strong_detector):
+    service, videos = privacy
+    scene = make_face_clip(videos / "portrait.mp4", frames=20, size=(360, 640), audio=False, rotation=90)
+    answer = requests.post(f"{service.url}/process_video", params={"filename": "portrait.mp4"}, timeout=10)
+    assert answer.status_code == 202
+    assert wait_done(service.url, "portrait.mp4")["state"] == "done"
+    output = videos / "portrait-processed.mp4"
+    with av.open(str(output)) as container:
+        assert not container.streams.audio
+        stream = container.streams.video[0]
+        assert (stream.codec_context.width, stream.codec_context.height) == (640, 360)  # coded as the source
+        assert round(next(container.decode(stream)).rotation) % 360 == 90
+    assert_faces_hidden(scene, upright_frames(videos / "portrait.mp4"), upright_frames(output), strong_detector)
+
+
+def test_names_never_leave_the_input_directory(privacy, tmp_path):
+    service, videos = privacy
+    (tmp_path / "outside.mp4").write_bytes(b"not for you")
+    (videos / "sub").mkdir()
+    for name in ["../outside.mp4", str(tmp_path / "outside.mp4"), "sub/../../outside.mp4", "", "a\\..\\b.mp4"]:
+        answer = requests.post(f"{service.url}/process_video", data=name.encode(), timeout=10)
+        assert (answer.status_code, answer.text) == (400, "Error: invalid file name"), name
+        answer = requests.post(f"{service.url}/process_video", params={"filename": name}, timeout=10)
+        assert answer.status_code == 400, name
+    os.symlink(tmp_path / "outside.mp4", videos / "link.mp4")
+    assert requests.post(f"{service.url}/process_video", data=b"link.mp4").status_code == 400
+    missing = requests.post(f"{service.url}/process_video", data=b"nothere.mp4")
+    assert (missing.status_code, missing.text) == (404, "Error: file not found")
+    assert requests.get(f"{service.url}/process_status", params={"filename": "nothere.mp4"}).status_code == 404
+    assert requests.post(f"{service.url}/cancel_process", data=b"nothere.mp4").status_code == 404
+    health = requests.get(f"{service.url}/health")
+    assert (health.status_code, health.json()) == (200, {})
+    assert service.db.ProcessingJob.count_documents({"kind": "privacy"}) == 0
+
+
+def test_key_required_when_configured(make_service, tmp_path):
+    videos = tmp_path / "videos"
+    make_face_clip(videos / "k.mp4", frames=4, audio=False)
+    service = make_service(PRIVACYPAL_VIDEO_DIRECTORY=str(videos), PRIVACY_REQUIRE_KEY="true",
+                           PRIVACY_API_KEY="privacy-key")
+    assert requests.post(f"{service.url}/process_video", data=b"k.mp4").status_code == 401
+    assert requests.post(f"{service.url}/process_video", data=b"k.mp4",
+                         headers={"X-API-Key": "wrong"}).status_code == 401
+    assert requests.get(f"{service.url}/health").status_code == 200  # health stays open
+    ok = requests.post(f"{service.url}/process_video", data=b"k.mp4", headers={"X-API-Key": "privacy-key"})
+    assert ok.status_code == 202
+    status = requests.get(f"{service.url}/process_status", params={"filename": "k.mp4", "format": "json"},
+                          headers={"Authorization": "Bearer privacy-key"})
+    assert status.status_code == 200 and status.json()["filename"] == "k.mp4"
+
+
+def test_unreadable_file_fails_cleanly(privacy):
+    service, videos = privacy
+    (videos / "broken.mp4").write_bytes(b"this is not a video" * 100)
+    assert requests.post(f"{service.url}/process_video", data=b"broken.mp4").status_code == 202
+    state = wait_done(service.url, "broken.mp4")
+    assert state["state"] == "failed" and state["error"].startswith("unreadable_media")
+    plain = requests.get(f"{service.url}/process_status", params={"filename": "broken.mp4"})
+    assert plain.status_code == 500 and plain.text.startswith("Error: processing failed: unreadable_media")
+    assert sorted(p.name for p in videos.iterdir()) == ["broken.mp4"]
+
+
+def test_cancel_stops_the_work_and_removes_partial_output(make_service, tmp_path):
+    videos = tmp_path / "videos"
+    make_face_clip(videos / "long.mp4", frames=600, size=(640, 360), audio=True)
+    service = make_service(PRIVACYPAL_VIDEO_DIRECTORY=str(videos), PRIVACY_DETECT_EVERY="1")
+    assert requests.post(f"{service.url}/process_video", data=b"long.mp4").status_code == 202
+    deadline = time.monotonic() + 60
+    while not (videos / "long-processed-temp.mp4").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    answer = requests.post(f"{service.url}/cancel_process", data=b"long.mp4", timeout=60)
+    assert (answer.status_code, answer.text) == (200, "Success")
+    assert sorted(p.name for p in videos.iterdir()) == ["long.mp4"]
+    state = requests.get(f"{service.url}/process_status", params={"filename": "long.mp4", "format": "json"}).json()
+    assert state["state"] == "cancelled"
+
+
+def test_a_killed_worker_ends_in_a_finished_job_not_a_stuck_one(make_service, mongo_uri, tmp_path):
+    videos = tmp_path / "videos"
+    make_face_clip(videos / "crash.mp4", frames=300, audio=True)
+    api = make_service(APP_RUN_WORKERS="false", PRIVACYPAL_VIDEO_DIRECTORY=str(videos))
+    env = {**os.environ, **service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=api.settings.mongo_db_name,
+                                       PRIVACYPAL_VIDEO_DIRECTORY=str(videos), PRIVACY_DETECT_EVERY="1",
+                                       JOBS_LEASE_SECONDS="2", JOBS_HEARTBEAT_SECONDS="0.5")}
+    assert requests.post(f"{api.url}/process_video", data=b"crash.mp4").status_code == 202
+    victim = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (videos / "crash-processed-temp.mp4").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert requests.get(f"{api.url}/process_status", params={"filename": "crash.mp4"}).text == "False"
+    survivor = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    try:
+        state = wait_done(api.url, "crash.mp4", timeout=180)
+    finally:
+        survivor.terminate()
+        survivor.wait(30)
+    assert state["state"] == "done" and state["attempts"] == 2
+    assert sorted(p.name for p in videos.iterdir()) == ["crash-processed.mp4", "crash-processed.regions.json",
+                                                        "crash.mp4"]
+    with av.open(str(videos / "crash-processed.mp4")) as container:
+        assert container.streams.video[0].frames == 300
+
+
+class FailingOn:
+    """A detector that fails on chosen frames (counted in detection calls) and works otherwise."""
+
+    name = "failing"
+
+    def __init__(self, inner, failing_calls: set[int]):
+        self.inner, self.failing_calls, self.calls = inner, failing_calls, 0
+
+    def detect(self, rgb):
+        self.calls += 1
+        if self.calls in self.failing_calls:
+            raise DetectorError("simulated failure")
+        return self.inner.detect(rgb)
+
+
+def settings(**changes) -> BlurSettings:
+    base = dict(detect_every=1, detect_width=640, hold_frames=3, pad=1.3, mode="ellipse", cells=8,
+                fail_closed="blur_frame", preset="veryfast", crf=20)
+    return BlurSettings(**{**base, **changes})
+
+
+def test_fail_closed_hides_the_whole_frame_or_fails_the_job(tmp_path, strong_detector):
+    source = tmp_path / "f.mp4"
+    make_face_clip(source, frames=10, audio=False)
+    paths = OutputPaths.for_source(source, tmp_path)
+    PrivacyPipeline(FailingOn(strong_detector, {4}), settings(), 7680, 4320).run(source, paths)
+    frames = upright_frames(paths.final)
+    assert frames[3].max() < 40  # frame 4: nothing of it is shown
+    assert frames[2].std() > 20 and frames[4].std() > 20
+    log = json.loads(paths.log_final.read_text())
+    assert [r["frame"] for r in log["regions"] if r["origin"] == "fail-closed"] == [4]
+
+    paths.final.unlink()
+    with pytest.raises(DetectorError):
+        PrivacyPipeline(FailingOn(strong_detector, {4}), settings(fail_closed="fail_job"), 7680, 4320).run(
+            source, paths)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f-processed.regions.json", "f.mp4"]
+
+
+@pytest.mark.parametrize("mode", ["mosaic", "fill", "box"])
+def test_other_blur_modes_hide_the_faces(tmp_path, strong_detector, mode):
+    source = tmp_path / "m.mp4"
+    scene = make_face_clip(source, frames=12, audio=False)
+    paths = OutputPaths.for_source(source, tmp_path)
+    PrivacyPipeline(CenterFace(0.2, 2), settings(mode=mode, detect_every=3), 7680, 4320).run(source, paths)
+    assert_faces_hidden(scene, upright_frames(source), upright_frames(paths.final), strong_detector,
+                        smooth=mode != "mosaic")
+
+
+def test_audio_the_mp4_cannot_hold_is_reencoded(tmp_path):
+    silent = tmp_path / "silent.mov"
+    make_face_clip(silent, frames=25, audio=False)
+    source = tmp_path / "pcm.mov"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(silent), "-f", "lavfi", "-i", "sine=frequency=300:duration=1",
+                    "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "pcm_s16le", str(source)], check=True)
+    paths = OutputPaths.for_source(source, tmp_path)
+    PrivacyPipeline(CenterFace(0.2, 2), settings(detect_every=5), 7680, 4320).run(source, paths)
+    audio = ffprobe_stream(paths.final, "a:0")
+    assert audio["codec_name"] == "aac" and 0.9 < float(audio["duration"]) < 1.2
