@@ -126,6 +126,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("Jobs", "max_attempts", "max_attempts", _int(1, 100), "3"),
     Option("Jobs", "retry_backoff_seconds", "retry_backoff_seconds", _float(0), "30"),
     Option("Jobs", "shutdown_grace_seconds", "shutdown_grace_seconds", _float(0), "30"),
+    Option("Jobs", "worker_nice", "worker_nice", _int(0, 19), "10"),
     Option("Privacy", "enabled", "privacy_enabled", _bool, "true"),
     Option("Privacy", "input_dir", "privacy_input_dir", _text, "./data/privacy",
            env_alias=("PRIVACYPAL_VIDEO_DIRECTORY", "PRIVACYPAL_INPUT_VIDEO_DIR")),
