@@ -12,7 +12,7 @@ import pytest
 from bson import ObjectId
 
 from conftest import ROOT, service_env
-from helpers import fields_for, post_node, wait_for_upload
+from helpers import fields_for, free_port, post_node, wait_for_upload
 from media import decode_frames, make_video, read_number
 from s3_server import BUCKET, S3_PORT, HoldingProxy, s3_objects
 
@@ -239,3 +239,21 @@ def test_cancel_removes_partial_outputs(make_service, tmp_path):
     assert service.db.AnnotationTask.count_documents({"uploadId": upload_id}) == 0
     assert service.db.AnnotationFrame.count_documents({}) == 0
     assert not list(Path(service.settings.storage_url).rglob("*.mp4"))
+
+
+def test_a_job_failing_every_attempt_is_retried_then_ends_as_status_2(make_service, tmp_path):
+    dead_s3 = f"http://127.0.0.1:{free_port()}"  # nothing listens: every upload fails to connect
+    service = make_service(STORAGE_URL="s3://tasks-bucket", S3_ENDPOINT_URL=dead_s3, S3_ACCESS_KEY_ID="k",
+                           S3_SECRET_ACCESS_KEY="s", S3_UPLOAD_ATTEMPTS="1", JOBS_MAX_ATTEMPTS="3",
+                           JOBS_RETRY_BACKOFF_SECONDS="0.3")
+    make_video(service.content / "uploads" / "retry.mp4", 10, 25)
+    upload_id, project_id = ObjectId(), ObjectId()
+    queue(service, upload_id, project_id, "retry.mp4", frame_rate=5)
+    upload = wait_for_upload(service.db, upload_id)
+    assert upload["status"] == 2 and upload["errorMessage"]["error_code"] == 500
+    assert "Could not connect" in upload["errorMessage"]["message"]
+    job = service.db.ProcessingJob.find_one({"_id": f"content:{upload_id}"})
+    assert job["state"] == "failed" and job["attempts"] == 3 and "Could not connect" in job["last_error"]
+    # The waits between attempts grew (0.3 s, then 0.6 s): backoff, not a hot loop.
+    assert (job["finished_at"] - job["created_at"]).total_seconds() >= 0.9
+    assert service.db.AnnotationTask.count_documents({"uploadId": upload_id}) == 0
