@@ -257,3 +257,23 @@ def test_a_job_failing_every_attempt_is_retried_then_ends_as_status_2(make_servi
     # The waits between attempts grew (0.3 s, then 0.6 s): backoff, not a hot loop.
     assert (job["finished_at"] - job["created_at"]).total_seconds() >= 0.9
     assert service.db.AnnotationTask.count_documents({"uploadId": upload_id}) == 0
+
+
+def test_warm_start_while_the_service_runs_a_job_leaves_it_to_the_service(make_service, mongo_uri, tmp_path,
+                                                                        long_clip):
+    service = make_service(CONTENT_FRAMES_PER_TASK=PER_TASK)
+    upload_id = ObjectId()
+    queue(service, upload_id, ObjectId(), "long.mp4")
+    job_id = f"content:{upload_id}"
+    wait_for_job(service.db, job_id, lambda job: job.get("checkpoint", {}).get("next_task", 0) >= 1)
+    env = {**os.environ, **service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=service.settings.mongo_db_name,
+                                       CONTENT_FRAMES_PER_TASK=PER_TASK)}
+    warm = subprocess.run([sys.executable, "dataset_creation_warm_start.py"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert warm.returncode == 0, warm.stderr
+    job = service.db.ProcessingJob.find_one({"_id": job_id})
+    # The service's worker finished it (its lease was alive): claimed once, never taken over.
+    assert job["state"] == "done" and job["attempts"] == 1
+    assert "started (attempt" not in warm.stderr
+    assert len(service.db.AnnotationTask.distinct("taskName", {"uploadId": upload_id})) == 17
+    assert service.db.AnnotationTask.count_documents({"uploadId": upload_id}) == 17
