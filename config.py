@@ -135,6 +135,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("Privacy", "api_key", "privacy_api_keys", _list, "", secret=True),
     Option("Privacy", "require_key", "privacy_require_key", _bool, "false"),
     Option("Privacy", "detector", "privacy_detector", _choice("centerface", "rekognition"), "centerface"),
+    Option("Privacy", "rekognition_endpoint_url", "privacy_rekognition_endpoint_url", _text, ""),
     Option("Privacy", "threshold", "privacy_threshold", _float(0.01), "0.2"),
     Option("Privacy", "detect_every", "privacy_detect_every", _int(1, 30), "2"),
     Option("Privacy", "detect_width", "privacy_detect_width", _int(0), "960"),

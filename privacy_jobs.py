@@ -28,8 +28,9 @@ def make_detector(settings):
         import boto3
 
         client = boto3.client("rekognition", region_name=settings.s3_region,
-                               aws_access_key_id=settings.s3_access_key_id or None,
-                               aws_secret_access_key=settings.s3_secret_access_key or None)
+                              endpoint_url=settings.privacy_rekognition_endpoint_url or None,
+                              aws_access_key_id=settings.s3_access_key_id or None,
+                              aws_secret_access_key=settings.s3_secret_access_key or None)
         return Rekognition(client)
     return CenterFace(settings.privacy_threshold, settings.privacy_detector_threads)
 

@@ -93,3 +93,15 @@ def test_embedded_default_serves_node_over_the_wire_while_writing_in_process(tmp
     finally:
         server.terminate()
         assert server.wait(30) == 0, (tmp_path / "app.log").read_text()[-2000:]
+
+
+def test_production_env_example_loads_and_requires_the_privacy_key():
+    example = ROOT / "deploy" / "media-service.env.example"
+    env = dict(line.split("=", 1) for line in example.read_text().splitlines() if line and not line.startswith("#"))
+    settings = load_settings(env)
+    assert settings.privacy_require_key and settings.privacy_api_keys == ("CHANGE-ME",)
+    assert settings.privacy_input_dir == "/srv/privacy/in" and settings.privacy_output_dir == "/srv/privacy/out"
+    del env["PRIVACY_API_KEY"]
+    with pytest.raises(ConfigError) as error:
+        load_settings(env)
+    assert "PRIVACY_API_KEY" in str(error.value)

@@ -293,3 +293,61 @@ def test_audio_the_mp4_cannot_hold_is_reencoded(tmp_path):
     PrivacyPipeline(CenterFace(0.2, 2), settings(detect_every=5), 7680, 4320).run(source, paths)
     audio = ffprobe_stream(paths.final, "a:0")
     assert audio["codec_name"] == "aac" and 0.9 < float(audio["duration"]) < 1.2
+
+
+class RekognitionStandIn:
+    """A local server speaking Rekognition's JSON protocol for DetectFaces, answering with what
+    CenterFace finds on the JPEG it is sent (AWS cannot be reached from here)."""
+
+    def __init__(self, detector):
+        import base64
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[dict] = []
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                stand_in.requests.append({"target": self.headers.get("X-Amz-Target"),
+                                          "auth": self.headers.get("Authorization", "")})
+                image = cv2.imdecode(np.frombuffer(base64.b64decode(body["Image"]["Bytes"]), np.uint8),
+                                     cv2.IMREAD_COLOR)
+                height, width = image.shape[:2]
+                details = [{"BoundingBox": {"Left": f.x1 / width, "Top": f.y1 / height,
+                                            "Width": (f.x2 - f.x1) / width, "Height": (f.y2 - f.y1) / height},
+                            "Confidence": f.score * 100}
+                           for f in detector.detect(np.ascontiguousarray(image[:, :, ::-1]))]
+                answer = json.dumps({"FaceDetails": details}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-amz-json-1.1")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_rekognition_back_end_over_its_http_protocol(make_service, tmp_path, strong_detector):
+    stand_in = RekognitionStandIn(CenterFace(threshold=0.2, threads=2))
+    videos = tmp_path / "videos"
+    scene = make_face_clip(videos / "rk.mp4", frames=12, audio=False)
+    service = make_service(PRIVACYPAL_VIDEO_DIRECTORY=str(videos), PRIVACY_DETECTOR="rekognition",
+                           PRIVACY_REKOGNITION_ENDPOINT_URL=stand_in.url, S3_ACCESS_KEY_ID="AKIDEXAMPLE",
+                           S3_SECRET_ACCESS_KEY="secret", PRIVACY_DETECT_EVERY="3")
+    try:
+        assert requests.post(f"{service.url}/process_video", data=b"rk.mp4").status_code == 202
+        assert wait_done(service.url, "rk.mp4")["state"] == "done"
+    finally:
+        stand_in.server.shutdown()
+    assert stand_in.requests and all(r["target"] == "RekognitionService.DetectFaces" for r in stand_in.requests)
+    assert all(r["auth"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/") for r in stand_in.requests)
+    output = videos / "rk-processed.mp4"
+    assert_faces_hidden(scene, upright_frames(videos / "rk.mp4"), upright_frames(output), strong_detector)
+    assert json.loads((videos / "rk-processed.regions.json").read_text())["detector"] == "rekognition"
