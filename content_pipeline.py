@@ -171,8 +171,8 @@ class ContentPipeline:
             if pending is not None:
                 pending.result()  # in order: the previous task is committed first
             # A copy of this thread's context keeps the job's label on the commit's log lines.
-            future = committer.submit(contextvars.copy_context().run, self._commit_task, ctx, params, plan, checkpoint, index,
-                                      encoder, frames, point)
+            future = committer.submit(contextvars.copy_context().run, self._commit_task, ctx, params, plan,
+                                      checkpoint, index, encoder, frames, point)
             index, encoder, frames = index + 1, None, []
             return future
 
