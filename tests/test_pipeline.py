@@ -301,3 +301,29 @@ def test_legacy_sampling_mode(make_service, tmp_path):
     step = round(30000 / 1001 / 7)  # 4: every 4th frame counted from frame 1
     check_tasks(service, upload, tasks, list(range(1, 41, step)), 7, (320, 240))
     assert list(range(1, 41, step)) != expected_samples(clip, 7)  # really a different rule
+
+
+def test_unsampled_b_frames_are_not_decoded_yet_numbers_and_resume_are_exact(tmp_path):
+    """Frames the sampler will not keep and nothing refers to are skipped by the decoder; the
+    frame numbers still count them, a resumed decode continues exactly, and the pixels match."""
+    import av
+
+    import video_processor as vp
+
+    clip = make_video(tmp_path / "b.mp4", 120, 30, size=(320, 240))  # libx264 veryfast: B-frames
+    info = vp.probe_video(clip, 9999, 9999)
+    with av.open(str(clip)) as container:
+        time_base = container.streams.video[0].time_base
+    skippable = vp.frames_to_skip(info, vp.Sampler(5, "timestamp", info.average_fps), time_base, None)
+    assert len(skippable) == 100  # 20 of 120 frames are kept at 5 fps
+
+    def run(resume=None, sampler=None):
+        sampler = sampler or vp.Sampler(5, "timestamp", info.average_fps)
+        return [(s.number, point) for s, point in vp.decode_samples(clip, sampler, info, resume)
+                if read_number(s.frame.to_ndarray(format="bgr24")) == s.number]
+
+    full = run()
+    assert [n for n, _ in full] == expected_samples(clip, 5) == list(range(1, 121, 6))
+    middle = full[8][1]  # as a checkpoint after the 9th sample
+    resumed = run(middle, vp.Sampler(5, "timestamp", info.average_fps, middle.next_sample))
+    assert [n for n, _ in resumed] == [n for n, _ in full[9:]]
