@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterator
 
 import av
 import cv2
@@ -158,7 +159,7 @@ class PrivacyPipeline:
                     frame = self._hide(frame, regions, whole, number, width, height, regions_log, vin.time_base)
                     out.mux(vout.encode(frame))
 
-            for packet in inp.demux(*streams):
+            for packet in _packets(inp, streams):
                 check()
                 if packet.stream is ain:
                     self._audio_packet(packet, aout, resample, out)
@@ -208,7 +209,7 @@ class PrivacyPipeline:
         try:
             rgb = frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
             if rotation:
-                rgb = cv2.rotate(rgb, vp._ROTATE[rotation])
+                rgb = cv2.rotate(rgb, vp.DISPLAY_ROTATION[rotation])
             faces = self.detector.detect(np.ascontiguousarray(rgb))
         except (DetectorError, av.FFmpegError, cv2.error) as exc:
             if self.settings.fail_closed == "fail_job":
@@ -280,3 +281,10 @@ class PrivacyPipeline:
         if packet is None:
             out.mux(aout.encode(None))
 
+
+def _packets(container, streams) -> Iterator[av.Packet]:
+    """Demuxed packets; a damaged tail ends the stream after what could be read."""
+    try:
+        yield from container.demux(*streams)
+    except av.FFmpegError as exc:
+        log.warning("reading stopped early: %s", exc)

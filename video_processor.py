@@ -267,7 +267,7 @@ def output_size(info: MediaInfo, max_height: int) -> tuple[int, int]:
     return width + width % 2, height + height % 2
 
 
-_ROTATE = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_CLOCKWISE}
+DISPLAY_ROTATION = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_CLOCKWISE}
 
 
 def prepare_frame(frame: av.VideoFrame, rotation: int, size: tuple[int, int]) -> av.VideoFrame:
@@ -281,7 +281,7 @@ def prepare_frame(frame: av.VideoFrame, rotation: int, size: tuple[int, int]) ->
         return frame.reformat(width=width, height=height, format="yuv420p")  # downscale only
     image = frame.to_ndarray(format="bgr24")
     if rotation:
-        image = cv2.rotate(image, _ROTATE[rotation])
+        image = cv2.rotate(image, DISPLAY_ROTATION[rotation])
     image = fit_even(image, size)
     return av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p")
 
