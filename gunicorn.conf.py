@@ -2,7 +2,8 @@
 from the working directory).
 
 The gevent web workers only validate and queue; a separate `worker.py` process does the CPU work,
-so no decode or encode ever runs on gevent's event loop. Without MONGO_URI the master first starts
+so no decode or encode ever runs on gevent's event loop (bench/bench_gevent.py: p99 38.7 ms under
+load this way, 8.7 s with the worker pool inside the gevent workers). Without MONGO_URI the master first starts
 the embedded MongoDB as its own process, and every process shares it.
 """
 import os
