@@ -18,7 +18,7 @@ import requests
 from conftest import ROOT, service_env
 from faces import FaceScene, make_face_clip
 from face_detector import CenterFace, DetectorError
-from media import ffprobe_stream, moov_before_mdat, psnr
+from media import ffprobe_stream, make_video, moov_before_mdat, psnr
 from privacy_pipeline import BlurSettings, OutputPaths, PrivacyPipeline
 
 
@@ -351,3 +351,21 @@ def test_rekognition_back_end_over_its_http_protocol(make_service, tmp_path, str
     output = videos / "rk-processed.mp4"
     assert_faces_hidden(scene, upright_frames(videos / "rk.mp4"), upright_frames(output), strong_detector)
     assert json.loads((videos / "rk-processed.regions.json").read_text())["detector"] == "rekognition"
+
+
+def test_odd_size_and_variable_frame_rate_keep_their_geometry_and_timestamps(tmp_path):
+    times = [0, 0.04, 0.2, 0.24, 0.5, 0.52, 0.9, 1.0, 1.04, 1.5] + [1.5 + 0.04 * i for i in range(1, 11)]
+    cases = [("odd.mp4", (321, 241), None), ("vfr.mp4", (320, 240), times)]
+    for name, size, frame_times in cases:
+        scene = FaceScene(20, *size)
+        source = make_video(tmp_path / name, 20, 25, size=size, times=frame_times,
+                            render=lambda number, w, h: scene.render(number))
+        paths = OutputPaths.for_source(source, tmp_path)
+        PrivacyPipeline(CenterFace(0.2, 2), settings(detect_every=2), 7680, 4320).run(source, paths)
+        video = ffprobe_stream(paths.final)
+        assert video["pix_fmt"] == "yuv420p" and int(video["nb_read_frames"]) == 20
+        # yuv420p needs even sizes: an odd edge grows by one pixel, nothing is cut off.
+        assert (video["width"], video["height"]) == (size[0] + size[0] % 2, size[1] + size[1] % 2)
+        with av.open(str(source)) as before, av.open(str(paths.final)) as after:
+            assert ([float(f.time) for f in before.decode(video=0)] ==
+                    [float(f.time) for f in after.decode(video=0)])
