@@ -112,6 +112,7 @@ class PrivacyPipeline:
 
     def run(self, source: Path, paths: OutputPaths, progress=lambda fraction: None, check=lambda: None) -> dict:
         info = vp.probe_video(source, self.max_width, self.max_height)
+        paths.temp.parent.mkdir(parents=True, exist_ok=True)
         paths.remove_partial()  # a restarted job starts again from the first frame
         regions_log = RegionLog(paths.log_temp, source.name, self.detector.name, self.settings)
         try:

@@ -369,3 +369,13 @@ def test_odd_size_and_variable_frame_rate_keep_their_geometry_and_timestamps(tmp
         with av.open(str(source)) as before, av.open(str(paths.final)) as after:
             assert ([float(f.time) for f in before.decode(video=0)] ==
                     [float(f.time) for f in after.decode(video=0)])
+
+
+def test_separate_output_directory(make_service, tmp_path):
+    inbox, outbox = tmp_path / "in", tmp_path / "out" / "blurred"  # the output folder does not exist yet
+    make_face_clip(inbox / "sep.mp4", frames=4, audio=False)
+    service = make_service(PRIVACYPAL_INPUT_VIDEO_DIR=str(inbox), PRIVACYPAL_OUTPUT_VIDEO_DIR=str(outbox))
+    assert requests.post(f"{service.url}/process_video", params={"filename": "sep.mp4"}).status_code == 202
+    assert wait_done(service.url, "sep.mp4")["state"] == "done"
+    assert sorted(p.name for p in outbox.iterdir()) == ["sep-processed.mp4", "sep-processed.regions.json"]
+    assert sorted(p.name for p in inbox.iterdir()) == ["sep.mp4"]
