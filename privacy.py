@@ -108,6 +108,8 @@ def process_status():
                         "output": outputs.final.name if job["state"] == "done" else None})
     if job["state"] == "failed":
         return _text(f"Error: processing failed: {job.get('last_error')}", 500)
+    if job["state"] == "cancelled":  # as the old service, which forgot a cancelled file
+        return _text("Error: cancelled", 404)
     return _text("True" if job["state"] == "done" else "False", 200)
 
 

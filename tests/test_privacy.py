@@ -202,6 +202,8 @@ def test_cancel_stops_the_work_and_removes_partial_output(make_service, tmp_path
     assert sorted(p.name for p in videos.iterdir()) == ["long.mp4"]
     state = requests.get(f"{service.url}/process_status", params={"filename": "long.mp4", "format": "json"}).json()
     assert state["state"] == "cancelled"
+    plain = requests.get(f"{service.url}/process_status", params={"filename": "long.mp4"})
+    assert (plain.status_code, plain.text) == (404, "Error: cancelled")
 
 
 def test_a_killed_worker_ends_in_a_finished_job_not_a_stuck_one(make_service, mongo_uri, tmp_path):
