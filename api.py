@@ -8,7 +8,7 @@ from bson import ObjectId
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from content_jobs import queue_content_job
-from content_request import (OBJECT_ID_HELP, REQUEST_TASKS_ONLY, Rejection, check_source, key_matches,
+from content_request import (AUTH_ERROR, OBJECT_ID_HELP, REQUEST_TASKS_ONLY, Rejection, check_source, key_matches,
                              source_name, validate_fields)
 from logging_setup import job_context
 from mongo_manager import ACTIVE_STATES, content_job_id
@@ -86,9 +86,16 @@ def process_content():
         return jsonify({**_job_state(job), "message": "accepted; processing in the background"}), 202
 
 
-def _authorised(fields: dict) -> bool:
+def _authorised_id(fields: dict, name: str):
+    """The ObjectId field `name` of a keyed request, checked in that order: (id, None), or
+    (None, the error answer)."""
+    object_id, error = _object_id_or_error(fields, name)
+    if error:
+        return None, error
     key = fields.get("auth_key")
-    return bool(key) and key_matches(key, services().settings.api_keys)
+    if not (key and key_matches(key, services().settings.api_keys)):
+        return None, (jsonify(AUTH_ERROR), 401)
+    return object_id, None
 
 
 def _object_id_or_error(fields: dict, name: str):
@@ -115,12 +122,9 @@ def content_status():
 @bp.post("/processContent/cancel")
 def cancel_content():
     """Cancel a queued or running job; its partial tasks and videos are removed."""
-    fields = request_fields()
-    upload_id, error = _object_id_or_error(fields, "upload_id")
+    upload_id, error = _authorised_id(request_fields(), "upload_id")
     if error:
         return error
-    if not _authorised(fields):
-        return jsonify({"Authentication Error": "Invalid auth key. please provide the valid auth key"}), 401
     with job_context(f"upload={upload_id}"):
         job = services().mongo.request_cancel(content_job_id(upload_id))
         if job is None:
@@ -132,13 +136,10 @@ def cancel_content():
 
 @bp.post("/createDataSet")
 def create_dataset():
-    fields = request_fields()
-    _, error = _object_id_or_error(fields, "data_version_id")
+    # Safe default: a key is always required (Node is configured with the same key).
+    _, error = _authorised_id(request_fields(), "data_version_id")
     if error:
         return error
-    # Safe default: a key is always required (Node is configured with the same key).
-    if not _authorised(fields):
-        return jsonify({"Authentication Error": "Invalid auth key. please provide the valid auth key"}), 401
     return jsonify({"message": "dataset creation is not available in this version of the service"}), 501
 
 

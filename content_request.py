@@ -16,6 +16,7 @@ from bson import ObjectId
 
 OBJECT_ID_HELP = ("invalid ObjectId, it must be a 12-byte input or a 24-character hex string "
                   "(EX: 6127d7b6cb8d74adc903eeb9)")
+AUTH_ERROR = {"Authentication Error": "Invalid auth key. please provide the valid auth key"}
 FORCE_WRITE_INFO = {"no force write": 0, "forcefully write": 1}
 REQUEST_TYPE_INFO = {"only tasks without annotations": 0, "tasks plus annotations": 1, "auto annotations only": 2}
 AUTO_ANNO_INFO = {"no auto annotation (request_type 0)": 0,
@@ -96,7 +97,7 @@ def validate_fields(form: Mapping[str, str], api_keys: tuple[str, ...],
     if key is not None and key == "":
         return Rejection(400, {"message": "please provide the auth key"}, upload_id)
     if key is None or not key_matches(key, api_keys):
-        return Rejection(401, {"Authentication Error": "Invalid auth key. please provide the valid auth key"}, upload_id)
+        return Rejection(401, AUTH_ERROR, upload_id)
 
     # 3. frame_rate
     raw = get("frame_rate")
