@@ -143,10 +143,6 @@ class WorkerPool:
             if self.mongo.release_job(ctx.job["_id"], ctx.owner):
                 log.info("released %s after the grace period", ctx.job["_id"])
 
-    def running_jobs(self) -> list[str]:
-        with self._lock:
-            return list(self._running)
-
     # -- the loop ----------------------------------------------------------------------------
     def _loop(self, owner: str) -> None:
         _lower_thread_priority(self.settings.worker_nice)

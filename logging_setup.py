@@ -21,10 +21,6 @@ def job_context(label: str) -> Iterator[None]:
         _current_job.reset(token)
 
 
-def set_job_label(label: str) -> None:
-    _current_job.set(label)
-
-
 class _ContextFilter(logging.Filter):
     def __init__(self, secrets: Iterable[str]):
         super().__init__()

@@ -124,9 +124,6 @@ class MongoManager:
         return list(self.db[TASKS].find({"projectId": project_id, "videoName": video_name},
                                         {"_id": 1, "S3_url": 1, "uploadId": 1, "AutoAnnotationVersion": 1}))
 
-    def find_upload_tasks(self, upload_id: ObjectId) -> list[dict]:
-        return list(self.db[TASKS].find({"uploadId": upload_id}).sort("frameStart", ASCENDING))
-
     def max_auto_annotation_version(self, upload_id: ObjectId) -> int:
         doc = self.db[TASKS].find_one({"uploadId": upload_id}, {"AutoAnnotationVersion": 1},
                                       sort=[("AutoAnnotationVersion", -1)])
@@ -140,8 +137,9 @@ class MongoManager:
         """
         key = {"uploadId": task_fields["uploadId"], "taskName": task_fields["taskName"]}
         created_at = task_fields.pop("createdAt")
-        self.db[TASKS].update_one(key, {"$set": task_fields, "$setOnInsert": {"createdAt": created_at}}, upsert=True)
-        task_id = self.db[TASKS].find_one(key, {"_id": 1})["_id"]
+        task_id = self.db[TASKS].find_one_and_update(
+            key, {"$set": task_fields, "$setOnInsert": {"createdAt": created_at}}, projection={"_id": 1},
+            upsert=True, return_document=ReturnDocument.AFTER)["_id"]
         self.db[FRAMES].delete_many({"taskId": task_id})
         if frame_docs:
             self.db[FRAMES].insert_many([{**f, "taskId": task_id} for f in frame_docs], ordered=True)
