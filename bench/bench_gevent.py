@@ -17,7 +17,6 @@ import argparse
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,8 +28,9 @@ import requests
 from bson import ObjectId
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests")]
 from bench_pipeline import make_clip  # noqa: E402
+from helpers import free_port, wait_until_ready  # noqa: E402
 
 
 def load(port: int, seconds: float, connections: int) -> dict:
@@ -90,12 +90,6 @@ def run_load(port: int, seconds: float, connections: int) -> dict:
     return json.loads(out.stdout)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--layout", choices=["worker-process", "web-threads"], default="worker-process")
@@ -117,16 +111,7 @@ def main() -> None:
                                   cwd=ROOT, env=env)
         try:
             base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if requests.get(f"{base}/api/ready", timeout=1).status_code == 200:
-                        break
-                except requests.ConnectionError:
-                    pass
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("the service did not start")
-                time.sleep(0.2)
+            wait_until_ready(base, server)
             idle = run_load(port, args.load_seconds, args.connections)
 
             from pymongo import MongoClient
