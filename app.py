@@ -15,9 +15,9 @@ from pathlib import Path
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from config import ConfigError, load_settings
-from logging_setup import configure_logging
-from services import Services
+from media_service.config import ConfigError, load_settings
+from media_service.logging_setup import configure_logging
+from media_service.services import Services
 
 log = logging.getLogger("app")
 
@@ -32,10 +32,10 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
     app.json.sort_keys = False
     app.extensions["media"] = services
 
-    import api
-    app.register_blueprint(api.bp)
+    from media_service.web import platform
+    app.register_blueprint(platform.bp)
     if settings.privacy_enabled:
-        import privacy
+        from media_service.web import privacy
         app.register_blueprint(privacy.bp)
 
     @app.errorhandler(HTTPException)

@@ -13,10 +13,10 @@ import time
 
 from tqdm import tqdm
 
-from config import ConfigError, load_settings
-from logging_setup import configure_logging
+from media_service.config import ConfigError, load_settings
+from media_service.logging_setup import configure_logging
 from mongo_manager import FINAL_STATES
-from services import Services
+from media_service.services import Services
 
 log = logging.getLogger("warm_start")
 

@@ -30,7 +30,7 @@ def _start_embedded_mongo(server) -> None:
     uri_file.unlink(missing_ok=True)
     uri_file.parent.mkdir(parents=True, exist_ok=True)
     port = os.environ.get("MONGODB_EMBEDDED_PORT", "0")
-    _children.append(subprocess.Popen([sys.executable, str(_here / "embedded_mongo.py"), "--db-file",
+    _children.append(subprocess.Popen([sys.executable, "-m", "media_service.embedded_mongo", "--db-file",
                                        str(data_dir / "mongo" / "media.sqlite"), "--port", port,
                                        "--uri-file", str(uri_file)]))
     deadline = time.monotonic() + 60

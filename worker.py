@@ -10,9 +10,9 @@ import logging
 import signal
 import threading
 
-from config import ConfigError, load_settings
-from logging_setup import configure_logging
-from services import Services, mongo_uri_for
+from media_service.config import ConfigError, load_settings
+from media_service.logging_setup import configure_logging
+from media_service.services import Services, mongo_uri_for
 
 log = logging.getLogger("worker")
 

@@ -1,6 +1,6 @@
 """Benchmark: is the production server responsive while videos are processed? (issue 4)
 
-    .venv/bin/python bench/bench_gevent.py [--layout worker-process|web-threads] [--load-seconds 10]
+    .venv/bin/python -m bench.bench_gevent [--layout worker-process|web-threads] [--load-seconds 10]
 
 Starts `gunicorn wsgi:app -k gevent --worker-connections 1000` (gunicorn.conf.py: embedded
 MongoDB, local storage), then a load generator in a second process on loopback: keep-alive
@@ -28,9 +28,8 @@ import requests
 from bson import ObjectId
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests")]
-from bench_pipeline import make_clip  # noqa: E402
-from helpers import free_port, wait_until_ready  # noqa: E402
+from bench.bench_pipeline import make_clip  # noqa: E402
+from tests.helpers import free_port, wait_until_ready  # noqa: E402
 
 
 def load(port: int, seconds: float, connections: int) -> dict:

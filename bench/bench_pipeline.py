@@ -1,6 +1,6 @@
 """Benchmark: end-to-end processContent time vs the ffmpeg CLI doing the same cutting, in one run.
 
-    .venv/bin/python bench/bench_pipeline.py --seconds 60 [--seconds 600] [--source-preset veryfast]
+    .venv/bin/python -m bench.bench_pipeline --seconds 60 [--seconds 600] [--source-preset veryfast]
 
 For each clip length: makes a 1080p 30 fps clip (ffmpeg testsrc2), runs
 `ffmpeg -i IN -vf fps=5 -c:v libx264 -preset veryfast -f segment -segment_frames ...` and then the
@@ -18,18 +18,16 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 
 SERVICE_RUN = r"""
 import json, sys, time, threading
-sys.path.insert(0, sys.argv[1])
 from pathlib import Path
 from bson import ObjectId
-from config import load_settings
+from media_service.config import load_settings
 from app import create_app
 from werkzeug.serving import make_server
 import requests
-work = Path(sys.argv[2]); clip = sys.argv[3]
+work = Path(sys.argv[1]); clip = sys.argv[2]
 settings = load_settings({"APP_API_KEY": "bench", "APP_DATA_DIR": str(work / "data"),
     "STORAGE_URL": str(work / "storage"), "FOLDERS_CONTENT_BASE": str(work), "FOLDERS_TASK_BASE": str(work / "tasks")})
 app = create_app(settings)
@@ -90,7 +88,7 @@ def main() -> None:
                                             "-preset", "veryfast", "-pix_fmt", "yuv420p", "-f", "segment",
                                             "-segment_frames", ",".join(str(i) for i in range(120, seconds * 5, 120)),
                                             "-reset_timestamps", "1", str(work / "seg" / "task-%d.mp4")])
-            _, service_kb, out = timed([sys.executable, "-c", SERVICE_RUN, str(ROOT), str(work), "./clip.mp4"])
+            _, service_kb, out = timed([sys.executable, "-c", SERVICE_RUN, str(work), "./clip.mp4"])
             result = json.loads(out.strip().splitlines()[-1])
             assert result["status"] == 1, result
             service_s = result["seconds"]  # request to status 1, as the issue defines it

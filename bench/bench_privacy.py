@@ -1,6 +1,6 @@
 """Benchmark: the privacy pipeline against `deface` (PyPI) on the same clips, in one run (issue 5).
 
-    .venv/bin/python bench/bench_privacy.py [--seconds 6]
+    .venv/bin/python -m bench.bench_privacy [--seconds 6]
 
 For a 720p and a 1080p clip of the test scene (scikit-image's astronaut, panned and scaled, a
 second face entering half-way; tests/faces.py): runs `deface IN -o OUT` at its defaults (with
@@ -22,13 +22,12 @@ import av
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from config import load_settings  # noqa: E402
-from face_detector import CenterFace  # noqa: E402
-from faces import make_face_clip  # noqa: E402
-from privacy_jobs import blur_settings, make_detector  # noqa: E402
-from privacy_pipeline import OutputPaths, PrivacyPipeline  # noqa: E402
+from media_service.config import load_settings  # noqa: E402
+from media_service.detectors.centerface import CenterFace  # noqa: E402
+from tests.faces import make_face_clip  # noqa: E402
+from media_service.privacy.job import blur_settings, make_detector  # noqa: E402
+from media_service.privacy.pipeline import OutputPaths, PrivacyPipeline  # noqa: E402
 
 
 def faces_left(path: Path, judge: CenterFace) -> tuple[int, int]:

@@ -16,9 +16,11 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(sys.
   rm -rf .venv
   "$(find_python)" -m venv .venv
 fi
-stamp=".venv/.installed-$(cat requirements*.txt | sha256sum | cut -c1-16)-$(basename "$req")"
+stamp=".venv/.installed-$(cat requirements*.txt pyproject.toml | sha256sum | cut -c1-16)-$(basename "$req")"
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -r "$req"
+  # The project itself, editable: `media_service` and the root modules import from anywhere.
+  .venv/bin/python -m pip install -q --no-deps -e .
   touch "$stamp"
 fi

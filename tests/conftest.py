@@ -18,10 +18,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-pytest_plugins = ["s3_server"]  # the S3 server fixture, for any test module
+pytest_plugins = ["tests.s3_server"]  # the S3 server fixture, for any test module
 
 SHARED_MEDIA = ROOT.parent / "shared" / "media"
 NODE_KEY = "node-platform-key"
@@ -29,7 +27,7 @@ NODE_KEY = "node-platform-key"
 
 def start_embedded_mongo(folder: Path) -> tuple[subprocess.Popen, str]:
     uri_file = folder / "uri"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "embedded_mongo.py"), "--db-file",
+    proc = subprocess.Popen([sys.executable, "-m", "media_service.embedded_mongo", "--db-file",
                              str(folder / "db.sqlite"), "--uri-file", str(uri_file)],
                             stdout=subprocess.DEVNULL, stderr=open(folder / "mongo.log", "w"))
     deadline = time.monotonic() + 60
@@ -86,7 +84,7 @@ def make_service(tmp_path, mongo_uri):
     from werkzeug.serving import make_server
 
     from app import create_app
-    from config import load_settings
+    from media_service.config import load_settings
 
     started = []
 

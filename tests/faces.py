@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 from skimage import data
 
-from media import make_video
+from tests.media import make_video
 
 # The astronaut's head in the 512x512 photo, with hair and neck around it (BGR), and where the face
 # itself is inside that crop (x1, y1, x2, y2; CenterFace's box on the photo).

@@ -8,7 +8,7 @@ import time
 import requests
 from bson import ObjectId
 
-from conftest import NODE_KEY
+from tests.conftest import NODE_KEY
 
 
 def node_multipart(fields: dict[str, str]) -> tuple[bytes, str]:

@@ -10,9 +10,9 @@ import pytest
 import requests
 from bson import ObjectId
 
-from conftest import NODE_KEY
-from helpers import fields_for, new_upload, post_node
-from media import make_video
+from tests.conftest import NODE_KEY
+from tests.helpers import fields_for, new_upload, post_node
+from tests.media import make_video
 
 BAD_ID = "not-an-object-id"
 OID_TEXT = ("invalid ObjectId, it must be a 12-byte input or a 24-character hex string "
@@ -206,7 +206,7 @@ def handler_format(record):
 def test_constant_time_comparison_is_used(monkeypatch):
     import hmac
 
-    import content_request
+    from media_service.web import content_request
     calls = []
     real = hmac.compare_digest
     monkeypatch.setattr(content_request.hmac, "compare_digest", lambda a, b: calls.append((a, b)) or real(a, b))
@@ -240,11 +240,11 @@ def test_readiness_fails_without_mongodb(tmp_path):
     from werkzeug.serving import make_server
 
     from app import create_app
-    from config import load_settings
-    from conftest import service_env
+    from media_service.config import load_settings
+    from tests.conftest import service_env
     settings = load_settings(service_env(tmp_path, "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=300",
                                          APP_RUN_WORKERS="false"))
-    from services import Services
+    from media_service.services import Services
     import mongo_manager
     services = Services(settings, mongo_manager.connect(settings.mongo_uri, "x", timeout_ms=300), None)
     app = create_app(settings, services=services)

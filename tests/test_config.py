@@ -8,10 +8,10 @@ import sys
 import pytest
 from pymongo import MongoClient
 
-from config import ConfigError, load_settings
-from conftest import ROOT
-from helpers import fields_for, free_port, new_upload, post_node, wait_for_upload, wait_until_ready
-from media import make_video
+from media_service.config import ConfigError, load_settings
+from tests.conftest import ROOT
+from tests.helpers import fields_for, free_port, new_upload, post_node, wait_for_upload, wait_until_ready
+from tests.media import make_video
 
 
 def test_defaults_from_the_committed_file():

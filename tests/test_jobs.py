@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from bson import ObjectId
 
-from conftest import ROOT, service_env
-from helpers import fields_for, free_port, post_node, wait_for_upload
-from media import decode_frames, make_video, read_number
-from s3_server import BUCKET, S3_PORT, HoldingProxy, s3_objects
+from tests.conftest import ROOT, service_env
+from tests.helpers import fields_for, free_port, post_node, wait_for_upload
+from tests.media import decode_frames, make_video, read_number
+from tests.s3_server import BUCKET, S3_PORT, HoldingProxy, s3_objects
 
 PER_TASK = "6"
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from bson import ObjectId
 
-from conftest import SHARED_MEDIA
-from helpers import fields_for, new_upload, post_node, wait_for_upload
-from media import (decode_frames, expected_samples, ffmpeg_frame, ffprobe_stream, make_video, moov_before_mdat,
+from tests.conftest import SHARED_MEDIA
+from tests.helpers import fields_for, new_upload, post_node, wait_for_upload
+from tests.media import (decode_frames, expected_samples, ffmpeg_frame, ffprobe_stream, make_video, moov_before_mdat,
                    psnr, read_number, render_frame)
 
 TASK_FIELDS = {

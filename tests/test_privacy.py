@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import ROOT, service_env
-from faces import FaceScene, make_face_clip
-from face_detector import CenterFace, DetectorError
-from media import ffprobe_stream, make_video, moov_before_mdat, psnr
-from privacy_pipeline import BlurSettings, OutputPaths, PrivacyPipeline
+from tests.conftest import ROOT, service_env
+from tests.faces import FaceScene, make_face_clip
+from media_service.detectors.centerface import CenterFace, DetectorError
+from tests.media import ffprobe_stream, make_video, moov_before_mdat, psnr
+from media_service.privacy.pipeline import BlurSettings, OutputPaths, PrivacyPipeline
 
 
 @pytest.fixture(scope="module")

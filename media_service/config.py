@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]  # the project folder, where config.cfg lives
 DEFAULT_CONFIG_FILE = ROOT / "config.cfg"
 
 

@@ -7,10 +7,10 @@ from html import escape
 from bson import ObjectId
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from content_jobs import queue_content_job
-from content_request import (AUTH_ERROR, OBJECT_ID_HELP, REQUEST_TASKS_ONLY, Rejection, check_source, key_matches,
+from media_service.content.job import queue_content_job
+from media_service.web.content_request import (AUTH_ERROR, OBJECT_ID_HELP, REQUEST_TASKS_ONLY, Rejection, check_source, key_matches,
                              source_name, validate_fields)
-from logging_setup import job_context
+from media_service.logging_setup import job_context
 from mongo_manager import ACTIVE_STATES, content_job_id
 
 log = logging.getLogger(__name__)

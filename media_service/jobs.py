@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-from logging_setup import job_context
+from media_service.logging_setup import job_context
 from mongo_manager import LeaseLost, MongoManager
 
 log = logging.getLogger(__name__)

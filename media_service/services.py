@@ -7,11 +7,11 @@ from pathlib import Path
 from urllib.parse import quote_plus
 
 import mongo_manager
-from content_jobs import ContentJobHandler
-from embedded_mongo import EmbeddedMongo
-from jobs import WorkerPool
-from privacy_jobs import PrivacyJobHandler
-from storage import open_storage
+from media_service.content.job import ContentJobHandler
+from media_service.embedded_mongo import EmbeddedMongo
+from media_service.jobs import WorkerPool
+from media_service.privacy.job import PrivacyJobHandler
+from media_service.storage import open_storage
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from face_detector import Face
+from media_service.detectors.centerface import Face
 
 
 @dataclass(frozen=True)

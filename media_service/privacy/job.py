@@ -5,10 +5,10 @@ import threading
 from pathlib import Path
 
 import video_processor as vp
-from face_detector import CenterFace, DetectorError, Rekognition
-from jobs import JobContext, PermanentError
+from media_service.detectors.centerface import CenterFace, DetectorError, Rekognition
+from media_service.jobs import JobContext, PermanentError
 from mongo_manager import MongoManager
-from privacy_pipeline import BlurSettings, OutputPaths, PrivacyPipeline
+from media_service.privacy.pipeline import BlurSettings, OutputPaths, PrivacyPipeline
 
 KIND = "privacy"
 

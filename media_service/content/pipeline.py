@@ -17,9 +17,9 @@ from typing import Iterator
 
 import av
 
-import image_source
+from media_service.content import image_source
 import video_processor as vp
-from content_request import CONTENT_IMAGES, resolve_inside
+from media_service.web.content_request import CONTENT_IMAGES, resolve_inside
 from mongo_manager import MongoManager, utcnow
 
 log = logging.getLogger(__name__)

@@ -11,11 +11,11 @@ from pathlib import Path, PurePosixPath
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from content_request import key_matches, resolve_inside
-from logging_setup import job_context
+from media_service.web.content_request import key_matches, resolve_inside
+from media_service.logging_setup import job_context
 from mongo_manager import ACTIVE_STATES
-from privacy_jobs import privacy_job_id, queue_privacy_job
-from privacy_pipeline import OutputPaths
+from media_service.privacy.job import privacy_job_id, queue_privacy_job
+from media_service.privacy.pipeline import OutputPaths
 
 log = logging.getLogger(__name__)
 

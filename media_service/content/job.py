@@ -1,11 +1,11 @@
 """The `content` job kind: queueing an accepted processContent request and running it."""
 from __future__ import annotations
 
-import image_source
+from media_service.content import image_source
 import video_processor as vp
-from content_pipeline import ContentPipeline
-from content_request import ContentRequest, source_name
-from jobs import JobContext, PermanentError
+from media_service.content.pipeline import ContentPipeline
+from media_service.web.content_request import ContentRequest, source_name
+from media_service.jobs import JobContext, PermanentError
 from mongo_manager import MongoManager, content_job_id
 
 KIND = "content"

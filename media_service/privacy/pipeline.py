@@ -21,10 +21,10 @@ import av
 import cv2
 import numpy as np
 
-import face_blur
+from media_service.privacy import blur as face_blur
 import video_processor as vp
-from face_detector import DetectorError, Face
-from face_tracking import FaceTracker, Region
+from media_service.detectors.centerface import DetectorError, Face
+from media_service.privacy.tracking import FaceTracker, Region
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Dataset versions: images, labels, augmentations and exports built from reviewed tasks."""

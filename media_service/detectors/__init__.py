@@ -1,0 +1,1 @@
+"""Detectors: one box type and the back ends that turn frames into boxes."""

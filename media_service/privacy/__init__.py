@@ -1,0 +1,1 @@
+"""The privacy job: a video in, the same video with every face hidden out."""

@@ -1,0 +1,1 @@
+"""HTTP routes and their request validation: they only validate, queue and read state."""
