@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -70,117 +71,120 @@ def _text(raw: str) -> str:
 
 @dataclass(frozen=True)
 class Option:
+    """Where one setting comes from and how it is read."""
     section: str
     key: str
-    attr: str
     parse: Callable[[str], Any]
     default: str
     secret: bool = False
     env_alias: str | tuple[str, ...] | None = None  # well-known variable names that also set it
+    attr: str = ""
 
     @property
     def env_name(self) -> str:
         return f"{self.section}_{self.key}".upper()
 
+    @property
+    def env_names(self) -> tuple[str, ...]:
+        """Every variable that sets it; later names win (the old service's most specific)."""
+        aliases = (self.env_alias,) if isinstance(self.env_alias, str) else self.env_alias or ()
+        return (self.env_name, *aliases)
 
-OPTIONS: tuple[Option, ...] = (
-    Option("MongoDB", "uri", "mongo_uri", _text, "", secret=True, env_alias="MONGO_URI"),
-    Option("MongoDB", "db_name", "mongo_db_name", _text, "annotation_platform"),
-    Option("MongoDB", "host", "mongo_host", _text, "127.0.0.1"),
-    Option("MongoDB", "port", "mongo_port", _int(1, 65535), "27017"),
-    Option("MongoDB", "user_name", "mongo_user_name", _text, ""),
-    Option("MongoDB", "password", "mongo_password", _text, "", secret=True),
-    Option("MongoDB", "embedded_port", "embedded_mongo_port", _int(0, 65535), "0"),
-    Option("IP", "server_ip", "server_ip", _text, "0.0.0.0"),
-    Option("IP", "port", "port", _int(1, 65535), "8081", env_alias="PORT"),
-    Option("S3", "region", "s3_region", _text, "us-east-1"),
-    Option("S3", "access_key_id", "s3_access_key_id", _text, "", secret=True),
-    Option("S3", "secret_access_key", "s3_secret_access_key", _text, "", secret=True),
-    Option("S3", "endpoint_url", "s3_endpoint_url", _text, ""),
-    Option("S3", "upload_attempts", "s3_upload_attempts", _int(1, 20), "5"),
-    Option("Storage", "url", "storage_url", _text, "./data/storage", env_alias="STORAGE_URL"),
-    Option("App", "API_key", "api_keys", _list, "", secret=True),
-    Option("App", "data_dir", "data_dir", _text, "./data"),
-    Option("App", "log_level", "log_level", _choice("debug", "info", "warning", "error"), "info"),
-    Option("App", "max_request_bytes", "max_request_bytes", _int(1024), "1048576"),
-    Option("App", "run_workers", "run_workers", _bool, "true"),
-    Option("Content", "allowed_extensions", "allowed_extensions", _list,
-           "mp4,mov,avi,mkv,webm,m4v,mpg,mpeg,wmv,flv,3gp,ts"),
-    Option("Content", "image_extensions", "image_extensions", _list,
-           "jpg,jpeg,png,bmp,webp,tif,tiff"),
-    Option("Content", "frames_per_task", "frames_per_task", _int(1, 10000), "120"),
-    Option("Content", "max_width", "max_width", _int(16), "7680"),
-    Option("Content", "max_height", "max_height", _int(16), "4320"),
-    Option("Content", "task_max_height", "task_max_height", _int(0), "0"),
-    Option("Content", "sampling_mode", "sampling_mode", _choice("timestamp", "legacy"), "timestamp"),
-    Option("Content", "x264_preset", "x264_preset",
-           _choice("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"), "veryfast"),
-    Option("Content", "x264_crf", "x264_crf", _int(0, 51), "23"),
-    Option("Content", "delete_source", "delete_source", _bool, "false"),
-    Option("Folders", "content_base", "content_base", _text, "."),
-    Option("Folders", "task_base", "task_base", _text, "./data/tasks"),
-    Option("Cores", "cpu_cores", "worker_threads", _int(1, 64), "2"),
-    Option("Jobs", "lease_seconds", "lease_seconds", _float(2.0), "60"),
-    Option("Jobs", "heartbeat_seconds", "heartbeat_seconds", _float(0.2), "10"),
-    Option("Jobs", "poll_seconds", "poll_seconds", _float(0.05), "1"),
-    Option("Jobs", "max_attempts", "max_attempts", _int(1, 100), "3"),
-    Option("Jobs", "retry_backoff_seconds", "retry_backoff_seconds", _float(0), "30"),
-    Option("Jobs", "shutdown_grace_seconds", "shutdown_grace_seconds", _float(0), "30"),
-    Option("Jobs", "worker_nice", "worker_nice", _int(0, 19), "10"),
-    Option("Privacy", "enabled", "privacy_enabled", _bool, "true"),
-    Option("Privacy", "input_dir", "privacy_input_dir", _text, "./data/privacy",
-           env_alias=("PRIVACYPAL_VIDEO_DIRECTORY", "PRIVACYPAL_INPUT_VIDEO_DIR")),
-    Option("Privacy", "output_dir", "privacy_output_dir", _text, "", env_alias="PRIVACYPAL_OUTPUT_VIDEO_DIR"),
-    Option("Privacy", "extensions", "privacy_extensions", _list, "mp4,mov,m4v,mkv"),
-    Option("Privacy", "api_key", "privacy_api_keys", _list, "", secret=True),
-    Option("Privacy", "require_key", "privacy_require_key", _bool, "false"),
-    Option("Privacy", "detector", "privacy_detector", _choice("centerface", "rekognition"), "centerface"),
-    Option("Privacy", "rekognition_endpoint_url", "privacy_rekognition_endpoint_url", _text, ""),
-    Option("Privacy", "threshold", "privacy_threshold", _float(0.01), "0.2"),
-    Option("Privacy", "detect_every", "privacy_detect_every", _int(1, 30), "2"),
-    Option("Privacy", "detect_width", "privacy_detect_width", _int(0), "960"),
-    Option("Privacy", "hold_frames", "privacy_hold_frames", _int(0, 60), "3"),
-    Option("Privacy", "pad", "privacy_pad", _float(1.0), "1.3"),
-    Option("Privacy", "blur_mode", "privacy_blur_mode", _choice("ellipse", "box", "mosaic", "fill"), "ellipse"),
-    Option("Privacy", "blur_cells", "privacy_blur_cells", _int(2, 64), "8"),
-    Option("Privacy", "fail_closed", "privacy_fail_closed", _choice("blur_frame", "fail_job"), "blur_frame"),
-    Option("Privacy", "detector_threads", "privacy_detector_threads", _int(1, 64), "2"),
-    Option("Privacy", "x264_crf", "privacy_x264_crf", _int(0, 51), "20"),
-)
+
+def _option(section: str, key: str, parse: Callable[[str], Any], default: str, **kwargs: Any) -> Any:
+    return field(metadata={"option": Option(section, key, parse, default, **kwargs)})
 
 
 @dataclass(frozen=True)
 class Settings:
-    values: dict[str, Any] = field(repr=False)
-    secret_attrs: frozenset[str] = field(repr=False)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.values[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    """Every setting of the service, typed. The one list of options: `OPTIONS` is derived from it."""
+    mongo_uri: str = _option("MongoDB", "uri", _text, "", secret=True, env_alias="MONGO_URI")
+    mongo_db_name: str = _option("MongoDB", "db_name", _text, "annotation_platform")
+    mongo_host: str = _option("MongoDB", "host", _text, "127.0.0.1")
+    mongo_port: int = _option("MongoDB", "port", _int(1, 65535), "27017")
+    mongo_user_name: str = _option("MongoDB", "user_name", _text, "")
+    mongo_password: str = _option("MongoDB", "password", _text, "", secret=True)
+    embedded_mongo_port: int = _option("MongoDB", "embedded_port", _int(0, 65535), "0")
+    server_ip: str = _option("IP", "server_ip", _text, "0.0.0.0")
+    port: int = _option("IP", "port", _int(1, 65535), "8081", env_alias="PORT")
+    s3_region: str = _option("S3", "region", _text, "us-east-1")
+    s3_access_key_id: str = _option("S3", "access_key_id", _text, "", secret=True)
+    s3_secret_access_key: str = _option("S3", "secret_access_key", _text, "", secret=True)
+    s3_endpoint_url: str = _option("S3", "endpoint_url", _text, "")
+    s3_upload_attempts: int = _option("S3", "upload_attempts", _int(1, 20), "5")
+    storage_url: str = _option("Storage", "url", _text, "./data/storage", env_alias="STORAGE_URL")
+    api_keys: tuple[str, ...] = _option("App", "API_key", _list, "", secret=True)
+    data_dir: str = _option("App", "data_dir", _text, "./data")
+    log_level: str = _option("App", "log_level", _choice("debug", "info", "warning", "error"), "info")
+    max_request_bytes: int = _option("App", "max_request_bytes", _int(1024), "1048576")
+    run_workers: bool = _option("App", "run_workers", _bool, "true")
+    allowed_extensions: tuple[str, ...] = _option("Content", "allowed_extensions", _list,
+                                                  "mp4,mov,avi,mkv,webm,m4v,mpg,mpeg,wmv,flv,3gp,ts")
+    image_extensions: tuple[str, ...] = _option("Content", "image_extensions", _list,
+                                                "jpg,jpeg,png,bmp,webp,tif,tiff")
+    frames_per_task: int = _option("Content", "frames_per_task", _int(1, 10000), "120")
+    max_width: int = _option("Content", "max_width", _int(16), "7680")
+    max_height: int = _option("Content", "max_height", _int(16), "4320")
+    task_max_height: int = _option("Content", "task_max_height", _int(0), "0")
+    sampling_mode: str = _option("Content", "sampling_mode", _choice("timestamp", "legacy"), "timestamp")
+    x264_preset: str = _option("Content", "x264_preset", _choice("ultrafast",
+                               "superfast", "veryfast", "faster", "fast", "medium"), "veryfast")
+    x264_crf: int = _option("Content", "x264_crf", _int(0, 51), "23")
+    delete_source: bool = _option("Content", "delete_source", _bool, "false")
+    content_base: str = _option("Folders", "content_base", _text, ".")
+    task_base: str = _option("Folders", "task_base", _text, "./data/tasks")
+    worker_threads: int = _option("Cores", "cpu_cores", _int(1, 64), "2")
+    lease_seconds: float = _option("Jobs", "lease_seconds", _float(2.0), "60")
+    heartbeat_seconds: float = _option("Jobs", "heartbeat_seconds", _float(0.2), "10")
+    poll_seconds: float = _option("Jobs", "poll_seconds", _float(0.05), "1")
+    max_attempts: int = _option("Jobs", "max_attempts", _int(1, 100), "3")
+    retry_backoff_seconds: float = _option("Jobs", "retry_backoff_seconds", _float(0), "30")
+    shutdown_grace_seconds: float = _option("Jobs", "shutdown_grace_seconds", _float(0), "30")
+    worker_nice: int = _option("Jobs", "worker_nice", _int(0, 19), "10")
+    privacy_enabled: bool = _option("Privacy", "enabled", _bool, "true")
+    privacy_input_dir: str = _option("Privacy", "input_dir", _text, "./data/privacy",
+                                     env_alias=("PRIVACYPAL_VIDEO_DIRECTORY", "PRIVACYPAL_INPUT_VIDEO_DIR"))
+    privacy_output_dir: str = _option("Privacy", "output_dir", _text, "", env_alias="PRIVACYPAL_OUTPUT_VIDEO_DIR")
+    privacy_extensions: tuple[str, ...] = _option("Privacy", "extensions", _list, "mp4,mov,m4v,mkv")
+    privacy_api_keys: tuple[str, ...] = _option("Privacy", "api_key", _list, "", secret=True)
+    privacy_require_key: bool = _option("Privacy", "require_key", _bool, "false")
+    privacy_detector: str = _option("Privacy", "detector", _choice("centerface", "rekognition"), "centerface")
+    privacy_rekognition_endpoint_url: str = _option("Privacy", "rekognition_endpoint_url", _text, "")
+    privacy_threshold: float = _option("Privacy", "threshold", _float(0.01), "0.2")
+    privacy_detect_every: int = _option("Privacy", "detect_every", _int(1, 30), "2")
+    privacy_detect_width: int = _option("Privacy", "detect_width", _int(0), "960")
+    privacy_hold_frames: int = _option("Privacy", "hold_frames", _int(0, 60), "3")
+    privacy_pad: float = _option("Privacy", "pad", _float(1.0), "1.3")
+    privacy_blur_mode: str = _option("Privacy", "blur_mode", _choice("ellipse",
+                                     "box", "mosaic", "fill"), "ellipse")
+    privacy_blur_cells: int = _option("Privacy", "blur_cells", _int(2, 64), "8")
+    privacy_fail_closed: str = _option("Privacy", "fail_closed", _choice("blur_frame", "fail_job"), "blur_frame")
+    privacy_detector_threads: int = _option("Privacy", "detector_threads", _int(1, 64), "2")
+    privacy_x264_crf: int = _option("Privacy", "x264_crf", _int(0, 51), "20")
 
     def __repr__(self) -> str:
-        shown = {k: ("***" if k in self.secret_attrs and v else v) for k, v in self.values.items()}
+        shown = {o.attr: ("***" if o.secret and getattr(self, o.attr) else getattr(self, o.attr)) for o in OPTIONS}
         return f"Settings({shown})"
 
     def replace(self, **changes: Any) -> "Settings":
-        unknown = set(changes) - set(self.values)
-        if unknown:
-            raise ConfigError(f"unknown settings: {sorted(unknown)}")
-        return Settings({**self.values, **changes}, self.secret_attrs)
+        return dataclasses.replace(self, **changes)
 
     def path(self, attr: str) -> Path:
         """A configured folder, relative paths taken from the working directory."""
-        return Path(self.values[attr]).expanduser().resolve()
+        return Path(getattr(self, attr)).expanduser().resolve()
 
     def secrets(self) -> list[str]:
         """Every secret value set, so log filters can mask them."""
         found: list[str] = []
-        for attr in self.secret_attrs:
-            value = self.values[attr]
-            found.extend(value if isinstance(value, tuple) else [value])
+        for option in OPTIONS:
+            if option.secret:
+                value = getattr(self, option.attr)
+                found.extend(value if isinstance(value, tuple) else [value])
         return [s for s in found if s]
+
+
+OPTIONS: tuple[Option, ...] = tuple(dataclasses.replace(f.metadata["option"], attr=f.name)
+                                    for f in dataclasses.fields(Settings))
 
 
 def _read_ini(path: Path) -> configparser.ConfigParser:
@@ -226,9 +230,8 @@ def load_settings(env: dict[str, str] | None = None, config_file: str | Path | N
         from_private = _lookup(private, option)
         if from_private is not None:
             raw, source = from_private, f"[{option.section}] {option.key} in CONFIG_SECRETS_FILE"
-        aliases = (option.env_alias,) if isinstance(option.env_alias, str) else option.env_alias or ()
-        for name in (option.env_name, *aliases):  # later names win: the old service's most specific
-            if name and name in env:
+        for name in option.env_names:
+            if name in env:
                 raw, source = env[name], f"environment variable {name}"
         try:
             values[option.attr] = option.parse(raw)
@@ -237,7 +240,7 @@ def load_settings(env: dict[str, str] | None = None, config_file: str | Path | N
             raise ConfigError(f"invalid value {shown} for [{option.section}] {option.key} "
                               f"(from {source}): {exc}") from None
     _check_consistency(values)
-    return Settings(values, frozenset(o.attr for o in OPTIONS if o.secret))
+    return Settings(**values)
 
 
 def _check_consistency(values: dict[str, Any]) -> None:
