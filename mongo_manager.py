@@ -17,19 +17,10 @@ from pymongo import ASCENDING, MongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 from pymongo.uri_parser import parse_uri
 
+from media_service.contract import (ACTIVE_STATES, FINAL_STATES, FRAMES, JOBS, PROJECTS, TASKS, UPLOADS,
+                                    ContentJobParams, UploadStatus)
+
 log = logging.getLogger(__name__)
-
-UPLOADS = "AnnotationContentUpload"
-PROJECTS = "AnnotationProject"
-TASKS = "AnnotationTask"
-FRAMES = "AnnotationFrame"
-JOBS = "ProcessingJob"
-
-# UploadFileStatus
-UPLOAD_PROCESSING, UPLOAD_SUCCEEDED, UPLOAD_FAILED = 0, 1, 2
-
-ACTIVE_STATES = ("queued", "running")
-FINAL_STATES = ("done", "failed", "cancelled")
 
 
 def utcnow() -> datetime:
@@ -42,10 +33,6 @@ def connect(uri: str, default_db: str, timeout_ms: int = 10000) -> "MongoManager
     db_name = parse_uri(uri).get("database") or default_db
     client = MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, tz_aware=True, appname="media-service")
     return MongoManager(client, db_name)
-
-
-def content_job_id(upload_id: ObjectId) -> str:
-    return f"content:{upload_id}"
 
 
 class LeaseLost(RuntimeError):
@@ -83,19 +70,19 @@ class MongoManager:
     def record_upload_error(self, upload_id: ObjectId, error_code: int, message: str) -> None:
         """A rejected request or a failed run: status 2 with an error the UI can show."""
         self.db[UPLOADS].update_one({"_id": upload_id}, {"$set": {
-            "status": UPLOAD_FAILED,
+            "status": UploadStatus.FAILED,
             "errorMessage": {"error_code": error_code, "message": message},
             "updatedAt": utcnow(),
         }})
 
-    def mark_upload_started(self, upload_id: ObjectId, params: dict, new_run: bool) -> None:
+    def mark_upload_started(self, upload_id: ObjectId, params: ContentJobParams, new_run: bool) -> None:
         fields = {
-            "status": UPLOAD_PROCESSING,
+            "status": UploadStatus.PROCESSING,
             "errorMessage": {},
-            "frame_rate": params["frame_rate"],
-            "frames_per_task": params["frames_per_task"],
-            "request_type": params["request_type"],
-            "request_annotation_version": params["auto_anno_version"],
+            "frame_rate": params.frame_rate,
+            "frames_per_task": params.frames_per_task,
+            "request_type": params.request_type,
+            "request_annotation_version": params.auto_anno_version,
             "updatedAt": utcnow(),
         }
         if new_run:
@@ -111,7 +98,7 @@ class MongoManager:
 
     def mark_upload_succeeded(self, upload_id: ObjectId, task_count: int, extra: dict | None = None) -> None:
         self.db[UPLOADS].update_one({"_id": upload_id}, {"$set": {
-            "status": UPLOAD_SUCCEEDED, "progress": 100, "taskCount": task_count,
+            "status": UploadStatus.SUCCEEDED, "progress": 100, "taskCount": task_count,
             "errorMessage": {}, "finishedAt": utcnow(), "updatedAt": utcnow(), **(extra or {}),
         }})
 

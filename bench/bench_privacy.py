@@ -27,7 +27,8 @@ from media_service.config import load_settings  # noqa: E402
 from media_service.detectors.centerface import CenterFace  # noqa: E402
 from tests.faces import make_face_clip  # noqa: E402
 from media_service.privacy.job import blur_settings, make_detector  # noqa: E402
-from media_service.privacy.pipeline import OutputPaths, PrivacyPipeline  # noqa: E402
+from media_service.contract import PrivacyOutputs  # noqa: E402
+from media_service.privacy.pipeline import PrivacyPipeline  # noqa: E402
 
 
 def faces_left(path: Path, judge: CenterFace) -> tuple[int, int]:
@@ -63,7 +64,7 @@ def main() -> None:
             started = time.perf_counter()
             pipeline = PrivacyPipeline(make_detector(settings), blur_settings(settings),
                                        settings.max_width, settings.max_height)
-            ours = OutputPaths.for_source(source, work)
+            ours = PrivacyOutputs.for_source(source, work)
             pipeline.run(source, ours)
             ours_s = time.perf_counter() - started
 

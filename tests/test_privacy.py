@@ -17,9 +17,11 @@ import requests
 
 from tests.conftest import ROOT, service_env
 from tests.faces import FaceScene, make_face_clip
-from media_service.detectors.centerface import CenterFace, DetectorError
+from media_service.detectors import DetectorError
+from media_service.detectors.centerface import CenterFace
 from tests.media import ffprobe_stream, make_video, moov_before_mdat, psnr
-from media_service.privacy.pipeline import BlurSettings, OutputPaths, PrivacyPipeline
+from media_service.contract import PrivacyOutputs
+from media_service.privacy.pipeline import BlurSettings, PrivacyPipeline
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +262,7 @@ def settings(**changes) -> BlurSettings:
 def test_fail_closed_hides_the_whole_frame_or_fails_the_job(tmp_path, strong_detector):
     source = tmp_path / "f.mp4"
     make_face_clip(source, frames=10, audio=False)
-    paths = OutputPaths.for_source(source, tmp_path)
+    paths = PrivacyOutputs.for_source(source, tmp_path)
     PrivacyPipeline(FailingOn(strong_detector, {4}), settings(), 7680, 4320).run(source, paths)
     frames = upright_frames(paths.final)
     assert frames[3].max() < 40  # frame 4: nothing of it is shown
@@ -279,7 +281,7 @@ def test_fail_closed_hides_the_whole_frame_or_fails_the_job(tmp_path, strong_det
 def test_other_blur_modes_hide_the_faces(tmp_path, strong_detector, mode):
     source = tmp_path / "m.mp4"
     scene = make_face_clip(source, frames=12, audio=False)
-    paths = OutputPaths.for_source(source, tmp_path)
+    paths = PrivacyOutputs.for_source(source, tmp_path)
     PrivacyPipeline(CenterFace(0.2, 2), settings(mode=mode, detect_every=3), 7680, 4320).run(source, paths)
     assert_faces_hidden(scene, upright_frames(source), upright_frames(paths.final), strong_detector,
                         smooth=mode != "mosaic")
@@ -291,7 +293,7 @@ def test_audio_the_mp4_cannot_hold_is_reencoded(tmp_path):
     source = tmp_path / "pcm.mov"
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(silent), "-f", "lavfi", "-i", "sine=frequency=300:duration=1",
                     "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "pcm_s16le", str(source)], check=True)
-    paths = OutputPaths.for_source(source, tmp_path)
+    paths = PrivacyOutputs.for_source(source, tmp_path)
     PrivacyPipeline(CenterFace(0.2, 2), settings(detect_every=5), 7680, 4320).run(source, paths)
     audio = ffprobe_stream(paths.final, "a:0")
     assert audio["codec_name"] == "aac" and 0.9 < float(audio["duration"]) < 1.2
@@ -362,7 +364,7 @@ def test_odd_size_and_variable_frame_rate_keep_their_geometry_and_timestamps(tmp
         scene = FaceScene(20, *size)
         source = make_video(tmp_path / name, 20, 25, size=size, times=frame_times,
                             render=lambda number, w, h: scene.render(number))
-        paths = OutputPaths.for_source(source, tmp_path)
+        paths = PrivacyOutputs.for_source(source, tmp_path)
         PrivacyPipeline(CenterFace(0.2, 2), settings(detect_every=2), 7680, 4320).run(source, paths)
         video = ffprobe_stream(paths.final)
         assert video["pix_fmt"] == "yuv420p" and int(video["nb_read_frames"]) == 20

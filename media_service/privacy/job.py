@@ -5,22 +5,13 @@ import threading
 from pathlib import Path
 
 import video_processor as vp
-from media_service.detectors.centerface import CenterFace, DetectorError, Rekognition
+from media_service.detectors import DetectorError
+from media_service.detectors.centerface import CenterFace
+from media_service.detectors.rekognition import Rekognition
 from media_service.jobs import JobContext, PermanentError
 from mongo_manager import MongoManager
-from media_service.privacy.pipeline import BlurSettings, OutputPaths, PrivacyPipeline
-
-KIND = "privacy"
-
-
-def privacy_job_id(name: str) -> str:
-    return f"privacy:{name}"
-
-
-def queue_privacy_job(mongo: MongoManager, name: str, source: Path, output_dir: Path,
-                      max_attempts: int) -> tuple[bool, dict]:
-    params = {"filename": name, "source": str(source), "output_dir": str(output_dir)}
-    return mongo.enqueue_job(privacy_job_id(name), KIND, name, params, max_attempts)
+from media_service.contract import PRIVACY_KIND, PrivacyJobParams
+from media_service.privacy.pipeline import BlurSettings, PrivacyPipeline
 
 
 def make_detector(settings):
@@ -42,7 +33,7 @@ def blur_settings(settings) -> BlurSettings:
 
 
 class PrivacyJobHandler:
-    kind = KIND
+    kind = PRIVACY_KIND
 
     def __init__(self, mongo: MongoManager, settings):
         self.mongo = mongo
@@ -61,17 +52,16 @@ class PrivacyJobHandler:
         return f"video={job['key']}"
 
     def run(self, ctx: JobContext) -> None:
-        params = ctx.job["params"]
-        source = Path(params["source"])
+        params = PrivacyJobParams.from_doc(ctx.job["params"])
+        source = Path(params.source)
         if not source.is_file():
-            raise vp.MediaError("source_missing", f"{params['filename']} no longer exists")
+            raise vp.MediaError("source_missing", f"{params.filename} no longer exists")
         ctx.set_stage("blurring")
 
         def progress(fraction: float) -> None:  # the pipeline calls this about once a second
             ctx.checkpoint({}, "blurring", round(fraction * 100, 1))
 
-        self._pipeline().run(source, OutputPaths.for_source(source, Path(params["output_dir"])),
-                             progress=progress, check=ctx.check)
+        self._pipeline().run(source, params.outputs, progress=progress, check=ctx.check)
 
     def permanent_error(self, exc: Exception) -> PermanentError | None:
         if isinstance(exc, vp.MediaError):
@@ -81,8 +71,7 @@ class PrivacyJobHandler:
         return None
 
     def _remove_partial(self, job: dict) -> None:
-        params = job["params"]
-        OutputPaths.for_source(Path(params["source"]), Path(params["output_dir"])).remove_partial()
+        PrivacyJobParams.from_doc(job["params"]).outputs.remove_partial()
 
     def on_failed(self, job: dict, error: Exception, final: bool) -> None:
         self._remove_partial(job)

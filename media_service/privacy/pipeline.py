@@ -23,7 +23,8 @@ import numpy as np
 
 from media_service.privacy import blur as face_blur
 import video_processor as vp
-from media_service.detectors.centerface import DetectorError, Face
+from media_service.contract import PrivacyOutputs
+from media_service.detectors import Detection, DetectorError
 from media_service.privacy.tracking import FaceTracker, Region
 
 log = logging.getLogger(__name__)
@@ -31,24 +32,6 @@ log = logging.getLogger(__name__)
 # Audio codecs the MP4 muxer takes as they are; anything else is re-encoded to AAC.
 MP4_AUDIO = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}
 MP4_LIKE = {".mp4", ".mov", ".m4v"}
-
-
-@dataclass(frozen=True)
-class OutputPaths:
-    final: Path
-    temp: Path
-    log_final: Path
-    log_temp: Path
-
-    @classmethod
-    def for_source(cls, source: Path, output_dir: Path) -> "OutputPaths":
-        stem, ext = source.stem, source.suffix
-        return cls(output_dir / f"{stem}-processed{ext}", output_dir / f"{stem}-processed-temp{ext}",
-                   output_dir / f"{stem}-processed.regions.json", output_dir / f"{stem}-processed-temp.regions.json")
-
-    def remove_partial(self) -> None:
-        for path in (self.temp, self.log_temp):
-            path.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -64,7 +47,7 @@ class BlurSettings:
     crf: int
 
 
-def upright_boxes_to_coded(faces: list[Face], rotation: int, coded_w: int, coded_h: int) -> list[Face]:
+def upright_boxes_to_coded(faces: list[Detection], rotation: int, coded_w: int, coded_h: int) -> list[Detection]:
     """Boxes found on the upright (displayed) picture, moved back into the coded picture."""
     out = []
     for f in faces:
@@ -76,7 +59,7 @@ def upright_boxes_to_coded(faces: list[Face], rotation: int, coded_w: int, coded
             box = (f.y1, coded_h - f.x2, f.y2, coded_h - f.x1)
         else:
             box = (f.x1, f.y1, f.x2, f.y2)
-        out.append(Face(*box, f.score))
+        out.append(f.moved(*box))
     return out
 
 
@@ -110,7 +93,7 @@ class PrivacyPipeline:
         self.settings = settings
         self.max_width, self.max_height = max_width, max_height
 
-    def run(self, source: Path, paths: OutputPaths, progress=lambda fraction: None, check=lambda: None) -> dict:
+    def run(self, source: Path, paths: PrivacyOutputs, progress=lambda fraction: None, check=lambda: None) -> dict:
         info = vp.probe_video(source, self.max_width, self.max_height)
         paths.temp.parent.mkdir(parents=True, exist_ok=True)
         paths.remove_partial()  # a restarted job starts again from the first frame
@@ -148,7 +131,7 @@ class PrivacyPipeline:
             index, last_pts, started = 0, None, time.monotonic()
             detect_size = self._detect_size(info)
 
-            def redetect(frame: av.VideoFrame) -> list[Face] | None:
+            def redetect(frame: av.VideoFrame) -> list[Detection] | None:
                 faces, whole = self._detect(frame, info.rotation, detect_size, coded_w, coded_h,
                                             f"pts {frame.pts}")
                 return None if whole else faces
@@ -203,7 +186,7 @@ class PrivacyPipeline:
         return width, height
 
     def _detect(self, frame: av.VideoFrame, rotation: int, size: tuple[int, int], coded_w: int, coded_h: int,
-                where) -> tuple[list[Face] | None, bool]:
+                where) -> tuple[list[Detection] | None, bool]:
         width, height = size
         if rotation in (90, 270):
             width, height = height, width  # the coded picture is the upright one turned
@@ -231,8 +214,8 @@ class PrivacyPipeline:
         if whole:
             boxes = [(0, 0, width, height)]
         else:  # a box held or moved past the frame's edge has nothing left to hide
-            placed = [(r, face_blur.padded((r.x1, r.y1, r.x2, r.y2), self.settings.pad, width, height))
-                      for r in regions]
+            placed = [(r, face_blur.padded((r.box.x1, r.box.y1, r.box.x2, r.box.y2), self.settings.pad,
+                                           width, height)) for r in regions]
             placed = [(r, b) for r, b in placed if b[2] > b[0] and b[3] > b[1]]
             regions, boxes = [r for r, _ in placed], [b for _, b in placed]
             if not boxes:
@@ -246,7 +229,7 @@ class PrivacyPipeline:
             regions_log.add(number + 1, seconds, boxes[0], 0.0, "fail-closed")
         else:
             for region, box in zip(regions, boxes):
-                regions_log.add(number + 1, seconds, box, region.score, region.origin)
+                regions_log.add(number + 1, seconds, box, region.box.score, region.origin)
         return hidden
 
     @staticmethod

@@ -15,32 +15,29 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from media_service.detectors.centerface import Face
+from media_service.detectors import Detection
 
 
 @dataclass(frozen=True)
 class Region:
-    """One area to blur on one frame, in the frame's own pixels (before padding)."""
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-    score: float
-    origin: str   # detector | tracker | held | fail-closed
+    """One area to hide on one frame: a box in the frame's own pixels (before padding), where it
+    came from and which track it belongs to."""
+    box: Detection
+    origin: str   # detector | tracker | held
     track: int
 
 
 @dataclass
 class _Track:
     ident: int
-    seen: list[tuple[int, Face]] = field(default_factory=list)  # (frame index, face), in order
+    seen: list[tuple[int, Detection]] = field(default_factory=list)  # (frame index, face), in order
 
     @property
-    def last(self) -> tuple[int, Face]:
+    def last(self) -> tuple[int, Detection]:
         return self.seen[-1]
 
 
-def _centre_distance(a: Face, b: Face) -> float:
+def _centre_distance(a: Detection, b: Detection) -> float:
     """Distance between centres relative to the boxes' size: below ~1 is the same face moving."""
     size = max(a.x2 - a.x1, a.y2 - a.y1, b.x2 - b.x1, b.y2 - b.y1, 1.0)
     dx = (a.x1 + a.x2 - b.x1 - b.x2) / 2
@@ -48,9 +45,14 @@ def _centre_distance(a: Face, b: Face) -> float:
     return (dx * dx + dy * dy) ** 0.5 / size
 
 
-def _lerp(a: Face, b: Face, t: float) -> tuple[float, float, float, float]:
+def _lerp(a: Detection, b: Detection, t: float) -> tuple[float, float, float, float]:
     return (a.x1 + (b.x1 - a.x1) * t, a.y1 + (b.y1 - a.y1) * t,
             a.x2 + (b.x2 - a.x2) * t, a.y2 + (b.y2 - a.y2) * t)
+
+
+def _between(a: Detection, b: Detection, x1: float, y1: float, x2: float, y2: float) -> Detection:
+    """A box placed between two detections, as sure as the less sure of them."""
+    return Detection(x1, y1, x2, y2, min(a.score, b.score), a.label)
 
 
 class FaceTracker:
@@ -69,7 +71,7 @@ class FaceTracker:
     def is_detection_frame(self, index: int) -> bool:
         return index % self.detect_every == 0
 
-    def push(self, index: int, payload: Any, faces: list[Face] | None,
+    def push(self, index: int, payload: Any, faces: list[Detection] | None,
              whole_frame: bool = False) -> Iterator[tuple[int, Any, list[Region], bool]]:
         """Add frame `index` (with `faces` when it was a detection frame); yield the frames now
         decided, in order, each with its regions and whether the whole frame must be hidden."""
@@ -95,7 +97,7 @@ class FaceTracker:
                 track.seen.pop(0)
         return index, payload, regions, whole
 
-    def _match(self, index: int, faces: list[Face]) -> tuple[list[_Track], dict[int, int]]:
+    def _match(self, index: int, faces: list[Detection]) -> tuple[list[_Track], dict[int, int]]:
         """Active tracks, and which face (by position) continues which of them (greedy, nearest first)."""
         candidates = [t for t in self.tracks if index - t.last[0] <= self.max_gap]
         pairs = sorted((_centre_distance(t.last[1], f), n, m)
@@ -106,7 +108,7 @@ class FaceTracker:
                 matched[n] = m
         return candidates, matched
 
-    def _changes(self, index: int, faces: list[Face]) -> bool:
+    def _changes(self, index: int, faces: list[Detection]) -> bool:
         """Does a face appear, or a recently seen one vanish, at this detection frame?"""
         candidates, matched = self._match(index, faces)
         recent = [n for n, t in enumerate(candidates) if t.last[0] >= self._last_detection]
@@ -122,7 +124,7 @@ class FaceTracker:
                 else:
                     self._link(entry[0], faces)
 
-    def _link(self, index: int, faces: list[Face]) -> None:
+    def _link(self, index: int, faces: list[Detection]) -> None:
         candidates, matched = self._match(index, faces)
         for n, m in matched.items():
             candidates[n].seen.append((index, faces[m]))
@@ -145,13 +147,13 @@ class FaceTracker:
             else:
                 (a_index, a), (b_index, b) = seen[:2] if index < first_index else seen[-2:]
             if a_index == b_index:
-                return Region(a.x1, a.y1, a.x2, a.y2, a.score, "held", track.ident)
+                return Region(a, "held", track.ident)
             x1, y1, x2, y2 = _lerp(a, b, (index - a_index) / (b_index - a_index))
-            return Region(x1, y1, max(x2, x1 + 1), max(y2, y1 + 1), min(a.score, b.score), "held", track.ident)
+            return Region(_between(a, b, x1, y1, max(x2, x1 + 1), max(y2, y1 + 1)), "held", track.ident)
         for (a_index, a), (b_index, b) in zip(seen, seen[1:] + [seen[-1]]):
             if index == a_index:
-                return Region(a.x1, a.y1, a.x2, a.y2, a.score, "detector", track.ident)
+                return Region(a, "detector", track.ident)
             if a_index < index < b_index:
                 box = _lerp(a, b, (index - a_index) / (b_index - a_index))
-                return Region(*box, min(a.score, b.score), "tracker", track.ident)
+                return Region(_between(a, b, *box), "tracker", track.ident)
         return None

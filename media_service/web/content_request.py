@@ -6,13 +6,16 @@ except through the `applied_version` callback.
 """
 from __future__ import annotations
 
-import hmac
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
 from bson import ObjectId
+
+from media_service.contract import ContentType, RequestType
+from media_service.paths import resolve_inside
+from media_service.web.auth import key_matches
 
 OBJECT_ID_HELP = ("invalid ObjectId, it must be a 12-byte input or a 24-character hex string "
                   "(EX: 6127d7b6cb8d74adc903eeb9)")
@@ -21,9 +24,6 @@ FORCE_WRITE_INFO = {"no force write": 0, "forcefully write": 1}
 REQUEST_TYPE_INFO = {"only tasks without annotations": 0, "tasks plus annotations": 1, "auto annotations only": 2}
 AUTO_ANNO_INFO = {"no auto annotation (request_type 0)": 0,
                   "auto annotation version (request_type 1 or 2)": "an integer greater than the version already applied"}
-
-REQUEST_TASKS_ONLY, REQUEST_TASKS_AND_ANNOTATIONS, REQUEST_ANNOTATIONS_ONLY = 0, 1, 2
-CONTENT_VIDEO, CONTENT_IMAGES = 1, 2
 
 _OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
 _INTEGER = re.compile(r"^\s*\+?\d{1,9}\s*$")
@@ -66,15 +66,6 @@ def _as_int(raw: str | None) -> int | None:
     if raw is None or not _INTEGER.match(raw):
         return None
     return int(raw)
-
-
-def key_matches(given: str, configured: tuple[str, ...]) -> bool:
-    """Constant-time comparison against every configured key (no early exit)."""
-    given_bytes = given.encode()
-    matched = False
-    for key in configured:
-        matched |= hmac.compare_digest(given_bytes, key.encode())
-    return matched
 
 
 def validate_fields(form: Mapping[str, str], api_keys: tuple[str, ...],
@@ -138,13 +129,13 @@ def validate_fields(form: Mapping[str, str], api_keys: tuple[str, ...],
     version = _as_int(raw)
     if version is None:
         return Rejection(400, {raw: "auto_anno_version need to be an integer.", "INFO": AUTO_ANNO_INFO}, upload_id)
-    if request_type == REQUEST_TASKS_ONLY and version != 0:
+    if request_type == RequestType.TASKS_ONLY and version != 0:
         return Rejection(400, {"message": "auto_anno_version must be 0 when request_type is 0 (tasks only)",
                                "INFO": AUTO_ANNO_INFO}, upload_id)
-    if request_type != REQUEST_TASKS_ONLY and version == 0:
+    if request_type != RequestType.TASKS_ONLY and version == 0:
         return Rejection(400, {"message": "auto_anno_version must be greater than 0 when request_type is 1 or 2",
                                "INFO": AUTO_ANNO_INFO}, upload_id)
-    if request_type != REQUEST_TASKS_ONLY:
+    if request_type != RequestType.TASKS_ONLY:
         applied = applied_version(upload_id)
         if version <= applied:
             return Rejection(400, {"message": f"auto_anno_version {version} is not greater than the version "
@@ -156,25 +147,13 @@ def validate_fields(form: Mapping[str, str], api_keys: tuple[str, ...],
     if content_path is None or content_path.strip() == "":
         return _missing("content_path", upload_id)
     raw = get("content_type")
-    content_type = CONTENT_VIDEO if raw is None or raw.strip() == "" else _as_int(raw)
-    if content_type not in (CONTENT_VIDEO, CONTENT_IMAGES):
+    content_type = ContentType.VIDEO if raw is None or raw.strip() == "" else _as_int(raw)
+    if content_type not in (ContentType.VIDEO, ContentType.IMAGES):
         return Rejection(400, {raw: "content_type need to be an integer.",
-                               "INFO": {"video": CONTENT_VIDEO, "image": CONTENT_IMAGES}}, upload_id)
+                               "INFO": {"video": ContentType.VIDEO, "image": ContentType.IMAGES}}, upload_id)
 
     return ContentRequest(upload_id, project_id, frame_rate, content_path, force_write, version,
                           request_type, content_type)
-
-
-def resolve_inside(root: Path, user_path: str) -> Path | None:
-    """The caller's path resolved (symlinks too) if it stays inside `root`, else None."""
-    if "\x00" in user_path:
-        return None
-    root = root.resolve()
-    candidate = Path(user_path)
-    resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
-    if resolved == root or root in resolved.parents:
-        return resolved
-    return None
 
 
 def check_source(request: ContentRequest, content_root: Path, video_exts: tuple[str, ...],
@@ -185,7 +164,7 @@ def check_source(request: ContentRequest, content_root: Path, video_exts: tuple[
         return Rejection(400, {"message": "content_path must be inside the configured content folder"},
                          request.upload_id)
     request.source = source
-    if request.content_type == CONTENT_VIDEO:
+    if request.content_type == ContentType.VIDEO:
         ext = source.suffix.lower().lstrip(".")
         if ext not in video_exts:
             return Rejection(415, {"message": f"file extension '.{ext}' is not allowed; allowed: "
@@ -193,14 +172,9 @@ def check_source(request: ContentRequest, content_root: Path, video_exts: tuple[
     elif not (source.is_dir() or source.suffix.lower() == ".zip"):
         return Rejection(415, {"message": "for content_type 2 (images) content_path must be a folder or a .zip "
                                           f"of images ({', '.join(image_exts)})"}, request.upload_id)
-    needs_file = request.request_type != REQUEST_ANNOTATIONS_ONLY
+    needs_file = request.request_type != RequestType.ANNOTATIONS_ONLY
     if needs_file and not source.exists():
         return Rejection(404, {"message": f"content not found: {request.content_path}"}, request.upload_id)
-    if needs_file and request.content_type == CONTENT_VIDEO and not source.is_file():
+    if needs_file and request.content_type == ContentType.VIDEO and not source.is_file():
         return Rejection(400, {"message": f"content_path is not a file: {request.content_path}"}, request.upload_id)
     return None
-
-
-def source_name(source: Path) -> str:
-    """`videoName`: a file's name without its last extension (dots inside are kept); a folder's name."""
-    return source.name if source.is_dir() else source.stem

@@ -7,11 +7,12 @@ from html import escape
 from bson import ObjectId
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from media_service.content.job import queue_content_job
-from media_service.web.content_request import (AUTH_ERROR, OBJECT_ID_HELP, REQUEST_TASKS_ONLY, Rejection, check_source, key_matches,
-                             source_name, validate_fields)
+from media_service.contract import (ACTIVE_STATES, ALREADY_HAS_TASKS_CODE, CONTENT_KIND, ContentJobParams,
+                                    RequestType, content_job_id, video_name)
 from media_service.logging_setup import job_context
-from mongo_manager import ACTIVE_STATES, content_job_id
+from media_service.web.auth import key_matches
+from media_service.web.content_request import (AUTH_ERROR, OBJECT_ID_HELP, ContentRequest, Rejection, check_source,
+                                               validate_fields)
 
 log = logging.getLogger(__name__)
 bp = Blueprint("platform", __name__, url_prefix="/api")
@@ -70,20 +71,31 @@ def process_content():
                                svc.settings.image_extensions)
         if problem:
             return _reject(problem)
-        if result.request_type != REQUEST_TASKS_ONLY:
+        if result.request_type != RequestType.TASKS_ONLY:
             return _reject(Rejection(501, {"message": "auto-annotation (request_type 1 and 2) is not available "
                                                       "in this version of the service"}, result.upload_id))
-        if not result.force_write and svc.mongo.find_video_tasks(result.project_id, source_name(result.source)):
-            # The Node UI shows status 2 with error_code 200 as succeeded: the tasks do exist.
+        if not result.force_write and svc.mongo.find_video_tasks(result.project_id, video_name(result.source)):
             return _reject(Rejection(409, {"message": "this video already has tasks; send force_write 1 to "
-                                                      "replace them"}, result.upload_id, record_code=200))
-        created, job = queue_content_job(svc.mongo, result, svc.settings.frames_per_task, svc.settings.max_attempts)
+                                                      "replace them"}, result.upload_id,
+                                     record_code=ALREADY_HAS_TASKS_CODE))
+        created, job = _queue(result)
         if not created:
             return jsonify({**_job_state(job), "message": "already queued or running"}), 200
         log.info("queued: %s at %d fps (force_write=%d, content_type=%d)", result.content_path,
                  result.frame_rate, result.force_write, result.content_type)
         svc.notify_workers()
         return jsonify({**_job_state(job), "message": "accepted; processing in the background"}), 202
+
+
+def _queue(request: ContentRequest) -> tuple[bool, dict]:
+    svc = services()
+    params = ContentJobParams(
+        upload_id=request.upload_id, project_id=request.project_id, frame_rate=request.frame_rate,
+        force_write=request.force_write, request_type=request.request_type, content_type=request.content_type,
+        auto_anno_version=request.auto_anno_version, frames_per_task=svc.settings.frames_per_task,
+        content_path=request.content_path, source=str(request.source), video_name=video_name(request.source))
+    return svc.mongo.enqueue_job(content_job_id(request.upload_id), CONTENT_KIND, str(request.upload_id),
+                                 params.to_doc(), svc.settings.max_attempts)
 
 
 def _authorised_id(fields: dict, name: str):

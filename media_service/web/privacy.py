@@ -11,11 +11,10 @@ from pathlib import Path, PurePosixPath
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from media_service.web.content_request import key_matches, resolve_inside
+from media_service.contract import ACTIVE_STATES, PRIVACY_KIND, PrivacyJobParams, privacy_job_id
 from media_service.logging_setup import job_context
-from mongo_manager import ACTIVE_STATES
-from media_service.privacy.job import privacy_job_id, queue_privacy_job
-from media_service.privacy.pipeline import OutputPaths
+from media_service.paths import resolve_inside
+from media_service.web.auth import key_matches
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +82,9 @@ def process_video():
     if source.suffix.lower().lstrip(".") not in svc.settings.privacy_extensions:
         return _text(f"Error: unsupported file type (accepted: {', '.join(svc.settings.privacy_extensions)})", 415)
     with job_context(f"video={name}"):
-        created, job = queue_privacy_job(svc.mongo, name, source, output_dir / PurePosixPath(name).parent,
-                                         svc.settings.max_attempts)
+        params = PrivacyJobParams(name, str(source), str(PrivacyJobParams.output_dir_for(output_dir, name)))
+        created, job = svc.mongo.enqueue_job(privacy_job_id(name), PRIVACY_KIND, name, params.to_doc(),
+                                             svc.settings.max_attempts)
         log.info("process_video: %s", "queued" if created else f"already {job['state']}")
     svc.notify_workers()
     return _text("Success: file exists.", 202)
@@ -100,8 +100,7 @@ def process_status():
     if job is None:
         return (jsonify({"error": "unknown file"}), 404) if wants_json else _text("Error: unknown file", 404)
     if wants_json:
-        params = job["params"]
-        outputs = OutputPaths.for_source(Path(params["source"]), Path(params["output_dir"]))
+        outputs = PrivacyJobParams.from_doc(job["params"]).outputs
         return jsonify({"filename": name, "state": job["state"], "stage": job.get("stage"),
                         "progress": job.get("progress", 0.0), "attempts": job.get("attempts"),
                         "error": job.get("last_error") if job["state"] != "done" else None,

@@ -1,0 +1,143 @@
+"""The contract with the Node platform (../shared/docs/CONTRACT.md) in one place: collection names,
+enums as stored, object keys, job ids, and the typed parameters a queued job carries from the web
+layer to a worker.
+
+Enums are plain ints in small namespaces (what MongoDB stores and Node compares against), not
+`enum.IntEnum`, so nothing depends on how a driver encodes an int subclass.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+
+from bson import ObjectId
+
+# -- collections -------------------------------------------------------------------------------
+UPLOADS = "AnnotationContentUpload"
+PROJECTS = "AnnotationProject"
+TASKS = "AnnotationTask"
+FRAMES = "AnnotationFrame"
+JOBS = "ProcessingJob"  # ours: one document per unit of background work
+
+
+# -- enums (numbers as stored) -----------------------------------------------------------------
+class UploadStatus:
+    PROCESSING, SUCCEEDED, FAILED, NODEJS_ERROR, DOWNLOADING = 0, 1, 2, 3, 4
+
+
+class RequestType:
+    TASKS_ONLY = 0              # AA_bar
+    TASKS_AND_ANNOTATIONS = 1   # AA_tasks
+    ANNOTATIONS_ONLY = 2        # AA
+
+
+class ContentType:
+    VIDEO, IMAGES = 1, 2
+
+
+FRAMES_PER_TASK_STANDARD = 120
+
+
+class TaskStatus:
+    NOT_STARTED, IN_PROGRESS, COMPLETED = 0, 1, 2
+
+
+# error_code values recorded on an upload doc that are not the HTTP status of the answer
+ALREADY_HAS_TASKS_CODE = 200  # the Node UI shows status 2 with 200 as succeeded: the tasks exist
+CANCELLED_CODE = 499
+
+# -- job records -------------------------------------------------------------------------------
+ACTIVE_STATES = ("queued", "running")
+FINAL_STATES = ("done", "failed", "cancelled")
+
+CONTENT_KIND = "content"
+PRIVACY_KIND = "privacy"
+
+
+def content_job_id(upload_id: ObjectId) -> str:
+    return f"{CONTENT_KIND}:{upload_id}"
+
+
+def privacy_job_id(name: str) -> str:
+    return f"{PRIVACY_KIND}:{name}"
+
+
+# -- names and object keys ---------------------------------------------------------------------
+def video_name(source: Path) -> str:
+    """`videoName`: a file's name without its last extension (dots inside kept); a folder's name."""
+    return source.name if source.is_dir() else source.stem
+
+
+def task_name(index: int, name: str) -> str:
+    return f"task-{index}-{name}"
+
+
+def task_key(project_id: ObjectId, name: str) -> str:
+    return f"contents/{project_id}/{name}/{name}.mp4"
+
+
+@dataclass(frozen=True)
+class PrivacyOutputs:
+    """CONTRACT §6: `<name>-processed<ext>`, written as `<name>-processed-temp<ext>` until complete,
+    with the JSON log of hidden regions beside it."""
+    final: Path
+    temp: Path
+    log_final: Path
+    log_temp: Path
+
+    @classmethod
+    def for_source(cls, source: Path, output_dir: Path) -> "PrivacyOutputs":
+        stem, ext = source.stem, source.suffix
+        return cls(output_dir / f"{stem}-processed{ext}", output_dir / f"{stem}-processed-temp{ext}",
+                   output_dir / f"{stem}-processed.regions.json", output_dir / f"{stem}-processed-temp.regions.json")
+
+    def remove_partial(self) -> None:
+        for path in (self.temp, self.log_temp):
+            path.unlink(missing_ok=True)
+
+
+# -- what a queued job carries ------------------------------------------------------------------
+@dataclass(frozen=True)
+class ContentJobParams:
+    """An accepted processContent request, as the worker needs it (stored in `ProcessingJob.params`)."""
+    upload_id: ObjectId
+    project_id: ObjectId
+    frame_rate: int
+    force_write: int
+    request_type: int
+    content_type: int
+    auto_anno_version: int
+    frames_per_task: int
+    content_path: str       # as the caller sent it
+    source: str             # resolved inside the content root when accepted
+    video_name: str
+
+    def to_doc(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> "ContentJobParams":
+        return cls(**doc)
+
+
+@dataclass(frozen=True)
+class PrivacyJobParams:
+    filename: str           # relative to the input folder, as the caller sent it
+    source: str
+    output_dir: str
+
+    def to_doc(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> "PrivacyJobParams":
+        return cls(**doc)
+
+    @property
+    def outputs(self) -> PrivacyOutputs:
+        return PrivacyOutputs.for_source(Path(self.source), Path(self.output_dir))
+
+    @staticmethod
+    def output_dir_for(output_root: Path, filename: str) -> Path:
+        """Outputs go to the same subfolder of the output root as the source's in the input root."""
+        return output_root / PurePosixPath(filename).parent
