@@ -14,8 +14,8 @@ import time
 from tqdm import tqdm
 
 from media_service.config import ConfigError, load_settings
-from media_service.logging_setup import configure_logging
 from media_service.contract import FINAL_STATES
+from media_service.logging_setup import configure_logging
 from media_service.services import Services
 
 log = logging.getLogger("warm_start")

@@ -17,8 +17,17 @@ from pymongo import ASCENDING, MongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 from pymongo.uri_parser import parse_uri
 
-from media_service.contract import (ACTIVE_STATES, FINAL_STATES, FRAMES, JOBS, PROJECTS, TASKS, UPLOADS,
-                                    ContentJobParams, UploadStatus)
+from media_service.contract import (
+    ACTIVE_STATES,
+    FINAL_STATES,
+    FRAMES,
+    JOBS,
+    PROJECTS,
+    TASKS,
+    UPLOADS,
+    ContentJobParams,
+    UploadStatus,
+)
 
 log = logging.getLogger(__name__)
 

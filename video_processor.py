@@ -10,9 +10,9 @@ import heapq
 import logging
 import math
 import os
+import queue
 import struct
 import threading
-import queue
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -377,6 +377,147 @@ def check_task_video(path: Path) -> VideoCheck:
         ctx = stream.codec_context
         return VideoCheck(count, ctx.pix_fmt or stream.format.name, ctx.width, ctx.height,
                           stream.average_rate, faststart, ctx.name)
+
+
+# Audio codecs the MP4 muxer takes as they are; anything else is re-encoded to AAC.
+MP4_AUDIO = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}
+MP4_LIKE = {".mp4", ".mov", ".m4v"}
+
+VideoFrame = av.VideoFrame  # for type hints outside this module
+
+
+class VideoRewriter:
+    """Re-encode a video's pictures one by one and keep the rest: the coded size (an odd edge grows
+    by one pixel: yuv420p needs even sizes), every timestamp, the display rotation, the audio
+    (copied, or re-encoded to AAC where an MP4 cannot hold it) and faststart.
+
+        with VideoRewriter(source, target, rotation, preset, crf) as rewriter:
+            for frame in rewriter.frames():   # yuv420p at (width, height), rising timestamps
+                rewriter.write(frame)          # the same frame, or a changed copy of it
+            rewriter.finish()
+
+    Frames may be written later than they are read (a tracker holds a few back); audio packets are
+    written as they are read. A damaged tail ends the video after what could be decoded.
+    """
+
+    def __init__(self, source: Path, target: Path, rotation: int, preset: str, crf: int):
+        options = {"movflags": "+faststart"} if target.suffix.lower() in MP4_LIKE else {}
+        self._inp = _open(source)
+        try:
+            self._out = av.open(str(target), "w", options=options)
+        except BaseException:
+            self._inp.close()
+            raise
+        vin = self._inp.streams.video[0]
+        vin.codec_context.thread_type = "AUTO"
+        self.coded_width, self.coded_height = vin.codec_context.width, vin.codec_context.height
+        self.width, self.height = self.coded_width + self.coded_width % 2, self.coded_height + self.coded_height % 2
+        self.time_base = vin.time_base or Fraction(1, 90000)
+        vout = self._out.add_stream("libx264", rate=vin.average_rate or vin.guessed_rate or Fraction(25))
+        vout.width, vout.height, vout.pix_fmt = self.width, self.height, "yuv420p"
+        vout.codec_context.time_base = self.time_base
+        vout.codec_context.thread_type = "FRAME"
+        vout.codec_context.options = {"preset": preset, "crf": str(crf)}
+        if rotation:
+            vout.set_display_rotation(rotation)
+        self._vin, self._vout = vin, vout
+        self._ain, self._aout, self._resample = self._audio(target)
+
+    def _audio(self, target: Path):
+        if not self._inp.streams.audio:
+            return None, None, None
+        ain = self._inp.streams.audio[0]
+        codec = ain.codec_context.name
+        if target.suffix.lower() not in MP4_LIKE or codec in MP4_AUDIO:
+            return ain, self._out.add_stream_from_template(ain), None
+        log.info("audio %s cannot go into %s as it is: re-encoding to AAC", codec, target.suffix)
+        aout = self._out.add_stream("aac", rate=ain.codec_context.sample_rate or 48000)
+        return ain, aout, av.AudioResampler(format="fltp", layout="stereo", rate=aout.codec_context.sample_rate)
+
+    def frames(self) -> Iterator[av.VideoFrame]:
+        last_pts = None
+        streams = [self._vin] + ([self._ain] if self._ain is not None else [])
+        for packet in _packets(self._inp, streams):
+            if packet.stream is self._ain:
+                self._audio_packet(packet)
+                continue
+            try:
+                decoded = packet.decode()
+            except av.FFmpegError as exc:
+                log.warning("video decoding stopped: %s", exc)
+                return
+            for frame in decoded:
+                pts = frame.pts if frame.pts is not None else (last_pts + 1 if last_pts is not None else 0)
+                if last_pts is not None and pts <= last_pts:
+                    pts = last_pts + 1  # the encoder needs rising timestamps
+                last_pts = pts
+                if frame.format.name != "yuv420p" or (frame.width, frame.height) != (self.width, self.height):
+                    frame = frame.reformat(width=self.width, height=self.height, format="yuv420p")
+                frame.pts, frame.time_base = pts, self.time_base
+                yield frame
+
+    def write(self, frame: av.VideoFrame) -> None:
+        self._out.mux(self._vout.encode(frame))
+
+    def finish(self) -> None:
+        self._out.mux(self._vout.encode(None))
+        if self._aout is not None and self._resample is not None:
+            self._audio_packet(None)
+
+    def _audio_packet(self, packet) -> None:
+        if self._resample is None:
+            if packet.dts is not None:  # the demuxer's flush packet carries nothing
+                packet.stream = self._aout
+                self._out.mux(packet)
+            return
+        for frame in packet.decode() if packet is not None else [None]:
+            for converted in self._resample.resample(frame):
+                self._out.mux(self._aout.encode(converted))
+        if packet is None:
+            self._out.mux(self._aout.encode(None))
+
+    def close(self) -> None:
+        self._out.close()
+        self._inp.close()
+
+    def __enter__(self) -> "VideoRewriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _packets(container, streams) -> Iterator[av.Packet]:
+    """Demuxed packets; a damaged tail ends the stream after what could be read."""
+    try:
+        yield from container.demux(*streams)
+    except av.FFmpegError as exc:
+        log.warning("reading stopped early: %s", exc)
+
+
+def frame_to_rgb(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
+    """An RGB copy of the frame at (width, height), for a detector."""
+    try:
+        return frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+    except av.FFmpegError as exc:
+        raise MediaError("frame_conversion", f"cannot convert a frame for detection: {exc}") from None
+
+
+def yuv420p_array(frame: av.VideoFrame) -> np.ndarray:
+    """A yuv420p frame's planes as one (height * 3 / 2, width) array (a copy to change)."""
+    return frame.to_ndarray()
+
+
+def yuv420p_frame(array: np.ndarray, like: av.VideoFrame) -> av.VideoFrame:
+    """The array from `yuv420p_array` as a frame again, with `like`'s timestamp."""
+    frame = av.VideoFrame.from_ndarray(array, format="yuv420p")
+    frame.pts, frame.time_base = like.pts, like.time_base
+    return frame
+
+
+def frame_from_bgr(image: np.ndarray) -> av.VideoFrame:
+    """A BGR image (OpenCV's order) as a yuv420p frame for a task video."""
+    return av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p")
 
 
 class Prefetcher:

@@ -18,7 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 SERVICE_RUN = r"""
 import json, sys, time, threading
 from pathlib import Path
@@ -92,7 +91,8 @@ def main() -> None:
             result = json.loads(out.strip().splitlines()[-1])
             assert result["status"] == 1, result
             service_s = result["seconds"]  # request to status 1, as the issue defines it
-            print(json.dumps({"clip_seconds": seconds, "source_preset": args.source_preset, "ffmpeg_s": round(ffmpeg_s, 2), "service_s": round(service_s, 2),
+            print(json.dumps({"clip_seconds": seconds, "source_preset": args.source_preset,
+                              "ffmpeg_s": round(ffmpeg_s, 2), "service_s": round(service_s, 2),
                               "ratio": round(service_s / ffmpeg_s, 3), "service_tasks": result["tasks"],
                               "service_peak_rss_mib": round(service_kb / 1024, 1),
                               "ffmpeg_peak_rss_mib": round(ffmpeg_kb / 1024, 1)}))

@@ -9,8 +9,8 @@ committed file, and `Settings.__repr__` never shows them.
 from __future__ import annotations
 
 import configparser
-import os
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable

@@ -244,8 +244,8 @@ def test_readiness_fails_without_mongodb(tmp_path):
     from tests.conftest import service_env
     settings = load_settings(service_env(tmp_path, "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=300",
                                          APP_RUN_WORKERS="false"))
-    from media_service.services import Services
     import mongo_manager
+    from media_service.services import Services
     services = Services(settings, mongo_manager.connect(settings.mongo_uri, "x", timeout_ms=300), None)
     app = create_app(settings, services=services)
     server = make_server("127.0.0.1", 0, app, threaded=True)

@@ -12,8 +12,17 @@ from bson import ObjectId
 
 from tests.conftest import SHARED_MEDIA
 from tests.helpers import fields_for, new_upload, post_node, wait_for_upload
-from tests.media import (decode_frames, expected_samples, ffmpeg_frame, ffprobe_stream, make_video, moov_before_mdat,
-                   psnr, read_number, render_frame)
+from tests.media import (
+    decode_frames,
+    expected_samples,
+    ffmpeg_frame,
+    ffprobe_stream,
+    make_video,
+    moov_before_mdat,
+    psnr,
+    read_number,
+    render_frame,
+)
 
 TASK_FIELDS = {
     "projectId": ObjectId, "uploadId": ObjectId, "taskName": str, "videoName": str, "frameStart": int,

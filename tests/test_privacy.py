@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import requests
 
-from tests.conftest import ROOT, service_env
-from tests.faces import FaceScene, make_face_clip
+from media_service.contract import PrivacyOutputs
 from media_service.detectors import DetectorError
 from media_service.detectors.centerface import CenterFace
-from tests.media import ffprobe_stream, make_video, moov_before_mdat, psnr
-from media_service.contract import PrivacyOutputs
 from media_service.privacy.pipeline import BlurSettings, PrivacyPipeline
+from tests.conftest import ROOT, service_env
+from tests.faces import FaceScene, make_face_clip
+from tests.media import ffprobe_stream, make_video, moov_before_mdat, psnr
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,13 @@
 """The S3 storage path against a real S3 server on loopback (SeaweedFS from PyPI)."""
 from __future__ import annotations
 
-
 import pytest
 
-from tests.s3_server import BUCKET, S3_PORT
+from media_service.storage import LocalStorage, StorageError
 from tests.helpers import fields_for, new_upload, post_node, wait_for_upload
 from tests.media import decode_frames, ffprobe_stream, make_video, moov_before_mdat, read_number
-from media_service.storage import LocalStorage, StorageError
+from tests.s3_server import BUCKET, S3_PORT
+
 
 def test_tasks_are_stored_in_s3_under_the_contract_keys(make_service, s3_server, tmp_path):
     service = make_service(STORAGE_URL=f"s3://{BUCKET}/env-a", S3_ENDPOINT_URL=f"http://127.0.0.1:{S3_PORT}",

@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import av
-
-from media_service.content import image_source
 import video_processor as vp
+from media_service.content import image_source
 from media_service.contract import ContentJobParams, ContentType, task_key, task_name
 from media_service.paths import resolve_inside
 from mongo_manager import MongoManager, utcnow
@@ -38,7 +36,7 @@ class Frame:
     """A frame bound for a task video, with where it came from."""
     number: int
     time: float
-    picture: av.VideoFrame
+    picture: vp.VideoFrame
     placement: dict | None = None  # images: where the original went in the letterbox
 
 
@@ -137,7 +135,7 @@ class ContentPipeline:
             for position in range(start, len(readable)):
                 ref = readable[position]
                 canvas, placement = image_source.letterbox(image_source.read_image(ref), size)
-                picture = av.VideoFrame.from_ndarray(canvas, format="bgr24").reformat(format="yuv420p")
+                picture = vp.frame_from_bgr(canvas)
                 yield (Frame(ref.number, position / rate, picture, {"fileName": ref.name, **placement}),
                        {"position": position + 1})
         return Plan(size, float(rate), len(readable), frames(),

@@ -5,13 +5,13 @@ import threading
 from pathlib import Path
 
 import video_processor as vp
+from media_service.contract import PRIVACY_KIND, PrivacyJobParams
 from media_service.detectors import DetectorError
 from media_service.detectors.centerface import CenterFace
 from media_service.detectors.rekognition import Rekognition
 from media_service.jobs import JobContext, PermanentError
-from mongo_manager import MongoManager
-from media_service.contract import PRIVACY_KIND, PrivacyJobParams
 from media_service.privacy.pipeline import BlurSettings, PrivacyPipeline
+from mongo_manager import MongoManager
 
 
 def make_detector(settings):

@@ -13,26 +13,18 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
-import av
 import cv2
 import numpy as np
 
-from media_service.privacy import blur as face_blur
 import video_processor as vp
 from media_service.contract import PrivacyOutputs
 from media_service.detectors import Detection, DetectorError
+from media_service.privacy import blur as face_blur
 from media_service.privacy.tracking import FaceTracker, Region
 
 log = logging.getLogger(__name__)
-
-# Audio codecs the MP4 muxer takes as they are; anything else is re-encoded to AAC.
-MP4_AUDIO = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}
-MP4_LIKE = {".mp4", ".mov", ".m4v"}
-
 
 @dataclass(frozen=True)
 class BlurSettings:
@@ -112,26 +104,12 @@ class PrivacyPipeline:
 
     def _process(self, source: Path, info: vp.MediaInfo, temp: Path, regions_log: RegionLog, progress, check) -> int:
         settings = self.settings
-        options = {"movflags": "+faststart"} if temp.suffix.lower() in MP4_LIKE else {}
-        with av.open(str(source)) as inp, av.open(str(temp), "w", options=options) as out:
-            vin = inp.streams.video[0]
-            vin.codec_context.thread_type = "AUTO"
-            coded_w, coded_h = vin.codec_context.width, vin.codec_context.height
-            width, height = coded_w + coded_w % 2, coded_h + coded_h % 2  # yuv420p needs even sizes
-            rate = vin.average_rate or vin.guessed_rate or Fraction(25)
-            vout = out.add_stream("libx264", rate=rate)
-            vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
-            vout.codec_context.time_base = vin.time_base or Fraction(1, 90000)
-            vout.codec_context.thread_type = "FRAME"
-            vout.codec_context.options = {"preset": settings.preset, "crf": str(settings.crf)}
-            if info.rotation:
-                vout.set_display_rotation(info.rotation)
-            ain, aout, resample = self._audio(inp, out, temp)
-            streams = [vin] + ([ain] if ain is not None else [])
-            index, last_pts, started = 0, None, time.monotonic()
+        with vp.VideoRewriter(source, temp, info.rotation, settings.preset, settings.crf) as video:
+            coded_w, coded_h = video.coded_width, video.coded_height
+            index, started = 0, time.monotonic()
             detect_size = self._detect_size(info)
 
-            def redetect(frame: av.VideoFrame) -> list[Detection] | None:
+            def redetect(frame: vp.VideoFrame) -> list[Detection] | None:
                 faces, whole = self._detect(frame, info.rotation, detect_size, coded_w, coded_h,
                                             f"pts {frame.pts}")
                 return None if whole else faces
@@ -140,39 +118,22 @@ class PrivacyPipeline:
 
             def emit(decided) -> None:
                 for number, frame, regions, whole in decided:
-                    frame = self._hide(frame, regions, whole, number, width, height, regions_log, vin.time_base)
-                    out.mux(vout.encode(frame))
+                    video.write(self._hide(frame, regions, whole, number, video.width, video.height, regions_log,
+                                           video.time_base))
 
-            for packet in _packets(inp, streams):
+            for frame in video.frames():
                 check()
-                if packet.stream is ain:
-                    self._audio_packet(packet, aout, resample, out)
-                    continue
-                try:
-                    decoded = packet.decode()
-                except av.FFmpegError as exc:
-                    log.warning("video decoding stopped at frame %d: %s", index + 1, exc)
-                    break
-                for frame in decoded:
-                    pts = frame.pts if frame.pts is not None else (last_pts + 1 if last_pts is not None else 0)
-                    if last_pts is not None and pts <= last_pts:
-                        pts = last_pts + 1  # the encoder needs rising timestamps
-                    last_pts = pts
-                    frame = self._as_yuv420p(frame, width, height)
-                    frame.pts, frame.time_base = pts, vin.time_base
-                    faces, whole = None, False
-                    if tracker.is_detection_frame(index):
-                        faces, whole = self._detect(frame, info.rotation, detect_size, coded_w, coded_h,
-                                                    f"frame {index + 1}")
-                    emit(tracker.push(index, frame, faces, whole))
-                    index += 1
-                    if info.frame_count and time.monotonic() - started > 1:
-                        progress(min(0.99, index / info.frame_count))
-                        started = time.monotonic()
+                faces, whole = None, False
+                if tracker.is_detection_frame(index):
+                    faces, whole = self._detect(frame, info.rotation, detect_size, coded_w, coded_h,
+                                                f"frame {index + 1}")
+                emit(tracker.push(index, frame, faces, whole))
+                index += 1
+                if info.frame_count and time.monotonic() - started > 1:
+                    progress(min(0.99, index / info.frame_count))
+                    started = time.monotonic()
             emit(tracker.finish())
-            out.mux(vout.encode(None))
-            if aout is not None and resample is not None:
-                self._audio_packet(None, aout, resample, out)
+            video.finish()
         if index == 0:
             raise vp.MediaError("no_frames", f"{source.name} contains no decodable video frames")
         return index
@@ -185,17 +146,17 @@ class PrivacyPipeline:
             height, width = max(1, round(height * self.settings.detect_width / width)), self.settings.detect_width
         return width, height
 
-    def _detect(self, frame: av.VideoFrame, rotation: int, size: tuple[int, int], coded_w: int, coded_h: int,
+    def _detect(self, frame: vp.VideoFrame, rotation: int, size: tuple[int, int], coded_w: int, coded_h: int,
                 where) -> tuple[list[Detection] | None, bool]:
         width, height = size
         if rotation in (90, 270):
             width, height = height, width  # the coded picture is the upright one turned
         try:
-            rgb = frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+            rgb = vp.frame_to_rgb(frame, width, height)
             if rotation:
                 rgb = cv2.rotate(rgb, vp.DISPLAY_ROTATION[rotation])
             faces = self.detector.detect(np.ascontiguousarray(rgb))
-        except (DetectorError, av.FFmpegError, cv2.error) as exc:
+        except (DetectorError, vp.MediaError, cv2.error) as exc:
             if self.settings.fail_closed == "fail_job":
                 raise DetectorError(f"detection failed at {where}: {exc}") from exc
             log.warning("detection failed at %s, hiding the whole frame: %s", where, exc)
@@ -205,8 +166,8 @@ class PrivacyPipeline:
                                       rotation, coded_w, coded_h), False
 
     # -- hiding ----------------------------------------------------------------------------
-    def _hide(self, frame: av.VideoFrame, regions: list[Region], whole: bool, number: int, width: int,
-              height: int, regions_log: RegionLog, time_base) -> av.VideoFrame:
+    def _hide(self, frame: vp.VideoFrame, regions: list[Region], whole: bool, number: int, width: int,
+              height: int, regions_log: RegionLog, time_base) -> vp.VideoFrame:
         """The frame with its regions hidden (a new frame), or the same frame when it has none."""
         if not regions and not whole:
             return frame
@@ -220,55 +181,13 @@ class PrivacyPipeline:
             regions, boxes = [r for r, _ in placed], [b for _, b in placed]
             if not boxes:
                 return frame
-        array = frame.to_ndarray()
+        array = vp.yuv420p_array(frame)
         face_blur.hide_regions(face_blur.yuv420_planes(array, width, height), boxes,
                                "fill" if whole else self.settings.mode, self.settings.cells)
-        hidden = av.VideoFrame.from_ndarray(array, format="yuv420p")
-        hidden.pts, hidden.time_base = frame.pts, frame.time_base
+        hidden = vp.yuv420p_frame(array, like=frame)
         if whole:
             regions_log.add(number + 1, seconds, boxes[0], 0.0, "fail-closed")
         else:
             for region, box in zip(regions, boxes):
                 regions_log.add(number + 1, seconds, box, region.box.score, region.origin)
         return hidden
-
-    @staticmethod
-    def _as_yuv420p(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:
-        if frame.format.name == "yuv420p" and (frame.width, frame.height) == (width, height):
-            return frame
-        return frame.reformat(width=width, height=height, format="yuv420p")
-
-    # -- audio -----------------------------------------------------------------------------
-    @staticmethod
-    def _audio(inp, out, temp: Path):
-        if not inp.streams.audio:
-            return None, None, None
-        ain = inp.streams.audio[0]
-        codec = ain.codec_context.name
-        if temp.suffix.lower() not in MP4_LIKE or codec in MP4_AUDIO:
-            return ain, out.add_stream_from_template(ain), None
-        log.info("audio %s cannot go into %s as it is: re-encoding to AAC", codec, temp.suffix)
-        aout = out.add_stream("aac", rate=ain.codec_context.sample_rate or 48000)
-        return ain, aout, av.AudioResampler(format="fltp", layout="stereo", rate=aout.codec_context.sample_rate)
-
-    @staticmethod
-    def _audio_packet(packet, aout, resample, out) -> None:
-        if resample is None:
-            if packet.dts is not None:  # the demuxer's flush packet carries nothing
-                packet.stream = aout
-                out.mux(packet)
-            return
-        frames = packet.decode() if packet is not None else [None]
-        for frame in frames:
-            for converted in resample.resample(frame):
-                out.mux(aout.encode(converted))
-        if packet is None:
-            out.mux(aout.encode(None))
-
-
-def _packets(container, streams) -> Iterator[av.Packet]:
-    """Demuxed packets; a damaged tail ends the stream after what could be read."""
-    try:
-        yield from container.demux(*streams)
-    except av.FFmpegError as exc:
-        log.warning("reading stopped early: %s", exc)

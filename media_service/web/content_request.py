@@ -22,8 +22,10 @@ OBJECT_ID_HELP = ("invalid ObjectId, it must be a 12-byte input or a 24-characte
 AUTH_ERROR = {"Authentication Error": "Invalid auth key. please provide the valid auth key"}
 FORCE_WRITE_INFO = {"no force write": 0, "forcefully write": 1}
 REQUEST_TYPE_INFO = {"only tasks without annotations": 0, "tasks plus annotations": 1, "auto annotations only": 2}
-AUTO_ANNO_INFO = {"no auto annotation (request_type 0)": 0,
-                  "auto annotation version (request_type 1 or 2)": "an integer greater than the version already applied"}
+AUTO_ANNO_INFO = {
+    "no auto annotation (request_type 0)": 0,
+    "auto annotation version (request_type 1 or 2)": "an integer greater than the version already applied",
+}
 
 _OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
 _INTEGER = re.compile(r"^\s*\+?\d{1,9}\s*$")

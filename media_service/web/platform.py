@@ -7,12 +7,25 @@ from html import escape
 from bson import ObjectId
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from media_service.contract import (ACTIVE_STATES, ALREADY_HAS_TASKS_CODE, CONTENT_KIND, ContentJobParams,
-                                    RequestType, content_job_id, video_name)
+from media_service.contract import (
+    ACTIVE_STATES,
+    ALREADY_HAS_TASKS_CODE,
+    CONTENT_KIND,
+    ContentJobParams,
+    RequestType,
+    content_job_id,
+    video_name,
+)
 from media_service.logging_setup import job_context
 from media_service.web.auth import key_matches
-from media_service.web.content_request import (AUTH_ERROR, OBJECT_ID_HELP, ContentRequest, Rejection, check_source,
-                                               validate_fields)
+from media_service.web.content_request import (
+    AUTH_ERROR,
+    OBJECT_ID_HELP,
+    ContentRequest,
+    Rejection,
+    check_source,
+    validate_fields,
+)
 
 log = logging.getLogger(__name__)
 bp = Blueprint("platform", __name__, url_prefix="/api")
