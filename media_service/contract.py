@@ -97,8 +97,19 @@ class PrivacyOutputs:
 
 
 # -- what a queued job carries ------------------------------------------------------------------
+class _StoredParams:
+    """A job's parameters as stored in `ProcessingJob.params`, field for field."""
+
+    def to_doc(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_doc(cls, doc: dict):
+        return cls(**doc)
+
+
 @dataclass(frozen=True)
-class ContentJobParams:
+class ContentJobParams(_StoredParams):
     """An accepted processContent request, as the worker needs it (stored in `ProcessingJob.params`)."""
     upload_id: ObjectId
     project_id: ObjectId
@@ -112,26 +123,12 @@ class ContentJobParams:
     source: str             # resolved inside the content root when accepted
     video_name: str
 
-    def to_doc(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_doc(cls, doc: dict) -> "ContentJobParams":
-        return cls(**doc)
-
 
 @dataclass(frozen=True)
-class PrivacyJobParams:
+class PrivacyJobParams(_StoredParams):
     filename: str           # relative to the input folder, as the caller sent it
     source: str
     output_dir: str
-
-    def to_doc(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_doc(cls, doc: dict) -> "PrivacyJobParams":
-        return cls(**doc)
 
     @property
     def outputs(self) -> PrivacyOutputs:
