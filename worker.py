@@ -34,7 +34,10 @@ def main() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
+    # Wake now and then: a signal delivered to another thread (a decoder's, x264's) only runs its
+    # Python handler once the main thread runs again, so a wait without timeout could miss SIGTERM.
+    while not stop.wait(0.5):
+        pass
     log.info("stopping: running jobs stop at their next commit (up to %.0fs)", settings.shutdown_grace_seconds)
     services.close()
 
