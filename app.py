@@ -1,7 +1,7 @@
 """Flask application factory; `python app.py` runs the service with embedded defaults.
 
-Embedded defaults: mongoeco's MongoDB wire server (SQLite under ./data) when MONGO_URI is unset,
-a local storage folder when STORAGE_URL is unset, and the background workers in this process.
+Embedded defaults: a mongod on loopback with its data under ./data when MONGO_URI is unset, a
+local storage folder when STORAGE_URL is unset, and the background workers in this process.
 """
 from __future__ import annotations
 

@@ -3,16 +3,25 @@ from the working directory).
 
 The gevent web workers only validate and queue; a separate `worker.py` process does the CPU work,
 so no decode or encode ever runs on gevent's event loop (bench/bench_gevent.py: p99 38.7 ms under
-load this way, 8.7 s with the worker pool inside the gevent workers). Without MONGO_URI the master first starts
-the embedded MongoDB as its own process, and every process shares it.
+load this way, 8.7 s with the worker pool inside the gevent workers). The settings are read here
+exactly as the service reads them (config.cfg, CONFIG_SECRETS_FILE, the environment): without a
+MongoDB server configured, the master starts the embedded mongod first and every process shares it.
 """
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-bind = f"{os.environ.get('IP_SERVER_IP', '0.0.0.0')}:{os.environ.get('PORT', '8081')}"
+from media_service.config import ConfigError, load_settings, mongo_uri_for
+from media_service.embedded_mongo import EmbeddedMongo, EmbeddedMongoError, from_settings
+from media_service.logging_setup import configure_logging
+
+try:
+    _settings = load_settings()
+except ConfigError as exc:
+    sys.exit(f"configuration error: {exc}")
+
+bind = f"{_settings.server_ip}:{_settings.port}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
 worker_connections = 1000
@@ -21,30 +30,19 @@ graceful_timeout = 30
 accesslog = "-"
 
 _children: list[subprocess.Popen] = []
+_embedded: list[EmbeddedMongo] = []
 _here = Path(__file__).resolve().parent
 
 
-def _start_embedded_mongo(server) -> None:
-    data_dir = Path(os.environ.get("APP_DATA_DIR", _here / "data"))
-    uri_file = data_dir / "mongo" / "uri"
-    uri_file.unlink(missing_ok=True)
-    uri_file.parent.mkdir(parents=True, exist_ok=True)
-    port = os.environ.get("MONGODB_EMBEDDED_PORT", "0")
-    _children.append(subprocess.Popen([sys.executable, "-m", "media_service.embedded_mongo", "--db-file",
-                                       str(data_dir / "mongo" / "media.sqlite"), "--port", port,
-                                       "--uri-file", str(uri_file)]))
-    deadline = time.monotonic() + 60
-    while not uri_file.exists():
-        if _children[-1].poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the embedded MongoDB did not start")
-        time.sleep(0.1)
-    os.environ["MONGO_URI"] = uri_file.read_text().strip()
-    server.log.info("embedded MongoDB started for all processes")
-
-
 def on_starting(server):
-    if not (os.environ.get("MONGO_URI") or os.environ.get("MONGODB_USER_NAME")):
-        _start_embedded_mongo(server)
+    configure_logging(_settings.log_level, _settings.secrets())
+    if mongo_uri_for(_settings) is None:
+        embedded = from_settings(_settings)
+        try:
+            embedded.start()  # the web workers and worker.py find it through the data directory
+        except EmbeddedMongoError as exc:
+            sys.exit(f"embedded MongoDB: {exc}")
+        _embedded.append(embedded)
     # JOBS_LAYOUT: "worker-process" (the default, chosen by bench/bench_gevent.py), "web-threads"
     # (the worker pool inside each gevent web process; kept for that comparison), or "none" (the
     # workers run elsewhere: `python worker.py` on other hosts).
@@ -56,9 +54,11 @@ def on_starting(server):
 
 
 def on_exit(server):
-    for child in reversed(_children):  # the worker first, the database last
+    for child in _children:
         child.terminate()
         try:
-            child.wait(float(os.environ.get("JOBS_SHUTDOWN_GRACE_SECONDS", "30")) + 5)
+            child.wait(_settings.shutdown_grace_seconds + 5)
         except subprocess.TimeoutExpired:
             child.kill()
+    for embedded in _embedded:  # the database last, once the workers have handed their jobs back
+        embedded.stop()

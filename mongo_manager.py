@@ -2,13 +2,11 @@
 
 Collections the Node platform owns or reads keep its names and field names (CONTRACT §2).
 `ProcessingJob` is ours: one document per unit of background work, the single source of truth
-for queueing, leases and resume. The same code runs against MongoDB and the embedded mongoeco
-server; nothing here relies on either one's quirks.
+for queueing, leases and resume. Nothing here needs more than a MongoDB 6.0 server offers.
 """
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
@@ -52,7 +50,6 @@ class MongoManager:
     def __init__(self, client: MongoClient, db_name: str):
         self.client = client
         self.db = client[db_name]
-        self._index_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def ping(self) -> bool:
@@ -62,12 +59,11 @@ class MongoManager:
     def ensure_indexes(self) -> None:
         # Plain (non-unique) indexes on Node's collections: a unique one could reject Node's own
         # inserts. Our writes are keyed and guarded by the job lease instead.
-        with self._index_lock:
-            self.db[TASKS].create_index([("uploadId", ASCENDING), ("taskName", ASCENDING)])
-            self.db[TASKS].create_index([("projectId", ASCENDING), ("videoName", ASCENDING)])
-            self.db[FRAMES].create_index([("taskId", ASCENDING), ("frameId", ASCENDING)])
-            self.db[JOBS].create_index([("state", ASCENDING), ("created_at", ASCENDING)])
-            self.db[JOBS].create_index([("kind", ASCENDING), ("key", ASCENDING)])
+        self.db[TASKS].create_index([("uploadId", ASCENDING), ("taskName", ASCENDING)])
+        self.db[TASKS].create_index([("projectId", ASCENDING), ("videoName", ASCENDING)])
+        self.db[FRAMES].create_index([("taskId", ASCENDING), ("frameId", ASCENDING)])
+        self.db[JOBS].create_index([("state", ASCENDING), ("created_at", ASCENDING)])
+        self.db[JOBS].create_index([("kind", ASCENDING), ("key", ASCENDING)])
 
     def close(self) -> None:
         self.client.close()

