@@ -93,7 +93,8 @@ def test_app_and_worker_share_one_server_and_each_job_runs_once(tmp_path):
                 uploads.append((upload_id, 30 + i))
             for upload_id, frames in uploads:
                 assert wait_for_upload(db, upload_id)["status"] == 1
-                numbers = sorted(n for t in db.AnnotationTask.find({"uploadId": upload_id}) for n in t["original_frames"])
+                tasks = db.AnnotationTask.find({"uploadId": upload_id})
+                numbers = sorted(n for t in tasks for n in t["original_frames"])
                 assert numbers == list(range(1, frames + 1, 5))  # every sample once
             jobs = list(db.ProcessingJob.find({}))
             assert len(jobs) == 6 and all(j["state"] == "done" and j["attempts"] == 1 for j in jobs)
