@@ -337,13 +337,23 @@ class TaskEncoder:
 
 @dataclass
 class VideoCheck:
-    frame_count: int
+    frame_count: int      # packets in the stream: x264 writes one per frame it was given
     pix_fmt: str
     width: int
     height: int
     fps: Fraction
     faststart: bool
     codec: str
+    ends_decode: bool     # the first frame and the last one decode
+
+    def problems(self, frames: int, size: tuple[int, int], rate: int) -> list[str]:
+        """How this file differs from the task video planned: `frames` frames of `size` at `rate`."""
+        expected = {"frames": frames, "codec": "h264", "pixel format": "yuv420p", "size": size, "rate": rate,
+                    "moov before mdat": True, "first and last frame decode": True}
+        found = {"frames": self.frame_count, "codec": self.codec, "pixel format": self.pix_fmt,
+                 "size": (self.width, self.height), "rate": self.fps, "moov before mdat": self.faststart,
+                 "first and last frame decode": self.ends_decode}
+        return [f"{name} {found[name]} (planned {want})" for name, want in expected.items() if found[name] != want]
 
 
 def top_level_boxes(path: Path) -> list[str]:
@@ -368,15 +378,29 @@ def top_level_boxes(path: Path) -> list[str]:
 
 
 def check_task_video(path: Path) -> VideoCheck:
-    """Decode the written task video again: what a browser would get."""
+    """What a browser would get, read from the container: the packets (not decoded), codec, pixel
+    format, size, rate and box order; then the first frame and the last group of pictures decoded,
+    which proves the stream decodes from end to end without decoding all of it."""
     boxes = top_level_boxes(path)
     faststart = "moov" in boxes and "mdat" in boxes and boxes.index("moov") < boxes.index("mdat")
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        count = sum(1 for _ in container.decode(stream))
         ctx = stream.codec_context
+        last_keyframe, count = None, 0
+        for packet in container.demux(stream):
+            if packet.size:
+                count += 1
+                if packet.is_keyframe:
+                    last_keyframe = packet.pts
+        ends_decode = False
+        if count and last_keyframe is not None:
+            container.seek(0, stream=stream)
+            first = next(container.decode(stream), None)
+            container.seek(last_keyframe, stream=stream, backward=True, any_frame=False)
+            tail = sum(1 for _ in container.decode(stream))
+            ends_decode = first is not None and tail > 0
         return VideoCheck(count, ctx.pix_fmt or stream.format.name, ctx.width, ctx.height,
-                          stream.average_rate, faststart, ctx.name)
+                          Fraction(stream.average_rate or 0), faststart, ctx.name, ends_decode)
 
 
 # Audio codecs the MP4 muxer takes as they are; anything else is re-encoded to AAC.

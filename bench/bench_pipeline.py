@@ -4,7 +4,7 @@
 
 For each clip length: makes a 1080p 30 fps clip (ffmpeg testsrc2), runs
 `ffmpeg -i IN -vf fps=5 -c:v libx264 -preset veryfast -f segment -segment_frames ...` and then the
-service (request → status 1; embedded MongoDB, local storage) in a child process whose peak RSS
+service (request → status 1; the embedded mongod, local storage) in a child process whose peak RSS
 is read from the kernel. Prints the ratio service / ffmpeg and the peak memory.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from app import create_app
 from werkzeug.serving import make_server
 import requests
 work = Path(sys.argv[1]); clip = sys.argv[2]
-settings = load_settings({"APP_API_KEY": "bench", "APP_DATA_DIR": str(work / "data"),
+settings = load_settings({"APP_API_KEY": "bench", "APP_DATA_DIR": str(work / "data"), "MONGODB_EMBEDDED_PORT": "0",
     "STORAGE_URL": str(work / "storage"), "FOLDERS_CONTENT_BASE": str(work), "FOLDERS_TASK_BASE": str(work / "tasks")})
 app = create_app(settings)
 server = make_server("127.0.0.1", 0, app, threaded=True)
@@ -41,7 +41,7 @@ r = requests.post(f"http://127.0.0.1:{server.server_port}/api/processContent", d
     "content_path": clip, "force_write": "0", "auto_anno_version": "0", "request_type": "0"})
 assert r.status_code == 202, r.text
 while db.AnnotationContentUpload.find_one({"_id": upload})["status"] == 0:
-    time.sleep(0.1)  # the database runs in this process: polling it costs the pipeline CPU
+    time.sleep(0.1)
 elapsed = time.perf_counter() - started
 doc = db.AnnotationContentUpload.find_one({"_id": upload})
 print(json.dumps({"seconds": elapsed, "status": doc["status"], "tasks": doc.get("taskCount")}))

@@ -336,3 +336,27 @@ def test_unsampled_b_frames_are_not_decoded_yet_numbers_and_resume_are_exact(tmp
     middle = full[8][1]  # as a checkpoint after the 9th sample
     resumed = run(middle, vp.Sampler(5, "timestamp", info.average_fps, middle.next_sample))
     assert [n for n, _ in resumed] == [n for n, _ in full[9:]]
+
+
+def test_the_task_video_check_finds_what_a_browser_would_trip_on(tmp_path):
+    """The container-level check (packets, codec, format, size, rate, moov first, both ends decode)."""
+    import subprocess
+
+    import video_processor as vp
+
+    good = tmp_path / "good.mp4"
+    encoder = vp.TaskEncoder(good, (320, 240), 5, "veryfast", 23)
+    for number in range(1, 13):
+        encoder.add(vp.frame_from_bgr(render_frame(number, 320, 240)))
+    encoder.close()
+    assert vp.check_task_video(good).problems(12, (320, 240), 5) == []
+    assert vp.check_task_video(good).problems(13, (320, 240), 5) == ["frames 12 (planned 13)"]
+    assert vp.check_task_video(good).problems(12, (322, 240), 4) == ["size (320, 240) (planned (322, 240))",
+                                                                     "rate 5 (planned 4)"]
+    moov_last = tmp_path / "moov-last.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(good), "-c", "copy", str(moov_last)], check=True)
+    assert vp.check_task_video(moov_last).problems(12, (320, 240), 5) == ["moov before mdat False (planned True)"]
+    yuv444 = tmp_path / "444.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(good), "-c:v", "libx264", "-pix_fmt", "yuv444p", "-r", "5",
+                    "-movflags", "+faststart", str(yuv444)], check=True)
+    assert vp.check_task_video(yuv444).problems(12, (320, 240), 5) == ["pixel format yuv444p (planned yuv420p)"]

@@ -195,10 +195,9 @@ class ContentPipeline:
     def _commit_task(self, ctx, params: ContentJobParams, plan: Plan, checkpoint: dict, index: int,
                      encoder: vp.TaskEncoder, frames: list[Frame], resume_point: dict) -> None:
         name = task_name(index, params.video_name)
-        check = vp.check_task_video(encoder.path)
-        if check.frame_count != len(frames) or check.pix_fmt != "yuv420p" or not check.faststart:
-            raise RuntimeError(f"{name}: encoded video has {check.frame_count} frames ({check.pix_fmt}, "
-                               f"faststart={check.faststart}); {len(frames)} were planned")
+        problems = vp.check_task_video(encoder.path).problems(len(frames), plan.size, params.frame_rate)
+        if problems:
+            raise RuntimeError(f"{name}: the encoded video is not what was planned: {'; '.join(problems)}")
         ctx.check()  # never write after our lease is gone
         key = task_key(params.project_id, name)
         self.storage.put_file(key, encoder.path, VIDEO_CONTENT_TYPE)
