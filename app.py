@@ -12,12 +12,15 @@ import signal
 import threading
 from pathlib import Path
 
-from flask import Flask, jsonify
+from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.serving import WSGIRequestHandler
 
+import mongo_manager
 from media_service.config import ConfigError, load_settings
 from media_service.logging_setup import configure_logging
 from media_service.services import Services
+from media_service.web.limits import BodyLimit
 
 log = logging.getLogger("app")
 
@@ -31,6 +34,19 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False
     app.extensions["media"] = services
+    app.wsgi_app = BodyLimit(app.wsgi_app, settings.max_request_bytes)
+
+    @app.before_request
+    def database_deadline():
+        # Every database call of one request together gets `timeout_seconds`: a down or hung
+        # server makes the request answer 503 quickly instead of waiting on pymongo's defaults.
+        g.database_deadline = mongo_manager.deadline(settings.mongo_timeout_seconds)
+        g.database_deadline.__enter__()
+
+    @app.teardown_request
+    def end_database_deadline(_exc):
+        if "database_deadline" in g:
+            g.database_deadline.__exit__(None, None, None)
 
     from media_service.web import platform
     app.register_blueprint(platform.bp)
@@ -44,6 +60,9 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
+        if mongo_manager.is_unavailable(exc):
+            log.warning("%s %s: the database is unavailable (%s)", request.method, request.path, exc)
+            return jsonify({"message": "the database is unavailable; try again shortly", "status": 503}), 503
         log.exception("unhandled error")
         return jsonify({"message": "internal server error", "status": 500}), 500
 
@@ -66,6 +85,14 @@ def ensure_local_api_key(settings):
     return settings.replace(api_keys=(key_file.read_text().strip(),))
 
 
+class _PathOnlyLog(WSGIRequestHandler):
+    """Access log lines without the query string: keys sent there must never reach a log."""
+
+    def log_request(self, code="-", size="-") -> None:
+        path = self.path.split("?", 1)[0]
+        self.log("info", '"%s %s %s" %s %s', self.command, path, self.request_version, code, size)
+
+
 def main() -> None:
     from werkzeug.serving import make_server
 
@@ -76,7 +103,7 @@ def main() -> None:
     configure_logging(settings.log_level, settings.secrets())
     settings = ensure_local_api_key(settings)
     app = create_app(settings)
-    server = make_server(settings.server_ip, settings.port, app, threaded=True)
+    server = make_server(settings.server_ip, settings.port, app, threaded=True, request_handler=_PathOnlyLog)
     stopped = threading.Event()
 
     def stop(*_):

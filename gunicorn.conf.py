@@ -28,6 +28,9 @@ worker_connections = 1000
 timeout = 30
 graceful_timeout = 30
 accesslog = "-"
+# The path without its query string (%(U)s, not the request line %(r)s) and no referer: keys sent
+# in a query string must never reach a log.
+access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss "%(a)s"'
 
 _children: list[subprocess.Popen] = []
 _embedded: list[EmbeddedMongo] = []

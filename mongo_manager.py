@@ -10,9 +10,10 @@ import logging
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
+import pymongo
 from bson import ObjectId
 from pymongo import ASCENDING, MongoClient, ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 from pymongo.uri_parser import parse_uri
 
 from media_service.contract import (
@@ -36,14 +37,35 @@ def utcnow() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
-def connect(uri: str, default_db: str, timeout_ms: int = 10000) -> "MongoManager":
+def connect(uri: str, default_db: str, timeout_ms: int = 3000) -> "MongoManager":
+    """A client that notices an unreachable server within `timeout_ms` (not pymongo's 30 s), and a
+    hung one within 30 s, so requests answer 503 and workers retry instead of hanging."""
     db_name = parse_uri(uri).get("database") or default_db
-    client = MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, tz_aware=True, appname="media-service")
+    client = MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
+                         socketTimeoutMS=30000, tz_aware=True, appname="media-service")
     return MongoManager(client, db_name)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """The database cannot be reached or did not answer in time (as opposed to refusing a write)."""
+    return isinstance(exc, ConnectionFailure) or (isinstance(exc, PyMongoError) and exc.timeout)
+
+
+def deadline(seconds: float):
+    """Every database call inside the `with` block must finish within `seconds` in all."""
+    return pymongo.timeout(seconds)
 
 
 class LeaseLost(RuntimeError):
     """Another worker owns the job now (our lease expired); stop without writing more."""
+
+
+class VideoBusy(RuntimeError):
+    """Another job holds this video (same project and video name) until it ends."""
+
+    def __init__(self, holder: str):
+        super().__init__(f"held by {holder}")
+        self.holder = holder
 
 
 class MongoManager:
@@ -57,13 +79,22 @@ class MongoManager:
         return True
 
     def ensure_indexes(self) -> None:
-        # Plain (non-unique) indexes on Node's collections: a unique one could reject Node's own
-        # inserts. Our writes are keyed and guarded by the job lease instead.
         self.db[TASKS].create_index([("uploadId", ASCENDING), ("taskName", ASCENDING)])
         self.db[TASKS].create_index([("projectId", ASCENDING), ("videoName", ASCENDING)])
         self.db[FRAMES].create_index([("taskId", ASCENDING), ("frameId", ASCENDING)])
         self.db[JOBS].create_index([("state", ASCENDING), ("created_at", ASCENDING)])
         self.db[JOBS].create_index([("kind", ASCENDING), ("key", ASCENDING)])
+        # One job at a time per video: a job holds its video while queued or running.
+        self.db[JOBS].create_index("holds", unique=True, name="one_job_per_video",
+                                   partialFilterExpression={"holding": True})
+        # Two task docs can never name one stored object (only docs with a key take part).
+        try:
+            self.db[TASKS].create_index("S3_url", unique=True, name="one_task_per_object",
+                                        partialFilterExpression={"S3_url": {"$type": "string"}})
+        except OperationFailure as exc:  # data written before this rule (e.g. by the old service)
+            log.error("task documents already share object keys (%s), so the database cannot refuse new "
+                      "duplicates yet: find them with db.AnnotationTask.aggregate([{$group: {_id: '$S3_url', "
+                      "n: {$sum: 1}}}, {$match: {n: {$gt: 1}}}]) and remove the extra ones", exc.details or exc)
 
     def close(self) -> None:
         self.client.close()
@@ -72,13 +103,20 @@ class MongoManager:
     def get_upload(self, upload_id: ObjectId) -> dict | None:
         return self.db[UPLOADS].find_one({"_id": upload_id})
 
-    def record_upload_error(self, upload_id: ObjectId, error_code: int, message: str) -> None:
-        """A rejected request or a failed run: status 2 with an error the UI can show."""
-        self.db[UPLOADS].update_one({"_id": upload_id}, {"$set": {
+    def get_project(self, project_id: ObjectId) -> dict | None:
+        return self.db[PROJECTS].find_one({"_id": project_id}, {"_id": 1})
+
+    def record_upload_error(self, upload_id: ObjectId, error_code: int, message: str,
+                            only_if_waiting: bool = False) -> bool:
+        """A rejected request or a failed run: status 2 with an error the UI can show. A rejection
+        (`only_if_waiting`) changes only an upload still waiting for its run (status 0), never one
+        that has finished."""
+        query = {"_id": upload_id, **({"status": UploadStatus.PROCESSING} if only_if_waiting else {})}
+        return self.db[UPLOADS].update_one(query, {"$set": {
             "status": UploadStatus.FAILED,
             "errorMessage": {"error_code": error_code, "message": message},
             "updatedAt": utcnow(),
-        }})
+        }}).matched_count == 1
 
     def mark_upload_started(self, upload_id: ObjectId, params: ContentJobParams, new_run: bool) -> None:
         fields = {
@@ -149,11 +187,14 @@ class MongoManager:
     def get_job(self, job_id: str) -> dict | None:
         return self.db[JOBS].find_one({"_id": job_id})
 
-    def enqueue_job(self, job_id: str, kind: str, key: str, params: dict, max_attempts: int) -> tuple[bool, dict]:
+    def enqueue_job(self, job_id: str, kind: str, key: str, params: dict, max_attempts: int,
+                    holds: str | None = None) -> tuple[bool, dict]:
         """Queue a job unless one with this id is queued or running.
 
         Returns (created, job). A finished job with the same id is replaced by the new run;
-        an active one is returned untouched, so a repeated request starts nothing.
+        an active one is returned untouched, so a repeated request starts nothing. With `holds`
+        (e.g. a video's name in its project), the job holds it until it ends: queuing a second
+        job for the same thing raises VideoBusy (a unique index decides, so it is atomic).
         """
         now = utcnow()
         fresh = {
@@ -161,16 +202,21 @@ class MongoManager:
             "attempts": 0, "max_attempts": max_attempts, "lease_owner": None, "lease_expires": None,
             "not_before": now, "created_at": now, "updated_at": now, "started_at": None,
             "finished_at": None, "last_error": None, "checkpoint": {}, "progress": 0.0,
-            "cancel_requested": False,
+            "cancel_requested": False, "holds": holds, "holding": holds is not None,
         }
         try:
-            self.db[JOBS].insert_one({"_id": job_id, **fresh, "run": 1})
-            return True, self.get_job(job_id)
+            try:
+                self.db[JOBS].insert_one({"_id": job_id, **fresh, "run": 1})
+                return True, self.get_job(job_id)
+            except DuplicateKeyError as exc:
+                if "one_job_per_video" in str(exc):
+                    raise
+            replaced = self.db[JOBS].find_one_and_update(
+                {"_id": job_id, "state": {"$in": list(FINAL_STATES)}},
+                {"$set": fresh, "$inc": {"run": 1}}, return_document=ReturnDocument.AFTER)
         except DuplicateKeyError:
-            pass
-        replaced = self.db[JOBS].find_one_and_update(
-            {"_id": job_id, "state": {"$in": list(FINAL_STATES)}},
-            {"$set": fresh, "$inc": {"run": 1}}, return_document=ReturnDocument.AFTER)
+            holder = self.db[JOBS].find_one({"holds": holds, "holding": True}, {"_id": 1})
+            raise VideoBusy(holder["_id"] if holder else "another job") from None
         if replaced:
             return True, replaced
         return False, self.get_job(job_id)
@@ -218,7 +264,7 @@ class MongoManager:
         now = utcnow()
         result = self.db[JOBS].update_one(
             {"_id": job_id, "lease_owner": owner, "state": "running"},
-            {"$set": {"state": state, "stage": state, "finished_at": now, "updated_at": now,
+            {"$set": {"state": state, "stage": state, "finished_at": now, "updated_at": now, "holding": False,
                       "lease_owner": None, "lease_expires": None, "last_error": error,
                       **({"progress": 100.0} if state == "done" else {})}})
         return result.matched_count == 1

@@ -76,22 +76,33 @@ class ResumePoint:
         return cls(**doc) if doc else None
 
 
-def _open(path: Path) -> av.container.InputContainer:
+def _open(path: Path | str, name: str | None = None) -> av.container.InputContainer:
     try:
         return av.open(str(path))
     except (av.FFmpegError, UnicodeDecodeError) as exc:
-        raise MediaError("unreadable_media", f"cannot open {path.name} as a video: {exc}") from None
+        reason = getattr(exc, "strerror", None) or type(exc).__name__  # never the path FFmpeg was given
+        raise MediaError("unreadable_media", f"cannot open {name or Path(path).name} as a video: {reason}") from None
+
+
+# Demuxers of single pictures: a PNG or JPEG named .mp4 opens as a "video" of one frame.
+_STILL_IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "bmp_pipe", "webp_pipe", "tiff_pipe", "jpegls_pipe",
+                        "qoi_pipe", "gem_pipe", "pgm_pipe", "ppm_pipe", "j2k_pipe", "svg_pipe"}
 
 
 def _normalise_rotation(degrees: float | int | None) -> int:
     return int(round((degrees or 0) / 90.0)) % 4 * 90
 
 
-def probe_video(path: Path, max_width: int, max_height: int) -> MediaInfo:
-    """Everything the pipeline needs to plan, read before any work; rejects unusable media."""
-    with _open(path) as container:
+def probe_video(path: Path | str, max_width: int, max_height: int, name: str | None = None) -> MediaInfo:
+    """Everything the pipeline needs to plan, read before any work; rejects unusable media.
+    `name` is what messages call the file (`path` may be a /proc/self/fd path)."""
+    name = name or Path(path).name
+    with _open(path, name) as container:
+        if container.format.name in _STILL_IMAGE_FORMATS or container.format.name.endswith("_pipe"):
+            raise MediaError("still_image", f"{name} is a still image ({container.format.name.removesuffix('_pipe')}),"
+                                            " not a video: send images with content_type 2")
         if not container.streams.video:
-            raise MediaError("no_video_stream", f"{path.name} has no video stream")
+            raise MediaError("no_video_stream", f"{name} has no video stream")
         stream = container.streams.video[0]
         codec = stream.codec_context.name
         # Count packets by demuxing (cheap, no decoding): headers may omit or misstate the count.
@@ -114,16 +125,16 @@ def probe_video(path: Path, max_width: int, max_height: int) -> MediaInfo:
                 first = frame
                 break
         except av.FFmpegError as exc:
-            raise MediaError("undecodable_media", f"{path.name}: video cannot be decoded ({exc})") from None
+            raise MediaError("undecodable_media", f"{name}: video cannot be decoded ({exc.strerror})") from None
         if first is None or not pts_list:
-            raise MediaError("no_frames", f"{path.name} contains no decodable video frames")
+            raise MediaError("no_frames", f"{name} contains no decodable video frames")
         rotation = _normalise_rotation(getattr(first, "rotation", 0))
         width, height = first.width, first.height
         if rotation in (90, 270):
             width, height = height, width
         if width > max_width or height > max_height:
             raise MediaError("resolution_too_large",
-                             f"{path.name} is {width}x{height}; the maximum is {max_width}x{max_height}")
+                             f"{name} is {width}x{height}; the maximum is {max_width}x{max_height}")
         time_base = stream.time_base or Fraction(1, 90000)
         pts_list.sort()
         frame_pts = np.array(pts_list, dtype=np.int64)
@@ -186,17 +197,27 @@ def frames_to_skip(info: MediaInfo, sampler: Sampler, time_base: Fraction,
     return skip
 
 
-def decode_samples(path: Path, sampler: Sampler, info: MediaInfo,
-                   resume: ResumePoint | None = None) -> Iterator[tuple[SampledFrame, ResumePoint]]:
+@dataclass
+class DecodeStats:
+    """How a decode pass ended, for comparing with the probe: every frame the probe counted should
+    have been seen (decoded, or skipped on purpose because nothing needed it)."""
+    frames_seen: int = 0
+    stopped_by: str | None = None   # the decoding error that ended the stream early
+
+
+def decode_samples(path: Path | str, sampler: Sampler, info: MediaInfo, resume: ResumePoint | None = None,
+                   stats: DecodeStats | None = None,
+                   name: str | None = None) -> Iterator[tuple[SampledFrame, ResumePoint]]:
     """Decode the video once and yield the kept frames, each with the resume point after it.
 
     Frames planned not to be kept are decoded only when other frames refer to them (skip_frame
     NONREF per packet): on sources with B-frames that spares about a third of the decoding. They
     still count in the frame numbers. With `resume`, seek to the last consumed frame and continue
     numbering from there. A decode error part-way (corrupt tail) ends the stream after the frames
-    that did decode.
+    that did decode; `stats` says how many frames were seen and what stopped the decoding.
     """
-    with _open(path) as container:
+    stats = stats if stats is not None else DecodeStats()
+    with _open(path, name) as container:
         stream = container.streams.video[0]
         codec = stream.codec_context
         # Half the cores decode, the encoder's frame threads take the rest: on 2 cores one
@@ -217,7 +238,7 @@ def decode_samples(path: Path, sampler: Sampler, info: MediaInfo,
                 container.seek(resume.last_pts, stream=stream, backward=True, any_frame=False)
             except av.FFmpegError:
                 container.seek(0, stream=stream)
-        for frame in _decoded(container, stream, skippable, skipped):
+        for frame in _decoded(container, stream, skippable, skipped, stats):
             pts = frame.pts
             if pts is None:  # some containers carry no timestamps: derive them from the rate
                 pts = int((last_pts + fallback_step / time_base) if last_pts is not None else 0)
@@ -240,11 +261,14 @@ def decode_samples(path: Path, sampler: Sampler, info: MediaInfo,
             if sampler.keep(number, time_from_first):
                 yield (SampledFrame(number, float(time_from_first), pts, frame),
                        ResumePoint(pts, number, sampler.next_sample, first_pts))
+        # Skipped frames after the last decoded one were seen too.
+        stats.frames_seen = number + sum(1 for p in skipped if skip_until is None or p > skip_until)
 
 
-def _decoded(container, stream, skippable: set[int], skipped: list[int]) -> Iterator[av.VideoFrame]:
+def _decoded(container, stream, skippable: set[int], skipped: list[int],
+             stats: DecodeStats) -> Iterator[av.VideoFrame]:
     """Frames in display order; packets of `skippable` frames go in with skip_frame NONREF (their
-    timestamps are pushed onto the heap `skipped`). Stops quietly at a decoding error."""
+    timestamps are pushed onto the heap `skipped`). Stops at a decoding error (kept in `stats`)."""
     codec = stream.codec_context
     try:
         for packet in container.demux(stream):
@@ -255,7 +279,8 @@ def _decoded(container, stream, skippable: set[int], skipped: list[int]) -> Iter
                     heapq.heappush(skipped, packet.pts)
             yield from packet.decode()
     except av.FFmpegError as exc:
-        log.warning("decoding stopped: %s", exc)
+        stats.stopped_by = exc.strerror or type(exc).__name__
+        log.warning("decoding stopped: %s", stats.stopped_by)
 
 
 def output_size(info: MediaInfo, max_height: int) -> tuple[int, int]:

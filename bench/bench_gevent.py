@@ -34,7 +34,7 @@ from tests.helpers import free_port, wait_until_ready  # noqa: E402
 
 def load(port: int, seconds: float, connections: int) -> dict:
     """Runs in its own process: latencies (ms) of every request, and requests per second."""
-    body = json.dumps({"upload_id": str(ObjectId()), "auth_key": "bench", "project_id": str(ObjectId()),
+    body = json.dumps({"upload_id": str(ObjectId()), "auth_key": "bench-key", "project_id": str(ObjectId()),
                        "frame_rate": "5", "content_path": "./missing.mp4", "force_write": "0",
                        "auto_anno_version": "0", "request_type": "0"})
     latencies: list[float] = []
@@ -100,10 +100,11 @@ def main() -> None:
         work = Path(tmp)
         for name in ("a.mp4", "b.mp4"):
             make_clip(work / name, args.clip_seconds)
-        port = free_port()
-        env = {**os.environ, "PORT": str(port), "IP_SERVER_IP": "127.0.0.1", "APP_API_KEY": "bench",
+        port, mongo_port = free_port(), free_port()
+        env = {**os.environ, "PORT": str(port), "IP_SERVER_IP": "127.0.0.1", "APP_API_KEY": "bench-key",
                "APP_DATA_DIR": str(work / "data"), "STORAGE_URL": str(work / "storage"),
-               "FOLDERS_CONTENT_BASE": str(work), "FOLDERS_TASK_BASE": str(work / "tasks"),
+               "FOLDERS_CONTENT_BASE": str(work), "FOLDERS_CONTENT_PATH_BASE": str(work),
+               "FOLDERS_TASK_BASE": str(work / "tasks"), "MONGODB_EMBEDDED_PORT": str(mongo_port),
                "JOBS_LAYOUT": args.layout, "APP_LOG_LEVEL": "warning"}
         server = subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), "wsgi:app", "-k", "gevent",
                                    "--worker-connections", "1000", "--access-logfile", "/dev/null"],
@@ -114,13 +115,14 @@ def main() -> None:
             idle = run_load(port, args.load_seconds, args.connections)
 
             from pymongo import MongoClient
-            db = MongoClient((work / "data" / "mongo" / "uri").read_text().strip())["annotation_platform"]
+            db = MongoClient(f"mongodb://127.0.0.1:{mongo_port}/?directConnection=true")["annotation_platform"]
             uploads = []
             for name in ("a.mp4", "b.mp4"):
                 upload, project = ObjectId(), ObjectId()
+                db.AnnotationProject.insert_one({"_id": project, "contentUploads": []})
                 db.AnnotationContentUpload.insert_one({"_id": upload, "projectId": project, "status": 0})
                 answer = requests.post(f"{base}/api/processContent", data={
-                    "upload_id": str(upload), "auth_key": "bench", "project_id": str(project), "frame_rate": "5",
+                    "upload_id": str(upload), "auth_key": "bench-key", "project_id": str(project), "frame_rate": "5",
                     "content_path": f"./{name}", "force_write": "0", "auto_anno_version": "0",
                     "request_type": "0"}, timeout=30)
                 assert answer.status_code == 202, answer.text

@@ -27,17 +27,19 @@ from app import create_app
 from werkzeug.serving import make_server
 import requests
 work = Path(sys.argv[1]); clip = sys.argv[2]
-settings = load_settings({"APP_API_KEY": "bench", "APP_DATA_DIR": str(work / "data"), "MONGODB_EMBEDDED_PORT": "0",
-    "STORAGE_URL": str(work / "storage"), "FOLDERS_CONTENT_BASE": str(work), "FOLDERS_TASK_BASE": str(work / "tasks")})
+settings = load_settings({"APP_API_KEY": "bench-key", "APP_DATA_DIR": str(work / "data"), "MONGODB_EMBEDDED_PORT": "0",
+    "STORAGE_URL": str(work / "storage"), "FOLDERS_CONTENT_BASE": str(work), "FOLDERS_CONTENT_PATH_BASE": str(work),
+    "FOLDERS_TASK_BASE": str(work / "tasks")})
 app = create_app(settings)
 server = make_server("127.0.0.1", 0, app, threaded=True)
 threading.Thread(target=server.serve_forever, daemon=True).start()
 db = app.extensions["media"].mongo.db
 upload, project = ObjectId(), ObjectId()
+db.AnnotationProject.insert_one({"_id": project, "contentUploads": []})
 db.AnnotationContentUpload.insert_one({"_id": upload, "projectId": project, "status": 0, "progress": 0})
 started = time.perf_counter()
 r = requests.post(f"http://127.0.0.1:{server.server_port}/api/processContent", data={
-    "upload_id": str(upload), "auth_key": "bench", "project_id": str(project), "frame_rate": "5",
+    "upload_id": str(upload), "auth_key": "bench-key", "project_id": str(project), "frame_rate": "5",
     "content_path": clip, "force_write": "0", "auto_anno_version": "0", "request_type": "0"})
 assert r.status_code == 202, r.text
 while db.AnnotationContentUpload.find_one({"_id": upload})["status"] == 0:

@@ -14,10 +14,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, unquote_plus
+
+from media_service.paths import ContentRoot
 
 ROOT = Path(__file__).resolve().parents[1]  # the project folder, where config.cfg lives
 DEFAULT_CONFIG_FILE = ROOT / "config.cfg"
+
+
+MIN_KEY_LENGTH = 8
 
 
 class ConfigError(ValueError):
@@ -106,6 +111,7 @@ class Settings:
     mongo_user_name: str = _option("MongoDB", "user_name", _text, "")
     mongo_password: str = _option("MongoDB", "password", _text, "", secret=True)
     embedded_mongo_port: int = _option("MongoDB", "embedded_port", _int(0, 65535), "27017")
+    mongo_timeout_seconds: float = _option("MongoDB", "timeout_seconds", _float(0.5), "3")
     mongod_path: str = _option("MongoDB", "mongod_path", _text, "")
     embedded_mongo_cache_gb: float = _option("MongoDB", "embedded_cache_gb", _float(0.25), "0.25")
     server_ip: str = _option("IP", "server_ip", _text, "0.0.0.0")
@@ -134,7 +140,9 @@ class Settings:
                                "superfast", "veryfast", "faster", "fast", "medium"), "veryfast")
     x264_crf: int = _option("Content", "x264_crf", _int(0, 51), "23")
     delete_source: bool = _option("Content", "delete_source", _bool, "false")
-    content_base: str = _option("Folders", "content_base", _text, ".")
+    max_lost_frames_percent: float = _option("Content", "max_lost_frames_percent", _float(0), "1")
+    content_base: str = _option("Folders", "content_base", _text, "./contents")
+    content_path_base: str = _option("Folders", "content_path_base", _text, ".")
     task_base: str = _option("Folders", "task_base", _text, "./data/tasks")
     worker_threads: int = _option("Cores", "cpu_cores", _int(1, 64), "2")
     lease_seconds: float = _option("Jobs", "lease_seconds", _float(2.0), "60")
@@ -164,6 +172,7 @@ class Settings:
     privacy_fail_closed: str = _option("Privacy", "fail_closed", _choice("blur_frame", "fail_job"), "blur_frame")
     privacy_detector_threads: int = _option("Privacy", "detector_threads", _int(1, 64), "2")
     privacy_x264_crf: int = _option("Privacy", "x264_crf", _int(0, 51), "20")
+    config_files: tuple[str, ...] = field(default=(), repr=False)  # where the settings came from (never content)
 
     def __repr__(self) -> str:
         shown = {o.attr: ("***" if o.secret and getattr(self, o.attr) else getattr(self, o.attr)) for o in OPTIONS}
@@ -176,18 +185,26 @@ class Settings:
         """A configured folder, relative paths taken from the working directory."""
         return Path(getattr(self, attr)).expanduser().resolve()
 
+    def content_root(self) -> ContentRoot:
+        own = [self.path("data_dir"), self.path("task_base"), *(Path(f).resolve() for f in self.config_files)]
+        if not self.storage_url.startswith("s3://"):
+            own.append(self.path("storage_url"))
+        return ContentRoot(self.path("content_base"), self.path("content_path_base"), tuple(own))
+
     def secrets(self) -> list[str]:
-        """Every secret value set, so log filters can mask them."""
+        """Every secret value set, so logs, answers and stored errors can mask them. Of a MongoDB
+        URI only the password is secret: the rest tells an operator where the database is."""
         found: list[str] = []
         for option in OPTIONS:
             if option.secret:
                 value = getattr(self, option.attr)
                 found.extend(value if isinstance(value, tuple) else [value])
-        return [s for s in found if s]
+        found.extend(_uri_password(self.mongo_uri))
+        return [s for s in found if s and s != self.mongo_uri]
 
 
 OPTIONS: tuple[Option, ...] = tuple(dataclasses.replace(f.metadata["option"], attr=f.name)
-                                    for f in dataclasses.fields(Settings))
+                                    for f in dataclasses.fields(Settings) if "option" in f.metadata)
 
 
 def _read_ini(path: Path) -> configparser.ConfigParser:
@@ -243,7 +260,7 @@ def load_settings(env: dict[str, str] | None = None, config_file: str | Path | N
             raise ConfigError(f"invalid value {shown} for [{option.section}] {option.key} "
                               f"(from {source}): {exc}") from None
     _check_consistency(values)
-    return Settings(**values)
+    return Settings(**values, config_files=tuple(str(f) for f in (config_path, secrets_file) if f))
 
 
 def _check_consistency(values: dict[str, Any]) -> None:
@@ -256,6 +273,17 @@ def _check_consistency(values: dict[str, Any]) -> None:
         raise ConfigError("[Storage] url (STORAGE_URL) must not be empty")
     if values["privacy_enabled"] and values["privacy_require_key"] and not values["privacy_api_keys"]:
         raise ConfigError("[Privacy] require_key is on but no key is set: set PRIVACY_API_KEY")
+    for attr, name in (("api_keys", "APP_API_KEY"), ("privacy_api_keys", "PRIVACY_API_KEY")):
+        if any(len(key) < MIN_KEY_LENGTH for key in values[attr]):
+            raise ConfigError(f"{name}: every key needs at least {MIN_KEY_LENGTH} characters "
+                              "(a short key is guessable, and masking it in logs would mangle them)")
+
+
+def _uri_password(uri: str) -> list[str]:
+    """The password inside a MongoDB URI, as written and decoded."""
+    userinfo = uri.partition("://")[2].rpartition("@")[0]
+    password = userinfo.partition(":")[2]
+    return [password, unquote_plus(password)] if password else []
 
 
 def mongo_uri_for(settings) -> str | None:

@@ -68,6 +68,11 @@ def video_name(source: Path) -> str:
     return source.name if source.is_dir() else source.stem
 
 
+def video_hold(project_id: ObjectId, name: str) -> str:
+    """What a content job holds while queued or running: one run per video of a project."""
+    return f"video:{project_id}:{name}"
+
+
 def task_name(index: int, name: str) -> str:
     return f"task-{index}-{name}"
 

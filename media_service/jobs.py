@@ -12,11 +12,13 @@ import os
 import socket
 import sys
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
 from media_service.logging_setup import job_context
+from media_service.redact import Redactor
 from mongo_manager import LeaseLost, MongoManager
 
 log = logging.getLogger(__name__)
@@ -78,16 +80,20 @@ class JobContext:
 
 
 class _Heartbeat(threading.Thread):
-    """Renews one job's lease until stopped; flags a lost lease or a cancel request."""
+    """Renews one job's lease until stopped; flags a lost lease or a cancel request. When renewals
+    fail for as long as the lease lasts (the database is down), the lease may have passed to another
+    worker: the job stops as if it were lost, so two workers never write at once."""
 
     def __init__(self, ctx: JobContext, interval: float):
         super().__init__(name=f"heartbeat-{ctx.job['_id']}", daemon=True)
         self.ctx, self.interval, self.done = ctx, interval, threading.Event()
 
     def run(self) -> None:
+        renewed = time.monotonic()
         while not self.done.wait(self.interval):
             try:
                 job = self.ctx.mongo.renew_lease(self.ctx.job["_id"], self.ctx.owner, self.ctx.lease_seconds)
+                renewed = time.monotonic()
                 if job.get("cancel_requested"):
                     self.ctx.cancel.set()
             except LeaseLost:
@@ -96,6 +102,11 @@ class _Heartbeat(threading.Thread):
                 return
             except Exception as exc:  # a database hiccup: the lease still has time, try again
                 log.warning("lease renewal of %s failed: %s", self.ctx.job["_id"], exc)
+                if time.monotonic() - renewed >= self.ctx.lease_seconds:
+                    log.warning("lease on %s expired while the database was unreachable; stopping it",
+                                self.ctx.job["_id"])
+                    self.ctx.lost.set()
+                    return
 
 
 class WorkerPool:
@@ -105,6 +116,7 @@ class WorkerPool:
         self.handlers = {h.kind: h for h in handlers}
         self.size = threads or settings.worker_threads
         self.owner_prefix = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.redact = Redactor.from_settings(settings)
         self.stopping = threading.Event()
         self.wake = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -119,6 +131,10 @@ class WorkerPool:
             thread.start()
             self._threads.append(thread)
         log.info("worker pool started: %d threads, owner %s", self.size, self.owner_prefix)
+
+    def alive(self) -> int:
+        """Worker threads running now (readiness fails when fewer than `size`)."""
+        return sum(thread.is_alive() for thread in self._threads)
 
     def notify(self) -> None:
         """A job was just queued: look now rather than at the next poll."""
@@ -145,18 +161,27 @@ class WorkerPool:
 
     # -- the loop ----------------------------------------------------------------------------
     def _loop(self, owner: str) -> None:
+        """Never ends before shutdown: whatever one job does to the database or the handler, the
+        thread goes on. A job left running by such an error keeps its lease until it expires, and is
+        then claimed again (resumed from its checkpoint, or failed after max_attempts)."""
         _lower_thread_priority(self.settings.worker_nice)
         while not self.stopping.is_set():
             try:
                 job = self.mongo.claim_next_job(owner, self.settings.lease_seconds, self.handlers)
             except Exception as exc:
-                log.warning("claiming failed: %s", exc)
-                job = None
+                log.warning("claiming failed: %s", self.redact.text(str(exc)))
+                self.stopping.wait(self.settings.poll_seconds)
+                continue
             if job is None:
                 self.wake.wait(self.settings.poll_seconds)
                 self.wake.clear()
                 continue
-            self.run_claimed(job, owner)
+            try:
+                self.run_claimed(job, owner)
+            except Exception as exc:
+                log.error("job %s could not be closed (%s); its lease will expire and it will be claimed again",
+                          job["_id"], self.redact.text(_describe(exc)))
+                self.stopping.wait(self.settings.poll_seconds)
 
     def run_claimed(self, job: dict, owner: str) -> None:
         handler = self.handlers[job["kind"]]
@@ -202,19 +227,20 @@ class WorkerPool:
             if permanent is not None or job["attempts"] >= job["max_attempts"]:
                 return self._fail(handler, ctx, permanent or exc)
             delay = self.settings.retry_backoff_seconds * 2 ** (job["attempts"] - 1)
+            error = self.redact.text(_describe(exc))
             log.warning("job %s failed (attempt %d/%d), retrying in %.0fs: %s", job["_id"], job["attempts"],
-                        job["max_attempts"], delay, exc, exc_info=not isinstance(exc, OSError))
+                        job["max_attempts"], delay, error, exc_info=not isinstance(exc, OSError))
             handler.on_failed(job, exc, final=False)
-            self.mongo.retry_job_later(job["_id"], owner, _describe(exc), delay)
+            self.mongo.retry_job_later(job["_id"], owner, error, delay)
         else:
             self.mongo.finish_job(job["_id"], owner, "done")
             log.info("job %s done", job["_id"])
 
     def _fail(self, handler: JobHandler, ctx: JobContext, error: Exception) -> None:
-        log.error("job %s failed: %s", ctx.job["_id"], _describe(error),
-                  exc_info=not isinstance(error, PermanentError))
+        described = self.redact.text(_describe(error))
+        log.error("job %s failed: %s", ctx.job["_id"], described, exc_info=not isinstance(error, PermanentError))
         handler.on_failed(ctx.job, error, final=True)
-        self.mongo.finish_job(ctx.job["_id"], ctx.owner, "failed", _describe(error))
+        self.mongo.finish_job(ctx.job["_id"], ctx.owner, "failed", described)
 
 
 def _lower_thread_priority(nice: int) -> None:

@@ -6,6 +6,8 @@ import contextvars
 import logging
 from typing import Iterable, Iterator
 
+from media_service.redact import SecretMask
+
 _current_job: contextvars.ContextVar[str] = contextvars.ContextVar("current_job", default="-")
 
 FORMAT = "%(asctime)s %(levelname)s [%(job)s] %(name)s: %(message)s"
@@ -22,31 +24,30 @@ def job_context(label: str) -> Iterator[None]:
 
 
 class _ContextFilter(logging.Filter):
-    def __init__(self, secrets: Iterable[str]):
-        super().__init__()
-        self.secrets = [s for s in secrets if s]
-
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "job"):  # set once, in the thread that logged it
             record.job = _current_job.get()
-        if self.secrets:
-            message = record.getMessage()
-            masked = message
-            for secret in self.secrets:
-                masked = masked.replace(secret, "***")
-            if masked != message:
-                record.msg, record.args = masked, None
         return True
+
+
+class _MaskingFormatter(logging.Formatter):
+    """Masks secrets in the whole line as written, tracebacks included."""
+
+    def __init__(self, fmt: str, secrets: Iterable[str]):
+        super().__init__(fmt)
+        self.mask = SecretMask(secrets)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.mask.text(super().format(record))
 
 
 def configure_logging(level: str = "info", secrets: Iterable[str] = ()) -> None:
     root = logging.getLogger()
     root.setLevel(level.upper())
-    context_filter = _ContextFilter(secrets)
     if not root.handlers:
         root.addHandler(logging.StreamHandler())
+    formatter = _MaskingFormatter(FORMAT, secrets)
     for handler in root.handlers:
-        handler.setFormatter(logging.Formatter(FORMAT))
-        for old in [f for f in handler.filters if isinstance(f, _ContextFilter)]:
-            handler.removeFilter(old)
-        handler.addFilter(context_filter)
+        handler.setFormatter(formatter)
+        if not any(isinstance(f, _ContextFilter) for f in handler.filters):
+            handler.addFilter(_ContextFilter())

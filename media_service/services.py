@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 
 import mongo_manager
 from media_service import embedded_mongo
-from media_service.config import mongo_uri_for
+from media_service.config import Settings, mongo_uri_for
 from media_service.content.job import ContentJobHandler
 from media_service.embedded_mongo import EmbeddedMongo
 from media_service.jobs import WorkerPool
 from media_service.privacy.job import PrivacyJobHandler
+from media_service.redact import Redactor
 from media_service.storage import open_storage
 
 log = logging.getLogger(__name__)
@@ -18,12 +19,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Services:
-    settings: object
+    settings: Settings
     mongo: mongo_manager.MongoManager
     storage: object
     embedded: EmbeddedMongo | None = None
     pool: WorkerPool | None = None
     extra_handlers: list = field(default_factory=list)
+    redact: Redactor = field(init=False)  # secrets and server paths out of answers and stored errors
+
+    def __post_init__(self) -> None:
+        self.redact = Redactor.from_settings(self.settings)
 
     @classmethod
     def open(cls, settings) -> "Services":
@@ -34,7 +39,7 @@ class Services:
             uri = embedded.start()
         else:
             log.info("using MongoDB at %s", _without_credentials(uri))
-        mongo = mongo_manager.connect(uri, settings.mongo_db_name)
+        mongo = mongo_manager.connect(uri, settings.mongo_db_name, int(settings.mongo_timeout_seconds * 1000))
         try:
             mongo.ensure_indexes()
         except BaseException:

@@ -39,7 +39,8 @@ def service_env(tmp_path: Path, mongo_uri: str, **extra: str) -> dict[str, str]:
     env = {
         "MONGO_URI": mongo_uri, "MONGODB_DB_NAME": "t_" + uuid.uuid4().hex[:12],
         "APP_API_KEY": f"{NODE_KEY},second-key", "STORAGE_URL": str(tmp_path / "storage"),
-        "FOLDERS_CONTENT_BASE": str(tmp_path / "content"), "FOLDERS_TASK_BASE": str(tmp_path / "tasks"),
+        "FOLDERS_CONTENT_BASE": str(tmp_path / "content"), "FOLDERS_CONTENT_PATH_BASE": str(tmp_path / "content"),
+        "FOLDERS_TASK_BASE": str(tmp_path / "tasks"),
         "APP_DATA_DIR": str(tmp_path / "data"), "JOBS_POLL_SECONDS": "0.1", "JOBS_RETRY_BACKOFF_SECONDS": "0",
         "JOBS_HEARTBEAT_SECONDS": "0.5", "JOBS_LEASE_SECONDS": "5", "JOBS_SHUTDOWN_GRACE_SECONDS": "10",
     }

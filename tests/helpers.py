@@ -26,13 +26,14 @@ def post_node(url: str, fields: dict[str, str]) -> requests.Response:
     return requests.post(url, data=body, headers={"Content-Type": content_type}, timeout=30)
 
 
-def new_upload(db, content_path: str, frame_rate: int = 5, content_type: int = 1) -> tuple[ObjectId, ObjectId]:
+def new_upload(db, content_path: str, frame_rate: int = 5, content_type: int = 1,
+               frames_per_task: int = 120) -> tuple[ObjectId, ObjectId]:
     """What Node creates before it calls processContent."""
     upload_id, project_id = ObjectId(), ObjectId()
     db.AnnotationProject.insert_one({"_id": project_id, "name": "p", "contentUploads": []})
     db.AnnotationContentUpload.insert_one({
         "_id": upload_id, "projectId": project_id, "sourceFilePath": content_path, "progress": 0, "status": 0,
-        "frame_rate": frame_rate, "frames_per_task": 120, "content_type": content_type, "force_write": 0,
+        "frame_rate": frame_rate, "frames_per_task": frames_per_task, "content_type": content_type, "force_write": 0,
         "request_annotation_version": 0, "request_type": 0, "nodeOwnedField": "keep me",
     })
     return upload_id, project_id

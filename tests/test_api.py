@@ -153,7 +153,9 @@ def test_node_request_is_accepted_and_queued(idle_service, upload):
     # A bad repeat must not mark the queued run as failed.
     post(idle_service, fields_for(upload_id, project_id, "./uploads/clip.mp4", frame_rate="x"))
     assert upload_doc(idle_service, upload_id)["status"] == 0
-    status = requests.get(f"{idle_service.url}/api/processContent/status", params={"upload_id": str(upload_id)})
+    url = f"{idle_service.url}/api/processContent/status"
+    assert requests.get(url, params={"upload_id": str(upload_id)}).status_code == 401  # the key is required
+    status = requests.get(url, params={"upload_id": str(upload_id)}, headers={"X-API-Key": NODE_KEY})
     assert status.json()["state"] == "queued"
 
 
@@ -197,10 +199,9 @@ def test_keys_never_reach_the_logs(idle_service, upload, caplog):
 
 def handler_format(record):
     """The line as the service's handlers write it: job label added, secrets masked."""
-    for handler in logging.getLogger().handlers:
-        for f in handler.filters:
-            f.filter(record)
-    return f"[{getattr(record, 'job', '-')}] {record.getMessage()}"
+    handler = logging.getLogger().handlers[0]
+    handler.filter(record)
+    return handler.format(record)
 
 
 def test_constant_time_comparison_is_used(monkeypatch):

@@ -18,10 +18,10 @@ def test_defaults_from_the_committed_file():
 
 
 def test_env_overrides_by_section_and_key():
-    settings = load_settings({"CONTENT_FRAMES_PER_TASK": "60", "APP_API_KEY": "a, b", "PORT": "9000",
+    settings = load_settings({"CONTENT_FRAMES_PER_TASK": "60", "APP_API_KEY": "alpha-key, beta-key", "PORT": "9000",
                               "MONGO_URI": "mongodb://db:27017/x", "STORAGE_URL": "s3://bucket/pre",
                               "JOBS_MAX_ATTEMPTS": "5", "CONTENT_DELETE_SOURCE": "yes"})
-    assert settings.frames_per_task == 60 and settings.api_keys == ("a", "b") and settings.port == 9000
+    assert settings.frames_per_task == 60 and settings.api_keys == ("alpha-key", "beta-key") and settings.port == 9000
     assert settings.mongo_uri == "mongodb://db:27017/x" and settings.storage_url == "s3://bucket/pre"
     assert settings.max_attempts == 5 and settings.delete_source is True
 

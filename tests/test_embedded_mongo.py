@@ -17,12 +17,15 @@ from tests.conftest import ROOT
 from tests.helpers import fields_for, free_port, new_upload, post_node, wait_for_upload, wait_until_ready
 from tests.media import make_video
 
+LOCAL_KEY = "local-test-key"
+
 
 def embedded_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """A service environment with no MongoDB configured: the embedded server it is."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGO", "STORAGE", "APP_", "JOBS_"))}
-    env.update({"PORT": str(free_port()), "MONGODB_EMBEDDED_PORT": str(free_port()), "APP_API_KEY": "k",
+    env.update({"PORT": str(free_port()), "MONGODB_EMBEDDED_PORT": str(free_port()), "APP_API_KEY": LOCAL_KEY,
                 "APP_DATA_DIR": str(tmp_path / "data"), "FOLDERS_CONTENT_BASE": str(tmp_path / "content"),
+                "FOLDERS_CONTENT_PATH_BASE": str(tmp_path / "content"),
                 "FOLDERS_TASK_BASE": str(tmp_path / "tasks"), "STORAGE_URL": str(tmp_path / "storage"),
                 "JOBS_POLL_SECONDS": "0.1", **extra})
     return env
@@ -53,7 +56,7 @@ def test_app_starts_a_real_mongod_that_node_can_use_and_stops_it(tmp_path):
             assert node.server_info()["version"].startswith("6.0")
             db = node["annotation_platform"]
             upload_id, project_id = new_upload(db, "./clip.mp4")
-            fields = fields_for(upload_id, project_id, "./clip.mp4", auth_key="k", frame_rate=5)
+            fields = fields_for(upload_id, project_id, "./clip.mp4", auth_key=LOCAL_KEY, frame_rate=5)
             assert post_node(f"http://127.0.0.1:{env['PORT']}/api/processContent", fields).status_code == 202
             assert wait_for_upload(db, upload_id)["status"] == 1
             tasks = list(db.AnnotationTask.find({"uploadId": upload_id}))
@@ -88,7 +91,7 @@ def test_app_and_worker_share_one_server_and_each_job_runs_once(tmp_path):
             for i in range(6):
                 make_video(tmp_path / "content" / f"c{i}.mp4", 30 + i, 25)
                 upload_id, project_id = new_upload(db, f"./c{i}.mp4")
-                fields = fields_for(upload_id, project_id, f"./c{i}.mp4", auth_key="k", frame_rate=5)
+                fields = fields_for(upload_id, project_id, f"./c{i}.mp4", auth_key=LOCAL_KEY, frame_rate=5)
                 assert post_node(f"http://127.0.0.1:{env['PORT']}/api/processContent", fields).status_code == 202
                 uploads.append((upload_id, 30 + i))
             for upload_id, frames in uploads:

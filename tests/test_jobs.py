@@ -284,7 +284,7 @@ def test_kill_9_of_service_and_database_then_run_sh_resumes_on_the_same_data(tmp
     """A crash of the whole machine under the embedded default: the service and its mongod both
     die by kill -9 mid-job. `./run.sh` again brings the server back on the same data (journal
     recovery, stale mongod.lock), the warm start makes the job due, and the end is the reference's."""
-    from tests.test_embedded_mongo import embedded_env, node_client, server_record
+    from tests.test_embedded_mongo import LOCAL_KEY, embedded_env, node_client, server_record
 
     upload_id, project_id, expected = reference
     env = embedded_env(tmp_path, CONTENT_FRAMES_PER_TASK=PER_TASK, JOBS_LEASE_SECONDS="2",
@@ -298,7 +298,7 @@ def test_kill_9_of_service_and_database_then_run_sh_resumes_on_the_same_data(tmp
             db.AnnotationProject.insert_one({"_id": project_id, "contentUploads": []})
             db.AnnotationContentUpload.insert_one({"_id": upload_id, "projectId": project_id, "status": 0,
                                                    "progress": 0})
-            fields = fields_for(upload_id, project_id, "./uploads/long.mp4", auth_key="k", frame_rate=10)
+            fields = fields_for(upload_id, project_id, "./uploads/long.mp4", auth_key=LOCAL_KEY, frame_rate=10)
             assert post_node(f"http://127.0.0.1:{env['PORT']}/api/processContent", fields).status_code == 202
             wait_for_job(db, f"content:{upload_id}", lambda job: job.get("checkpoint", {}).get("next_task", 0) >= 3)
             mongod = server_record(tmp_path / "data")["pid"]

@@ -34,14 +34,15 @@ TASK_FIELDS = {
 }
 
 
-def process(service, source: Path, frame_rate: int = 5, timeout: float = 120, **overrides):
-    """Put `source` in the content folder, send Node's request, wait; returns (upload, tasks)."""
+def process(service, source: Path, frame_rate: int = 5, timeout: float = 120, per_task: int = 120, **overrides):
+    """Put `source` in the content folder, send Node's request (Node set `per_task` as the upload
+    doc's frames_per_task), wait; returns (upload, tasks)."""
     relative = f"./uploads/{source.name}"
     target = service.content / "uploads" / source.name
     if source != target:
         target.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if source.is_dir() else shutil.copyfile)(source, target)
-    upload_id, project_id = new_upload(service.db, relative, frame_rate)
+    upload_id, project_id = new_upload(service.db, relative, frame_rate, frames_per_task=per_task)
     response = post_node(f"{service.url}/api/processContent",
                          fields_for(upload_id, project_id, relative, frame_rate=frame_rate, **overrides))
     assert response.status_code == 202, response.text
@@ -107,10 +108,9 @@ def test_constant_frame_rates(service, tmp_path, name, fps, frames, rate):
     assert tasks[0]["skipFrameCount"] == pytest.approx(float(fps) / rate, rel=1e-3)
 
 
-def test_several_tasks_and_progress(make_service, tmp_path):
-    service = make_service(CONTENT_FRAMES_PER_TASK="8")
+def test_several_tasks_and_progress(service, tmp_path):
     clip = make_video(tmp_path / "multi.task.clip.mp4", 100, 25)
-    upload, tasks = process(service, clip, 5)
+    upload, tasks = process(service, clip, 5, per_task=8)
     assert len(tasks) == 3 and [t["frameCount"] for t in tasks] == [8, 8, 4]
     assert tasks[0]["videoName"] == "multi.task.clip"  # dots inside the name are kept
     check_tasks(service, upload, tasks, expected_samples(clip, 5), 5, (320, 240), per_task=8)
@@ -119,10 +119,9 @@ def test_several_tasks_and_progress(make_service, tmp_path):
     assert project["contentUploads"] == [upload["_id"]]
 
 
-def test_shared_clip_big_buck_bunny(make_service):
-    service = make_service(CONTENT_FRAMES_PER_TASK="10")
+def test_shared_clip_big_buck_bunny(service):
     source = SHARED_MEDIA / "bbb-720p-25fps.mp4"
-    upload, tasks = process(service, source, 5)
+    upload, tasks = process(service, source, 5, per_task=10)
     expected = expected_samples(source, 5)
     assert len(expected) == 27 and len(tasks) == 3
     check_tasks(service, upload, tasks, expected, 5, (1280, 720), per_task=10,
@@ -215,14 +214,13 @@ def test_resolution_limit(make_service, tmp_path):
     assert upload["status"] == 2 and "resolution_too_large" in upload["errorMessage"]["message"]
 
 
-def test_force_write_replaces_earlier_tasks(make_service, tmp_path):
-    service = make_service(CONTENT_FRAMES_PER_TASK="5")
+def test_force_write_replaces_earlier_tasks(service, tmp_path):
     clip = make_video(tmp_path / "again.mp4", 50, 25)
-    first, old_tasks = process(service, clip, 5)
+    first, old_tasks = process(service, clip, 5, per_task=5)
     assert len(old_tasks) == 2
     old_ids = [t["_id"] for t in old_tasks]
     # Same video again, fewer frames per second: fewer tasks. force_write 0 is refused...
-    upload_id, project_id = new_upload(service.db, "./uploads/again.mp4")
+    upload_id, project_id = new_upload(service.db, "./uploads/again.mp4", frames_per_task=5)
     service.db.AnnotationTask.update_many({"_id": {"$in": old_ids}}, {"$set": {"projectId": project_id}})
     refused = post_node(f"{service.url}/api/processContent", fields_for(upload_id, project_id, "./uploads/again.mp4"))
     assert refused.status_code == 409
@@ -260,15 +258,14 @@ def _photo(path: Path, size, orientation: int | None = None, number: int = 1):
     image.save(path, quality=95, exif=exif)
 
 
-def test_image_folder_becomes_tasks(make_service, tmp_path):
-    service = make_service(CONTENT_FRAMES_PER_TASK="2")
+def test_image_folder_becomes_tasks(service, tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
     _photo(folder / "img1.jpg", (320, 240), number=1)
     _photo(folder / "img2.jpg", (240, 160), number=2)
     _photo(folder / "img10.jpg", (320, 240), orientation=6, number=10)  # shown rotated: 240x320
     (folder / "img3.jpg").write_bytes(b"broken")
-    upload, tasks = process(service, folder, 2, content_type=2)
+    upload, tasks = process(service, folder, 2, per_task=2, content_type=2)
     assert upload["status"] == 1, upload.get("errorMessage")
     assert upload["skippedImages"][0]["fileName"] == "img3.jpg"
     assert [t["original_frames"] for t in tasks] == [[1, 2], [4]]  # natural order: 1, 2, 3, 10

@@ -11,10 +11,9 @@ from tests.s3_server import BUCKET, S3_PORT
 
 def test_tasks_are_stored_in_s3_under_the_contract_keys(make_service, s3_server, tmp_path):
     service = make_service(STORAGE_URL=f"s3://{BUCKET}/env-a", S3_ENDPOINT_URL=f"http://127.0.0.1:{S3_PORT}",
-                           S3_ACCESS_KEY_ID="test", S3_SECRET_ACCESS_KEY="test-secret",
-                           CONTENT_FRAMES_PER_TASK="4")
+                           S3_ACCESS_KEY_ID="test", S3_SECRET_ACCESS_KEY="test-secret")
     make_video(service.content / "uploads" / "s3clip.mp4", 40, 25)
-    upload_id, project_id = new_upload(service.db, "./uploads/s3clip.mp4")
+    upload_id, project_id = new_upload(service.db, "./uploads/s3clip.mp4", frames_per_task=4)
     fields = fields_for(upload_id, project_id, "./uploads/s3clip.mp4")
     assert post_node(f"{service.url}/api/processContent", fields).status_code == 202
     upload = wait_for_upload(service.db, upload_id)

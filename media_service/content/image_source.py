@@ -1,10 +1,13 @@
 """Image uploads (content_type 2): a folder or a .zip of images, read in natural name order.
 
 Each image is decoded with OpenCV, which applies the EXIF orientation, and letterboxed into
-the task's size; unreadable images are reported back, never fatal to the rest.
+the task's size; unreadable images are reported back, never fatal to the rest. Every member of a
+folder is opened inside the content folder without following links out of it (a link to a file
+inside is fine); links to outside and anything that is not a regular file are skipped and reported.
 """
 from __future__ import annotations
 
+import os
 import re
 import zipfile
 from dataclasses import dataclass
@@ -14,11 +17,20 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from media_service.paths import PathRefused, fd_path, inside, open_confined
+
 MAX_IMAGE_BYTES = 256 * 1024 * 1024  # a zip member larger than this is refused (zip bombs)
 
 
 class ImageError(ValueError):
     pass
+
+
+@dataclass
+class Listing:
+    images: list["ImageRef"]
+    skipped: list[dict]                   # {"fileName", "error"} of members that cannot be used
+    close: Callable[[], None] = lambda: None
 
 
 @dataclass(frozen=True)
@@ -32,16 +44,16 @@ def _natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
-def list_images(source: Path, extensions: tuple[str, ...]) -> list[ImageRef]:
+def list_images(root: Path, source: Path, extensions: tuple[str, ...]) -> Listing:
+    """The images of a folder or zip inside `root`, and the members skipped (with why)."""
     allowed = {"." + ext.lower() for ext in extensions}
     if source.is_dir():
-        files = [p for p in source.iterdir() if p.is_file() and p.suffix.lower() in allowed
-                 and not p.name.startswith(".")]
-        files.sort(key=lambda p: _natural_key(p.name))
-        return [ImageRef(i, p.name, p.read_bytes) for i, p in enumerate(files, 1)]
+        return _list_folder(root, source, allowed)
+    fd = open_confined(root, source)
     try:
-        archive = zipfile.ZipFile(source)
+        archive = zipfile.ZipFile(fd_path(fd))
     except (zipfile.BadZipFile, OSError) as exc:
+        os.close(fd)
         raise ImageError(f"{source.name} is not a readable zip file: {exc}") from None
     members = [m for m in archive.infolist() if not m.is_dir() and Path(m.filename).suffix.lower() in allowed
                and not m.filename.startswith("__MACOSX/") and not Path(m.filename).name.startswith(".")]
@@ -51,18 +63,51 @@ def list_images(source: Path, extensions: tuple[str, ...]) -> list[ImageRef]:
         def load() -> bytes:
             if member.file_size > MAX_IMAGE_BYTES:
                 raise ImageError(f"{member.filename} is larger than {MAX_IMAGE_BYTES} bytes")
-            with zipfile.ZipFile(source) as handle:  # one handle per read: safe across threads
+            with zipfile.ZipFile(fd_path(fd)) as handle:  # one handle per read: safe across threads
                 return handle.read(member)
         return load
 
-    return [ImageRef(i, m.filename, loader(m)) for i, m in enumerate(members, 1)]
+    return Listing([ImageRef(i, m.filename, loader(m)) for i, m in enumerate(members, 1)], [],
+                   close=lambda: os.close(fd))
+
+
+def _list_folder(root: Path, folder: Path, allowed: set[str]) -> Listing:
+    os.close(open_confined(root, folder, directory=True))  # the folder itself: inside, not a link
+    names, skipped = [], []
+    for entry in os.scandir(folder):
+        if Path(entry.name).suffix.lower() not in allowed or entry.name.startswith("."):
+            continue
+        if entry.is_symlink():
+            target = Path(os.path.realpath(entry.path))
+            if not (inside(target, root.resolve()) and target.is_file()):
+                skipped.append({"fileName": entry.name, "error": "a link to outside the content folder"})
+                continue
+        elif not entry.is_file(follow_symlinks=False):
+            skipped.append({"fileName": entry.name, "error": "not a regular file"})
+            continue
+        names.append(entry.name)
+    names.sort(key=_natural_key)
+
+    def loader(name: str) -> Callable[[], bytes]:
+        def load() -> bytes:
+            path = folder / name
+            if path.is_symlink():
+                path = Path(os.path.realpath(path))
+            fd = open_confined(root, path)  # checked again: the link may have changed since
+            with os.fdopen(fd, "rb") as handle:
+                if os.fstat(handle.fileno()).st_size > MAX_IMAGE_BYTES:
+                    raise ImageError(f"{name} is larger than {MAX_IMAGE_BYTES} bytes")
+                return handle.read()
+        return load
+
+    return Listing([ImageRef(i, name, loader(name)) for i, name in enumerate(names, 1)], skipped)
 
 
 def read_image(ref: ImageRef) -> np.ndarray:
     """BGR pixels with the EXIF orientation applied."""
     try:
         data = ref.load()
-    except (OSError, zipfile.BadZipFile, ImageError) as exc:
+    except (OSError, zipfile.BadZipFile, ImageError, PathRefused) as exc:
         raise ImageError(f"{ref.name}: cannot be read ({exc})") from None
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.size == 0:

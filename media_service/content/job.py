@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import video_processor as vp
 from media_service.content import image_source
-from media_service.content.pipeline import ContentPipeline
-from media_service.contract import CANCELLED_CODE, CONTENT_KIND, ContentJobParams
+from media_service.content.pipeline import ALREADY_HAS_TASKS, ContentPipeline
+from media_service.contract import ALREADY_HAS_TASKS_CODE, CANCELLED_CODE, CONTENT_KIND, ContentJobParams
 from media_service.jobs import JobContext, PermanentError
+from media_service.paths import PathRefused
+from media_service.redact import Redactor
 from mongo_manager import MongoManager
 
 
@@ -15,6 +17,7 @@ class ContentJobHandler:
     def __init__(self, mongo: MongoManager, storage, settings):
         self.mongo = mongo
         self.pipeline = ContentPipeline(mongo, storage, settings)
+        self.redact = Redactor.from_settings(settings)
 
     def label(self, job: dict) -> str:
         return f"upload={job['params']['upload_id']}"
@@ -23,7 +26,7 @@ class ContentJobHandler:
         self.pipeline.run(ctx, ContentJobParams.from_doc(ctx.job["params"]))
 
     def permanent_error(self, exc: Exception) -> PermanentError | None:
-        if isinstance(exc, vp.MediaError):
+        if isinstance(exc, (vp.MediaError, PathRefused)):
             return PermanentError(exc.code, str(exc))
         if isinstance(exc, image_source.ImageError):
             return PermanentError("unreadable_images", str(exc))
@@ -33,9 +36,12 @@ class ContentJobHandler:
         if not final:
             return  # the upload stays "processing" while a retry is due
         params = ContentJobParams.from_doc(job["params"])
-        code = 422 if isinstance(error, PermanentError) else 500
         reason = getattr(error, "code", None)
-        message = f"{reason}: {error}" if reason else f"processing failed: {error}"
+        if reason == ALREADY_HAS_TASKS:
+            code = ALREADY_HAS_TASKS_CODE
+        else:
+            code = 422 if isinstance(error, PermanentError) else 500
+        message = self.redact.text(f"{reason}: {error}" if reason else f"processing failed: {error}")
         # A failed upload keeps no half set of tasks: the UI would show them as usable.
         self.pipeline.remove_video_tasks(params.project_id, params.video_name, upload_id=params.upload_id)
         self.mongo.record_upload_error(params.upload_id, code, message)

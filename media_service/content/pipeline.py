@@ -18,12 +18,13 @@ from typing import Iterator
 import video_processor as vp
 from media_service.content import image_source
 from media_service.contract import ContentJobParams, ContentType, task_key, task_name
-from media_service.paths import resolve_inside
+from media_service.paths import ConfinedFile, ContentRoot, PathRefused
 from mongo_manager import MongoManager, utcnow
 
 log = logging.getLogger(__name__)
 
 VIDEO_CONTENT_TYPE = "video/mp4"
+ALREADY_HAS_TASKS = "already_has_tasks"  # a failure code: the upload doc gets error_code 200
 
 
 def hms(seconds: float) -> str:
@@ -48,6 +49,7 @@ class Plan:
     frames: Iterator[tuple[Frame, dict]]  # each with the resume point after it
     close: callable = field(default=lambda: None)
     extra_upload_fields: dict = field(default_factory=dict)
+    finished: callable = field(default=lambda: {})  # after the last frame: checks, more upload fields
 
 
 class ContentPipeline:
@@ -60,11 +62,16 @@ class ContentPipeline:
     def run(self, ctx, params: ContentJobParams) -> None:
         checkpoint = dict(ctx.job.get("checkpoint") or {})
         upload_id, project_id = params.upload_id, params.project_id
-        source = Path(params.source)
         fresh = not checkpoint
 
         ctx.set_stage("probe")
-        plan = self._plan(params, source, checkpoint)
+        content = self.settings.content_root()
+        source = content.resolve(params.content_path)  # again: what was true at the request may not be now
+        if str(source) != params.source:
+            log.warning("content_path now resolves to another file inside the content folder than when accepted")
+        if fresh and not params.force_write:
+            self._refuse_if_tasks_exist(params)
+        plan = self._plan(params, content.root, source, checkpoint)
         try:
             if fresh:
                 self.mongo.mark_upload_started(upload_id, params, new_run=True)
@@ -72,25 +79,44 @@ class ContentPipeline:
             if not checkpoint.get("replaced"):
                 if params.force_write:
                     self.remove_video_tasks(project_id, params.video_name)
-                checkpoint = {"replaced": True, "next_task": 0, "frames_done": 0}
+                checkpoint = {**checkpoint, "replaced": True, "next_task": 0, "frames_done": 0}
                 ctx.checkpoint(checkpoint, "tasks", 0.0)
             self._cut_tasks(ctx, params, plan, checkpoint)
+            extra = {**plan.extra_upload_fields, **plan.finished()}
         finally:
             plan.close()
         task_count = checkpoint["next_task"]
         if task_count == 0:
             raise vp.MediaError("no_frames", f"{source.name}: no frames could be sampled")
-        self.mongo.mark_upload_succeeded(upload_id, task_count, plan.extra_upload_fields)
-        self._maybe_delete_source(source)
+        self.mongo.mark_upload_succeeded(upload_id, task_count, extra)
+        self._maybe_delete_source(content, source)
         log.info("upload done: %d tasks, %d frames", task_count, checkpoint["frames_done"])
 
-    def _plan(self, params: ContentJobParams, source: Path, checkpoint: dict) -> Plan:
-        if not source.exists():
-            raise vp.MediaError("source_missing", f"{source.name} no longer exists")
+    def _refuse_if_tasks_exist(self, params: ContentJobParams) -> None:
+        """Checked again under this job's hold on the video (the request's check could be stale)."""
+        others = [t for t in self.mongo.find_video_tasks(params.project_id, params.video_name)
+                  if t.get("uploadId") != params.upload_id]
+        if others:
+            raise vp.MediaError(ALREADY_HAS_TASKS, "this video already has tasks; send force_write 1 to replace them")
+
+    def _plan(self, params: ContentJobParams, root: Path, source: Path, checkpoint: dict) -> Plan:
         if params.content_type == ContentType.IMAGES:
-            return self._plan_images(params, source, checkpoint)
-        info = vp.probe_video(source, self.settings.max_width, self.settings.max_height)
-        log.info("probed %s: %s %dx%d rot=%d fps=%.3f avg=%.3f frames=%d vfr=%s audio=%s", source.name,
+            return self._plan_images(params, root, source, checkpoint)
+        opened = ConfinedFile(root, source)
+        try:
+            return self._plan_video(params, opened, checkpoint)
+        except BaseException:
+            opened.close()
+            raise
+
+    def _plan_video(self, params: ContentJobParams, opened: ConfinedFile, checkpoint: dict) -> Plan:
+        # The file is read through its descriptor from here on: a swapped name changes nothing.
+        known = checkpoint.setdefault("source", {"size": opened.fingerprint.size,
+                                                 "mtime_ns": opened.fingerprint.mtime_ns})
+        if (known["size"], known["mtime_ns"]) != (opened.fingerprint.size, opened.fingerprint.mtime_ns):
+            raise vp.MediaError("source_changed", f"{opened.name} changed since this upload's run began")
+        info = vp.probe_video(opened.path, self.settings.max_width, self.settings.max_height, name=opened.name)
+        log.info("probed %s: %s %dx%d rot=%d fps=%.3f avg=%.3f frames=%d vfr=%s audio=%s", opened.name,
                  info.codec, info.width, info.height, info.rotation, info.nominal_fps, info.average_fps,
                  info.frame_count, info.variable_frame_rate, info.has_audio)
         rate = params.frame_rate
@@ -103,18 +129,45 @@ class ContentPipeline:
             expected = math.ceil(info.frame_count / sampler.step)
         else:
             expected = min(info.frame_count, math.floor((info.duration - 1 / info.average_fps) * rate + 1e-9) + 1)
-        prefetch = vp.Prefetcher(vp.decode_samples(source, sampler, info, resume))
+        stats = vp.DecodeStats()
+        prefetch = vp.Prefetcher(vp.decode_samples(opened.path, sampler, info, resume, stats, opened.name))
 
         def frames() -> Iterator[tuple[Frame, dict]]:
             for sample, point in prefetch:
                 yield (Frame(sample.number, sample.time, vp.prepare_frame(sample.frame, info.rotation, size)),
                        point.to_doc())
-        return Plan(size, info.average_fps, max(expected, 1), frames(), prefetch.close)
 
-    def _plan_images(self, params: ContentJobParams, source: Path, checkpoint: dict) -> Plan:
-        refs = image_source.list_images(source, self.settings.image_extensions)
-        readable, skipped, sizes = [], [], []
-        for ref in refs:  # a first pass for sizes: tasks of one upload share one size
+        def close() -> None:
+            prefetch.close()
+            opened.close()
+
+        def finished() -> dict:
+            return self._check_decoded(opened, info.frame_count, stats)
+
+        return Plan(size, info.average_fps, max(expected, 1), frames(), close, finished=finished)
+
+    def _check_decoded(self, opened: ConfinedFile, expected: int, stats: vp.DecodeStats) -> dict:
+        """Frames lost in decoding must not pass silently: a source that changed while it was read
+        fails; a damaged one is accepted only within `[Content] max_lost_frames_percent`, and the
+        upload doc then says how many frames were expected and decoded."""
+        if opened.changed():
+            raise vp.MediaError("source_changed", f"{opened.name} was changed (size or modification time) while "
+                                                  "it was being processed; send it again once it is complete")
+        lost = expected - stats.frames_seen
+        if lost <= 0:
+            return {}
+        share = 100.0 * lost / expected
+        detail = f"decoded {stats.frames_seen} of the {expected} frames the file holds ({stats.stopped_by or 'end'})"
+        if share > self.settings.max_lost_frames_percent:
+            raise vp.MediaError("frames_lost", f"{opened.name}: {detail}; at most "
+                                               f"{self.settings.max_lost_frames_percent:g}% may be lost")
+        log.warning("%s: %s; accepted (%.1f%% lost)", opened.name, detail, share)
+        return {"framesExpected": expected, "framesDecoded": stats.frames_seen}
+
+    def _plan_images(self, params: ContentJobParams, root: Path, source: Path, checkpoint: dict) -> Plan:
+        listing = image_source.list_images(root, source, self.settings.image_extensions)
+        readable, skipped, sizes = [], list(listing.skipped), []
+        for ref in listing.images:  # a first pass for sizes: tasks of one upload share one size
             try:
                 image = image_source.read_image(ref)
             except image_source.ImageError as exc:
@@ -123,7 +176,10 @@ class ContentPipeline:
                 continue
             readable.append(ref)
             sizes.append(image.shape[1::-1])
+        for entry in listing.skipped:
+            log.warning("skipping %s: %s", entry["fileName"], entry["error"])
         if not readable:
+            listing.close()
             raise vp.MediaError("no_frames", f"{source.name}: no readable images")
         width, height = max(w for w, _ in sizes), max(h for _, h in sizes)
         size = vp.output_size(vp.MediaInfo("images", "images", width, height, 0, 0, 0, 0, len(readable),
@@ -138,7 +194,7 @@ class ContentPipeline:
                 picture = vp.frame_from_bgr(canvas)
                 yield (Frame(ref.number, position / rate, picture, {"fileName": ref.name, **placement}),
                        {"position": position + 1})
-        return Plan(size, float(rate), len(readable), frames(),
+        return Plan(size, float(rate), len(readable), frames(), listing.close,
                     extra_upload_fields={"skippedImages": skipped, "imageCount": len(readable)})
 
     # -- tasks -------------------------------------------------------------------------------
@@ -244,14 +300,15 @@ class ContentPipeline:
             log.info("removed %d earlier tasks of %s", removed, video_name)
         return removed
 
-    def _maybe_delete_source(self, source: Path) -> None:
+    def _maybe_delete_source(self, content: ContentRoot, source: Path) -> None:
         if not self.settings.delete_source:
             return
-        inside = resolve_inside(self.settings.path("content_base"), str(source))
-        if inside is None or not inside.exists():
+        try:
+            confirmed = content.resolve(str(source))  # never outside the content folder
+        except PathRefused:
             return
-        if inside.is_dir():
-            shutil.rmtree(inside)
+        if confirmed.is_dir() and not confirmed.is_symlink():
+            shutil.rmtree(confirmed)
         else:
-            inside.unlink()
-        log.info("deleted source %s as configured", inside)
+            confirmed.unlink(missing_ok=True)
+        log.info("deleted the source %s as configured", confirmed.name)

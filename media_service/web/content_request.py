@@ -7,6 +7,7 @@ except through the `applied_version` callback.
 from __future__ import annotations
 
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
@@ -14,7 +15,7 @@ from typing import Callable, Mapping
 from bson import ObjectId
 
 from media_service.contract import ContentType, RequestType
-from media_service.paths import resolve_inside
+from media_service.paths import ContentRoot, PathRefused
 from media_service.web.auth import key_matches
 
 OBJECT_ID_HELP = ("invalid ObjectId, it must be a 12-byte input or a 24-character hex string "
@@ -27,8 +28,9 @@ AUTO_ANNO_INFO = {
     "auto annotation version (request_type 1 or 2)": "an integer greater than the version already applied",
 }
 
-_OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
-_INTEGER = re.compile(r"^\s*\+?\d{1,9}\s*$")
+# Matched with fullmatch: `$` alone would let "…\n" through.
+_OBJECT_ID = re.compile(r"[0-9a-fA-F]{24}")
+_INTEGER = re.compile(r"[ \t]*\+?\d{1,9}[ \t]*")
 
 
 @dataclass
@@ -65,9 +67,14 @@ def _missing(name: str, upload_id: ObjectId | None) -> Rejection:
 
 
 def _as_int(raw: str | None) -> int | None:
-    if raw is None or not _INTEGER.match(raw):
+    if raw is None or not _INTEGER.fullmatch(raw):
         return None
     return int(raw)
+
+
+def parse_object_id(raw: str | None) -> ObjectId | None:
+    """A 24-hex-digit id exactly (no whitespace, no newline), else None."""
+    return ObjectId(raw) if raw is not None and _OBJECT_ID.fullmatch(raw) else None
 
 
 def validate_fields(form: Mapping[str, str], api_keys: tuple[str, ...],
@@ -81,9 +88,9 @@ def validate_fields(form: Mapping[str, str], api_keys: tuple[str, ...],
     raw = get("upload_id")
     if raw is None or raw == "":
         return _missing("upload_id", None)
-    if not _OBJECT_ID.match(raw):
+    upload_id = parse_object_id(raw)
+    if upload_id is None:
         return Rejection(400, {raw: OBJECT_ID_HELP})
-    upload_id = ObjectId(raw)
 
     # 2. auth_key
     key = get("auth_key")
@@ -104,9 +111,9 @@ def validate_fields(form: Mapping[str, str], api_keys: tuple[str, ...],
     raw = get("project_id")
     if raw is None or raw == "":
         return _missing("project_id", upload_id)
-    if not _OBJECT_ID.match(raw):
+    project_id = parse_object_id(raw)
+    if project_id is None:
         return Rejection(400, {raw: OBJECT_ID_HELP}, upload_id)
-    project_id = ObjectId(raw)
 
     # 5. force_write
     raw = get("force_write")
@@ -158,25 +165,31 @@ def validate_fields(form: Mapping[str, str], api_keys: tuple[str, ...],
                           request_type, content_type)
 
 
-def check_source(request: ContentRequest, content_root: Path, video_exts: tuple[str, ...],
+def check_source(request: ContentRequest, content: ContentRoot, video_exts: tuple[str, ...],
                  image_exts: tuple[str, ...]) -> Rejection | None:
-    """Where the content is and whether it is of an accepted kind; sets `request.source`."""
-    source = resolve_inside(content_root, request.content_path)
-    if source is None:
-        return Rejection(400, {"message": "content_path must be inside the configured content folder"},
-                         request.upload_id)
+    """Where the content is and whether it is of an accepted kind; sets `request.source`.
+    (The worker checks again when it opens the file: what is true now may not be then.)"""
+    try:
+        source = content.resolve(request.content_path)
+    except PathRefused as exc:
+        return Rejection(400, {"message": f"content_path cannot be used: {exc}"}, request.upload_id)
     request.source = source
     if request.content_type == ContentType.VIDEO:
         ext = source.suffix.lower().lstrip(".")
         if ext not in video_exts:
             return Rejection(415, {"message": f"file extension '.{ext}' is not allowed; allowed: "
                                               f"{', '.join(video_exts)}"}, request.upload_id)
-    elif not (source.is_dir() or source.suffix.lower() == ".zip"):
+    if request.request_type == RequestType.ANNOTATIONS_ONLY:
+        return None  # works on the tasks already cut; the source may be gone
+    try:
+        mode = source.stat().st_mode
+    except OSError:
+        return Rejection(404, {"message": f"content not found: {request.content_path}"}, request.upload_id)
+    if request.content_type == ContentType.VIDEO:
+        if not stat.S_ISREG(mode):
+            return Rejection(400, {"message": f"content_path is not a regular file: {request.content_path}"},
+                             request.upload_id)
+    elif not (stat.S_ISDIR(mode) or (stat.S_ISREG(mode) and source.suffix.lower() == ".zip")):
         return Rejection(415, {"message": "for content_type 2 (images) content_path must be a folder or a .zip "
                                           f"of images ({', '.join(image_exts)})"}, request.upload_id)
-    needs_file = request.request_type != RequestType.ANNOTATIONS_ONLY
-    if needs_file and not source.exists():
-        return Rejection(404, {"message": f"content not found: {request.content_path}"}, request.upload_id)
-    if needs_file and request.content_type == ContentType.VIDEO and not source.is_file():
-        return Rejection(400, {"message": f"content_path is not a file: {request.content_path}"}, request.upload_id)
     return None

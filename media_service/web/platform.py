@@ -4,8 +4,8 @@ from __future__ import annotations
 import logging
 from html import escape
 
-from bson import ObjectId
 from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import BadRequest
 
 from media_service.contract import (
     ACTIVE_STATES,
@@ -14,6 +14,7 @@ from media_service.contract import (
     ContentJobParams,
     RequestType,
     content_job_id,
+    video_hold,
     video_name,
 )
 from media_service.logging_setup import job_context
@@ -24,8 +25,10 @@ from media_service.web.content_request import (
     ContentRequest,
     Rejection,
     check_source,
+    parse_object_id,
     validate_fields,
 )
+from mongo_manager import VideoBusy
 
 log = logging.getLogger(__name__)
 bp = Blueprint("platform", __name__, url_prefix="/api")
@@ -38,7 +41,10 @@ def services():
 def request_fields() -> dict[str, str]:
     """multipart, url-encoded or JSON: every value as the string Node would send."""
     if request.is_json:
-        body = request.get_json(silent=True)
+        try:
+            body = request.get_json(silent=True)
+        except RecursionError:
+            raise BadRequest("the JSON body is nested too deeply") from None
         if not isinstance(body, dict):
             return {}
         return {str(k): ("" if v is None else str(v)) for k, v in body.items()}
@@ -52,15 +58,18 @@ def _job_state(job: dict) -> dict:
 
 
 def _reject(rejection: Rejection):
+    """Answer a rejection (configured keys masked wherever the caller's values are echoed) and
+    record it on the upload doc, but only on an upload still waiting: never on one that has
+    finished or whose run is queued or running (a bad or unauthenticated request changes nothing)."""
     svc = services()
+    body, message = svc.redact.value(rejection.body), svc.redact.text(rejection.message)
     if rejection.upload_id is not None:
         job = svc.mongo.get_job(content_job_id(rejection.upload_id))
-        # A bad second request must not mark a run in progress as failed.
         if not (job and job["state"] in ACTIVE_STATES):
-            svc.mongo.record_upload_error(rejection.upload_id, rejection.record_code or rejection.status,
-                                          rejection.message)
-    log.warning("processContent rejected (%d): %s", rejection.status, rejection.message)
-    return jsonify(rejection.body), rejection.status
+            svc.mongo.record_upload_error(rejection.upload_id, rejection.record_code or rejection.status, message,
+                                          only_if_waiting=True)
+    log.warning("processContent rejected (%d): %s", rejection.status, message)
+    return jsonify(body), rejection.status
 
 
 @bp.post("/processContent")
@@ -80,8 +89,9 @@ def process_content():
         if job and job["state"] in ACTIVE_STATES:
             log.info("processContent repeated while %s; nothing new started", job["state"])
             return jsonify({**_job_state(job), "message": "already queued or running"}), 200
-        problem = check_source(result, svc.settings.path("content_base"), svc.settings.allowed_extensions,
-                               svc.settings.image_extensions)
+        problem = (_check_project(result, upload)
+                   or check_source(result, svc.settings.content_root(), svc.settings.allowed_extensions,
+                                   svc.settings.image_extensions))
         if problem:
             return _reject(problem)
         if result.request_type != RequestType.TASKS_ONLY:
@@ -91,51 +101,80 @@ def process_content():
             return _reject(Rejection(409, {"message": "this video already has tasks; send force_write 1 to "
                                                       "replace them"}, result.upload_id,
                                      record_code=ALREADY_HAS_TASKS_CODE))
-        created, job = _queue(result)
+        try:
+            created, job = _queue(result, upload)
+        except VideoBusy as busy:
+            return _reject(Rejection(409, {"message": f"this video is being processed for another upload "
+                                                      f"({busy.holder}); send it again when that run has ended"},
+                                     result.upload_id))
         if not created:
             return jsonify({**_job_state(job), "message": "already queued or running"}), 200
-        log.info("queued: %s at %d fps (force_write=%d, content_type=%d)", result.content_path,
-                 result.frame_rate, result.force_write, result.content_type)
+        log.info("queued: %s at %d fps, %d frames a task (force_write=%d, content_type=%d)", result.content_path,
+                 result.frame_rate, job["params"]["frames_per_task"], result.force_write, result.content_type)
         svc.notify_workers()
         return jsonify({**_job_state(job), "message": "accepted; processing in the background"}), 202
 
 
-def _queue(request: ContentRequest) -> tuple[bool, dict]:
+def _check_project(request: ContentRequest, upload: dict) -> Rejection | None:
+    """The upload must belong to the project the request names, and that project must exist."""
+    owner = upload.get("projectId")
+    if owner != request.project_id:
+        return Rejection(400, {"message": f"upload {request.upload_id} belongs to project {owner}, "
+                                          f"not {request.project_id}"}, request.upload_id)
+    if services().mongo.get_project(request.project_id) is None:
+        return Rejection(404, {"message": f"project {request.project_id} not found"}, request.upload_id)
+    return None
+
+
+def _frames_per_task(upload: dict) -> int:
+    """CONTRACT §2: tasks are cut by the frames_per_task Node set on the upload doc; the configured
+    value only when that is absent or not a whole number from 1 to 10,000."""
+    value = upload.get("frames_per_task")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == int(value) \
+            and 1 <= value <= 10000:
+        return int(value)
+    return services().settings.frames_per_task
+
+
+def _queue(request: ContentRequest, upload: dict) -> tuple[bool, dict]:
     svc = services()
+    name = video_name(request.source)
     params = ContentJobParams(
         upload_id=request.upload_id, project_id=request.project_id, frame_rate=request.frame_rate,
         force_write=request.force_write, request_type=request.request_type, content_type=request.content_type,
-        auto_anno_version=request.auto_anno_version, frames_per_task=svc.settings.frames_per_task,
-        content_path=request.content_path, source=str(request.source), video_name=video_name(request.source))
+        auto_anno_version=request.auto_anno_version, frames_per_task=_frames_per_task(upload),
+        content_path=request.content_path, source=str(request.source), video_name=name)
     return svc.mongo.enqueue_job(content_job_id(request.upload_id), CONTENT_KIND, str(request.upload_id),
-                                 params.to_doc(), svc.settings.max_attempts)
+                                 params.to_doc(), svc.settings.max_attempts,
+                                 holds=video_hold(request.project_id, name))
 
 
-def _authorised_id(fields: dict, name: str):
+def _authorised_id(fields, name: str):
     """The ObjectId field `name` of a keyed request, checked in that order: (id, None), or
-    (None, the error answer)."""
+    (None, the error answer). The key comes as `auth_key` or in the X-API-Key header."""
     object_id, error = _object_id_or_error(fields, name)
     if error:
         return None, error
-    key = fields.get("auth_key")
+    key = fields.get("auth_key") or request.headers.get("X-API-Key")
     if not (key and key_matches(key, services().settings.api_keys)):
         return None, (jsonify(AUTH_ERROR), 401)
     return object_id, None
 
 
-def _object_id_or_error(fields: dict, name: str):
+def _object_id_or_error(fields, name: str):
     raw = fields.get(name)
     if not raw:
         return None, (jsonify({"message": f"missing {name} param"}), 400)
-    if not ObjectId.is_valid(raw) or len(raw) != 24:
-        return None, (jsonify({raw: OBJECT_ID_HELP}), 400)
-    return ObjectId(raw), None
+    object_id = parse_object_id(raw)
+    if object_id is None:
+        return None, (jsonify(services().redact.value({raw: OBJECT_ID_HELP})), 400)
+    return object_id, None
 
 
 @bp.get("/processContent/status")
 def content_status():
-    """State of an upload's job (for people and scripts; Node reads the upload doc)."""
-    upload_id, error = _object_id_or_error(request.args, "upload_id")
+    """State of an upload's job (for people and scripts; Node reads the upload doc). Needs the key."""
+    upload_id, error = _authorised_id(request.args, "upload_id")
     if error:
         return error
     job = services().mongo.get_job(content_job_id(upload_id))
@@ -181,12 +220,19 @@ def health():
 
 @bp.get("/ready")
 def ready():
+    """200 when this process can do its work: MongoDB answers, and every worker thread it was
+    configured with is alive (a process without workers, a gunicorn web worker, checks the database)."""
+    svc = services()
+    state = {"mongodb": "ok", "storage": svc.storage.description if svc.storage else None}
     try:
-        services().mongo.ping()
+        svc.mongo.ping()
     except Exception as exc:
-        log.warning("readiness check failed: %s", exc)
-        return jsonify({"status": "unavailable", "mongodb": "unreachable"}), 503
-    return jsonify({"status": "ready", "mongodb": "ok", "storage": services().storage.description}), 200
+        log.warning("readiness check failed: %s", svc.redact.text(str(exc)))
+        state["mongodb"] = "unreachable"
+    if svc.pool is not None:
+        state["workers"] = f"{svc.pool.alive()} of {svc.pool.size} alive"
+    ok = state["mongodb"] == "ok" and (svc.pool is None or svc.pool.alive() == svc.pool.size)
+    return jsonify({"status": "ready" if ok else "unavailable", **state}), 200 if ok else 503
 
 
 _FORM = """<!doctype html><html><head><meta charset="utf-8"><title>processContent</title>
