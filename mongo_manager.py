@@ -260,6 +260,9 @@ class MongoManager:
         self.db[JOBS].update_one({"_id": job_id, "lease_owner": owner},
                                  {"$set": {"stage": stage, "updated_at": utcnow()}})
 
+    def set_job_result(self, job_id: str, owner: str, result: dict) -> None:
+        self.db[JOBS].update_one({"_id": job_id, "lease_owner": owner}, {"$set": {"result": result}})
+
     def finish_job(self, job_id: str, owner: str, state: str, error: str | None = None) -> bool:
         now = utcnow()
         result = self.db[JOBS].update_one(

@@ -431,6 +431,8 @@ def check_task_video(path: Path) -> VideoCheck:
 # Audio codecs the MP4 muxer takes as they are; anything else is re-encoded to AAC.
 MP4_AUDIO = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}
 MP4_LIKE = {".mp4", ".mov", ".m4v"}
+# Output container by file extension (the file itself may be a /proc/self/fd path without one).
+_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
 
 VideoFrame = av.VideoFrame  # for type hints outside this module
 
@@ -440,7 +442,7 @@ class VideoRewriter:
     by one pixel: yuv420p needs even sizes), every timestamp, the display rotation, the audio
     (copied, or re-encoded to AAC where an MP4 cannot hold it) and faststart.
 
-        with VideoRewriter(source, target, rotation, preset, crf) as rewriter:
+        with VideoRewriter(source, target, rotation, preset, crf, ".mp4") as rewriter:
             for frame in rewriter.frames():   # yuv420p at (width, height), rising timestamps
                 rewriter.write(frame)          # the same frame, or a changed copy of it
             rewriter.finish()
@@ -449,11 +451,15 @@ class VideoRewriter:
     written as they are read. A damaged tail ends the video after what could be decoded.
     """
 
-    def __init__(self, source: Path, target: Path, rotation: int, preset: str, crf: int):
-        options = {"movflags": "+faststart"} if target.suffix.lower() in MP4_LIKE else {}
-        self._inp = _open(source)
+    def __init__(self, source: Path | str, target: Path | str, rotation: int, preset: str, crf: int, suffix: str,
+                 name: str | None = None):
+        """`suffix` (".mp4", ".mkv", ...) chooses the output container; `name` is what messages
+        call the source."""
+        suffix = suffix.lower()
+        options = {"movflags": "+faststart"} if suffix in MP4_LIKE else {}
+        self._inp = _open(source, name)
         try:
-            self._out = av.open(str(target), "w", options=options)
+            self._out = av.open(str(target), "w", format=_CONTAINERS.get(suffix, "mp4"), options=options)
         except BaseException:
             self._inp.close()
             raise
@@ -470,16 +476,16 @@ class VideoRewriter:
         if rotation:
             vout.set_display_rotation(rotation)
         self._vin, self._vout = vin, vout
-        self._ain, self._aout, self._resample = self._audio(target)
+        self._ain, self._aout, self._resample = self._audio(suffix)
 
-    def _audio(self, target: Path):
+    def _audio(self, suffix: str):
         if not self._inp.streams.audio:
             return None, None, None
         ain = self._inp.streams.audio[0]
         codec = ain.codec_context.name
-        if target.suffix.lower() not in MP4_LIKE or codec in MP4_AUDIO:
+        if suffix not in MP4_LIKE or codec in MP4_AUDIO:
             return ain, self._out.add_stream_from_template(ain), None
-        log.info("audio %s cannot go into %s as it is: re-encoding to AAC", codec, target.suffix)
+        log.info("audio %s cannot go into %s as it is: re-encoding to AAC", codec, suffix)
         aout = self._out.add_stream("aac", rate=ain.codec_context.sample_rate or 48000)
         return ain, aout, av.AudioResampler(format="fltp", layout="stereo", rate=aout.codec_context.sample_rate)
 

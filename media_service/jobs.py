@@ -78,6 +78,10 @@ class JobContext:
     def set_stage(self, stage: str) -> None:
         self.mongo.set_job_stage(self.job["_id"], self.owner, stage)
 
+    def report(self, result: dict) -> None:
+        """What the run produced (counts a status page shows), kept on the job."""
+        self.mongo.set_job_result(self.job["_id"], self.owner, result)
+
 
 class _Heartbeat(threading.Thread):
     """Renews one job's lease until stopped; flags a lost lease or a cancel request. When renewals

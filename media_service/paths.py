@@ -159,3 +159,62 @@ class ContentRoot:
                 raise PathRefused("own_folder", "content_path points into the service's own data, storage or "
                                                 "configuration")
         return resolved
+
+
+class ConfinedDir:
+    """A folder inside `root` (created when missing), opened without following links. Files in it
+    are created, renamed and removed through its descriptor, and written through their own, so a
+    folder or name swapped for a link cannot send output outside the root."""
+
+    def __init__(self, root: Path, folder: Path, create: bool = True):
+        if create:
+            root.mkdir(parents=True, exist_ok=True)  # the configured folder itself: the operator's choice
+        root = root.resolve()
+        try:
+            parts = Path(os.path.abspath(folder)).relative_to(root).parts
+        except ValueError:
+            raise PathRefused("outside_root", f"{folder.name} is not inside its configured folder") from None
+        try:
+            self.fd = os.open(root, _open_flags(True))
+        except OSError as exc:
+            raise _refusal(exc, folder) from None
+        try:
+            for part in parts:
+                if create:
+                    try:
+                        os.mkdir(part, 0o755, dir_fd=self.fd)
+                    except FileExistsError:
+                        pass
+                try:
+                    child = os.open(part, _open_flags(True), dir_fd=self.fd)
+                except OSError as exc:
+                    raise _refusal(exc, folder) from None
+                os.close(self.fd)
+                self.fd = child
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def create(self, name: str) -> int:
+        """A new, empty file `name` for writing (whatever stood under that name is removed first)."""
+        self.unlink(name)
+        return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                       dir_fd=self.fd)
+
+    def replace(self, source: str, target: str) -> None:
+        os.replace(source, target, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+
+    def unlink(self, name: str) -> None:
+        try:
+            os.unlink(name, dir_fd=self.fd)
+        except FileNotFoundError:
+            pass
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def __enter__(self) -> "ConfinedDir":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -9,7 +9,6 @@ import logging
 import os
 import shutil
 import threading
-import time
 from pathlib import Path
 from typing import Protocol
 
@@ -17,7 +16,11 @@ log = logging.getLogger(__name__)
 
 
 class StorageError(RuntimeError):
-    pass
+    """A storage operation failed; `permanent` when retrying cannot help (no bucket, no access)."""
+
+    def __init__(self, message: str, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class Storage(Protocol):
@@ -86,13 +89,13 @@ class S3Storage:
 
         self.bucket = bucket
         self.prefix = prefix.strip("/")
-        # botocore's "standard" retry mode retries throttling, 5xx and connection errors with backoff.
+        # The one retry layer: botocore's "standard" mode retries throttling, 5xx and connection
+        # errors with backoff, each request of a multipart upload on its own.
         config = Config(retries={"max_attempts": attempts, "mode": "standard"},
                         connect_timeout=10, read_timeout=60, s3={"addressing_style": "path"} if endpoint_url else None)
         self.client = boto3.client("s3", endpoint_url=endpoint_url or None, region_name=region,
                                    aws_access_key_id=access_key_id or None,
                                    aws_secret_access_key=secret_access_key or None, config=config)
-        self.attempts = attempts
         self.description = f"s3://{bucket}/{self.prefix}" + (f" at {endpoint_url}" if endpoint_url else "")
 
     def _key(self, key: str) -> str:
@@ -100,20 +103,22 @@ class S3Storage:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def put_file(self, key: str, path: Path, content_type: str) -> None:
+        from boto3.exceptions import S3UploadFailedError
         from botocore.exceptions import BotoCoreError, ClientError
 
-        # upload_file splits large files into parts; botocore retries each request, and this loop
-        # retries the whole transfer when a connection drops mid-way.
-        for attempt in range(1, self.attempts + 1):
-            try:
-                self.client.upload_file(str(path), self.bucket, self._key(key),
-                                        ExtraArgs={"ContentType": content_type})
-                return
-            except (BotoCoreError, ClientError) as exc:
-                if attempt == self.attempts or _is_permanent(exc):
-                    raise StorageError(f"upload of {key} failed: {exc}") from exc
-                log.warning("upload of %s failed (attempt %d/%d): %s", key, attempt, self.attempts, exc)
-                time.sleep(min(2 ** attempt, 30))
+        try:
+            self.client.upload_file(str(path), self.bucket, self._key(key), ExtraArgs={"ContentType": content_type})
+        except S3UploadFailedError as exc:  # wraps the ClientError (its own text names the local file)
+            raise self._error(key, exc.__context__ or exc) from None
+        except (BotoCoreError, ClientError) as exc:
+            raise self._error(key, exc) from None
+
+    def _error(self, key: str, exc: BaseException) -> StorageError:
+        error = getattr(exc, "response", {}).get("Error", {})
+        code = error.get("Code", "")
+        reason = f"{code}: {error.get('Message', '')}".strip(": ") if code else str(exc)
+        return StorageError(f"upload of {key} to s3://{self.bucket}/{self.prefix} failed: {reason}",
+                            permanent=code in _PERMANENT)
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError
@@ -140,9 +145,9 @@ class S3Storage:
         return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
 
 
-def _is_permanent(exc: Exception) -> bool:
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-    return code in ("AccessDenied", "NoSuchBucket", "InvalidAccessKeyId", "SignatureDoesNotMatch")
+# S3 error codes that no retry can fix.
+_PERMANENT = {"AccessDenied", "NoSuchBucket", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidBucketName",
+              "AllAccessDisabled", "AccountProblem", "InvalidArgument"}
 
 
 def open_storage(settings) -> Storage:

@@ -239,18 +239,20 @@ def test_a_killed_worker_ends_in_a_finished_job_not_a_stuck_one(make_service, mo
 
 
 class FailingOn:
-    """A detector that fails on chosen frames (counted in detection calls) and works otherwise."""
+    """A detector that fails on chosen frames and works otherwise. Frames are counted in detection
+    calls (the checks of hidden regions, which pass their own threshold, are not counted)."""
 
     name = "failing"
 
     def __init__(self, inner, failing_calls: set[int]):
         self.inner, self.failing_calls, self.calls = inner, failing_calls, 0
 
-    def detect(self, rgb):
-        self.calls += 1
-        if self.calls in self.failing_calls:
-            raise DetectorError("simulated failure")
-        return self.inner.detect(rgb)
+    def detect(self, rgb, threshold=None):
+        if threshold is None:
+            self.calls += 1
+            if self.calls in self.failing_calls:
+                raise DetectorError("simulated failure")
+        return self.inner.detect(rgb, threshold)
 
 
 def settings(**changes) -> BlurSettings:
@@ -263,12 +265,14 @@ def test_fail_closed_hides_the_whole_frame_or_fails_the_job(tmp_path, strong_det
     source = tmp_path / "f.mp4"
     make_face_clip(source, frames=10, audio=False)
     paths = PrivacyOutputs.for_source(source, tmp_path)
-    PrivacyPipeline(FailingOn(strong_detector, {4}), settings(), 7680, 4320).run(source, paths)
+    PrivacyPipeline(FailingOn(strong_detector, {4}), settings(max_blacked_out_percent=10), 7680, 4320).run(
+        source, paths)
     frames = upright_frames(paths.final)
     assert frames[3].max() < 40  # frame 4: nothing of it is shown
     assert frames[2].std() > 20 and frames[4].std() > 20
     log = json.loads(paths.log_final.read_text())
     assert [r["frame"] for r in log["regions"] if r["origin"] == "fail-closed"] == [4]
+    assert log["blacked_out_frames"] == 1
 
     paths.final.unlink()
     with pytest.raises(DetectorError):

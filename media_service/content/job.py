@@ -8,6 +8,7 @@ from media_service.contract import ALREADY_HAS_TASKS_CODE, CANCELLED_CODE, CONTE
 from media_service.jobs import JobContext, PermanentError
 from media_service.paths import PathRefused
 from media_service.redact import Redactor
+from media_service.storage import StorageError
 from mongo_manager import MongoManager
 
 
@@ -30,6 +31,8 @@ class ContentJobHandler:
             return PermanentError(exc.code, str(exc))
         if isinstance(exc, image_source.ImageError):
             return PermanentError("unreadable_images", str(exc))
+        if isinstance(exc, StorageError) and exc.permanent:
+            return PermanentError("storage_refused", str(exc))
         return None
 
     def on_failed(self, job: dict, error: Exception, final: bool) -> None:

@@ -66,7 +66,9 @@ class CenterFace:
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
 
-    def detect(self, rgb: np.ndarray) -> list[Detection]:
+    def detect(self, rgb: np.ndarray, threshold: float | None = None) -> list[Detection]:
+        """Faces in an RGB image, scored at least `threshold` (default: the configured one)."""
+        threshold = self.threshold if threshold is None else threshold
         height, width = rgb.shape[:2]
         # Pad (not stretch) to multiples of 32, so boxes need no rescaling.
         padded_h, padded_w = -(-height // 32) * 32, -(-width // 32) * 32
@@ -76,7 +78,7 @@ class CenterFace:
             heatmap, scale, offset, _ = self.session.run(self.output_names, {self.input_name: blob})
         except Exception as exc:
             raise DetectorError(f"CenterFace failed: {exc}") from exc
-        return _decode(heatmap[0, 0], scale[0], offset[0], self.threshold, width, height)
+        return _decode(heatmap[0, 0], scale[0], offset[0], threshold, width, height)
 
 
 def _decode(heatmap, scale, offset, threshold: float, width: int, height: int) -> list[Detection]:

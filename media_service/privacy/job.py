@@ -6,22 +6,20 @@ from pathlib import Path
 
 import video_processor as vp
 from media_service.contract import PRIVACY_KIND, PrivacyJobParams
-from media_service.detectors import DetectorError
+from media_service.detectors import DetectorError, DetectorMisconfigured
 from media_service.detectors.centerface import CenterFace
-from media_service.detectors.rekognition import Rekognition
+from media_service.detectors.rekognition import Rekognition, make_client
 from media_service.jobs import JobContext, PermanentError
+from media_service.paths import ConfinedDir, PathRefused
 from media_service.privacy.pipeline import BlurSettings, PrivacyPipeline
 from mongo_manager import MongoManager
 
 
 def make_detector(settings):
     if settings.privacy_detector == "rekognition":
-        import boto3
-
-        client = boto3.client("rekognition", region_name=settings.s3_region,
-                              endpoint_url=settings.privacy_rekognition_endpoint_url or None,
-                              aws_access_key_id=settings.s3_access_key_id or None,
-                              aws_secret_access_key=settings.s3_secret_access_key or None)
+        client = make_client(settings.s3_region, settings.privacy_rekognition_endpoint_url,
+                             settings.s3_access_key_id, settings.s3_secret_access_key,
+                             settings.rekognition_retry_mode, settings.rekognition_max_attempts)
         return Rekognition(client)
     return CenterFace(settings.privacy_threshold, settings.privacy_detector_threads)
 
@@ -29,7 +27,14 @@ def make_detector(settings):
 def blur_settings(settings) -> BlurSettings:
     return BlurSettings(settings.privacy_detect_every, settings.privacy_detect_width, settings.privacy_hold_frames,
                         settings.privacy_pad, settings.privacy_blur_mode, settings.privacy_blur_cells,
-                        settings.privacy_fail_closed, settings.x264_preset, settings.privacy_x264_crf)
+                        settings.privacy_fail_closed, settings.x264_preset, settings.privacy_x264_crf,
+                        settings.privacy_verify_threshold, settings.privacy_max_blacked_out_percent)
+
+
+def roots(settings) -> tuple[Path, Path]:
+    """The configured input folder and output folder (the input folder when none is set)."""
+    input_root = settings.path("privacy_input_dir")
+    return input_root, settings.path("privacy_output_dir") if settings.privacy_output_dir else input_root
 
 
 class PrivacyJobHandler:
@@ -53,25 +58,33 @@ class PrivacyJobHandler:
 
     def run(self, ctx: JobContext) -> None:
         params = PrivacyJobParams.from_doc(ctx.job["params"])
-        source = Path(params.source)
-        if not source.is_file():
-            raise vp.MediaError("source_missing", f"{params.filename} no longer exists")
+        input_root, output_root = roots(self.settings)
         ctx.set_stage("blurring")
 
         def progress(fraction: float) -> None:  # the pipeline calls this about once a second
             ctx.checkpoint({}, "blurring", round(fraction * 100, 1))
 
-        self._pipeline().run(source, params.outputs, progress=progress, check=ctx.check)
+        counts = self._pipeline().run(Path(params.source), params.outputs, progress=progress, check=ctx.check,
+                                      input_root=input_root, output_root=output_root)
+        ctx.report(counts)
 
     def permanent_error(self, exc: Exception) -> PermanentError | None:
-        if isinstance(exc, vp.MediaError):
+        if isinstance(exc, (vp.MediaError, PathRefused)):
             return PermanentError(exc.code, str(exc))
-        if isinstance(exc, DetectorError):
+        if isinstance(exc, DetectorError):  # fail_closed = fail_job
             return PermanentError("detection_failed", str(exc))
-        return None
+        if isinstance(exc, DetectorMisconfigured):
+            return PermanentError("detector_misconfigured", str(exc))
+        return None  # DetectorUnavailable and the rest: retried with backoff
 
     def _remove_partial(self, job: dict) -> None:
-        PrivacyJobParams.from_doc(job["params"]).outputs.remove_partial()
+        outputs = PrivacyJobParams.from_doc(job["params"]).outputs
+        try:
+            with ConfinedDir(roots(self.settings)[1], outputs.final.parent, create=False) as folder:
+                for name in (outputs.temp.name, outputs.log_temp.name):
+                    folder.unlink(name)
+        except PathRefused:  # the folder is gone or was swapped: nothing of ours to remove there
+            pass
 
     def on_failed(self, job: dict, error: Exception, final: bool) -> None:
         self._remove_partial(job)

@@ -1,10 +1,12 @@
 """One privacy job: a video in, the same video with every face hidden out.
 
 One streaming pass: decode → detect every k-th frame on a downscaled upright copy → track →
-hide the regions on the yuv420p planes → encode H.264 with the source's timestamps, while the
-audio packets are copied (or re-encoded to AAC when the container cannot hold them). The output
-and its JSON region log are written under temporary names and renamed only when complete; a
-restarted job starts again from the first frame.
+hide the regions on the yuv420p planes → check each hidden region with the detector again and
+hide harder where a face is still found → encode H.264 with the source's timestamps, while the
+audio packets are copied (or re-encoded to AAC when the container cannot hold them). The source
+is read and the outputs written through descriptors opened inside their configured folders. The
+output and its JSON region log are written under temporary names and renamed only when complete;
+a restarted job starts again from the first frame.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import numpy as np
 import video_processor as vp
 from media_service.contract import PrivacyOutputs
 from media_service.detectors import Detection, DetectorError
+from media_service.paths import ConfinedDir, ConfinedFile, fd_path
 from media_service.privacy import blur as face_blur
 from media_service.privacy.tracking import FaceTracker, Region
 
@@ -37,6 +40,15 @@ class BlurSettings:
     fail_closed: str      # blur_frame | fail_job
     preset: str
     crf: int
+    verify_threshold: float = 0.3        # a hidden region where the detector still sees a face at this score...
+    max_blacked_out_percent: float = 5.0  # ...and how many frames may be hidden whole before the job fails
+
+
+class TooManyBlackedOut(vp.MediaError):
+    def __init__(self, blacked_out: int, frames: int, bound: float):
+        super().__init__("too_many_hidden_frames",
+                         f"detection failed on {blacked_out} of {frames} frames, which were hidden whole "
+                         f"(more than [Privacy] max_blacked_out_percent = {bound:g}%)")
 
 
 def upright_boxes_to_coded(faces: list[Detection], rotation: int, coded_w: int, coded_h: int) -> list[Detection]:
@@ -58,21 +70,27 @@ def upright_boxes_to_coded(faces: list[Detection], rotation: int, coded_w: int, 
 class RegionLog:
     """The JSON log of every hidden region, written as it goes (memory stays flat)."""
 
-    def __init__(self, path: Path, source: str, detector: str, settings: BlurSettings):
-        self.handle = open(path, "w", encoding="utf-8")
+    def __init__(self, handle, source: str, detector: str, settings: BlurSettings):
+        self.handle = handle
         header = {"source": source, "detector": detector, "detect_every": settings.detect_every,
-                  "pad": settings.pad, "mode": settings.mode}
+                  "pad": settings.pad, "mode": settings.mode, "cells": settings.cells,
+                  "verify_threshold": settings.verify_threshold}
         self.handle.write(json.dumps(header)[:-1] + ', "regions": [')
         self.count = 0
+        self.counts = {"blacked_out_frames": 0, "hidden_harder": 0, "filled": 0}
 
-    def add(self, frame: int, seconds: float, box: tuple[int, int, int, int], score: float, origin: str) -> None:
+    def add(self, frame: int, seconds: float, box: tuple[int, int, int, int], score: float, origin: str,
+            check: str | None = None) -> None:
         entry = {"frame": frame, "time": round(seconds, 6), "box": list(box), "score": round(score, 4),
                  "origin": origin}
+        if check:
+            entry["check"] = check  # hidden harder / filled: the detector still saw a face after the blur
         self.handle.write(("," if self.count else "") + "\n" + json.dumps(entry))
         self.count += 1
 
     def close(self, frames: int) -> None:
-        self.handle.write(f'\n], "frames": {frames}, "region_count": {self.count}}}\n')
+        tail = {"frames": frames, "region_count": self.count, **self.counts}
+        self.handle.write("\n], " + json.dumps(tail)[1:] + "\n")
         self.handle.close()
 
     def abort(self) -> None:
@@ -85,26 +103,43 @@ class PrivacyPipeline:
         self.settings = settings
         self.max_width, self.max_height = max_width, max_height
 
-    def run(self, source: Path, paths: PrivacyOutputs, progress=lambda fraction: None, check=lambda: None) -> dict:
-        info = vp.probe_video(source, self.max_width, self.max_height)
-        paths.temp.parent.mkdir(parents=True, exist_ok=True)
-        paths.remove_partial()  # a restarted job starts again from the first frame
-        regions_log = RegionLog(paths.log_temp, source.name, self.detector.name, self.settings)
-        try:
-            frames = self._process(source, info, paths.temp, regions_log, progress, check)
-            regions_log.close(frames)
-        except BaseException:
-            regions_log.abort()
-            paths.remove_partial()
-            raise
-        os.replace(paths.log_temp, paths.log_final)
-        os.replace(paths.temp, paths.final)  # the video last: its name means "complete"
-        log.info("blurred %s: %d frames, %d regions -> %s", source.name, frames, regions_log.count, paths.final.name)
-        return {"frames": frames, "regions": regions_log.count}
+    def run(self, source: Path, outputs: PrivacyOutputs, progress=lambda fraction: None, check=lambda: None,
+            input_root: Path | None = None, output_root: Path | None = None) -> dict:
+        """Hide every face of `source` (inside `input_root`) into `outputs` (inside `output_root`);
+        the roots default to the files' own folders. Returns counts for the job's status."""
+        with (ConfinedFile(input_root or source.parent, source) as opened,
+              ConfinedDir(output_root or outputs.final.parent, outputs.final.parent) as folder):
+            info = vp.probe_video(opened.path, self.max_width, self.max_height, name=opened.name)
+            video_fd = folder.create(outputs.temp.name)  # a restarted job starts again from the first frame
+            regions_log = RegionLog(os.fdopen(folder.create(outputs.log_temp.name), "w", encoding="utf-8"),
+                                    opened.name, self.detector.name, self.settings)
+            try:
+                frames = self._process(opened, info, fd_path(video_fd), outputs.final.suffix, regions_log,
+                                       progress, check)
+                regions_log.close(frames)
+            except BaseException:
+                regions_log.abort()
+                for name in (outputs.temp.name, outputs.log_temp.name):
+                    folder.unlink(name)
+                raise
+            finally:
+                os.close(video_fd)
+            counts = {"frames": frames, "regions": regions_log.count, **regions_log.counts}
+            bound = self.settings.max_blacked_out_percent
+            if regions_log.counts["blacked_out_frames"] > frames * bound / 100:
+                for name in (outputs.temp.name, outputs.log_temp.name):
+                    folder.unlink(name)
+                raise TooManyBlackedOut(regions_log.counts["blacked_out_frames"], frames, bound)
+            folder.replace(outputs.log_temp.name, outputs.log_final.name)
+            folder.replace(outputs.temp.name, outputs.final.name)  # the video last: its name means "complete"
+        log.info("blurred %s: %s -> %s", opened.name, counts, outputs.final.name)
+        return counts
 
-    def _process(self, source: Path, info: vp.MediaInfo, temp: Path, regions_log: RegionLog, progress, check) -> int:
+    def _process(self, opened: ConfinedFile, info: vp.MediaInfo, target: str, suffix: str, regions_log: RegionLog,
+                 progress, check) -> int:
         settings = self.settings
-        with vp.VideoRewriter(source, temp, info.rotation, settings.preset, settings.crf) as video:
+        with vp.VideoRewriter(opened.path, target, info.rotation, settings.preset, settings.crf, suffix,
+                              name=opened.name) as video:
             coded_w, coded_h = video.coded_width, video.coded_height
             index, started = 0, time.monotonic()
             detect_size = self._detect_size(info)
@@ -119,7 +154,7 @@ class PrivacyPipeline:
             def emit(decided) -> None:
                 for number, frame, regions, whole in decided:
                     video.write(self._hide(frame, regions, whole, number, video.width, video.height, regions_log,
-                                           video.time_base))
+                                           video.time_base, info.rotation))
 
             for frame in video.frames():
                 check()
@@ -135,7 +170,7 @@ class PrivacyPipeline:
             emit(tracker.finish())
             video.finish()
         if index == 0:
-            raise vp.MediaError("no_frames", f"{source.name} contains no decodable video frames")
+            raise vp.MediaError("no_frames", f"{opened.name} contains no decodable video frames")
         return index
 
     # -- detection -------------------------------------------------------------------------
@@ -167,7 +202,7 @@ class PrivacyPipeline:
 
     # -- hiding ----------------------------------------------------------------------------
     def _hide(self, frame: vp.VideoFrame, regions: list[Region], whole: bool, number: int, width: int,
-              height: int, regions_log: RegionLog, time_base) -> vp.VideoFrame:
+              height: int, regions_log: RegionLog, time_base, rotation: int) -> vp.VideoFrame:
         """The frame with its regions hidden (a new frame), or the same frame when it has none."""
         if not regions and not whole:
             return frame
@@ -182,12 +217,64 @@ class PrivacyPipeline:
             if not boxes:
                 return frame
         array = vp.yuv420p_array(frame)
-        face_blur.hide_regions(face_blur.yuv420_planes(array, width, height), boxes,
-                               "fill" if whole else self.settings.mode, self.settings.cells)
+        planes = face_blur.yuv420_planes(array, width, height)
+        face_blur.hide_regions(planes, boxes, "fill" if whole else self.settings.mode, self.settings.cells)
         hidden = vp.yuv420p_frame(array, like=frame)
         if whole:
+            regions_log.counts["blacked_out_frames"] += 1
             regions_log.add(number + 1, seconds, boxes[0], 0.0, "fail-closed")
-        else:
-            for region, box in zip(regions, boxes):
-                regions_log.add(number + 1, seconds, box, region.box.score, region.origin)
+            return hidden
+        checks = self._verify(hidden, array, planes, boxes, rotation, regions_log)
+        if any(checks):
+            hidden = vp.yuv420p_frame(array, like=frame)
+        for region, box, checked in zip(regions, boxes, checks):
+            regions_log.add(number + 1, seconds, box, region.box.score, region.origin, checked)
         return hidden
+
+    def _verify(self, hidden: vp.VideoFrame, array, planes, boxes, rotation: int, regions_log: RegionLog) -> list:
+        """Look again at each hidden box: where the detector still finds a face at
+        `verify_threshold`, hide it with half the cells; where it still does, fill it. Changes
+        `array` in place; returns per box None, "hidden harder" or "filled"."""
+        rgb = vp.frame_to_rgb(hidden, hidden.width, hidden.height)
+        results = []
+        for box in boxes:
+            if not self._face_left(rgb, box, rotation):
+                results.append(None)
+                continue
+            face_blur.hide_regions(planes, [box], self.settings.mode, max(2, self.settings.cells // 2))
+            again = vp.frame_to_rgb(vp.yuv420p_frame(array, like=hidden), hidden.width, hidden.height)
+            if self._face_left(again, box, rotation):
+                face_blur.hide_regions(planes, [box], "fill", self.settings.cells)
+                regions_log.counts["filled"] += 1
+                results.append("filled")
+            else:
+                regions_log.counts["hidden_harder"] += 1
+                results.append("hidden harder")
+        return results
+
+    def _face_left(self, rgb, box: tuple[int, int, int, int], rotation: int) -> bool:
+        """Does the detector find a face overlapping `box` in a crop around it (upright)?"""
+        x1, y1, x2, y2 = box
+        margin_x, margin_y = (x2 - x1) // 2, (y2 - y1) // 2
+        cx1, cy1 = max(0, x1 - margin_x), max(0, y1 - margin_y)
+        crop = rgb[cy1:y2 + margin_y, cx1:x2 + margin_x]
+        if crop.size == 0:
+            return False
+        upright = cv2.rotate(crop, vp.DISPLAY_ROTATION[rotation]) if rotation else crop
+        try:
+            found = self.detector.detect(np.ascontiguousarray(upright), self.settings.verify_threshold)
+        except DetectorError as exc:  # cannot check: the strongest hiding is the safe answer
+            log.warning("the check of a hidden region failed (%s): filling it", exc)
+            return True
+        crop_h, crop_w = crop.shape[:2]
+        local = upright_boxes_to_coded(found, rotation, crop_w, crop_h)
+        inner = (x1 - cx1, y1 - cy1, x2 - cx1, y2 - cy1)
+        return any(_overlaps(face, inner) for face in local)
+
+
+def _overlaps(face: Detection, box: tuple[int, int, int, int]) -> bool:
+    """Is most of the face inside the hidden box (not a face next to it, which has its own box)?"""
+    ix1, iy1 = max(face.x1, box[0]), max(face.y1, box[1])
+    ix2, iy2 = min(face.x2, box[2]), min(face.y2, box[3])
+    area = max(0.0, face.x2 - face.x1) * max(0.0, face.y2 - face.y1)
+    return area > 0 and max(0.0, ix2 - ix1) * max(0.0, iy2 - iy1) >= 0.5 * area

@@ -5,6 +5,7 @@ Plain-text answers as the old service gave them; `/process_status` also answers 
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from pathlib import Path, PurePosixPath
@@ -13,7 +14,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from media_service.contract import ACTIVE_STATES, PRIVACY_KIND, PrivacyJobParams, privacy_job_id
 from media_service.logging_setup import job_context
-from media_service.paths import resolve_inside
+from media_service.paths import PathRefused, check_lengths, resolve_inside
 from media_service.web.auth import key_matches
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,9 @@ log = logging.getLogger(__name__)
 bp = Blueprint("privacy", __name__)
 
 CANCEL_WAIT_SECONDS = 30
+# The old server's answers for a file it does not know, which its clients check (CONTRACT §6).
+UNKNOWN = "Process does not exist"
+NOT_RUNNING = "Process does not exist in the current runtime"
 
 
 def _text(body: str, status: int) -> Response:
@@ -40,8 +44,12 @@ def _file_name() -> str:
 
 
 def _relative_name(raw: str) -> str | None:
-    """A relative path without `..`, as stored in job ids; None for anything else."""
+    """A relative path without `..`, of a usable length, as stored in job ids; None for anything else."""
     if not raw or "\x00" in raw or "\\" in raw:
+        return None
+    try:
+        check_lengths(raw)
+    except PathRefused:
         return None
     path = PurePosixPath(raw)
     if path.is_absolute() or ".." in path.parts:
@@ -56,15 +64,29 @@ def _directories(settings) -> tuple[Path, Path]:
 
 @bp.before_request
 def require_key():
+    """With `[Privacy] require_key`, every route but /health needs the key. Without it, only callers
+    on this machine are answered, unless an operator opens the API with `allow_remote_without_key`."""
     settings = _services().settings
-    if not settings.privacy_require_key:
+    if request.endpoint == "privacy.health":
         return None
+    if not settings.privacy_require_key:
+        if settings.privacy_allow_remote_without_key or _from_loopback():
+            return None
+        return _text("Error: this API answers only local callers until a key is configured "
+                     "([Privacy] require_key with PRIVACY_API_KEY)", 403)
     given = request.headers.get("X-API-Key") or ""
     if not given and request.headers.get("Authorization", "").startswith("Bearer "):
         given = request.headers["Authorization"][7:]
-    if request.endpoint == "privacy.health" or (given and key_matches(given, settings.privacy_api_keys)):
+    if given and key_matches(given, settings.privacy_api_keys):
         return None
     return _text("Error: unauthorized", 401)
+
+
+def _from_loopback() -> bool:
+    try:
+        return ipaddress.ip_address(request.remote_addr or "").is_loopback
+    except ValueError:
+        return False
 
 
 @bp.post("/process_video")
@@ -74,10 +96,13 @@ def process_video():
     if name is None:
         return _text("Error: invalid file name", 400)
     input_dir, output_dir = _directories(svc.settings)
-    source = resolve_inside(input_dir, name)
+    try:
+        source = resolve_inside(input_dir, name)
+    except PathRefused:
+        source = None
     if source is None:
         return _text("Error: invalid file name", 400)
-    if not source.is_file():
+    if not source.is_file():  # a regular file: a folder, FIFO or device is no video
         return _text("Error: file not found", 404)
     if source.suffix.lower().lstrip(".") not in svc.settings.privacy_extensions:
         return _text(f"Error: unsupported file type (accepted: {', '.join(svc.settings.privacy_extensions)})", 415)
@@ -98,13 +123,14 @@ def process_status():
     wants_json = request.args.get("format") == "json" or (
         request.accept_mimetypes.best_match(["text/plain", "application/json"]) == "application/json")
     if job is None:
-        return (jsonify({"error": "unknown file"}), 404) if wants_json else _text("Error: unknown file", 404)
+        return (jsonify({"error": UNKNOWN}), 404) if wants_json else _text(UNKNOWN, 404)
     if wants_json:
         outputs = PrivacyJobParams.from_doc(job["params"]).outputs
         return jsonify({"filename": name, "state": job["state"], "stage": job.get("stage"),
                         "progress": job.get("progress", 0.0), "attempts": job.get("attempts"),
                         "error": job.get("last_error") if job["state"] != "done" else None,
-                        "output": outputs.final.name if job["state"] == "done" else None})
+                        "output": outputs.final.name if job["state"] == "done" else None,
+                        "result": job.get("result")})
     if job["state"] == "failed":
         return _text(f"Error: processing failed: {job.get('last_error')}", 500)
     if job["state"] == "cancelled":  # as the old service, which forgot a cancelled file
@@ -118,7 +144,7 @@ def cancel_process():
     name = _relative_name(_file_name())
     job = svc.mongo.request_cancel(privacy_job_id(name)) if name else None
     if job is None:
-        return _text("Error: no running job for this file", 404)
+        return _text(NOT_RUNNING, 404)
     svc.notify_workers()
     deadline = time.monotonic() + CANCEL_WAIT_SECONDS
     while time.monotonic() < deadline:  # answer once the work has stopped and its outputs are gone
