@@ -202,7 +202,7 @@ class MongoManager:
             "attempts": 0, "max_attempts": max_attempts, "lease_owner": None, "lease_expires": None,
             "not_before": now, "created_at": now, "updated_at": now, "started_at": None,
             "finished_at": None, "last_error": None, "checkpoint": {}, "progress": 0.0,
-            "cancel_requested": False, "holds": holds, "holding": holds is not None,
+            "cancel_requested": False, "holds": holds, "holding": holds is not None, "history": [],
         }
         try:
             try:
@@ -273,12 +273,15 @@ class MongoManager:
         return result.matched_count == 1
 
     def retry_job_later(self, job_id: str, owner: str, error: str, delay_seconds: float) -> bool:
+        """Queue the job again after `delay_seconds`; each failed attempt stays in its `history`."""
         now = utcnow()
+        retry_at = now + timedelta(seconds=delay_seconds)
         result = self.db[JOBS].update_one(
             {"_id": job_id, "lease_owner": owner, "state": "running"},
             {"$set": {"state": "queued", "stage": "retry_wait", "last_error": error, "updated_at": now,
-                      "not_before": now + timedelta(seconds=delay_seconds),
-                      "lease_owner": None, "lease_expires": None}})
+                      "not_before": retry_at, "lease_owner": None, "lease_expires": None},
+             "$push": {"history": {"$each": [{"failed_at": now, "error": error, "retry_at": retry_at}],
+                                   "$slice": -20}}})
         return result.matched_count == 1
 
     def release_job(self, job_id: str, owner: str) -> bool:

@@ -49,6 +49,15 @@ class MediaInfo:
     # Every frame's timestamp in display order, when the stream's timestamps are clean enough to
     # plan which frames need decoding (all present, unique, no edit-list discards); else None.
     frame_pts: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # When reading the packets stopped at damage: what stopped it, and how many frames the
+    # container declares (its frame count, else its duration times the rate; 0 when unknown).
+    damaged: str | None = None
+    declared_frames: int = 0
+
+    @property
+    def frames_held(self) -> int:
+        """The frames the file should give: the container's own count when damage hid the rest."""
+        return max(self.frame_count, self.declared_frames) if self.damaged else self.frame_count
 
 
 @dataclass
@@ -107,15 +116,15 @@ def probe_video(path: Path | str, max_width: int, max_height: int, name: str | N
         codec = stream.codec_context.name
         # Count packets by demuxing (cheap, no decoding): headers may omit or misstate the count.
         pts_list: list[int] = []
-        clean = True
+        clean, damaged = True, None
         try:
             for packet in container.demux(stream):
                 if packet.size:
                     if packet.pts is not None:
                         pts_list.append(packet.pts)
                     clean = clean and packet.pts is not None and not packet.is_discard
-        except av.FFmpegError:
-            pass  # a corrupt tail: keep what could be read
+        except av.FFmpegError as exc:
+            damaged = exc.strerror or type(exc).__name__  # keep what could be read; say that more was there
         # Decode one frame: proves the stream decodes and gives the rotation.
         if pts_list:
             container.seek(0, stream=stream)
@@ -145,10 +154,17 @@ def probe_video(path: Path | str, max_width: int, max_height: int, name: str | N
         deltas = np.diff(np.array(pts_list, dtype=np.int64)) if len(pts_list) > 2 else np.array([])
         vfr = bool(deltas.size and (deltas.max() - deltas.min()) * float(time_base) > 0.5 / nominal)
         duration = span + 1.0 / (average or nominal)
+        # What the container declares: its frame count, else (constant rate only) its duration times
+        # the rate. Clearly more than could be read means damage hid the rest, even without an error.
+        declared = stream.frames or (round(container.duration / av.time_base * nominal)
+                                     if container.duration and not vfr else 0)
+        if declared > len(pts_list) + max(1, declared // 100):
+            damaged = damaged or f"the container declares {declared} frames, {len(pts_list)} could be read"
         return MediaInfo(container=container.format.name, codec=codec, width=width, height=height,
                          rotation=rotation, nominal_fps=round(nominal, 6), average_fps=round(average, 6),
                          duration=round(duration, 6), frame_count=len(pts_list), variable_frame_rate=vfr,
-                         has_audio=bool(container.streams.audio), frame_pts=frame_pts if clean else None)
+                         has_audio=bool(container.streams.audio), frame_pts=frame_pts if clean else None,
+                         damaged=damaged, declared_frames=int(declared))
 
 
 class Sampler:
@@ -202,6 +218,7 @@ class DecodeStats:
     """How a decode pass ended, for comparing with the probe: every frame the probe counted should
     have been seen (decoded, or skipped on purpose because nothing needed it)."""
     frames_seen: int = 0
+    frames_decoded: int = 0          # of those, how many the decoder produced (the rest it skipped)
     stopped_by: str | None = None   # the decoding error that ended the stream early
 
 
@@ -239,6 +256,7 @@ def decode_samples(path: Path | str, sampler: Sampler, info: MediaInfo, resume: 
             except av.FFmpegError:
                 container.seek(0, stream=stream)
         for frame in _decoded(container, stream, skippable, skipped, stats):
+            stats.frames_decoded += 1
             pts = frame.pts
             if pts is None:  # some containers carry no timestamps: derive them from the rate
                 pts = int((last_pts + fallback_step / time_base) if last_pts is not None else 0)
@@ -261,7 +279,8 @@ def decode_samples(path: Path | str, sampler: Sampler, info: MediaInfo, resume: 
             if sampler.keep(number, time_from_first):
                 yield (SampledFrame(number, float(time_from_first), pts, frame),
                        ResumePoint(pts, number, sampler.next_sample, first_pts))
-        # Skipped frames after the last decoded one were seen too.
+        # Skipped frames after the last decoded one were seen too (when damage ended the stream, one
+        # of them may have been the damaged frame: it was never decoded, so it cannot be told).
         stats.frames_seen = number + sum(1 for p in skipped if skip_until is None or p > skip_until)
 
 

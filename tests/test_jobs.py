@@ -255,8 +255,11 @@ def test_a_job_failing_every_attempt_is_retried_then_ends_as_status_2(make_servi
     assert "Could not connect" in upload["errorMessage"]["message"]
     job = service.db.ProcessingJob.find_one({"_id": f"content:{upload_id}"})
     assert job["state"] == "failed" and job["attempts"] == 3 and "Could not connect" in job["last_error"]
-    # The waits between attempts grew (0.3 s, then 0.6 s): backoff, not a hot loop.
-    assert (job["finished_at"] - job["created_at"]).total_seconds() >= 0.9
+    # Each failed attempt but the last was retried after a doubling wait (0.3 s, then 0.6 s), and the
+    # next attempt started only when its wait was over: backoff, not a hot loop.
+    waits = [(h["retry_at"] - h["failed_at"]).total_seconds() for h in job["history"]]
+    assert waits == [0.3, 0.6]
+    assert job["started_at"] >= job["history"][-1]["retry_at"]
     assert service.db.AnnotationTask.count_documents({"uploadId": upload_id}) == 0
 
 

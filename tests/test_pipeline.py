@@ -16,6 +16,7 @@ from tests.media import (
     decode_frames,
     expected_samples,
     ffmpeg_frame,
+    ffprobe_frames,
     ffprobe_stream,
     make_video,
     moov_before_mdat,
@@ -176,7 +177,10 @@ def test_no_audio_and_audio_both_work(service, tmp_path):
     check_tasks(service, upload, tasks, expected_samples(clip, 5), 5, (320, 240))
 
 
-def test_corrupt_tail_keeps_the_frames_that_decode(service, tmp_path):
+def test_corrupt_tail_keeps_the_frames_that_decode(make_service, tmp_path):
+    """Accepted within a tolerance that allows it, the damage is recorded, and exactly the frames
+    that decode (by the ffmpeg CLI, independently) are sampled."""
+    service = make_service(CONTENT_MAX_LOST_FRAMES_PERCENT="50")
     clip = make_video(tmp_path / "tail.mkv", 60, 25)
     data = bytearray(clip.read_bytes())
     cut = len(data) * 2 // 3
@@ -184,8 +188,12 @@ def test_corrupt_tail_keeps_the_frames_that_decode(service, tmp_path):
     clip.write_bytes(bytes(data))
     upload, tasks = process(service, clip, 5)
     assert upload["status"] == 1
+    decodable = len(ffprobe_frames(clip)[0])
+    assert 0 < decodable < 60 and upload["framesExpected"] == 60
+    # Frames skipped on purpose (never decoded) count as seen: the damaged one may be among them.
+    assert upload["framesDecoded"] - decodable in (0, 1)
     kept = [n for t in tasks for n in t["original_frames"]]
-    assert 3 <= len(kept) < 12
+    assert kept == expected_samples(clip, 5)
     for task in tasks:
         for number, picture in zip(task["original_frames"], decode_frames(stored_file(service, task["S3_url"]))):
             assert read_number(picture) == number
@@ -310,8 +318,9 @@ def test_legacy_sampling_mode(make_service, tmp_path):
 
 
 def test_unsampled_b_frames_are_not_decoded_yet_numbers_and_resume_are_exact(tmp_path):
-    """Frames the sampler will not keep and nothing refers to are skipped by the decoder; the
-    frame numbers still count them, a resumed decode continues exactly, and the pixels match."""
+    """Frames the sampler will not keep and nothing refers to are skipped by the decoder (counted:
+    fewer frames come out of the decoder than the clip has); the frame numbers still count them, a
+    resumed decode continues exactly, and the pixels match."""
     import av
 
     import video_processor as vp
@@ -323,13 +332,16 @@ def test_unsampled_b_frames_are_not_decoded_yet_numbers_and_resume_are_exact(tmp
     skippable = vp.frames_to_skip(info, vp.Sampler(5, "timestamp", info.average_fps), time_base, None)
     assert len(skippable) == 100  # 20 of 120 frames are kept at 5 fps
 
-    def run(resume=None, sampler=None):
+    def run(resume=None, sampler=None, stats=None):
         sampler = sampler or vp.Sampler(5, "timestamp", info.average_fps)
-        return [(s.number, point) for s, point in vp.decode_samples(clip, sampler, info, resume)
+        return [(s.number, point) for s, point in vp.decode_samples(clip, sampler, info, resume, stats)
                 if read_number(s.frame.to_ndarray(format="bgr24")) == s.number]
 
-    full = run()
+    stats = vp.DecodeStats()
+    full = run(stats=stats)
     assert [n for n, _ in full] == expected_samples(clip, 5) == list(range(1, 121, 6))
+    # Every frame was seen; the decoder really produced fewer (each kept one among them).
+    assert stats.frames_seen == 120 and 20 <= stats.frames_decoded < 110
     middle = full[8][1]  # as a checkpoint after the 9th sample
     resumed = run(middle, vp.Sampler(5, "timestamp", info.average_fps, middle.next_sample))
     assert [n for n, _ in resumed] == [n for n, _ in full[9:]]

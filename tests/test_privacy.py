@@ -305,14 +305,16 @@ def test_audio_the_mp4_cannot_hold_is_reencoded(tmp_path):
 
 class RekognitionStandIn:
     """A local server speaking Rekognition's JSON protocol for DetectFaces, answering with what
-    CenterFace finds on the JPEG it is sent (AWS cannot be reached from here)."""
+    CenterFace finds on the JPEG it is sent (AWS cannot be reached from here). The first
+    `unavailable` requests get 503 ServiceUnavailable, as during an outage."""
 
-    def __init__(self, detector):
+    def __init__(self, detector, unavailable: int = 0):
         import base64
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.requests: list[dict] = []
+        self.unavailable = unavailable
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -320,6 +322,14 @@ class RekognitionStandIn:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 stand_in.requests.append({"target": self.headers.get("X-Amz-Target"),
                                           "auth": self.headers.get("Authorization", "")})
+                if len(stand_in.requests) <= stand_in.unavailable:
+                    error = json.dumps({"__type": "ServiceUnavailableException", "message": "try later"}).encode()
+                    self.send_response(503)
+                    self.send_header("Content-Type", "application/x-amz-json-1.1")
+                    self.send_header("Content-Length", str(len(error)))
+                    self.end_headers()
+                    self.wfile.write(error)
+                    return
                 image = cv2.imdecode(np.frombuffer(base64.b64decode(body["Image"]["Bytes"]), np.uint8),
                                      cv2.IMREAD_COLOR)
                 height, width = image.shape[:2]

@@ -46,7 +46,14 @@ def test_wrong_bucket_fails_the_upload_clearly(make_service, s3_server):
     assert post_node(f"{service.url}/api/processContent",
                      fields_for(upload_id, project_id, "./uploads/nob.mp4")).status_code == 202
     upload = wait_for_upload(service.db, upload_id)
-    assert upload["status"] == 2 and "no-such-bucket-here" in upload["errorMessage"]["message"]
+    message = upload["errorMessage"]["message"]
+    # A permanent error fails at once: one attempt, 422, the bucket and the key named, no local path.
+    assert upload["status"] == 2 and upload["errorMessage"]["error_code"] == 422
+    assert message.startswith("storage_refused") and ("NoSuchBucket" in message or "AccessDenied" in message)
+    assert "s3://no-such-bucket-here" in message and "contents/" in message and "task-0-nob.mp4" in message
+    assert "/tmp" not in message and "tasks/" not in message.split("contents/")[0]
+    job = service.db.ProcessingJob.find_one({"_id": f"content:{upload_id}"})
+    assert job["attempts"] == 1 and job["state"] == "failed"
     assert service.db.AnnotationTask.count_documents({}) == 0
 
 

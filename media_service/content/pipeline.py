@@ -142,7 +142,7 @@ class ContentPipeline:
             opened.close()
 
         def finished() -> dict:
-            return self._check_decoded(opened, info.frame_count, stats)
+            return self._check_decoded(opened, info.frames_held, stats)
 
         return Plan(size, info.average_fps, max(expected, 1), frames(), close, finished=finished)
 
