@@ -91,7 +91,7 @@ class S3Storage:
         self.prefix = prefix.strip("/")
         # The one retry layer: botocore's "standard" mode retries throttling, 5xx and connection
         # errors with backoff, each request of a multipart upload on its own.
-        config = Config(retries={"max_attempts": attempts, "mode": "standard"},
+        config = Config(retries={"total_max_attempts": attempts, "mode": "standard"},
                         connect_timeout=10, read_timeout=60, s3={"addressing_style": "path"} if endpoint_url else None)
         self.client = boto3.client("s3", endpoint_url=endpoint_url or None, region_name=region,
                                    aws_access_key_id=access_key_id or None,
