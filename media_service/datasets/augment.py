@@ -1,0 +1,556 @@
+"""Image-level augmentations of a dataset version, boxes transformed with the picture.
+
+The version asks for augmentations in `augmentationTypes.IMAGE_LEVEL[].properties[]`; each
+property's id is looked up in `aug_map` (the old `[Augmentation]` setting of the same name), which
+names one of the augmenters below. `albumentations` 2.0.x (MIT) does the work; boxes go through it
+in `pascal_voc` form (pixel corners), so they turn, flip, shear and crop with the image.
+
+Default map (`DEFAULT_AUG_MAP`, `DEFAULT_RANGE_MAP`): one augmenter per id the platform offers,
+with a mild default range, chosen so a trained model sees plausible frames of the same scene
+(no extreme colours, no object pushed out by a small change). A property's own parameters win
+over `range_map`, which wins over the augmenter's default.
+
+| property id       | augmenter      | parameter (a value or a `[min, max]` range)                  | default      |
+|-------------------|----------------|--------------------------------------------------------------|--------------|
+| `flip_horizontal` | HorizontalFlip | none: mirrors left-right (x -> width - x)                    |              |
+| `flip_vertical`   | VerticalFlip   | none: mirrors top-bottom (y -> height - y)                   |              |
+| `rotate_90`       | Rotate90       | none: 90 degrees clockwise, width and height swap            |              |
+| `rotate_180`      | Rotate180      | none                                                         |              |
+| `rotate_270`      | Rotate270      | none: 270 clockwise (90 counter-clockwise)                   |              |
+| `rotation`        | Rotate         | degrees, positive counter-clockwise; value v means -v..v     | -15..15      |
+| `blur`            | GaussianBlur   | sigma in pixels; value v means exactly v                     | 0.5..1.5     |
+| `noise`           | GaussNoise     | standard deviation, fraction of full scale; v means v        | 0.02..0.08   |
+| `shear`           | Shear          | degrees along x; value v means -v..v                         | -10..10      |
+| `brightness`      | Brightness     | fraction of full scale; value v means -v..v                  | -0.25..0.25  |
+| `contrast`        | Contrast       | fraction; value v means -v..v                                | -0.25..0.25  |
+| `hue`             | Hue            | degrees on the colour wheel; value v means -v..v             | -15..15      |
+| `saturation`      | Saturation     | fraction of full scale; value v means -v..v                  | -0.3..0.3    |
+| `grayscale`       | ToGray         | none: three equal channels (the JPEG stays RGB)              |              |
+| `crop`            | Crop           | fraction cut from each side, drawn per side; v means v       | 0..0.2       |
+| `sharpen`         | Sharpen        | strength 0..1 (alpha); value v means v                       | 0.2..0.5     |
+
+Fractions above 1 are read as percents (`brightness: 20` = 0.2). With `keep_size_crop` (the old
+setting, default true) a crop is scaled back to the frame's size; without it the picture shrinks.
+Property ids are matched loosely (`Flip Horizontal`, `flip-horizontal`, `horizontal_flip` are
+`flip_horizontal`); the file names and `augmentationImages` keep the platform's own id.
+`aug_map` values may also be the old service's imgaug names (`Fliplr`, `Flipud`, `Affine`...);
+a map sending `flip_horizontal` to a vertical flip (the old service's swap) is refused.
+
+Boxes: clipped to the new picture, then dropped when less than `min_visibility` (default 0.3) of
+the transformed box is left inside it or less than `min_area` (default 1 px^2) is left: a sliver
+at the border is no longer the object. Rotations and shears give the box around the turned
+corners (`largest_box`), which is exact for the axis-aligned objects the boxes were drawn on.
+
+Determinism: whether a frame gets an augmentation (`is_selected`, share `fraction`) and the random
+draws of the augmentation (`frame_seed`) come from a hash of the version's seed, the task id, the
+frame id and the augmentation type only, so a rebuild, or a resumed build in another process,
+writes the same bytes, whatever the order frames are processed in.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from media_service.datasets.labels import Box, as_box
+
+Range = tuple[float, float]
+
+
+def _albumentations():
+    """The library, imported on first use, without its update check (a request to PyPI at import)."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    import albumentations
+
+    return albumentations
+
+
+# -- augmenters --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Augmenter:
+    name: str
+    build: Callable[[Range | None, AugmentationSettings], list[Any]]
+    default: Range | None = None     # None: takes no parameter
+    symmetric: bool = False          # a single value v means -v..v (else exactly v)
+    fraction: bool = False           # values above 1 are percents
+    bounds: Range | None = None      # allowed values after conversion
+    spatial: bool = True             # moves pixels (boxes go through it); False: colours only
+
+
+def _border():
+    import cv2
+
+    return {"border_mode": cv2.BORDER_CONSTANT, "fill": 0}
+
+
+def _fixed(*names: str) -> Callable[[Range | None, AugmentationSettings], list[Any]]:
+    return lambda _r, _s: [getattr(_albumentations(), n)(p=1.0) for n in names]
+
+
+def _rotate(r, _s):
+    return [_albumentations().Rotate(limit=r, rotate_method="largest_box", crop_border=False, p=1.0, **_border())]
+
+
+def _blur(r, _s):
+    return [_albumentations().GaussianBlur(blur_limit=0, sigma_limit=r, p=1.0)]
+
+
+def _noise(r, _s):
+    return [_albumentations().GaussNoise(std_range=r, mean_range=(0.0, 0.0), per_channel=True, p=1.0)]
+
+
+def _shear(r, _s):
+    return [_albumentations().Affine(shear={"x": r, "y": (0.0, 0.0)}, fit_output=False, p=1.0, **_border())]
+
+
+def _brightness(r, _s):
+    return [_albumentations().RandomBrightnessContrast(brightness_limit=r, contrast_limit=(0.0, 0.0), p=1.0)]
+
+
+def _contrast(r, _s):
+    return [_albumentations().RandomBrightnessContrast(brightness_limit=(0.0, 0.0), contrast_limit=r, p=1.0)]
+
+
+def _hue(r, _s):  # OpenCV's 8-bit hue runs 0..180: half a degree per step
+    return [_albumentations().HueSaturationValue(hue_shift_limit=(r[0] / 2, r[1] / 2), sat_shift_limit=(0.0, 0.0),
+                                                 val_shift_limit=(0.0, 0.0), p=1.0)]
+
+
+def _saturation(r, _s):
+    return [_albumentations().HueSaturationValue(hue_shift_limit=(0.0, 0.0), sat_shift_limit=(r[0] * 255, r[1] * 255),
+                                                 val_shift_limit=(0.0, 0.0), p=1.0)]
+
+
+def _gray(_r, _s):
+    return [_albumentations().ToGray(num_output_channels=3, method="weighted_average", p=1.0)]
+
+
+def _crop(r, settings):
+    return [_albumentations().CropAndPad(percent=(-r[1], -r[0]), keep_size=settings.keep_size_crop,
+                                         sample_independently=True, p=1.0, **_border())]
+
+
+def _sharpen(r, _s):
+    return [_albumentations().Sharpen(alpha=r, lightness=(1.0, 1.0), p=1.0)]
+
+
+_SIGNED = {"symmetric": True, "bounds": (-1.0, 1.0), "fraction": True}   # -v..v, a fraction of full scale
+_COLOUR = {"spatial": False}
+
+AUGMENTERS: Mapping[str, Augmenter] = MappingProxyType({a.name: a for a in (
+    Augmenter("HorizontalFlip", _fixed("HorizontalFlip")),
+    Augmenter("VerticalFlip", _fixed("VerticalFlip")),
+    Augmenter("Rotate90", _fixed("Transpose", "HorizontalFlip")),      # clockwise
+    Augmenter("Rotate180", _fixed("HorizontalFlip", "VerticalFlip")),
+    Augmenter("Rotate270", _fixed("Transpose", "VerticalFlip")),       # counter-clockwise 90
+    Augmenter("Rotate", _rotate, (-15.0, 15.0), symmetric=True, bounds=(-180.0, 180.0)),
+    Augmenter("GaussianBlur", _blur, (0.5, 1.5), bounds=(0.01, 50.0), **_COLOUR),
+    Augmenter("GaussNoise", _noise, (0.02, 0.08), fraction=True, bounds=(0.0, 1.0), **_COLOUR),
+    Augmenter("Shear", _shear, (-10.0, 10.0), symmetric=True, bounds=(-45.0, 45.0)),
+    Augmenter("Brightness", _brightness, (-0.25, 0.25), **_SIGNED, **_COLOUR),
+    Augmenter("Contrast", _contrast, (-0.25, 0.25), **_SIGNED, **_COLOUR),
+    Augmenter("Hue", _hue, (-15.0, 15.0), symmetric=True, bounds=(-180.0, 180.0), **_COLOUR),
+    Augmenter("Saturation", _saturation, (-0.3, 0.3), **_SIGNED, **_COLOUR),
+    Augmenter("ToGray", _gray, **_COLOUR),
+    Augmenter("Crop", _crop, (0.0, 0.2), fraction=True, bounds=(0.0, 0.45)),
+    Augmenter("Sharpen", _sharpen, (0.2, 0.5), fraction=True, bounds=(0.0, 1.0), **_COLOUR),
+)})
+
+# Names an `aug_map` may use for the augmenters above: ours, albumentations' and the old imgaug ones.
+AUGMENTER_ALIASES: Mapping[str, str] = MappingProxyType({
+    "fliplr": "HorizontalFlip", "flipud": "VerticalFlip", "hflip": "HorizontalFlip", "vflip": "VerticalFlip",
+    "rot90": "Rotate90", "rotate90": "Rotate90", "rotate180": "Rotate180", "rotate270": "Rotate270",
+    "rotation": "Rotate", "randomrotate": "Rotate",
+    "blur": "GaussianBlur", "averageblur": "GaussianBlur",
+    "additivegaussiannoise": "GaussNoise", "noise": "GaussNoise",
+    "shearx": "Shear", "affineshear": "Shear",
+    "multiply": "Brightness", "multiplybrightness": "Brightness", "addtobrightness": "Brightness",
+    "randombrightness": "Brightness", "add": "Brightness",
+    "linearcontrast": "Contrast", "gammacontrast": "Contrast", "randomcontrast": "Contrast",
+    "addtohue": "Hue", "addtosaturation": "Saturation", "multiplysaturation": "Saturation",
+    "grayscale": "ToGray", "greyscale": "ToGray", "gray": "ToGray",
+    "crop": "Crop", "cropandpad": "Crop", "randomcrop": "Crop",
+})
+
+DEFAULT_AUG_MAP: Mapping[str, str] = MappingProxyType({
+    "flip_horizontal": "HorizontalFlip", "flip_vertical": "VerticalFlip",
+    "rotate_90": "Rotate90", "rotate_180": "Rotate180", "rotate_270": "Rotate270", "rotation": "Rotate",
+    "blur": "GaussianBlur", "noise": "GaussNoise", "shear": "Shear", "brightness": "Brightness",
+    "hue": "Hue", "saturation": "Saturation", "grayscale": "ToGray", "crop": "Crop",
+    "contrast": "Contrast", "sharpen": "Sharpen",
+})
+DEFAULT_RANGE_MAP: Mapping[str, Range] = MappingProxyType(
+    {aug_id: AUGMENTERS[name].default for aug_id, name in DEFAULT_AUG_MAP.items() if AUGMENTERS[name].default})
+
+# Other spellings of the property ids (after `normalise_id`).
+ID_ALIASES: Mapping[str, str] = MappingProxyType({
+    "horizontal_flip": "flip_horizontal", "fliplr": "flip_horizontal", "hflip": "flip_horizontal",
+    "flip_h": "flip_horizontal", "mirror": "flip_horizontal",
+    "vertical_flip": "flip_vertical", "flipud": "flip_vertical", "vflip": "flip_vertical", "flip_v": "flip_vertical",
+    "rotate90": "rotate_90", "rotation_90": "rotate_90", "rot90": "rotate_90",
+    "rotate180": "rotate_180", "rotation_180": "rotate_180", "rot180": "rotate_180",
+    "rotate270": "rotate_270", "rotation_270": "rotate_270", "rot270": "rotate_270",
+    "rotate": "rotation", "random_rotation": "rotation",
+    "gaussian_blur": "blur", "gaussian_noise": "noise", "greyscale": "grayscale", "gray": "grayscale",
+    "grey": "grayscale", "gray_scale": "grayscale", "random_crop": "crop",
+})
+
+
+def normalise_id(value: object) -> str:
+    """A property id as looked up: lower case, runs of other characters made one `_`, aliases resolved."""
+    text = re.sub(r"[^a-z0-9]+", "_", str(value).strip().lower()).strip("_")
+    return ID_ALIASES.get(text, text)
+
+
+def augmenter_name(value: object) -> str:
+    """The augmenter an `aug_map` value names (ours, albumentations' or imgaug's spelling)."""
+    folded = re.sub(r"[^a-z0-9]+", "", str(value).lower())
+    for name in AUGMENTERS:
+        if name.lower() == folded:
+            return name
+    if folded in AUGMENTER_ALIASES:
+        return AUGMENTER_ALIASES[folded]
+    raise ValueError(f"unknown augmenter {value!r}; known: {', '.join(AUGMENTERS)}")
+
+
+# -- parameters ----------------------------------------------------------------------------------
+def parse_range(value: Any, augmenter: Augmenter) -> Range | None:
+    """A property's parameter as the augmenter's range: a number (or numeric text), a `[min, max]`
+    pair, `{"min": a, "max": b}`, `"a..b"`; None or empty: no parameter given."""
+    if value is None or value == "" or value == [] or value == {}:
+        return None
+    if augmenter.default is None:
+        return None  # takes no parameter: whatever the platform sends is ignored
+    pair: tuple[Any, Any] | None = None
+    if isinstance(value, Mapping):
+        low = next((value[k] for k in ("min", "low", "from", "start") if k in value), None)
+        high = next((value[k] for k in ("max", "high", "to", "end") if k in value), None)
+        if low is not None and high is not None:
+            pair = (low, high)
+        elif "value" in value or "values" in value:
+            return parse_range(value.get("value", value.get("values")), augmenter)
+        else:
+            raise ValueError(f"{augmenter.name}: cannot read a range from {value!r}")
+    elif isinstance(value, (list, tuple)):
+        if len(value) == 1:
+            return parse_range(value[0], augmenter)
+        if len(value) != 2:
+            raise ValueError(f"{augmenter.name}: a range has two numbers, got {value!r}")
+        pair = (value[0], value[1])
+    elif isinstance(value, str) and ".." in value:
+        low_text, _, high_text = value.partition("..")
+        pair = (low_text, high_text)
+    try:
+        if pair is None:
+            v = float(value)
+            numbers = (-abs(v), abs(v)) if augmenter.symmetric else (v, v)
+        else:
+            numbers = (float(pair[0]), float(pair[1]))
+    except (TypeError, ValueError):
+        raise ValueError(f"{augmenter.name}: {value!r} is not a number or a range") from None
+    if augmenter.fraction:
+        numbers = tuple(n / 100 if abs(n) > 1 else n for n in numbers)
+    low, high = sorted(numbers)
+    if not all(np.isfinite((low, high))):
+        raise ValueError(f"{augmenter.name}: {value!r} is not a finite range")
+    if augmenter.bounds and not (augmenter.bounds[0] <= low and high <= augmenter.bounds[1]):
+        raise ValueError(f"{augmenter.name}: {value!r} is outside {augmenter.bounds[0]}..{augmenter.bounds[1]}")
+    return (low, high)
+
+
+# -- settings ----------------------------------------------------------------------------------
+def _parse_text(value: Any) -> Any:
+    """A setting from a config file: JSON, else `a: x, b: y` pairs, else `a, b` items (never eval)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if items and all(":" in item or "=" in item for item in items):
+        return {re.split(r"[:=]", item, maxsplit=1)[0].strip(): re.split(r"[:=]", item, maxsplit=1)[1].strip()
+                for item in items}
+    return items
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+@dataclass(frozen=True)
+class AugmentationSettings:
+    """The `[Augmentation]` settings: which augmenter each property id means, and how boxes are kept.
+
+    `aug_map` maps property ids to augmenter names; `range_map` property ids to a default
+    parameter; `disabled_augs` property ids never applied; `fraction` the share of a version's
+    frames each requested augmentation is applied to (1.0: every frame).
+    """
+
+    aug_map: Mapping[str, str] = DEFAULT_AUG_MAP
+    range_map: Mapping[str, Any] = DEFAULT_RANGE_MAP
+    keep_size_crop: bool = True
+    disabled_augs: frozenset[str] = frozenset()
+    min_visibility: float = 0.3
+    min_area: float = 1.0
+    fraction: float = 1.0
+    _ranges: Mapping[str, Range] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        aug_map = {normalise_id(k): augmenter_name(v) for k, v in self.aug_map.items()}
+        for aug_id, wrong in (("flip_horizontal", "VerticalFlip"), ("flip_vertical", "HorizontalFlip")):
+            if aug_map.get(aug_id) == wrong:
+                raise ValueError(f"aug_map sends {aug_id} to {wrong}: that is the old service's swapped flips; "
+                                 f"{aug_id} must be {'HorizontalFlip' if wrong == 'VerticalFlip' else 'VerticalFlip'}")
+        ranges = {}
+        for key, value in self.range_map.items():
+            aug_id = normalise_id(key)
+            if aug_id not in aug_map:
+                raise ValueError(f"range_map names {key!r}, which aug_map does not map to an augmenter")
+            parsed = parse_range(value, AUGMENTERS[aug_map[aug_id]])
+            if parsed:
+                ranges[aug_id] = parsed
+        if not 0.0 <= self.min_visibility <= 1.0:
+            raise ValueError(f"min_visibility must be within 0..1: {self.min_visibility}")
+        if self.min_area < 0:
+            raise ValueError(f"min_area must not be negative: {self.min_area}")
+        if not 0.0 < self.fraction <= 1.0:
+            raise ValueError(f"fraction must be within (0, 1]: {self.fraction}")
+        object.__setattr__(self, "aug_map", MappingProxyType(aug_map))
+        object.__setattr__(self, "disabled_augs", frozenset(normalise_id(a) for a in self.disabled_augs))
+        object.__setattr__(self, "_ranges", MappingProxyType(ranges))
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any] | None = None, **overrides: Any) -> AugmentationSettings:
+        """Settings from the `[Augmentation]` section (strings as read from a file or the environment,
+        or Python values) and keyword overrides. `aug_map` and `range_map` are merged over the
+        defaults (an operator names only what changes); the other keys replace them.
+        Keys: aug_map, range_map, keep_size_crop, disabled_augs, min_visibility, min_area, fraction."""
+        values = {**(section or {}), **overrides}
+        known = {"aug_map", "range_map", "keep_size_crop", "disabled_augs", "min_visibility", "min_area", "fraction"}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown augmentation settings: {', '.join(sorted(unknown))}")
+        kwargs: dict[str, Any] = {}
+        for key in ("aug_map", "range_map"):
+            given = _parse_text(values.get(key))
+            if given and not isinstance(given, Mapping):
+                raise ValueError(f"{key} must be a mapping of property id to value: {values[key]!r}")
+            base = DEFAULT_AUG_MAP if key == "aug_map" else DEFAULT_RANGE_MAP
+            kwargs[key] = {**{normalise_id(k): v for k, v in base.items()},
+                           **{normalise_id(k): v for k, v in (given or {}).items()}}
+        if values.get("disabled_augs") not in (None, ""):
+            disabled = _parse_text(values["disabled_augs"])
+            kwargs["disabled_augs"] = frozenset([disabled] if isinstance(disabled, str) else disabled or ())
+        if values.get("keep_size_crop") not in (None, ""):
+            kwargs["keep_size_crop"] = _bool(values["keep_size_crop"])
+        for key in ("min_visibility", "min_area", "fraction"):
+            if values.get(key) not in (None, ""):
+                kwargs[key] = float(values[key])
+        return cls(**kwargs)
+
+    def augmenter(self, aug_id: str) -> Augmenter | None:
+        name = self.aug_map.get(normalise_id(aug_id))
+        return AUGMENTERS[name] if name else None
+
+    def default_range(self, aug_id: str) -> Range | None:
+        aug_id = normalise_id(aug_id)
+        augmenter = self.augmenter(aug_id)
+        return self._ranges.get(aug_id) or (augmenter.default if augmenter else None)
+
+
+DEFAULT_SETTINGS = AugmentationSettings()
+
+
+# -- what a version asks for -------------------------------------------------------------------
+@dataclass(frozen=True)
+class AugmentationRequest:
+    """One augmentation of a version: `aug_type` as the platform names it (file names and the
+    frame's `augmentationImages` key), `aug_id` as looked up, the augmenter and its range."""
+
+    aug_type: str
+    aug_id: str
+    augmenter: str
+    params: Range | None = None
+
+
+@dataclass
+class AugmentationPlan:
+    requests: list[AugmentationRequest] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)    # property ids no augmenter is mapped to
+    disabled: list[str] = field(default_factory=list)   # asked for, but in disabled_augs
+
+
+_ID_KEYS = ("id", "key", "property", "augmentationType", "name", "value", "type", "title", "label")
+_PARAM_KEYS = ("range", "values", "value", "limit", "limits", "params", "parameters")
+_SELECTED_KEYS = ("isSelected", "selected", "isEnabled", "enabled", "isActive", "active", "checked")
+
+
+def _key_safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text.strip()).strip("_")
+
+
+def request_for(aug_type: object, settings: AugmentationSettings = DEFAULT_SETTINGS,
+                params: Any = None) -> AugmentationRequest:
+    """The request for one augmentation id, with optional parameters (a value or a range)."""
+    aug_id = normalise_id(aug_type)
+    augmenter = settings.augmenter(aug_id)
+    if augmenter is None:
+        raise ValueError(f"no augmenter is mapped to {aug_type!r} (aug_map)")
+    chosen = parse_range(params, augmenter) or settings.default_range(aug_id)
+    return AugmentationRequest(_key_safe(str(aug_type)) or aug_id, aug_id, augmenter.name,
+                               chosen if augmenter.default else None)
+
+
+def _params_of(prop: Mapping[str, Any], settings: AugmentationSettings) -> Any:
+    for key in _PARAM_KEYS:
+        value = prop.get(key)
+        if value in (None, "", [], {}):
+            continue
+        if isinstance(value, str) and settings.augmenter(value):
+            continue  # `value` naming the augmentation (a select option), not a parameter
+        return value
+    if "min" in prop and "max" in prop:
+        return {"min": prop["min"], "max": prop["max"]}
+    return None
+
+
+def requested_augmentations(augmentation_types: Mapping[str, Any] | Sequence[Any] | None,
+                            settings: AugmentationSettings = DEFAULT_SETTINGS) -> AugmentationPlan:
+    """The augmentations a version asks for, from its `augmentationTypes` (or the `IMAGE_LEVEL`
+    list itself), in the order given, each type once.
+
+    An entry of `IMAGE_LEVEL` holds `properties`; an entry without them is read as a property. A
+    property names its id in the first of `id`, `key`, `property`, `name`, `value`, `type`... that is a known
+    id (else it is reported in `unknown`), is skipped when a flag like `isSelected`/`isEnabled` is
+    false, and may carry parameters under `range`, `values`, `value`, `limit`, `params` or
+    `min`/`max`. Unreadable parameters raise `ValueError` naming the property."""
+    plan = AugmentationPlan()
+    if isinstance(augmentation_types, Mapping):
+        entries = augmentation_types.get("IMAGE_LEVEL") or []
+    else:
+        entries = augmentation_types or []
+    seen: set[str] = set()
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            entry = {"id": entry}
+        if any(k in entry and not _bool(entry[k]) for k in _SELECTED_KEYS):
+            continue
+        properties = entry.get("properties")
+        for prop in properties if isinstance(properties, list) else [entry]:
+            if not isinstance(prop, Mapping):
+                prop = {"id": prop}
+            if any(k in prop and not _bool(prop[k]) for k in _SELECTED_KEYS):
+                continue
+            names = [str(prop[k]) for k in _ID_KEYS if isinstance(prop.get(k), str) and prop[k].strip()]
+            name = next((n for n in names if settings.augmenter(n)), names[0] if names else "")
+            aug_id = normalise_id(name)
+            if not aug_id or aug_id in seen:
+                continue
+            seen.add(aug_id)
+            if aug_id in settings.disabled_augs:
+                plan.disabled.append(name)
+                continue
+            if settings.augmenter(aug_id) is None:
+                plan.unknown.append(name)
+                continue
+            params = _params_of(prop, settings)
+            try:
+                plan.requests.append(request_for(name, settings, params))
+            except ValueError as error:
+                raise ValueError(f"augmentation {name!r}: {error}") from None
+    return plan
+
+
+# -- determinism -------------------------------------------------------------------------------
+def _digest(*parts: object) -> bytes:
+    return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+
+
+def frame_seed(seed: int, task_id: object, frame_id: object, aug_type: str) -> int:
+    """The random seed of one augmentation of one frame (32 bits), from the version's seed."""
+    return int.from_bytes(_digest("draw", int(seed), task_id, frame_id, aug_type)[:4], "big")
+
+
+def is_selected(seed: int, task_id: object, frame_id: object, aug_type: str, fraction: float = 1.0) -> bool:
+    """Whether this frame gets this augmentation: a stable draw below `fraction`."""
+    if fraction >= 1.0:
+        return True
+    draw = int.from_bytes(_digest("select", int(seed), task_id, frame_id, aug_type)[:8], "big") / 2**64
+    return draw < fraction
+
+
+# -- one frame ---------------------------------------------------------------------------------
+@dataclass
+class AugmentedFrame:
+    aug_type: str
+    image: np.ndarray                       # RGB, uint8
+    boxes: list[Box]                        # pixel corners in the new picture (to 1/1000 px), classes kept
+    dropped: int = 0                        # boxes that left the picture (or had no area to start with)
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def label_text(self) -> str:
+        """The augmented frame's label file (YOLO lines, or DEFAULT ones when classes are labels)."""
+        return "".join(box.yolo_line(self.width, self.height) + "\n" for box in self.boxes)
+
+
+def augment_frame(image: np.ndarray, boxes: Iterable[Box | Sequence[Any]], request: AugmentationRequest | str, *,
+                  seed: int, task_id: object, frame_id: object,
+                  settings: AugmentationSettings = DEFAULT_SETTINGS) -> AugmentedFrame:
+    """Apply one augmentation to one frame: `image` RGB uint8 (height, width, 3), `boxes` pixel
+    corners with their class (`Box` or `(x0, y0, x1, y1, cls)`). Same arguments, same bytes."""
+    if isinstance(request, str):
+        request = request_for(request, settings)
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
+        raise ValueError("image must be an RGB uint8 array of shape (height, width, 3)")
+    height, width = image.shape[:2]
+    kept: list[Box] = []
+    dropped = 0
+    for box in boxes:
+        box = as_box(box).clipped(width, height)
+        if box.width > 0 and box.height > 0:
+            kept.append(box)
+        else:
+            dropped += 1
+    A = _albumentations()
+    augmenter = AUGMENTERS[request.augmenter]
+    random_seed = frame_seed(seed, task_id, frame_id, request.aug_type)
+    if not augmenter.spatial:  # colours only: the boxes stay where they are
+        out = A.Compose(augmenter.build(request.params, settings), seed=random_seed)(image=np.ascontiguousarray(image))
+        return AugmentedFrame(request.aug_type, np.ascontiguousarray(out["image"], dtype=np.uint8), kept, dropped)
+    pipeline = A.Compose(augmenter.build(request.params, settings), seed=random_seed,
+                         bbox_params=A.BboxParams(format="pascal_voc", label_fields=["box_index"],
+                                                  min_visibility=settings.min_visibility,
+                                                  min_area=settings.min_area, clip=True, filter_invalid_bboxes=True))
+    corners = np.array([[b.x0, b.y0, b.x1, b.y1] for b in kept], dtype=np.float64).reshape(-1, 4)
+    out = pipeline(image=np.ascontiguousarray(image), bboxes=corners, box_index=list(range(len(kept))))
+    new_image = np.ascontiguousarray(out["image"], dtype=np.uint8)
+    new_h, new_w = new_image.shape[:2]
+    new_boxes = []
+    for coords, index in zip(out["bboxes"], out["box_index"], strict=True):
+        # albumentations works in float32: round to 1/1000 px so 49.9999988 is 50 again
+        moved = Box(*(round(float(c), 3) for c in coords[:4]), kept[int(round(float(index)))].cls)
+        moved = moved.clipped(new_w, new_h)
+        if moved.width > 0 and moved.height > 0:
+            new_boxes.append(moved)
+    return AugmentedFrame(request.aug_type, new_image, new_boxes, dropped + len(kept) - len(new_boxes))
