@@ -12,7 +12,7 @@ from typing import Iterable
 
 import pymongo
 from bson import ObjectId
-from pymongo import ASCENDING, MongoClient, ReturnDocument
+from pymongo import ASCENDING, MongoClient, ReturnDocument, UpdateOne
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 from pymongo.uri_parser import parse_uri
 
@@ -26,6 +26,7 @@ from media_service.contract import (
     UPLOADS,
     ContentJobParams,
     UploadStatus,
+    task_index,
 )
 
 log = logging.getLogger(__name__)
@@ -132,16 +133,17 @@ class MongoManager:
             fields.update(progress=0, taskCount=0)
         self.db[UPLOADS].update_one({"_id": upload_id}, {"$set": fields, "$unset": {"finishedAt": ""}})
 
-    def set_upload_progress(self, upload_id: ObjectId, progress: float, task_count: int) -> None:
+    def set_upload_progress(self, upload_id: ObjectId, progress: float, task_count: int,
+                            eta_seconds: float | None = None) -> None:
         # $max keeps progress from ever going backwards, whoever writes it.
         self.db[UPLOADS].update_one({"_id": upload_id}, {
             "$max": {"progress": round(float(progress), 2)},
-            "$set": {"taskCount": task_count, "updatedAt": utcnow()},
+            "$set": {"taskCount": task_count, "etaSeconds": eta_seconds, "updatedAt": utcnow()},
         })
 
     def mark_upload_succeeded(self, upload_id: ObjectId, task_count: int, extra: dict | None = None) -> None:
         self.db[UPLOADS].update_one({"_id": upload_id}, {"$set": {
-            "status": UploadStatus.SUCCEEDED, "progress": 100, "taskCount": task_count,
+            "status": UploadStatus.SUCCEEDED, "progress": 100, "taskCount": task_count, "etaSeconds": 0,
             "errorMessage": {}, "finishedAt": utcnow(), "updatedAt": utcnow(), **(extra or {}),
         }})
 
@@ -153,6 +155,29 @@ class MongoManager:
         """Tasks already cut from this video in this project (their object keys would collide)."""
         return list(self.db[TASKS].find({"projectId": project_id, "videoName": video_name},
                                         {"_id": 1, "S3_url": 1, "uploadId": 1, "AutoAnnotationVersion": 1}))
+
+    def video_tasks_in_order(self, project_id: ObjectId, video_name: str) -> list[dict]:
+        """The video's tasks, task-0 first (fields auto-annotation needs)."""
+        tasks = list(self.db[TASKS].find({"projectId": project_id, "videoName": video_name},
+                                         {"_id": 1, "taskName": 1, "S3_url": 1, "frameCount": 1,
+                                          "AutoAnnotationVersion": 1, "uploadId": 1}))
+        return sorted(tasks, key=lambda task: task_index(task["taskName"]))
+
+    def project_labels(self, project_id: ObjectId) -> list[dict]:
+        project = self.db[PROJECTS].find_one({"_id": project_id}, {"labels": 1}) or {}
+        return [entry for entry in project.get("labels") or [] if isinstance(entry, dict)]
+
+    def task_frames(self, task_id: ObjectId) -> list[dict]:
+        return list(self.db[FRAMES].find({"taskId": task_id}, {"frameId": 1, "boxes": 1}).sort("frameId", ASCENDING))
+
+    def set_frame_boxes(self, boxes_by_frame: dict[ObjectId, list[dict]]) -> None:
+        """Each frame doc's boxes replaced (by frame doc id), in one batched write."""
+        if boxes_by_frame:
+            self.db[FRAMES].bulk_write([UpdateOne({"_id": frame_id}, {"$set": {"boxes": boxes, "isEmpty": not boxes}})
+                                        for frame_id, boxes in boxes_by_frame.items()], ordered=False)
+
+    def set_task_annotation_version(self, task_id: ObjectId, version: int) -> None:
+        self.db[TASKS].update_one({"_id": task_id}, {"$max": {"AutoAnnotationVersion": version}})
 
     def max_auto_annotation_version(self, upload_id: ObjectId) -> int:
         doc = self.db[TASKS].find_one({"uploadId": upload_id}, {"AutoAnnotationVersion": 1},
@@ -249,10 +274,12 @@ class MongoManager:
             raise LeaseLost(job_id)
         return job
 
-    def save_checkpoint(self, job_id: str, owner: str, checkpoint: dict, stage: str, progress: float) -> None:
+    def save_checkpoint(self, job_id: str, owner: str, checkpoint: dict, stage: str, progress: float,
+                        eta_seconds: float | None = None) -> None:
         result = self.db[JOBS].update_one(
             {"_id": job_id, "lease_owner": owner, "state": "running"},
-            {"$set": {"checkpoint": checkpoint, "stage": stage, "progress": progress, "updated_at": utcnow()}})
+            {"$set": {"checkpoint": checkpoint, "stage": stage, "progress": progress, "eta_seconds": eta_seconds,
+                      "updated_at": utcnow()}})
         if result.matched_count == 0:
             raise LeaseLost(job_id)
 

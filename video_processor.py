@@ -569,6 +569,19 @@ def _packets(container, streams) -> Iterator[av.Packet]:
         log.warning("reading stopped early: %s", exc)
 
 
+def rgb_frames(path: Path | str, name: str | None = None) -> Iterator[np.ndarray]:
+    """Every frame of a video, in order, as an RGB array at its coded size (a task video has no
+    rotation). A decoding error raises MediaError: a stored task video must decode whole."""
+    with _open(path, name) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="rgb24")
+        except av.FFmpegError as exc:
+            raise MediaError("undecodable_media", f"{name or Path(path).name}: {exc.strerror}") from None
+
+
 def frame_to_rgb(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
     """An RGB copy of the frame at (width, height), for a detector."""
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
 from bson import ObjectId
 
@@ -52,6 +53,7 @@ FINAL_STATES = ("done", "failed", "cancelled")
 
 CONTENT_KIND = "content"
 PRIVACY_KIND = "privacy"
+ANNOTATION_KIND = "annotation"  # request_type 2 on the existing tasks (same job id as the upload's content job)
 
 
 def content_job_id(upload_id: ObjectId) -> str:
@@ -77,6 +79,12 @@ def task_name(index: int, name: str) -> str:
     return f"task-{index}-{name}"
 
 
+def task_index(name: str) -> int:
+    """n of `task-<n>-<video>` (-1 for a name of another shape)."""
+    number = name.split("-", 2)[1] if name.startswith("task-") and name.count("-") >= 2 else ""
+    return int(number) if number.isdigit() else -1
+
+
 def task_key(project_id: ObjectId, name: str) -> str:
     return f"contents/{project_id}/{name}/{name}.mp4"
 
@@ -99,6 +107,47 @@ class PrivacyOutputs:
     def remove_partial(self) -> None:
         for path in (self.temp, self.log_temp):
             path.unlink(missing_ok=True)
+
+
+# -- auto-annotation boxes (CONTRACT §2) --------------------------------------------------------
+AUTO_MARK = "autoAnnotation"  # on every box auto-annotation wrote: its version, model, and what it wrote
+
+
+def auto_box(index: int, label: str, color: str, x: int, y: int, w: int, h: int, score: float, version: int,
+             model: str) -> dict:
+    """An auto-annotation box in the shape Node reads, with our mark beside it. The mark keeps the
+    label and geometry as written: a box whose label or geometry no longer match was changed by a
+    person, and auto-annotation never touches it again."""
+    return {"id": index,
+            "boundaries": {"id": index, "type": "rectangle", "label": label, "color": color,
+                           "status": "completed", "isPermanent": True, "x": x, "y": y, "w": w, "h": h,
+                           "attributeValues": {}, "autoLable_confidance": f"{score:.4f}"},
+            "attributeValues": {"state": "Ready"},
+            AUTO_MARK: {"version": version, "model": model, "wrote": [label, x, y, w, h]}}
+
+
+def is_untouched_auto_box(box: dict) -> bool:
+    """Written by auto-annotation and not changed since: the only boxes a later version replaces."""
+    mark, bounds = box.get(AUTO_MARK), box.get("boundaries") or {}
+    if not isinstance(mark, dict):
+        return False
+    return mark.get("wrote") == [bounds.get("label"), bounds.get("x"), bounds.get("y"), bounds.get("w"),
+                                 bounds.get("h")]
+
+
+class FrameAnnotator(Protocol):
+    """Boxes for frames, in the contract's shape (what the content job asks of auto-annotation for
+    request_type 1, without knowing how they are found)."""
+    batch_size: int
+
+    def input_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The size to hand over frames at, for boxes in `size` (the task video's) pixels."""
+
+    def annotate(self, frames: list, size: tuple[int, int]) -> list[list[dict]]:
+        """RGB frames (numpy) in; per frame its boxes in `size` pixels."""
+
+    def summary(self) -> dict:
+        """Fields for the upload doc once the run ends (model, labels left out, billable calls)."""
 
 
 # -- what a queued job carries ------------------------------------------------------------------

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from media_service.logging_setup import job_context
@@ -59,6 +59,9 @@ class JobContext:
     stopping: threading.Event
     lost: threading.Event
     cancel: threading.Event
+    started: float = field(default_factory=time.monotonic)   # this attempt's start and progress: the ETA
+    progress_at_start: float = 0.0                             # comes from the rate since then
+    eta_seconds: float | None = None
 
     def check(self) -> None:
         if self.lost.is_set():
@@ -72,8 +75,16 @@ class JobContext:
             raise JobReleased(self.job["_id"])
 
     def checkpoint(self, checkpoint: dict, stage: str, progress: float) -> None:
-        self.mongo.save_checkpoint(self.job["_id"], self.owner, checkpoint, stage, progress)
+        """Save the resume point and progress (0-100) with an ETA from this attempt's measured rate."""
+        self.eta_seconds = self._eta(progress)
+        self.mongo.save_checkpoint(self.job["_id"], self.owner, checkpoint, stage, progress, self.eta_seconds)
         self.job["checkpoint"] = checkpoint
+
+    def _eta(self, progress: float) -> float | None:
+        done, elapsed = progress - self.progress_at_start, time.monotonic() - self.started
+        if done <= 0 or elapsed < 0.5:
+            return None
+        return round(elapsed * (100.0 - progress) / done, 1)
 
     def set_stage(self, stage: str) -> None:
         self.mongo.set_job_stage(self.job["_id"], self.owner, stage)
@@ -190,7 +201,7 @@ class WorkerPool:
     def run_claimed(self, job: dict, owner: str) -> None:
         handler = self.handlers[job["kind"]]
         ctx = JobContext(job, owner, self.mongo, self.settings.lease_seconds, self.stopping,
-                         threading.Event(), threading.Event())
+                         threading.Event(), threading.Event(), progress_at_start=job.get("progress") or 0.0)
         if job.get("cancel_requested"):
             ctx.cancel.set()
         heartbeat = _Heartbeat(ctx, self.settings.heartbeat_seconds)

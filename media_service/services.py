@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import mongo_manager
 from media_service import embedded_mongo
+from media_service.annotation.job import AnnotationJobHandler, annotator_factory
 from media_service.config import Settings, mongo_uri_for
 from media_service.content.job import ContentJobHandler
 from media_service.embedded_mongo import EmbeddedMongo
@@ -52,7 +53,10 @@ class Services:
         return cls(settings, mongo, storage, embedded)
 
     def handlers(self) -> list:
-        handlers = [ContentJobHandler(self.mongo, self.storage, self.settings), *self.extra_handlers]
+        # Request type 1 is cut by the content job with the annotation feature's annotator.
+        annotators = annotator_factory(self.mongo, self.settings)
+        handlers = [ContentJobHandler(self.mongo, self.storage, self.settings, annotators),
+                    AnnotationJobHandler(self.mongo, self.storage, self.settings), *self.extra_handlers]
         if self.settings.privacy_enabled:
             handlers.append(PrivacyJobHandler(self.mongo, self.settings))
         return handlers

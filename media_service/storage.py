@@ -31,6 +31,7 @@ class Storage(Protocol):
     def delete(self, key: str) -> None: ...
     def list_keys(self, prefix: str) -> list[str]: ...
     def get_bytes(self, key: str) -> bytes: ...
+    def get_file(self, key: str, path: Path) -> None: ...
 
 
 def _check_key(key: str) -> str:
@@ -79,6 +80,13 @@ class LocalStorage:
 
     def get_bytes(self, key: str) -> bytes:
         return self._path(key).read_bytes()
+
+    def get_file(self, key: str, path: Path) -> None:
+        """A copy of the object at `path` (the caller may change or delete it)."""
+        try:
+            shutil.copyfile(self._path(key), path)
+        except FileNotFoundError:
+            raise StorageError(f"object {key} is missing from {self.description}", permanent=True) from None
 
 
 class S3Storage:
@@ -143,6 +151,20 @@ class S3Storage:
 
     def get_bytes(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+
+    def get_file(self, key: str, path: Path) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.download_file(self.bucket, self._key(key), str(path))
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            missing = code in ("404", "NoSuchKey", "NotFound")
+            raise StorageError(f"download of {key} from s3://{self.bucket}/{self.prefix} failed: "
+                               f"{'no such object' if missing else code or exc}",
+                               permanent=missing or code in _PERMANENT) from None
+        except BotoCoreError as exc:
+            raise StorageError(f"download of {key} from s3://{self.bucket}/{self.prefix} failed: {exc}") from None
 
 
 # S3 error codes that no retry can fix.

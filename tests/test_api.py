@@ -172,12 +172,13 @@ def test_concurrent_duplicates_queue_one_job(idle_service, upload):
     assert idle_service.db.ProcessingJob.count_documents({}) == 1
 
 
-def test_second_configured_key_works_and_auto_annotation_is_reported(idle_service, upload):
+def test_second_configured_key_works_and_auto_annotation_is_queued(idle_service, upload):
     upload_id, project_id = upload
     response = post(idle_service, fields_for(upload_id, project_id, "./uploads/clip.mp4", auth_key="second-key",
                                              request_type=1, auto_anno_version=1))
-    assert response.status_code == 501
-    assert upload_doc(idle_service, upload_id)["errorMessage"]["error_code"] == 501
+    assert response.status_code == 202
+    job = idle_service.db.ProcessingJob.find_one({"_id": f"content:{upload_id}"})
+    assert job["kind"] == "content" and job["params"]["request_type"] == 1
 
 
 def test_unknown_upload_is_404(idle_service):

@@ -491,9 +491,11 @@ def test_17_a_still_image_named_as_a_video_is_refused_pointing_at_content_type_2
 def test_19_a_detector_outage_is_retried_not_blacked_out(make_service, tmp_path):
     from media_service.detectors.centerface import CenterFace
     from tests.faces import make_face_clip
-    from tests.test_privacy import RekognitionStandIn, wait_done
+    from tests.rekognition_stand_in import RekognitionStandIn
+    from tests.test_privacy import wait_done
 
-    stand_in = RekognitionStandIn(CenterFace(threshold=0.2, threads=2), unavailable=4)
+    stand_in = RekognitionStandIn(face_detector=CenterFace(threshold=0.2, threads=2))
+    stand_in.throttle = 4  # throttled past botocore's retries (2 attempts a call), twice
     videos = tmp_path / "videos"
     make_face_clip(videos / "out.mp4", frames=8, audio=False)
     service = make_service(PRIVACYPAL_VIDEO_DIRECTORY=str(videos), PRIVACY_DETECTOR="rekognition",
@@ -504,10 +506,10 @@ def test_19_a_detector_outage_is_retried_not_blacked_out(make_service, tmp_path)
         assert requests.post(f"{service.url}/process_video", data=b"out.mp4").status_code == 202
         state = wait_done(service.url, "out.mp4")
     finally:
-        stand_in.server.shutdown()
+        stand_in.close()
     job = service.db.ProcessingJob.find_one({"_id": "privacy:out.mp4"})
     assert state["state"] == "done" and job["attempts"] >= 2  # the outage cost attempts, not frames
-    assert "ServiceUnavailable" in job["history"][0]["error"]
+    assert "ThrottlingException" in job["history"][0]["error"]
     assert state["result"]["blacked_out_frames"] == 0
     log = json.loads((videos / "out-processed.regions.json").read_text())
     assert log["blacked_out_frames"] == 0 and not [r for r in log["regions"] if r["origin"] == "fail-closed"]

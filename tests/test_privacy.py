@@ -22,6 +22,7 @@ from media_service.privacy.pipeline import BlurSettings, PrivacyPipeline
 from tests.conftest import ROOT, service_env
 from tests.faces import FaceScene, make_face_clip
 from tests.media import ffprobe_stream, make_video, moov_before_mdat, psnr
+from tests.rekognition_stand_in import RekognitionStandIn
 
 
 @pytest.fixture(scope="module")
@@ -303,57 +304,8 @@ def test_audio_the_mp4_cannot_hold_is_reencoded(tmp_path):
     assert audio["codec_name"] == "aac" and 0.9 < float(audio["duration"]) < 1.2
 
 
-class RekognitionStandIn:
-    """A local server speaking Rekognition's JSON protocol for DetectFaces, answering with what
-    CenterFace finds on the JPEG it is sent (AWS cannot be reached from here). The first
-    `unavailable` requests get 503 ServiceUnavailable, as during an outage."""
-
-    def __init__(self, detector, unavailable: int = 0):
-        import base64
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.requests: list[dict] = []
-        self.unavailable = unavailable
-        stand_in = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                stand_in.requests.append({"target": self.headers.get("X-Amz-Target"),
-                                          "auth": self.headers.get("Authorization", "")})
-                if len(stand_in.requests) <= stand_in.unavailable:
-                    error = json.dumps({"__type": "ServiceUnavailableException", "message": "try later"}).encode()
-                    self.send_response(503)
-                    self.send_header("Content-Type", "application/x-amz-json-1.1")
-                    self.send_header("Content-Length", str(len(error)))
-                    self.end_headers()
-                    self.wfile.write(error)
-                    return
-                image = cv2.imdecode(np.frombuffer(base64.b64decode(body["Image"]["Bytes"]), np.uint8),
-                                     cv2.IMREAD_COLOR)
-                height, width = image.shape[:2]
-                details = [{"BoundingBox": {"Left": f.x1 / width, "Top": f.y1 / height,
-                                            "Width": (f.x2 - f.x1) / width, "Height": (f.y2 - f.y1) / height},
-                            "Confidence": f.score * 100}
-                           for f in detector.detect(np.ascontiguousarray(image[:, :, ::-1]))]
-                answer = json.dumps({"FaceDetails": details}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-amz-json-1.1")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 def test_rekognition_back_end_over_its_http_protocol(make_service, tmp_path, strong_detector):
-    stand_in = RekognitionStandIn(CenterFace(threshold=0.2, threads=2))
+    stand_in = RekognitionStandIn(face_detector=CenterFace(threshold=0.2, threads=2))
     videos = tmp_path / "videos"
     scene = make_face_clip(videos / "rk.mp4", frames=12, audio=False)
     service = make_service(PRIVACYPAL_VIDEO_DIRECTORY=str(videos), PRIVACY_DETECTOR="rekognition",
@@ -363,7 +315,7 @@ def test_rekognition_back_end_over_its_http_protocol(make_service, tmp_path, str
         assert requests.post(f"{service.url}/process_video", data=b"rk.mp4").status_code == 202
         assert wait_done(service.url, "rk.mp4")["state"] == "done"
     finally:
-        stand_in.server.shutdown()
+        stand_in.close()
     assert stand_in.requests and all(r["target"] == "RekognitionService.DetectFaces" for r in stand_in.requests)
     assert all(r["auth"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/") for r in stand_in.requests)
     output = videos / "rk-processed.mp4"

@@ -5,6 +5,7 @@ import video_processor as vp
 from media_service.content import image_source
 from media_service.content.pipeline import ALREADY_HAS_TASKS, ContentPipeline
 from media_service.contract import ALREADY_HAS_TASKS_CODE, CANCELLED_CODE, CONTENT_KIND, ContentJobParams
+from media_service.detectors import DetectorError, DetectorMisconfigured
 from media_service.jobs import JobContext, PermanentError
 from media_service.paths import PathRefused
 from media_service.redact import Redactor
@@ -15,9 +16,10 @@ from mongo_manager import MongoManager
 class ContentJobHandler:
     kind = CONTENT_KIND
 
-    def __init__(self, mongo: MongoManager, storage, settings):
+    def __init__(self, mongo: MongoManager, storage, settings, annotators=None):
+        """`annotators`: the annotation feature's annotator factory, for request_type 1."""
         self.mongo = mongo
-        self.pipeline = ContentPipeline(mongo, storage, settings)
+        self.pipeline = ContentPipeline(mongo, storage, settings, annotators)
         self.redact = Redactor.from_settings(settings)
 
     def label(self, job: dict) -> str:
@@ -33,6 +35,8 @@ class ContentJobHandler:
             return PermanentError("unreadable_images", str(exc))
         if isinstance(exc, StorageError) and exc.permanent:
             return PermanentError("storage_refused", str(exc))
+        if isinstance(exc, (DetectorMisconfigured, DetectorError)):
+            return PermanentError("detector_failed", str(exc))
         return None
 
     def on_failed(self, job: dict, error: Exception, final: bool) -> None:

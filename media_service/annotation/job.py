@@ -1,0 +1,139 @@
+"""Auto-annotation jobs: request_type 2 (the `annotation` kind: new boxes on the tasks a video
+already has), and the annotator the content job uses for request_type 1.
+
+Request type 2 reads each stored task video back from storage, detects on every frame, and
+replaces in place the boxes an earlier auto-annotation wrote, never a box a person drew or
+changed (`contract.is_untouched_auto_box`). One task is one commit: frame docs, then the task's
+`AutoAnnotationVersion`, then the checkpoint; a resumed run starts at the next task, and a task
+already at this version is skipped. No frame doc is ever added or removed.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+
+import video_processor as vp
+from media_service.annotation.annotator import Annotator
+from media_service.annotation.policy import LabelPolicy
+from media_service.contract import ANNOTATION_KIND, CANCELLED_CODE, ContentJobParams, is_untouched_auto_box
+from media_service.detectors import DetectorError, DetectorMisconfigured
+from media_service.detectors.factory import annotation_detector
+from media_service.jobs import JobContext, PermanentError
+from media_service.redact import Redactor
+from media_service.storage import StorageError
+from mongo_manager import MongoManager
+
+log = logging.getLogger(__name__)
+
+
+def annotator_factory(mongo: MongoManager, settings):
+    """What the content job calls for request_type 1: an annotator for this run's project and version."""
+    def make(params: ContentJobParams) -> Annotator:
+        policy = LabelPolicy.build(mongo.project_labels(params.project_id), settings)
+        return Annotator(annotation_detector(settings), policy, params.auto_anno_version,
+                         settings.inference_detect_max_side, settings.inference_batch_size)
+    return make
+
+
+def merge_boxes(existing: list[dict], fresh: list[dict]) -> list[dict]:
+    """A frame's boxes after re-annotation: every box a person drew or changed, then the new auto
+    boxes, numbered after the highest id kept (ids stay unique in the frame)."""
+    kept = [box for box in existing if not is_untouched_auto_box(box)]
+    first = max((box.get("id") for box in kept if isinstance(box.get("id"), int)), default=-1) + 1
+    merged = list(kept)
+    for offset, box in enumerate(fresh):
+        box = {**box, "id": first + offset, "boundaries": {**box["boundaries"], "id": first + offset}}
+        merged.append(box)
+    return merged
+
+
+class AnnotationJobHandler:
+    kind = ANNOTATION_KIND
+
+    def __init__(self, mongo: MongoManager, storage, settings):
+        self.mongo, self.storage, self.settings = mongo, storage, settings
+        self.annotators = annotator_factory(mongo, settings)
+        self.redact = Redactor.from_settings(settings)
+
+    def label(self, job: dict) -> str:
+        return f"upload={job['params']['upload_id']}"
+
+    def run(self, ctx: JobContext) -> None:
+        params = ContentJobParams.from_doc(ctx.job["params"])
+        checkpoint = dict(ctx.job.get("checkpoint") or {})
+        if not checkpoint:
+            self.mongo.mark_upload_started(params.upload_id, params, new_run=True)
+            checkpoint = {"next_task": 0, "annotated": 0, "skipped": 0}
+            ctx.checkpoint(checkpoint, "annotating", 0.0)
+        tasks = self.mongo.video_tasks_in_order(params.project_id, params.video_name)
+        if not tasks:
+            raise vp.MediaError("no_tasks", f"{params.video_name} has no tasks to annotate")
+        annotator = self.annotators(params)
+        scratch = self.settings.path("task_base") / f"annotate-{params.upload_id}"
+        scratch.mkdir(parents=True, exist_ok=True)
+        try:
+            for index in range(checkpoint["next_task"], len(tasks)):
+                ctx.check()
+                task = tasks[index]
+                if (task.get("AutoAnnotationVersion") or 0) >= params.auto_anno_version:
+                    checkpoint["skipped"] += 1
+                    log.info("%s is already at version %s: skipped", task["taskName"],
+                             task.get("AutoAnnotationVersion"))
+                else:
+                    self._annotate_task(task, annotator, scratch, params.auto_anno_version)
+                    checkpoint["annotated"] += 1
+                checkpoint["next_task"] = index + 1
+                progress = min(99.0, 100.0 * (index + 1) / len(tasks))
+                ctx.checkpoint(checkpoint, "annotating", progress)
+                self.mongo.set_upload_progress(params.upload_id, progress, len(tasks), ctx.eta_seconds)
+                ctx.at_commit_boundary()
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        self.mongo.mark_upload_succeeded(params.upload_id, len(tasks), {
+            "request_annotation_version": params.auto_anno_version, "annotatedTasks": checkpoint["annotated"],
+            "skippedTasks": checkpoint["skipped"], **annotator.summary()})
+        log.info("annotation version %d done: %d tasks annotated, %d already at it", params.auto_anno_version,
+                 checkpoint["annotated"], checkpoint["skipped"])
+
+    def _annotate_task(self, task: dict, annotator: Annotator, scratch, version: int) -> None:
+        started = time.monotonic()
+        video = scratch / f"{task['taskName']}.mp4"
+        self.storage.get_file(task["S3_url"], video)
+        frames = self.mongo.task_frames(task["_id"])
+        boxes: list[list[dict]] = []
+        batch: list = []
+        for rgb in vp.rgb_frames(video, name=video.name):
+            batch.append(rgb)
+            if len(batch) == annotator.batch_size:
+                boxes += annotator.annotate(batch, (rgb.shape[1], rgb.shape[0]))
+                batch = []
+        if batch:
+            boxes += annotator.annotate(batch, (batch[0].shape[1], batch[0].shape[0]))
+        video.unlink(missing_ok=True)
+        if len(boxes) != len(frames):
+            raise vp.MediaError("task_mismatch", f"{task['taskName']}: the stored video has {len(boxes)} frames, "
+                                                 f"the task {len(frames)} frame documents")
+        self.mongo.set_frame_boxes({frame["_id"]: merge_boxes(frame.get("boxes") or [], fresh)
+                                    for frame, fresh in zip(frames, boxes)})
+        self.mongo.set_task_annotation_version(task["_id"], version)
+        log.info("annotated %s: %d frames in %.1fs", task["taskName"], len(frames), time.monotonic() - started)
+
+    def permanent_error(self, exc: Exception) -> PermanentError | None:
+        if isinstance(exc, vp.MediaError):
+            return PermanentError(exc.code, str(exc))
+        if isinstance(exc, (DetectorMisconfigured, DetectorError)):
+            return PermanentError("detector_failed", str(exc))
+        if isinstance(exc, StorageError) and exc.permanent:
+            return PermanentError("storage_refused", str(exc))
+        return None
+
+    def on_failed(self, job: dict, error: Exception, final: bool) -> None:
+        if final:  # boxes already written stay (each task is whole); the upload says what happened
+            reason = getattr(error, "code", None)
+            self.mongo.record_upload_error(job["params"]["upload_id"], 422 if reason else 500,
+                                           self.redact.text(f"{reason}: {error}" if reason else f"failed: {error}"))
+
+    def on_cancelled(self, job: dict) -> None:
+        self.mongo.record_upload_error(job["params"]["upload_id"], CANCELLED_CODE,
+                                       "annotation was cancelled on request")

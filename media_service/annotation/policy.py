@@ -1,0 +1,74 @@
+"""Which detections become boxes, and under which of the project's labels.
+
+A detector's label is matched to the project's labels (`AnnotationProject.labels[].label`) without
+regard to case, after `[Annotation] label_map` (e.g. `person: Staff`) renames it. Labels the
+project does not have are left out and counted; `allow_labels` keeps only the named detector
+labels; `min_scores` sets a minimum score per detector label; at most `max_boxes_per_frame` boxes
+are kept per frame, the highest scores first.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+
+from media_service.detectors import Detection
+
+# Colours for project labels that have none (stable per label name).
+PALETTE = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
+           "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#800000", "#aaffc3", "#000075")
+
+
+def _pairs(entries: tuple[str, ...], setting: str) -> dict[str, str]:
+    """`a: b` entries as {a (lower case): b}."""
+    found = {}
+    for entry in entries:
+        name, sep, value = entry.partition(":")
+        if not sep or not name.strip() or not value.strip():
+            raise ValueError(f"[Annotation] {setting}: '{entry}' is not 'name: value'")
+        found[name.strip().lower()] = value.strip()
+    return found
+
+
+@dataclass
+class LabelPolicy:
+    names: dict[str, str]            # detector label (lower case) -> project label as the project writes it
+    colors: dict[str, str]           # project label -> colour
+    min_scores: dict[str, float]     # detector label (lower case) -> minimum score
+    allowed: frozenset[str] | None   # detector labels (lower case) to keep; None: all
+    max_boxes: int
+    left_out: Counter = field(default_factory=Counter)   # detector labels the project lacks
+
+    @classmethod
+    def build(cls, project_labels: list[dict], settings) -> "LabelPolicy":
+        own = {}
+        colors = {}
+        for entry in project_labels:
+            name = str(entry.get("label") or "").strip()
+            if name:
+                own.setdefault(name.lower(), name)
+                colors[name] = str(entry.get("color") or PALETTE[int(hashlib.sha1(name.encode()).hexdigest(), 16)
+                                                                 % len(PALETTE)])
+        renamed = _pairs(settings.annotation_label_map, "label_map")
+        names = {label: own[target.lower()] for label, target in renamed.items() if target.lower() in own}
+        for lower, name in own.items():
+            names.setdefault(lower, name)
+        scores = {label: float(value) for label, value in _pairs(settings.annotation_min_scores, "min_scores").items()}
+        allowed = frozenset(label.lower() for label in settings.annotation_allow_labels) or None
+        return cls(names, colors, scores, allowed, settings.annotation_max_boxes)
+
+    def keep(self, detections: list[Detection]) -> list[tuple[str, Detection]]:
+        """(project label, detection) for the detections that become boxes, best first."""
+        kept = []
+        for detection in detections:
+            label = detection.label.lower()
+            if self.allowed is not None and label not in self.allowed:
+                continue
+            if detection.score < self.min_scores.get(label, 0.0):
+                continue
+            if label not in self.names:
+                self.left_out[detection.label] += 1
+                continue
+            kept.append((self.names[label], detection))
+        kept.sort(key=lambda pair: -pair[1].score)
+        return kept[:self.max_boxes]

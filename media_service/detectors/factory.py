@@ -1,0 +1,90 @@
+"""The configured back end for auto-annotation, loaded once per process and shared by its jobs.
+
+`problem(settings)` tells, cheaply and without loading a model, why the configured back end could
+not work (missing model files, no AWS credentials): a request can then be refused at once.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+_loaded: dict[tuple, object] = {}
+_lock = threading.Lock()
+
+
+def _key(settings) -> tuple:
+    """Everything that makes one back end differ from another."""
+    kind = settings.inference_type
+    if kind == "darknet":
+        return (kind, settings.inference_config_file, settings.inference_weight_file, settings.inference_labels_file,
+                settings.inference_objectness, settings.inference_nms_threshold, settings.inference_batch_size)
+    if kind == "rekognition":
+        return (kind, settings.s3_region, rekognition_endpoint(settings), settings.rekognition_min_confidence,
+                settings.rekognition_max_labels, settings.rekognition_workers, settings.rekognition_retry_mode,
+                settings.rekognition_max_attempts)
+    return (kind, settings.inference_object_threshold, settings.inference_face_threshold,
+            settings.inference_batch_size)
+
+
+def rekognition_endpoint(settings) -> str:
+    return settings.rekognition_endpoint_url or settings.privacy_rekognition_endpoint_url
+
+
+def annotation_detector(settings):
+    """The back end `[Inference] type` names. Models load on first use and are then shared by every
+    job of the process; a Rekognition back end is made per run (on a shared client), so that its
+    count of billable calls is that run's."""
+    key = _key(settings)
+    with _lock:
+        if key not in _loaded:
+            _loaded[key] = _build(settings)
+        loaded = _loaded[key]
+    if settings.inference_type == "rekognition":
+        from media_service.detectors.rekognition import RekognitionAnnotator
+        return RekognitionAnnotator(loaded, settings.rekognition_min_confidence, settings.rekognition_max_labels,
+                                    settings.rekognition_min_confidence, settings.rekognition_workers)
+    return loaded
+
+
+def _build(settings):
+    kind = settings.inference_type
+    if kind == "darknet":
+        from media_service.detectors.darknet import Darknet
+        return Darknet(settings.inference_config_file, settings.inference_weight_file, settings.inference_labels_file,
+                       settings.inference_objectness, settings.inference_nms_threshold, settings.inference_batch_size)
+    if kind == "rekognition":  # the client: thread-safe, reused
+        from media_service.detectors.rekognition import make_client
+        return make_client(settings.s3_region, rekognition_endpoint(settings), settings.s3_access_key_id,
+                           settings.s3_secret_access_key, settings.rekognition_retry_mode,
+                           settings.rekognition_max_attempts,
+                           max_pool_connections=max(10, settings.rekognition_workers))
+    from media_service.detectors.ssd_mobilenet import LocalDetector, SsdMobileNet
+    return LocalDetector(settings.inference_object_threshold, settings.inference_face_threshold,
+                         objects=SsdMobileNet(settings.inference_object_threshold,
+                                              batch_size=settings.inference_batch_size))
+
+
+def problem(settings) -> str | None:
+    """Why the configured back end cannot work, or None. Cheap: files and credentials only."""
+    kind = settings.inference_type
+    try:
+        if kind == "darknet":
+            for name, value in (("config_file", settings.inference_config_file),
+                                ("weight_file", settings.inference_weight_file),
+                                ("labels_file", settings.inference_labels_file)):
+                if not value:
+                    return f"[Inference] {name} is not set (type = darknet)"
+                if not Path(value).is_file():
+                    return f"[Inference] {name} = {Path(value).name}: no such file"
+        elif kind == "rekognition":
+            import boto3
+            if not (settings.s3_access_key_id or boto3.Session().get_credentials()):
+                return "AWS Rekognition: no AWS credentials (the standard AWS chain found none, and [S3] has none)"
+        else:
+            from media_service.detectors.centerface import centerface_model_path
+            from media_service.detectors.ssd_mobilenet import ssd_model_files
+            ssd_model_files()
+            centerface_model_path()
+    except Exception as exc:  # any reason at all is reported the same way: a clear refusal
+        return str(exc)
+    return None

@@ -1,0 +1,270 @@
+"""Auto-annotation (issue 12): request types 1 and 2 end to end, on real video, a real detector and
+a real MongoDB; the label policy; the human/auto box rule."""
+from __future__ import annotations
+
+import pytest
+from bson import ObjectId
+
+from media_service.contract import AUTO_MARK, is_untouched_auto_box
+from tests.faces import make_face_clip
+from tests.helpers import fields_for, post_node, wait_for_upload
+
+BOX_KEYS = {"id", "boundaries", "attributeValues", AUTO_MARK}
+BOUNDARY_KEYS = {"id", "type", "label", "color", "status", "isPermanent", "x", "y", "w", "h", "attributeValues",
+                 "autoLable_confidance"}
+
+
+def project_with_labels(db, *labels: str) -> ObjectId:
+    project_id = ObjectId()
+    db.AnnotationProject.insert_one({"_id": project_id, "contentUploads": [],
+                                     "labels": [{"label": name, "color": "#00ff00"} for name in labels]})
+    return project_id
+
+
+def request(service, project_id, path: str, request_type: int, version: int, **overrides):
+    upload_id = ObjectId()
+    service.db.AnnotationContentUpload.insert_one({"_id": upload_id, "projectId": project_id, "status": 0,
+                                                   "frames_per_task": 10})
+    answer = post_node(f"{service.url}/api/processContent",
+                       fields_for(upload_id, project_id, path, request_type=request_type,
+                                  auto_anno_version=version, **overrides))
+    return upload_id, answer
+
+
+def iou(a, b) -> float:
+    ix1, iy1, ix2, iy2 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0, ix2 - ix1) * max(0, iy2 - iy1)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union else 0.0
+
+
+def frames_of(db, upload_id) -> list[dict]:
+    tasks = list(db.AnnotationTask.find({"uploadId": upload_id}).sort("frameStart", 1))
+    return [f for t in tasks for f in db.AnnotationFrame.find({"taskId": t["_id"]}).sort("frameId", 1)]
+
+
+def test_request_type_1_cuts_tasks_with_boxes_in_the_contracts_shape(service):
+    scene = make_face_clip(service.content / "faces.mp4", frames=50, audio=False)
+    project_id = project_with_labels(service.db, "Face", "Person")
+    upload_id, answer = request(service, project_id, "./faces.mp4", 1, 1, frame_rate=25)
+    assert answer.status_code == 202, answer.text
+    upload = wait_for_upload(service.db, upload_id, timeout=300)
+    assert upload["status"] == 1, upload.get("errorMessage")
+    assert upload["request_annotation_version"] == 1 and upload["annotationModel"].startswith("local")
+    tasks = list(service.db.AnnotationTask.find({"uploadId": upload_id}))
+    assert len(tasks) == 5 and all(t["AutoAnnotationVersion"] == 1 for t in tasks)
+    frames = frames_of(service.db, upload_id)
+    assert len(frames) == 50
+    found = 0
+    for number, frame in enumerate(frames, 1):
+        faces = [b for b in frame["boxes"] if b["boundaries"]["label"] == "Face"]
+        assert frame["isEmpty"] is (not frame["boxes"])
+        for box in frame["boxes"]:
+            assert set(box) == BOX_KEYS and set(box["boundaries"]) == BOUNDARY_KEYS
+            bounds = box["boundaries"]
+            assert all(isinstance(bounds[k], int) for k in "xywh") and bounds["id"] == box["id"]
+            assert bounds["type"] == "rectangle" and bounds["isPermanent"] is True
+            assert isinstance(bounds["autoLable_confidance"], str) and 0 < float(bounds["autoLable_confidance"]) <= 1
+            assert box["attributeValues"] == {"state": "Ready"} and is_untouched_auto_box(box)
+        truth = scene.boxes(number)
+        if faces and truth:
+            best = max(iou((f["boundaries"]["x"], f["boundaries"]["y"], f["boundaries"]["x"] + f["boundaries"]["w"],
+                            f["boundaries"]["y"] + f["boundaries"]["h"]), truth[0]) for f in faces)
+            found += best > 0.5
+    assert found >= 45  # the face, where it really is, on nearly every frame
+    assert [b["id"] for f in frames for b in f["boxes"]] == [i for f in frames for i in range(len(f["boxes"]))]
+
+
+def auto_boxes(frame: dict) -> list[dict]:
+    return [b for b in frame["boxes"] if AUTO_MARK in b]
+
+
+def test_request_type_2_re_annotates_in_place_and_never_touches_a_persons_box(service):
+    make_face_clip(service.content / "again.mp4", frames=30, audio=False)
+    project_id = project_with_labels(service.db, "Face", "Person")
+    cut, answer = request(service, project_id, "./again.mp4", 0, 0, frame_rate=25)
+    assert answer.status_code == 202 and wait_for_upload(service.db, cut)["status"] == 1
+    frames = frames_of(service.db, cut)
+    frame_ids = [f["_id"] for f in frames]
+    drawn = {"id": 0, "boundaries": {"id": 0, "type": "rectangle", "label": "Person", "color": "#ff0000",
+                                     "status": "completed", "x": 1, "y": 2, "w": 30, "h": 40, "attributeValues": {}},
+             "attributeValues": {"state": "Ready"}}
+    service.db.AnnotationFrame.update_one({"_id": frame_ids[0]}, {"$set": {"boxes": [drawn], "isEmpty": False}})
+
+    first, answer = request(service, project_id, "./again.mp4", 2, 1)
+    assert answer.status_code == 202, answer.text
+    upload = wait_for_upload(service.db, first, timeout=300)
+    assert upload["status"] == 1 and upload["annotatedTasks"] == 3 and upload["request_annotation_version"] == 1
+    after_v1 = frames_of(service.db, cut)
+    assert [f["_id"] for f in after_v1] == frame_ids  # no frame doc added or removed
+    assert after_v1[0]["boxes"][0] == drawn  # the person's box, untouched, first
+    assert [b["id"] for b in after_v1[0]["boxes"]] == list(range(len(after_v1[0]["boxes"])))
+    assert all(auto_boxes(f) and all(b[AUTO_MARK]["version"] == 1 for b in auto_boxes(f)) for f in after_v1)
+    assert all(t["AutoAnnotationVersion"] == 1 for t in service.db.AnnotationTask.find({"uploadId": cut}))
+
+    # A person moves an auto box on frame 2: it is theirs now.
+    moved = dict(auto_boxes(after_v1[1])[0])
+    moved["boundaries"] = {**moved["boundaries"], "x": moved["boundaries"]["x"] + 7}
+    service.db.AnnotationFrame.update_one({"_id": frame_ids[1]}, {"$set": {"boxes": [moved]}})
+
+    for version in (1, 0):  # an older or equal version is refused
+        refused, answer = request(service, project_id, "./again.mp4", 2, version)
+        assert answer.status_code == 400
+    second, answer = request(service, project_id, "./again.mp4", 2, 2)
+    assert answer.status_code == 202 and wait_for_upload(service.db, second, timeout=300)["status"] == 1
+    after_v2 = frames_of(service.db, cut)
+    assert [f["_id"] for f in after_v2] == frame_ids
+    assert after_v2[0]["boxes"][0] == drawn and after_v2[1]["boxes"][0] == moved
+    for before, now in zip(after_v1[2:], after_v2[2:]):
+        assert len(auto_boxes(now)) == len(auto_boxes(before))  # replaced, not added to
+        assert all(b[AUTO_MARK]["version"] == 2 for b in auto_boxes(now))
+    assert service.db.AnnotationFrame.count_documents({}) == 30
+
+
+def test_a_back_end_that_cannot_load_refuses_the_request_at_once(make_service):
+    service = make_service(APP_RUN_WORKERS="false", INFERENCE_TYPE="darknet",
+                           INFERENCE_CONFIG_FILE="/nowhere/yolo.cfg", INFERENCE_WEIGHT_FILE="/nowhere/yolo.weights",
+                           INFERENCE_LABELS_FILE="/nowhere/names.txt")
+    make_face_clip(service.content / "x.mp4", frames=4, audio=False)
+    project_id = project_with_labels(service.db, "Face")
+    upload_id, answer = request(service, project_id, "./x.mp4", 1, 1)
+    assert answer.status_code == 422 and "yolo.cfg: no such file" in answer.json()["message"]
+    doc = service.db.AnnotationContentUpload.find_one({"_id": upload_id})
+    assert doc["status"] == 2 and doc["errorMessage"]["error_code"] == 422
+    assert service.db.ProcessingJob.count_documents({}) == 0
+
+
+def test_type_2_without_tasks_is_404(service):
+    make_face_clip(service.content / "none.mp4", frames=4, audio=False)
+    project_id = project_with_labels(service.db, "Face")
+    upload_id, answer = request(service, project_id, "./none.mp4", 2, 1)
+    assert answer.status_code == 404 and "no tasks" in answer.json()["message"]
+
+
+def annotation_snapshot(db, project_id) -> dict:
+    """Everything the runs wrote, without ids and times: tasks, and every frame's boxes."""
+    tasks = list(db.AnnotationTask.find({"projectId": project_id}).sort("taskName", 1))
+    ignored = {"_id", "createdAt", "videoPath", "uploadId"}
+    return {"tasks": [{k: v for k, v in t.items() if k not in ignored} for t in tasks],
+            "frames": {t["taskName"]: [(f["frameId"], f["boxes"], f["isEmpty"])
+                                       for f in db.AnnotationFrame.find({"taskId": t["_id"]}).sort("frameId", 1)]
+                       for t in tasks},
+            "frame_docs": db.AnnotationFrame.count_documents({})}
+
+
+@pytest.mark.parametrize("request_type", [1, 2])
+def test_kill_9_during_auto_annotation_ends_like_an_uninterrupted_run(make_service, mongo_uri, tmp_path,
+                                                                     request_type):
+    import signal
+
+    from tests.conftest import service_env
+    from tests.test_jobs import start_worker, wait_for_job
+
+    clip_name = "crash.mp4"
+    make_face_clip(tmp_path / "content" / clip_name, frames=60, audio=False)
+
+    def prepare(service):
+        project_id = project_with_labels(service.db, "Face", "Person")
+        if request_type == 2:  # the tasks to annotate, cut first (the same for both runs)
+            cut, answer = request(service, project_id, f"./{clip_name}", 0, 0, frame_rate=25)
+            assert answer.status_code == 202 and wait_for_upload(service.db, cut)["status"] == 1
+        return project_id
+
+    reference = make_service()
+    project_ref = prepare(reference)
+    upload_id, answer = request(reference, project_ref, f"./{clip_name}", request_type, 1, frame_rate=25)
+    assert answer.status_code == 202 and wait_for_upload(reference.db, upload_id, timeout=300)["status"] == 1
+    expected = annotation_snapshot(reference.db, project_ref)
+
+    crash = make_service(APP_RUN_WORKERS="false")
+    project_id = project_ref
+    crash.db.AnnotationProject.insert_one(reference.db.AnnotationProject.find_one({"_id": project_ref}))
+    if request_type == 2:
+        crash.services.start_workers()
+        cut, answer = request(crash, project_id, f"./{clip_name}", 0, 0, frame_rate=25)
+        assert answer.status_code == 202 and wait_for_upload(crash.db, cut)["status"] == 1
+        crash.services.pool.shutdown(grace=5)
+    upload_id, answer = request(crash, project_id, f"./{clip_name}", request_type, 1, frame_rate=25)
+    assert answer.status_code == 202
+    env = service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=crash.settings.mongo_db_name, JOBS_LEASE_SECONDS="2",
+                      JOBS_HEARTBEAT_SECONDS="0.5")
+    victim = start_worker(env, tmp_path / "victim.log")
+    wait_for_job(crash.db, f"content:{upload_id}", lambda job: job["state"] == "running"
+                 and job.get("checkpoint", {}).get("next_task", 0) >= 2, timeout=300)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    survivor = start_worker(env, tmp_path / "survivor.log")
+    try:
+        assert wait_for_upload(crash.db, upload_id, timeout=300)["status"] == 1
+    finally:
+        survivor.terminate()
+        survivor.wait(30)
+    assert crash.db.ProcessingJob.find_one({"_id": f"content:{upload_id}"})["attempts"] == 2
+    got = annotation_snapshot(crash.db, project_id)
+    if request_type == 2:  # the cut's own upload ids differ between the two databases
+        for task in got["tasks"] + expected["tasks"]:
+            task.pop("uploadId", None)
+    assert got == expected
+
+
+def test_the_label_policy_maps_filters_and_counts():
+    from media_service.annotation.policy import LabelPolicy
+    from media_service.config import load_settings
+    from media_service.detectors import Detection
+
+    settings = load_settings({"ANNOTATION_LABEL_MAP": "person: Staff, cell phone: Phone",
+                              "ANNOTATION_MIN_SCORES": "face: 0.7", "ANNOTATION_ALLOW_LABELS": "",
+                              "ANNOTATION_MAX_BOXES_PER_FRAME": "3"})
+    policy = LabelPolicy.build([{"label": "staff"}, {"label": "FACE", "color": "#123456"}, {"label": "Phone"}],
+                               settings)
+
+    def det(label, score):
+        return Detection(0, 0, 10, 10, score, label)
+
+    kept = policy.keep([det("person", 0.9), det("face", 0.65), det("Face", 0.8), det("cell phone", 0.6),
+                        det("car", 0.99), det("dog", 0.5), det("person", 0.55)])
+    assert [(label, d.score) for label, d in kept] == [("staff", 0.9), ("FACE", 0.8), ("Phone", 0.6)]
+    assert policy.left_out == {"car": 1, "dog": 1}
+    assert policy.colors["FACE"] == "#123456" and policy.colors["staff"].startswith("#")
+    only_faces = LabelPolicy.build([{"label": "Face"}, {"label": "Person"}],
+                                   load_settings({"ANNOTATION_ALLOW_LABELS": "face"}))
+    assert [label for label, _ in only_faces.keep([det("person", 0.9), det("face", 0.9)])] == ["Face"]
+
+
+def test_rekognition_type_1_over_its_http_protocol_with_retries_and_billable_calls(make_service):
+    from media_service.detectors.centerface import CenterFace
+    from tests.rekognition_stand_in import RekognitionStandIn, signature_valid
+
+    labels = {"LabelModelVersion": "3.0", "Labels": [
+        {"Name": "Person", "Confidence": 97.0, "Instances": [
+            {"BoundingBox": {"Left": 0.1, "Top": 0.2, "Width": 0.3, "Height": 0.5}, "Confidence": 96.0}]},
+        {"Name": "Sky", "Confidence": 90.0, "Instances": []}]}  # no instance: no box
+    stand_in = RekognitionStandIn(labels, face_detector=CenterFace(threshold=0.5, threads=1))
+    try:
+        service = make_service(INFERENCE_TYPE="rekognition", REKOGNITION_ENDPOINT_URL=stand_in.url,
+                               S3_ACCESS_KEY_ID="AKIDEXAMPLE", S3_SECRET_ACCESS_KEY="secret-example",
+                               REKOGNITION_WORKERS="2")
+        make_face_clip(service.content / "rk.mp4", frames=20, audio=False)
+        project_id = project_with_labels(service.db, "Person", "Face")
+        stand_in.throttle = 3  # answered by botocore's own retries
+        upload_id, answer = request(service, project_id, "./rk.mp4", 1, 1, frame_rate=25)
+        assert answer.status_code == 202
+        upload = wait_for_upload(service.db, upload_id, timeout=300)
+        assert upload["status"] == 1, upload.get("errorMessage")
+        assert upload["rekognitionCalls"] == 40  # one DetectLabels and one DetectFaces a frame, none throttled
+        assert len(stand_in.requests) == 43 and all(signature_valid(r, "AKIDEXAMPLE", "secret-example")
+                                                   for r in stand_in.requests)
+        frames = frames_of(service.db, upload_id)
+        people = [b["boundaries"] for f in frames for b in f["boxes"] if b["boundaries"]["label"] == "Person"]
+        assert len(people) == 20 and {(p["x"], p["y"], p["w"], p["h"]) for p in people} == {(64, 72, 192, 180)}
+        assert {p["autoLable_confidance"] for p in people} == {"0.9600"}
+        assert sum(1 for f in frames for b in f["boxes"] if b["boundaries"]["label"] == "Face") >= 18
+        # A permanent error (no permission): the run fails at once, recorded.
+        stand_in.fail_with = "AccessDeniedException"
+        failing, answer = request(service, project_id, "./rk.mp4", 1, 2, frame_rate=25, force_write=1)
+        assert answer.status_code == 202
+        upload = wait_for_upload(service.db, failing, timeout=120)
+        assert upload["status"] == 2 and "detector_failed" in upload["errorMessage"]["message"]
+        assert service.db.ProcessingJob.find_one({"_id": f"content:{failing}"})["attempts"] == 1
+    finally:
+        stand_in.close()
