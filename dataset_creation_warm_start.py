@@ -1,8 +1,8 @@
-"""Run on boot (systemd): finish every job a crash left queued or running.
+"""Run on boot (systemd): finish every job a crash left queued or running, and every dataset
+version whose build began and did not end.
 
 Safe to run twice and while the service runs: jobs are claimed through the same leases, so each
-is run by exactly one worker, and a job that finished is never touched again. Dataset versions
-join here once the dataset builder lands.
+is run by exactly one worker, and a job that finished is never touched again.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from media_service.config import ConfigError, load_settings
 from media_service.contract import FINAL_STATES
+from media_service.datasets.job import queue_dataset_job
 from media_service.logging_setup import configure_logging
 from media_service.services import Services
 
@@ -36,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     services = Services.open(settings)
     try:
         kinds = [h.kind for h in services.handlers()]
+        for version_id in services.mongo.pending_dataset_versions():  # a build with no job left (e.g. lost)
+            created, _ = queue_dataset_job(services.mongo, settings, version_id)
+            if created:
+                log.info("dataset version %s: its build began and did not end; queued again", version_id)
         pending = services.mongo.find_unfinished_jobs(kinds)
         if not pending:
             log.info("nothing to resume")

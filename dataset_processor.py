@@ -1,24 +1,98 @@
-"""Build a training dataset from a reviewed dataset version: `dataset_processor.py -v <version id>`.
+#!/bin/sh
+''''exec "$(dirname "$0")/.venv/bin/python" "$0" "$@" # '''  # sh: run this file with the project's virtualenv
+"""Build a training dataset from a reviewed dataset version: `./dataset_processor.py -v <version id>`.
 
-Not built yet: the dataset builder is the next capability after the content pipeline. This entry
-point exists so operators' scripts fail with a clear message instead of a missing file.
+The same build as `/api/createDataSet`: a durable `dataset` job, run here (or followed here when a
+worker already runs it). Interrupted, it resumes where it stopped: run it again, or let the warm
+start do it on boot.
+
+Exit codes: 0 built, 1 failed (the reason is printed and kept on the version's taskStatus),
+2 bad or unknown version id, 3 already complete (nothing to do).
 """
-from __future__ import annotations
-
 import argparse
+import logging
 import sys
+import threading
+import time
 
-from bson import ObjectId
+from tqdm import tqdm
+
+from media_service.config import ConfigError, load_settings
+from media_service.contract import FINAL_STATES, dataset_job_id
+from media_service.datasets.build import DatasetError, parse_version_id
+from media_service.datasets.job import DatasetJobHandler, queue_dataset_job
+from media_service.jobs import WorkerPool
+from media_service.logging_setup import configure_logging
+from media_service.services import Services
+
+log = logging.getLogger("dataset_processor")
+DONE, FAILED, BAD_ID, ALREADY_COMPLETE = 0, 1, 2, 3
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--version-id", required=True, help="AnnotationDatasetVersion id (24 hex characters)")
+    parser = argparse.ArgumentParser(description="Build a training dataset from a reviewed dataset version.",
+                                     epilog="Exit codes: 0 built, 1 failed, 2 bad or unknown id, 3 already complete.")
+    parser.add_argument("-v", "--version-id", required=True, help="AnnotationDatasetVersion id (24 hex digits)")
     args = parser.parse_args(argv)
-    if not ObjectId.is_valid(args.version_id) or len(args.version_id) != 24:
-        parser.error(f"{args.version_id!r} is not a valid ObjectId")
-    print("dataset creation is not available in this version of the service", file=sys.stderr)
-    return 3
+    try:
+        version_id = parse_version_id(args.version_id)
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return BAD_ID
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return FAILED
+    configure_logging(settings.log_level, settings.secrets())
+    services = Services.open(settings)
+    try:
+        return build(services, version_id)
+    finally:
+        services.close()
+
+
+def build(services: Services, version_id) -> int:
+    mongo, settings = services.mongo, services.settings
+    version = mongo.get_dataset_version(version_id)
+    if version is None:
+        print(f"error: no dataset version {version_id}", file=sys.stderr)
+        return BAD_ID
+    if (version.get("taskStatus") or {}).get("state") == "complete":
+        print(f"dataset version {version_id} is already complete ({version.get('imageCount', 0)} images)")
+        return ALREADY_COMPLETE
+    queue_dataset_job(mongo, settings, version_id)
+    job_id = dataset_job_id(version_id)
+    pool = WorkerPool(mongo, settings, [DatasetJobHandler(mongo, services.storage, settings)], threads=1)
+    owner = f"{pool.owner_prefix}:cli"
+    job = mongo.claim_job(job_id, owner, settings.lease_seconds)
+    if job is None:
+        log.info("another worker is building this version: following its progress")
+    else:
+        threading.Thread(target=pool.run_claimed, args=(job, owner), name="dataset", daemon=True).start()
+    with tqdm(total=100, unit="%", desc=f"dataset {version_id}", disable=not sys.stderr.isatty()) as bar:
+        while True:
+            job = mongo.get_job(job_id)
+            bar.update(max(0.0, (job.get("progress") or 0) - bar.n))
+            if job["state"] in FINAL_STATES:
+                break
+            time.sleep(0.5)
+    return summarise(job, mongo.get_dataset_version(version_id))
+
+
+def summarise(job: dict, version: dict) -> int:
+    if job["state"] != "done":
+        print(f"dataset version {version['_id']} failed: {job.get('last_error')}", file=sys.stderr)
+        return FAILED
+    result = job.get("result") or {}
+    if result.get("already_complete"):
+        print(f"dataset version {version['_id']} is already complete")
+        return ALREADY_COMPLETE
+    yolo = (version.get("exportFormats") or {}).get("YOLO") or {}
+    print(f"dataset version {version['_id']} built: {result.get('tasks')} tasks ({result.get('tasks_built')} in this "
+          f"run), {version.get('imageCount')} images, {version.get('size')} bytes, {result.get('dropped_boxes')} boxes "
+          f"dropped; exports: {yolo.get('file')}, sample {yolo.get('sample')}")
+    return DONE
 
 
 if __name__ == "__main__":

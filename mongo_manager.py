@@ -18,14 +18,18 @@ from pymongo.uri_parser import parse_uri
 
 from media_service.contract import (
     ACTIVE_STATES,
+    DATASET_KIND,
+    DATASET_VERSIONS,
     FINAL_STATES,
     FRAMES,
     JOBS,
+    MASTER_DATA,
     PROJECTS,
     TASKS,
     UPLOADS,
     ContentJobParams,
     UploadStatus,
+    dataset_job_id,
     task_index,
 )
 
@@ -208,6 +212,87 @@ class MongoManager:
         self.db[FRAMES].delete_many({"taskId": {"$in": ids}})
         return self.db[TASKS].delete_many({"_id": {"$in": ids}}).deleted_count
 
+    # -- dataset versions (Node creates them; the build writes taskStatus, exports, frame fields) ----
+    def get_dataset_version(self, version_id: ObjectId) -> dict | None:
+        return self.db[DATASET_VERSIONS].find_one({"_id": version_id})
+
+    def get_task(self, task_id: ObjectId) -> dict | None:
+        return self.db[TASKS].find_one({"_id": task_id})
+
+    def yolo_export_format(self) -> dict:
+        """MasterData's description of the YOLO export (its `category` and names), if Node keeps one."""
+        doc = self.db[MASTER_DATA].find_one({"exportFormats.YOLO": {"$exists": True}}, {"exportFormats.YOLO": 1})
+        return dict((doc or {}).get("exportFormats", {}).get("YOLO") or {})
+
+    def start_dataset_build(self, version_id: ObjectId, task_ids: list[str], seed: int, build: str,
+                            yolo: dict) -> dict:
+        """The build's record: a pending `taskStatus` entry for every task it lacks (a whole new
+        record when Node removed it), the augmentation seed once, the YOLO export at progress 0."""
+        now = utcnow()
+        self.db[DATASET_VERSIONS].update_one({"_id": version_id, "augmentationSeed": {"$exists": False}},
+                                             {"$set": {"augmentationSeed": seed}})
+        self.db[DATASET_VERSIONS].update_one(
+            {"_id": version_id, "$or": [{"taskStatus": {"$exists": False}}, {"taskStatus.tasks": {"$exists": False}}]},
+            {"$set": {"taskStatus": {"state": "pending", "build": build, "tasks": []},
+                      "exportFormats.YOLO": {**yolo, "progress": 0, "createdAt": now, "lastUpdatedAt": now}}})
+        version = self.get_dataset_version(version_id)
+        known = {entry.get("task") for entry in version["taskStatus"].get("tasks", [])}
+        missing = [{"task": task, "state": "pending", "error": "none", "imageCount": 0, "imageDataSize": 0,
+                    "augmentationFileCounts": {}, "attempts": 0} for task in task_ids if task not in known]
+        if missing:
+            self.db[DATASET_VERSIONS].update_one({"_id": version_id},
+                                                 {"$push": {"taskStatus.tasks": {"$each": missing}}})
+        return self.get_dataset_version(version_id)
+
+    def set_dataset_task(self, version_id: ObjectId, task: str, fields: dict, attempt: bool = False) -> None:
+        update = {"$set": {f"taskStatus.tasks.$.{name}": value for name, value in fields.items()}}
+        if attempt:
+            update["$inc"] = {"taskStatus.tasks.$.attempts": 1}
+        self.db[DATASET_VERSIONS].update_one({"_id": version_id, "taskStatus.tasks.task": task}, update)
+
+    def set_dataset_progress(self, version_id: ObjectId, progress: float) -> None:
+        """exportFormats.YOLO.progress rises (never falls) while the build runs."""
+        self.db[DATASET_VERSIONS].update_one({"_id": version_id}, {
+            "$max": {"exportFormats.YOLO.progress": round(float(progress), 1)},
+            "$set": {"exportFormats.YOLO.lastUpdatedAt": utcnow()}})
+
+    def finish_dataset(self, version_id: ObjectId, fields: dict) -> None:
+        now = utcnow()
+        self.db[DATASET_VERSIONS].update_one({"_id": version_id}, {"$set": {
+            "taskStatus.state": "complete", "exportFormats.YOLO.progress": 100,
+            "exportFormats.YOLO.lastUpdatedAt": now, "updatedAt": now, **fields}})
+
+    def fail_dataset(self, version_id: ObjectId, message: str) -> None:
+        self.db[DATASET_VERSIONS].update_one({"_id": version_id}, {"$set": {
+            "taskStatus.state": "failed", "taskStatus.error": message, "updatedAt": utcnow()}})
+
+    def enqueue_dataset_build(self, version_id: ObjectId, max_attempts: int) -> tuple[bool, dict]:
+        return self.enqueue_job(dataset_job_id(version_id), DATASET_KIND, str(version_id),
+                                {"version_id": str(version_id)}, max_attempts)
+
+    def pending_dataset_versions(self) -> list[ObjectId]:
+        """Versions whose build began and did not end (the warm start finishes them)."""
+        return [doc["_id"] for doc in self.db[DATASET_VERSIONS].find({"taskStatus.state": "pending"}, {"_id": 1})]
+
+    def dataset_frames(self, task_id: ObjectId) -> list[dict]:
+        return list(self.db[FRAMES].find({"taskId": task_id}, {"frameId": 1, "boxes": 1, "datasetVersions": 1})
+                    .sort("frameId", ASCENDING))
+
+    def set_frame_dataset_fields(self, version_id: ObjectId, frames: list[tuple[ObjectId, dict, dict]]) -> None:
+        """For each (frame doc id, its fields, its entry for this version): the fields set, and the
+        `datasetVersions` entry of the version updated in place, or added when Node did not add one,
+        in one batched write."""
+        ids = [version_id, str(version_id)]  # Node may store the id either way
+        writes = []
+        for frame_id, fields, entry in frames:
+            writes.append(UpdateOne({"_id": frame_id}, {"$set": fields}))
+            writes.append(UpdateOne({"_id": frame_id, "datasetVersions.versionId": {"$in": ids}},
+                                    {"$set": {f"datasetVersions.$.{k}": v for k, v in entry.items()}}))
+            writes.append(UpdateOne({"_id": frame_id, "datasetVersions.versionId": {"$nin": ids}},
+                                    {"$push": {"datasetVersions": {"versionId": version_id, **entry}}}))
+        if writes:
+            self.db[FRAMES].bulk_write(writes, ordered=True)
+
     # -- jobs --------------------------------------------------------------------------------
     def get_job(self, job_id: str) -> dict | None:
         return self.db[JOBS].find_one({"_id": job_id})
@@ -262,6 +347,15 @@ class MongoManager:
                       "updated_at": now, "started_at": now},
              "$inc": {"attempts": 1}},
             sort=[("created_at", ASCENDING)], return_document=ReturnDocument.AFTER)
+
+    def claim_job(self, job_id: str, owner: str, lease_seconds: float) -> dict | None:
+        """Take this one job, when it is due (queued) or its worker died (lease expired)."""
+        now = utcnow()
+        return self.db[JOBS].find_one_and_update(
+            {"_id": job_id, "$or": [{"state": "queued"}, {"state": "running", "lease_expires": {"$lt": now}}]},
+            {"$set": {"state": "running", "lease_owner": owner,
+                      "lease_expires": now + timedelta(seconds=lease_seconds), "updated_at": now, "started_at": now},
+             "$inc": {"attempts": 1}}, return_document=ReturnDocument.AFTER)
 
     def renew_lease(self, job_id: str, owner: str, lease_seconds: float) -> dict:
         """Extend our lease; returns the job (to see cancel requests). Raises LeaseLost."""

@@ -18,6 +18,8 @@ UPLOADS = "AnnotationContentUpload"
 PROJECTS = "AnnotationProject"
 TASKS = "AnnotationTask"
 FRAMES = "AnnotationFrame"
+DATASET_VERSIONS = "AnnotationDatasetVersion"
+MASTER_DATA = "MasterData"
 JOBS = "ProcessingJob"  # ours: one document per unit of background work
 
 
@@ -43,6 +45,10 @@ class TaskStatus:
     NOT_STARTED, IN_PROGRESS, COMPLETED = 0, 1, 2
 
 
+class DatasetType:
+    TRAINING, VALIDATION, TESTING = 1, 2, 3
+
+
 # error_code values recorded on an upload doc that are not the HTTP status of the answer
 ALREADY_HAS_TASKS_CODE = 200  # the Node UI shows status 2 with 200 as succeeded: the tasks exist
 CANCELLED_CODE = 499
@@ -54,6 +60,7 @@ FINAL_STATES = ("done", "failed", "cancelled")
 CONTENT_KIND = "content"
 PRIVACY_KIND = "privacy"
 ANNOTATION_KIND = "annotation"  # request_type 2 on the existing tasks (same job id as the upload's content job)
+DATASET_KIND = "dataset"
 
 
 def content_job_id(upload_id: ObjectId) -> str:
@@ -62,6 +69,10 @@ def content_job_id(upload_id: ObjectId) -> str:
 
 def privacy_job_id(name: str) -> str:
     return f"{PRIVACY_KIND}:{name}"
+
+
+def dataset_job_id(version_id: ObjectId) -> str:
+    return f"{DATASET_KIND}:{version_id}"
 
 
 # -- names and object keys ---------------------------------------------------------------------

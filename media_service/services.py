@@ -9,6 +9,7 @@ from media_service import embedded_mongo
 from media_service.annotation.job import AnnotationJobHandler, annotator_factory
 from media_service.config import Settings, mongo_uri_for
 from media_service.content.job import ContentJobHandler
+from media_service.datasets.job import DatasetJobHandler
 from media_service.embedded_mongo import EmbeddedMongo
 from media_service.jobs import WorkerPool
 from media_service.privacy.job import PrivacyJobHandler
@@ -56,7 +57,8 @@ class Services:
         # Request type 1 is cut by the content job with the annotation feature's annotator.
         annotators = annotator_factory(self.mongo, self.settings)
         handlers = [ContentJobHandler(self.mongo, self.storage, self.settings, annotators),
-                    AnnotationJobHandler(self.mongo, self.storage, self.settings), *self.extra_handlers]
+                    AnnotationJobHandler(self.mongo, self.storage, self.settings),
+                    DatasetJobHandler(self.mongo, self.storage, self.settings), *self.extra_handlers]
         if self.settings.privacy_enabled:
             handlers.append(PrivacyJobHandler(self.mongo, self.settings))
         return handlers

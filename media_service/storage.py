@@ -32,6 +32,8 @@ class Storage(Protocol):
     def list_keys(self, prefix: str) -> list[str]: ...
     def get_bytes(self, key: str) -> bytes: ...
     def get_file(self, key: str, path: Path) -> None: ...
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None: ...
+    def url(self, key: str, expires_seconds: int) -> str: ...
 
 
 def _check_key(key: str) -> str:
@@ -60,6 +62,17 @@ class LocalStorage:
         except OSError:
             shutil.copyfile(path, tmp)
         os.replace(tmp, target)  # readers see the whole object or none
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)  # readers see the whole object or none
+
+    def url(self, key: str, expires_seconds: int) -> str:
+        """A local folder has no presigned URLs: the object's file:// URI (it does not expire)."""
+        return self._path(key).as_uri()
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -99,7 +112,7 @@ class S3Storage:
         self.prefix = prefix.strip("/")
         # The one retry layer: botocore's "standard" mode retries throttling, 5xx and connection
         # errors with backoff, each request of a multipart upload on its own.
-        config = Config(retries={"total_max_attempts": attempts, "mode": "standard"},
+        config = Config(retries={"total_max_attempts": attempts, "mode": "standard"}, signature_version="s3v4",
                         connect_timeout=10, read_timeout=60, s3={"addressing_style": "path"} if endpoint_url else None)
         self.client = boto3.client("s3", endpoint_url=endpoint_url or None, region_name=region,
                                    aws_access_key_id=access_key_id or None,
@@ -127,6 +140,19 @@ class S3Storage:
         reason = f"{code}: {error.get('Message', '')}".strip(": ") if code else str(exc)
         return StorageError(f"upload of {key} to s3://{self.bucket}/{self.prefix} failed: {reason}",
                             permanent=code in _PERMANENT)
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._error(key, exc) from None
+
+    def url(self, key: str, expires_seconds: int) -> str:
+        """A presigned GET URL (SigV4 allows at most 7 days)."""
+        return self.client.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": self._key(key)},
+                                                  ExpiresIn=min(expires_seconds, 7 * 24 * 3600))
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError

@@ -224,17 +224,37 @@ def cancel_content():
 
 @bp.post("/createDataSet")
 def create_dataset():
-    # Safe default: a key is always required (Node is configured with the same key).
-    _, error = _authorised_id(request_fields(), "data_version_id")
+    """Build a dataset version in the background: 201 when queued, 200 with the state when it is
+    already queued, running or complete. A key is always required (Node sends the same key)."""
+    version_id, error = _authorised_id(request_fields(), "data_version_id")
     if error:
         return error
-    return jsonify({"message": "dataset creation is not available in this version of the service"}), 501
+    svc = services()
+    with job_context(f"dataset={version_id}"):
+        version = svc.mongo.get_dataset_version(version_id)
+        if version is None:
+            return jsonify({"message": f"dataset version {version_id} not found"}), 404
+        if not version.get("taskList"):
+            return jsonify({"message": f"dataset version {version_id} has no tasks in its taskList"}), 400
+        state = (version.get("taskStatus") or {}).get("state")
+        if state == "complete":
+            return jsonify({"data_version_id": str(version_id), "state": "complete",
+                            "message": "this version is already built; edit it on the platform to rebuild"}), 200
+        created, job = svc.mongo.enqueue_dataset_build(version_id, svc.settings.dataset_task_attempts + 1)
+        answer = {"data_version_id": str(version_id), "state": job["state"], "progress": job.get("progress", 0)}
+        if not created:
+            return jsonify({**answer, "message": "already queued or running"}), 200
+        log.info("dataset build queued")
+        svc.notify_workers()
+        return jsonify({**answer, "message": "accepted; building in the background"}), 201
 
 
 @bp.post("/editDataSet")
 def edit_dataset():
-    return jsonify({"message": "editDataSet is not supported: datasets are edited on the platform, then "
-                               "rebuilt with /api/createDataSet"}), 501
+    """The old service never had it. Datasets are edited on the platform, which clears a version's
+    taskStatus; /api/createDataSet then rebuilds it."""
+    return jsonify({"message": "editDataSet is not supported: edit the dataset on the platform (which clears "
+                               "the version's taskStatus), then call /api/createDataSet to rebuild it"}), 501
 
 
 @bp.get("/health")

@@ -1,0 +1,60 @@
+"""The `dataset` job kind: one dataset version built on the worker pool (durable, resumable)."""
+from __future__ import annotations
+
+import time
+
+from bson import ObjectId
+
+import video_processor as vp
+from media_service.contract import DATASET_KIND
+from media_service.datasets.build import BuildResult, DatasetBuilder, DatasetError
+from media_service.jobs import JobContext, PermanentError
+from media_service.redact import Redactor
+from mongo_manager import MongoManager
+
+
+def queue_dataset_job(mongo: MongoManager, settings, version_id: ObjectId) -> tuple[bool, dict]:
+    # Each task has its own limit of attempts ([Dataset] task_attempts); the job gets one more.
+    return mongo.enqueue_dataset_build(version_id, settings.dataset_task_attempts + 1)
+
+
+class DatasetJobHandler:
+    kind = DATASET_KIND
+
+    def __init__(self, mongo: MongoManager, storage, settings):
+        self.mongo = mongo
+        self.builder = DatasetBuilder(mongo, storage, settings)
+        self.redact = Redactor.from_settings(settings)
+
+    def label(self, job: dict) -> str:
+        return f"dataset={job['key']}"
+
+    def run(self, ctx: JobContext) -> BuildResult:
+        version_id = ObjectId(ctx.job["params"]["version_id"])
+        last = [0.0]
+
+        def progress(fraction: float, stage: str) -> None:  # at most once a second, and at the end
+            if fraction >= 1.0 or time.monotonic() - last[0] >= 1.0:
+                last[0] = time.monotonic()
+                ctx.checkpoint({}, stage, round(min(fraction, 0.99) * 100, 1))
+                self.mongo.set_dataset_progress(version_id, min(fraction, 0.99) * 100)
+
+        result = self.builder.build(version_id, check=ctx.check, progress=progress)
+        ctx.report({"already_complete": result.already_complete, "tasks": result.tasks,
+                    "tasks_built": result.tasks_built, "images": result.images, "size": result.size,
+                    "dropped_boxes": result.dropped_boxes, "objects_written": result.writes})
+        return result
+
+    def permanent_error(self, exc: Exception) -> PermanentError | None:
+        if isinstance(exc, (DatasetError, vp.MediaError)):
+            return PermanentError(exc.code, str(exc))
+        return None
+
+    def on_failed(self, job: dict, error: Exception, final: bool) -> None:
+        if final:
+            code = getattr(error, "code", None)
+            self.mongo.fail_dataset(ObjectId(job["params"]["version_id"]),
+                                    self.redact.text(f"{code}: {error}" if code else str(error)))
+
+    def on_cancelled(self, job: dict) -> None:
+        self.mongo.fail_dataset(ObjectId(job["params"]["version_id"]), "the build was cancelled on request")

@@ -1,0 +1,360 @@
+"""The dataset builder (issue 13): versions built from tasks the pipeline cut from a real clip, over
+real HTTP, a real MongoDB, local storage and SeaweedFS; resume after kill -9; bad input."""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import requests
+import yaml
+from bson import ObjectId
+
+from tests.conftest import NODE_KEY, ROOT, service_env
+from tests.helpers import fields_for, new_upload, post_node, wait_for_upload
+from tests.media import make_video
+
+SIZE = (320, 240)
+OBJECT = (60, 40, 140, 100)  # the red object: x1, y1, x2, y2 in every frame
+
+
+def render_with_object(number: int, width: int, height: int) -> np.ndarray:
+    """A textured frame with a pure red rectangle (the object the boxes are drawn around)."""
+    y, x = np.mgrid[0:height, 0:width]
+    image = np.empty((height, width, 3), np.uint8)
+    image[..., 0] = (x * 255 // (width - 1) + number * 5) % 200  # blue and green only: nothing red
+    image[..., 1] = (y * 255 // (height - 1)) % 200
+    image[..., 2] = 30
+    x1, y1, x2, y2 = OBJECT
+    image[y1:y2, x1:x2] = (0, 0, 255)
+    return image
+
+
+def box(label: str, x: int, y: int, w: int, h: int, **attributes) -> dict:
+    return {"id": 0, "boundaries": {"id": 0, "type": "rectangle", "label": label, "x": x, "y": y, "w": w, "h": h,
+                                    "attributeValues": attributes}, "attributeValues": {"state": "Ready"}}
+
+
+FRAME_BOXES = [
+    box("Car", OBJECT[0], OBJECT[1], OBJECT[2] - OBJECT[0], OBJECT[3] - OBJECT[1], parking="Parked"),  # class 1
+    box("Person", 200, 120, 40, 80),             # class 0
+    box("Tree", 10, 150, 30, 60),                # a disabled label: dropped
+    box("Person", 290, 200, 60, 60),             # reaches outside: clipped to 290..320 x 200..240
+    box("Person", 50, 50, 0, 20),                # no area: dropped
+]
+LABELS = [{"mainLabel": "Person", "attributes": [], "isEnabled": True},
+          {"mainLabel": "Car", "attributes": [{"key": "parking", "values": ["Parked"]}], "isEnabled": True},
+          {"mainLabel": "Tree", "attributes": [], "isEnabled": False}]
+AUGMENTATIONS = {"IMAGE_LEVEL": [{"properties": [{"id": "flip_horizontal"}, {"id": "rotate_90"}, {"id": "blur"}]}]}
+
+
+@dataclass
+class Version:
+    id: ObjectId
+    group: ObjectId
+    tasks: list[dict]
+
+
+def make_version(service, frames: int = 10, per_task: int = 5, **version_fields) -> Version:
+    """Tasks cut by the pipeline from a clip with the red object, boxes on every frame, splits as
+    Node sets them (first half training, second validation), and the version doc."""
+    make_video(service.content / "object.mp4", frames, 10, size=SIZE, render=render_with_object)
+    upload_id, project_id = new_upload(service.db, "./object.mp4", frame_rate=10, frames_per_task=per_task)
+    idle = service.services.pool is None
+    if idle:  # the tasks are cut by workers; the caller's service may have none
+        service.services.start_workers()
+    assert post_node(f"{service.url}/api/processContent",
+                     fields_for(upload_id, project_id, "./object.mp4", frame_rate=10)).status_code == 202
+    assert wait_for_upload(service.db, upload_id)["status"] == 1
+    if idle:
+        service.services.pool.shutdown(grace=5)
+        service.services.pool = None
+    tasks = list(service.db.AnnotationTask.find({"uploadId": upload_id}).sort("frameStart", 1))
+    version_id, group = ObjectId(), ObjectId()
+    for task in tasks:
+        for frame in service.db.AnnotationFrame.find({"taskId": task["_id"]}):
+            split = 1 if frame["frameId"] <= per_task // 2 + 1 else 2
+            service.db.AnnotationFrame.update_one({"_id": frame["_id"]}, {"$set": {
+                "boxes": FRAME_BOXES, "isEmpty": False,
+                "datasetVersions": [{"versionId": version_id, "datasetType": split}]}})
+    service.db.MasterData.insert_one({"exportFormats": {"YOLO": {"category": "Object Detection", "name": "YOLO",
+                                                                 "fileType": "zip"}}})
+    service.db.AnnotationDatasetVersion.insert_one({
+        "_id": version_id, "dataSetGroupId": group, "versionNo": "1.0.0",
+        "taskList": [str(t["_id"]) for t in tasks], "labelAttributeList": LABELS,
+        "splitCount": [{"percentage": 70}, {"percentage": 30}, {"percentage": 0}],
+        "augmentationTypes": AUGMENTATIONS, **version_fields})
+    return Version(version_id, group, tasks)
+
+
+def create(service, version_id, key: str = NODE_KEY) -> requests.Response:
+    return post_node(f"{service.url}/api/createDataSet", {"data_version_id": str(version_id), "auth_key": key})
+
+
+def wait_built(service, version_id, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = service.db.ProcessingJob.find_one({"_id": f"dataset:{version_id}"})
+        if job and job["state"] in ("done", "failed", "cancelled"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"dataset {version_id} not built in {timeout}s")
+
+
+def red_box(image_bgr: np.ndarray) -> tuple[int, int, int, int]:
+    """Where the red object is in a picture: the bounding box of its strongly red pixels."""
+    red = (image_bgr[..., 2] > 180) & (image_bgr[..., 1] < 80) & (image_bgr[..., 0] < 80)
+    ys, xs = np.nonzero(red)
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def iou(a, b) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
+    return ix * iy / union
+
+
+def yolo_box(line: str, width: int, height: int) -> tuple[str, tuple[float, float, float, float]]:
+    cls, cx, cy, w, h = line.split()
+    cx, cy, w, h = float(cx) * width, float(cy) * height, float(w) * width, float(h) * height
+    return cls, (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+
+
+def stored(service, key: str) -> bytes:
+    return (Path(service.settings.storage_url) / key).read_bytes()
+
+
+def decode(data: bytes) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+
+
+def test_a_version_is_built_with_every_key_label_augmentation_and_export(service):
+    version = make_version(service)
+    answer = create(service, version.id)
+    assert answer.status_code == 201, answer.text
+    job = wait_built(service, version.id)
+    assert job["state"] == "done", job.get("last_error")
+    doc = service.db.AnnotationDatasetVersion.find_one({"_id": version.id})
+    assert doc["taskStatus"]["state"] == "complete" and doc["imageCount"] == 10 * 4
+    entries = doc["taskStatus"]["tasks"]
+    assert [e["task"] for e in entries] == [str(t["_id"]) for t in version.tasks]
+    for entry in entries:
+        assert entry["state"] == "complete" and entry["error"] == "none" and entry["imageCount"] == 20
+        assert entry["augmentationFileCounts"] == {"flip_horizontal": 5, "rotate_90": 5, "blur": 5}
+        assert entry["imageDataSize"] > 0
+    assert doc["size"] == sum(e["imageDataSize"] for e in entries)
+    yolo = doc["exportFormats"]["YOLO"]
+    assert yolo["progress"] == 100 and yolo["category"] == "Object Detection" and yolo["fileCount"] > 40
+    assert yolo["sample"] == f"dataset/{version.group}/{version.id}/samples.zip"
+
+    group = version.group
+    for task in version.tasks:
+        for frame in service.db.AnnotationFrame.find({"taskId": task["_id"]}).sort("frameId", 1):
+            base = f"dataset/{group}/{task['_id']}/{frame['frameId']}"
+            assert frame["imageUrl"] == f"{base}/{frame['frameId']}.jpg"
+            assert frame["thumbnailUrl"] == f"{base}/{frame['frameId']}_thumbnail.jpg"
+            assert frame["awsUrl"].startswith("file://") and frame["awsThumbnailUr"].startswith("file://")
+            assert frame["awsExpiredDate"] > frame.get("createdAt", frame["awsExpiredDate"].replace(year=2000))
+            image = decode(stored(service, frame["imageUrl"]))
+            assert image.shape[:2] == (240, 320)
+            assert max(decode(stored(service, frame["thumbnailUrl"])).shape[:2]) == 250
+            (entry,) = frame["datasetVersions"]
+            labels_key = f"{base}/1.0.0_{frame['frameId']}.txt"
+            assert entry["datasetType"] in (1, 2) and entry["textFiles"] == {"YOLO": labels_key}
+            lines = stored(service, entry["textFiles"]["YOLO"]).decode().splitlines()
+            # Recomputed by hand: Car (parked) is class 1, Person class 0; Tree (disabled) and the
+            # box without area are dropped; the box reaching outside is clipped to the picture.
+            assert lines == [f"1 {100 / 320:.6f} {70 / 240:.6f} {80 / 320:.6f} {60 / 240:.6f}",
+                             f"0 {220 / 320:.6f} {160 / 240:.6f} {40 / 320:.6f} {80 / 240:.6f}",
+                             f"0 {305 / 320:.6f} {220 / 240:.6f} {30 / 320:.6f} {40 / 240:.6f}"]
+            assert iou(yolo_box(lines[0], 320, 240)[1], red_box(image)) > 0.8
+            assert set(entry["augmentationImages"]) == {"flip_horizontal", "rotate_90", "blur"}
+            for aug, files in entry["augmentationImages"].items():
+                assert files["imageUrl"] == f"{base}/augmentations/{aug}_{frame['frameId']}.jpg"
+                assert files["textFile"] == f"{base}/augmentations/1.0.0_{aug}_{frame['frameId']}.txt"
+                picture = decode(stored(service, files["imageUrl"]))
+                assert decode(stored(service, files["thumbnailUrl"])).shape[:2] != picture.shape[:2]
+                height, width = picture.shape[:2]
+                aug_lines = stored(service, files["textFile"]).decode().splitlines()
+                car = next(line for line in aug_lines if line.startswith("1 "))
+                # The box moved with the picture: it still covers the red object.
+                assert iou(yolo_box(car, width, height)[1], red_box(picture)) > 0.8, (aug, car)
+            flipped = decode(stored(service, entry["augmentationImages"]["flip_horizontal"]["imageUrl"]))
+            assert red_box(flipped)[0] == 320 - OBJECT[2]  # mirrored left to right, not up and down
+
+    archive = f"dataset/{group}/{version.id}/exports"
+    exports = {name: zipfile.ZipFile(io.BytesIO(stored(service, f"{archive}/{name}.zip")))
+               for name in ("yolo", "coco")}
+    data = yaml.safe_load(exports["yolo"].read("data.yaml"))
+    assert data["names"] == {0: "Person", 1: "Car (parking=parked)", 2: "Tree"}
+    names = exports["yolo"].namelist()
+    for split in ("train", "val"):
+        assert data[split] == f"images/{split}" and any(n.startswith(f"images/{split}/") for n in names)
+    train_images = [n for n in names if n.startswith("images/train/")]
+    assert len(train_images) == len([n for n in names if n.startswith("labels/train/")]) > 0
+    from pycocotools.coco import COCO
+    members = sorted(n for n in exports["coco"].namelist() if n.endswith(".json"))
+    images = {}
+    for member in members:
+        path = Path(service.content.parent / Path(member).name)
+        path.write_bytes(exports["coco"].read(member))
+        coco = COCO(str(path))
+        images[Path(member).stem] = len(coco.getImgIds())
+        assert all(len(coco.loadAnns(coco.getAnnIds(imgIds=[i]))) == 3 for i in coco.getImgIds())
+        assert {c["name"] for c in coco.loadCats(coco.getCatIds())} >= {"Person"}
+    assert sum(images.values()) == 40 and len(members) == 3 and sorted(images.values())[0] == 0  # no test split
+    samples = zipfile.ZipFile(io.BytesIO(stored(service, yolo["sample"])))
+    assert "data.yaml" in samples.namelist() and any(n.startswith("images/train/") for n in samples.namelist())
+
+
+def objects(service) -> dict[str, bytes]:
+    root = Path(service.settings.storage_url)
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted((root / "dataset").rglob("*"))
+            if p.is_file() and not p.name.startswith(".")}
+
+
+VOLATILE = {"awsUrl", "awsThumbnailUr", "awsExpiredDate", "awsThumbnailExpiredDate", "updatedAt", "createdAt",
+            "lastUpdatedAt", "build"}
+
+
+def without_volatile(value):
+    if isinstance(value, dict):
+        return {k: without_volatile(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [without_volatile(v) for v in value]
+    return value
+
+
+def build_snapshot(service, version: Version) -> dict:
+    doc = service.db.AnnotationDatasetVersion.find_one({"_id": version.id})
+    frames = [without_volatile(f) for t in version.tasks
+              for f in service.db.AnnotationFrame.find({"taskId": t["_id"]}).sort("frameId", 1)]
+    return {"version": without_volatile(doc), "frames": frames, "objects": objects(service)}
+
+
+def test_kill_9_half_way_then_the_warm_start_ends_like_an_uninterrupted_build(make_service, mongo_uri, tmp_path):
+    from tests.test_jobs import start_worker
+
+    service = make_service(APP_RUN_WORKERS="false")
+    version = make_version(service, frames=120, per_task=30)
+    assert create(service, version.id).status_code == 201
+    env = service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=service.settings.mongo_db_name, JOBS_LEASE_SECONDS="2",
+                      JOBS_HEARTBEAT_SECONDS="0.5")
+    victim = start_worker(env, tmp_path / "victim.log")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        doc = service.db.AnnotationDatasetVersion.find_one({"_id": version.id})
+        if any(e["state"] == "complete" for e in (doc.get("taskStatus") or {}).get("tasks", [])):
+            break
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    doc = service.db.AnnotationDatasetVersion.find_one({"_id": version.id})
+    assert doc["taskStatus"]["state"] == "pending"
+    assert 1 <= sum(e["state"] == "complete" for e in doc["taskStatus"]["tasks"]) < 4  # killed half-way
+    root = Path(service.settings.storage_url)
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*.*") if not p.name.startswith(".")}
+    warm = subprocess.run([sys.executable, "dataset_creation_warm_start.py"], cwd=ROOT, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=300)
+    assert warm.returncode == 0, warm.stderr[-2000:]
+    assert wait_built(service, version.id)["state"] == "done"
+    # Nothing stored before the crash was written again.
+    assert all(path.stat().st_mtime_ns == mtime for path, mtime in before.items())
+    resumed = build_snapshot(service, version)
+
+    # The same version built again from nothing, without interruption: the same documents and objects.
+    service.db.AnnotationDatasetVersion.update_one({"_id": version.id}, {"$unset": {
+        "taskStatus": "", "exportFormats": "", "imageCount": "", "size": ""}})
+    service.db.AnnotationFrame.update_many({}, {"$unset": {k: "" for k in (
+        "imageUrl", "thumbnailUrl", "awsUrl", "awsThumbnailUr", "awsExpiredDate", "awsThumbnailExpiredDate")}})
+    service.db.AnnotationFrame.update_many({}, {"$set": {"datasetVersions": []}})
+    for task in version.tasks:
+        for frame in service.db.AnnotationFrame.find({"taskId": task["_id"]}):
+            split = 1 if frame["frameId"] <= 30 // 2 + 1 else 2
+            service.db.AnnotationFrame.update_one({"_id": frame["_id"]}, {"$set": {
+                "datasetVersions": [{"versionId": version.id, "datasetType": split}]}})
+    import shutil
+    shutil.rmtree(root / "dataset")
+    service.services.start_workers()
+    assert create(service, version.id).status_code == 201
+    assert wait_built(service, version.id)["state"] == "done"
+    assert build_snapshot(service, version) == resumed
+
+
+def test_bad_unknown_and_empty_versions_and_missing_videos_are_clear_errors(make_service):
+    service = make_service()
+    for raw, status in (("zz", 400), ("6127d7b6cb8d74adc903eeb9\n", 400), (str(ObjectId()), 404)):
+        answer = post_node(f"{service.url}/api/createDataSet", {"data_version_id": raw, "auth_key": NODE_KEY})
+        assert answer.status_code == status, raw
+    assert create(service, ObjectId(), key="wrong-key-x").status_code == 401
+    empty = ObjectId()
+    service.db.AnnotationDatasetVersion.insert_one({"_id": empty, "dataSetGroupId": ObjectId(), "taskList": []})
+    answer = create(service, empty)
+    assert answer.status_code == 400 and "no tasks" in answer.json()["message"]
+    assert service.db.ProcessingJob.count_documents({}) == 0
+
+    version = make_version(service)
+    missing = version.tasks[1]
+    (Path(service.settings.storage_url) / missing["S3_url"]).unlink()  # its video is gone
+    assert create(service, version.id).status_code == 201
+    job = wait_built(service, version.id)
+    doc = service.db.AnnotationDatasetVersion.find_one({"_id": version.id})
+    assert job["state"] == "failed" and job["attempts"] == 1  # retrying cannot bring the video back
+    assert doc["taskStatus"]["state"] == "failed" and str(missing["_id"]) in doc["taskStatus"]["error"]
+    assert "is missing" in doc["taskStatus"]["error"]
+    entry = next(e for e in doc["taskStatus"]["tasks"] if e["task"] == str(missing["_id"]))
+    assert entry["state"] == "pending" and "is missing" in entry["error"]
+    # Nothing else harmed: the other task is built, the task docs and frames are as they were.
+    assert next(e for e in doc["taskStatus"]["tasks"] if e["task"] == str(version.tasks[0]["_id"]))["state"] \
+        == "complete"
+    assert service.db.AnnotationTask.count_documents({}) == 2 and service.db.AnnotationFrame.count_documents({}) == 10
+
+
+def test_the_same_build_against_a_real_s3_server(make_service, s3_server):
+    from tests.s3_server import BUCKET, S3_PORT
+
+    service = make_service(STORAGE_URL=f"s3://{BUCKET}/ds-test", S3_ENDPOINT_URL=f"http://127.0.0.1:{S3_PORT}",
+                           S3_ACCESS_KEY_ID="test", S3_SECRET_ACCESS_KEY="test-secret")
+    version = make_version(service, frames=6, per_task=3)
+    assert create(service, version.id).status_code == 201
+    assert wait_built(service, version.id)["state"] == "done"
+    listing = s3_server.list_objects_v2(Bucket=BUCKET, Prefix=f"ds-test/dataset/{version.group}/")
+    stored_keys = {obj["Key"] for obj in listing.get("Contents", [])}
+    frame = service.db.AnnotationFrame.find_one({"taskId": version.tasks[0]["_id"], "frameId": 1})
+    assert f"ds-test/{frame['imageUrl']}" in stored_keys and f"ds-test/{frame['thumbnailUrl']}" in stored_keys
+    assert len(stored_keys) == 6 * 4 * 3 + 3  # (image, thumbnail, labels) x (frame + 3 augmentations), 3 zips
+    fetched = requests.get(frame["awsUrl"], timeout=10)  # the presigned URL works as it is
+    assert fetched.status_code == 200 and decode(fetched.content).shape[:2] == (240, 320)
+    assert "X-Amz-Expires=604800" in frame["awsUrl"]
+
+
+def test_dataset_processor_builds_and_tells_outcomes_apart_by_exit_code(make_service, mongo_uri, tmp_path):
+    service = make_service(APP_RUN_WORKERS="false")
+    version = make_version(service, frames=4, per_task=4)
+    env = {**os.environ, **service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=service.settings.mongo_db_name)}
+
+    def run(*args):
+        return subprocess.run(["./dataset_processor.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=300)
+
+    assert run("--help").returncode == 0
+    assert run("-v", "zz").returncode == 2
+    assert run("-v", str(ObjectId())).returncode == 2
+    built = run("-v", str(version.id))
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert f"dataset version {version.id} built: 1 tasks" in built.stdout and "16 images" in built.stdout
+    again = run("-v", str(version.id))
+    assert again.returncode == 3 and "already complete" in again.stdout
+    service.db.AnnotationDatasetVersion.update_one({"_id": version.id}, {"$unset": {"taskStatus": ""}})
+    (Path(service.settings.storage_url) / version.tasks[0]["S3_url"]).unlink()
+    failed = run("-v", str(version.id))
+    assert failed.returncode == 1 and "is missing" in failed.stderr
