@@ -75,6 +75,17 @@ def _text(raw: str) -> str:
     return raw.strip()
 
 
+def _limits(raw: str) -> tuple[tuple[str, int], ...]:
+    """`kind: n` pairs, e.g. `content: 2, privacy: 1`."""
+    found = []
+    for entry in _list(raw):
+        kind, sep, number = entry.partition(":")
+        if not sep or not kind.strip() or not number.strip().isdigit() or int(number) < 1:
+            raise ValueError(f"'{entry}' is not 'kind: n' with n >= 1")
+        found.append((kind.strip(), int(number)))
+    return tuple(found)
+
+
 @dataclass(frozen=True)
 class Option:
     """Where one setting comes from and how it is read."""
@@ -152,6 +163,8 @@ class Settings:
     retry_backoff_seconds: float = _option("Jobs", "retry_backoff_seconds", _float(0), "30")
     shutdown_grace_seconds: float = _option("Jobs", "shutdown_grace_seconds", _float(0), "30")
     worker_nice: int = _option("Jobs", "worker_nice", _int(0, 19), "10")
+    job_limits: tuple[tuple[str, int], ...] = _option("Jobs", "limits", _limits,
+                                                      "content: 2, annotation: 1, privacy: 1, dataset: 1")
     privacy_enabled: bool = _option("Privacy", "enabled", _bool, "true")
     privacy_input_dir: str = _option("Privacy", "input_dir", _text, "./data/privacy",
                                      env_alias=("PRIVACYPAL_VIDEO_DIRECTORY", "PRIVACYPAL_INPUT_VIDEO_DIR"))

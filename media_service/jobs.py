@@ -137,6 +137,8 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
         self._running: dict[str, JobContext] = {}
         self._lock = threading.Lock()
+        self._claim_lock = threading.Lock()
+        self.limits = dict(settings.job_limits)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -182,7 +184,7 @@ class WorkerPool:
         _lower_thread_priority(self.settings.worker_nice)
         while not self.stopping.is_set():
             try:
-                job = self.mongo.claim_next_job(owner, self.settings.lease_seconds, self.handlers)
+                job = self._claim(owner)
             except Exception as exc:
                 log.warning("claiming failed: %s", self.redact.text(str(exc)))
                 self.stopping.wait(self.settings.poll_seconds)
@@ -198,15 +200,35 @@ class WorkerPool:
                           job["_id"], self.redact.text(_describe(exc)))
                 self.stopping.wait(self.settings.poll_seconds)
 
-    def run_claimed(self, job: dict, owner: str) -> None:
-        handler = self.handlers[job["kind"]]
+    def _claim(self, owner: str) -> dict | None:
+        """The oldest due job of a kind this process runs fewer of than its limit ([Jobs] limits):
+        a long job of one kind never takes every thread, so the other kinds keep moving. Claims are
+        made one at a time, so the counts hold."""
+        with self._claim_lock:
+            with self._lock:
+                running = [ctx.job["kind"] for ctx in self._running.values()]
+            kinds = [kind for kind in self.handlers if running.count(kind) < self.limits.get(kind, self.size)]
+            job = self.mongo.claim_next_job(owner, self.settings.lease_seconds, kinds) if kinds else None
+            if job is not None:
+                self._register(job, owner)
+            return job
+
+    def _register(self, job: dict, owner: str) -> JobContext:
         ctx = JobContext(job, owner, self.mongo, self.settings.lease_seconds, self.stopping,
                          threading.Event(), threading.Event(), progress_at_start=job.get("progress") or 0.0)
+        with self._lock:
+            self._running[job["_id"]] = ctx
+        return ctx
+
+    def run_claimed(self, job: dict, owner: str) -> None:
+        handler = self.handlers[job["kind"]]
+        with self._lock:
+            ctx = self._running.get(job["_id"])
+        if ctx is None:  # claimed by a caller of its own (dataset_processor.py)
+            ctx = self._register(job, owner)
         if job.get("cancel_requested"):
             ctx.cancel.set()
         heartbeat = _Heartbeat(ctx, self.settings.heartbeat_seconds)
-        with self._lock:
-            self._running[job["_id"]] = ctx
         heartbeat.start()
         try:
             with job_context(handler.label(job)):

@@ -331,3 +331,29 @@ def test_kill_9_of_service_and_database_then_run_sh_resumes_on_the_same_data(tmp
             service.terminate()
             assert service.wait(60) == 0
     assert "Detected unclean shutdown" in (tmp_path / "data" / "mongod.log").read_text()
+
+
+def test_a_long_job_of_one_kind_never_starves_another(make_service, tmp_path):
+    """Two long blur jobs and then an upload: the upload starts within a few seconds ([Jobs] limits
+    keeps a thread for the other kinds), not after the blurring."""
+    import requests
+
+    from tests.faces import make_face_clip
+
+    videos = tmp_path / "videos"
+    for name in ("long-a.mp4", "long-b.mp4"):
+        make_face_clip(videos / name, frames=300, audio=False)
+    service = make_service(PRIVACYPAL_VIDEO_DIRECTORY=str(videos), PRIVACY_DETECT_EVERY="1")
+    for name in ("long-a.mp4", "long-b.mp4"):
+        assert requests.post(f"{service.url}/process_video", data=name.encode(), timeout=10).status_code == 202
+    wait_for_job(service.db, "privacy:long-a.mp4", lambda job: job["state"] == "running")
+    make_video(service.content / "uploads" / "urgent.mp4", 20, 25)
+    upload_id, project_id = ObjectId(), ObjectId()
+    queued_at = time.monotonic()
+    queue(service, upload_id, project_id, "urgent.mp4", frame_rate=5)
+    wait_for_job(service.db, f"content:{upload_id}", lambda job: job["state"] in ("running", "done"))
+    assert time.monotonic() - queued_at < 5
+    blur = {j["_id"]: j["state"] for j in service.db.ProcessingJob.find({"kind": "privacy"})}
+    assert sorted(blur.values()) == ["queued", "running"]  # one blur at a time ([Jobs] limits privacy: 1)
+    assert wait_for_upload(service.db, upload_id)["status"] == 1
+    assert service.db.ProcessingJob.find_one({"_id": "privacy:long-b.mp4"})["state"] != "done"  # not after them
