@@ -10,13 +10,15 @@ import os
 import secrets
 import signal
 import threading
+import time
 from pathlib import Path
 
-from flask import Flask, g, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import WSGIRequestHandler
 
 import mongo_manager
+from media_service import metrics
 from media_service.config import ConfigError, load_settings
 from media_service.logging_setup import configure_logging
 from media_service.services import Services
@@ -27,7 +29,7 @@ log = logging.getLogger("app")
 
 def create_app(settings=None, services: Services | None = None, start_workers: bool | None = None) -> Flask:
     settings = settings or load_settings()
-    configure_logging(settings.log_level, settings.secrets())
+    configure_logging(settings.log_level, settings.secrets(), settings.log_format)
     services = services or Services.open(settings)
 
     app = Flask(__name__)
@@ -35,6 +37,23 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
     app.json.sort_keys = False
     app.extensions["media"] = services
     app.wsgi_app = BodyLimit(app.wsgi_app, settings.max_request_bytes)
+
+    @app.before_request
+    def start_clock():
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def count_request(response):
+        route = request.url_rule.rule if request.url_rule else "(no route)"
+        metrics.count("http_requests", route=route, method=request.method, status=str(response.status_code))
+        metrics.observe("http_seconds", time.perf_counter() - g.get("started", time.perf_counter()), route=route)
+        return response
+
+    @app.get("/metrics")
+    def prometheus_metrics():
+        """Prometheus text format: every process's metrics on this data folder, and the jobs."""
+        body, content_type = metrics.exposition(app.extensions["media"].mongo)
+        return Response(body, mimetype=content_type.split(";")[0], content_type=content_type)
 
     @app.before_request
     def database_deadline():
@@ -61,6 +80,7 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
         if mongo_manager.is_unavailable(exc):
+            metrics.count("mongodb_errors", where="request")
             log.warning("%s %s: the database is unavailable (%s)", request.method, request.path, exc)
             return jsonify({"message": "the database is unavailable; try again shortly", "status": 503}), 503
         log.exception("unhandled error")
@@ -100,7 +120,7 @@ def main() -> None:
         settings = load_settings()
     except ConfigError as exc:
         raise SystemExit(f"configuration error: {exc}")
-    configure_logging(settings.log_level, settings.secrets())
+    configure_logging(settings.log_level, settings.secrets(), settings.log_format)
     settings = ensure_local_api_key(settings)
     app = create_app(settings)
     server = make_server(settings.server_ip, settings.port, app, threaded=True, request_handler=_PathOnlyLog)

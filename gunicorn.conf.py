@@ -38,7 +38,7 @@ _here = Path(__file__).resolve().parent
 
 
 def on_starting(server):
-    configure_logging(_settings.log_level, _settings.secrets())
+    configure_logging(_settings.log_level, _settings.secrets(), _settings.log_format)
     if mongo_uri_for(_settings) is None:
         embedded = from_settings(_settings)
         try:

@@ -421,6 +421,17 @@ class MongoManager:
             {"$set": {"cancel_requested": True, "updated_at": utcnow()}},
             return_document=ReturnDocument.AFTER)
 
+    def job_summary(self) -> dict:
+        """{"states": {(kind, state): n}, "queued": {kind: (n, age of the oldest in seconds)}}."""
+        now = utcnow()
+        states = {(row["_id"]["kind"], row["_id"]["state"]): row["n"] for row in self.db[JOBS].aggregate(
+            [{"$group": {"_id": {"kind": "$kind", "state": "$state"}, "n": {"$sum": 1}}}])}
+        queued = {row["_id"]: (row["n"], max(0.0, (now - row["oldest"]).total_seconds()))
+                  for row in self.db[JOBS].aggregate([{"$match": {"state": "queued"}},
+                                                      {"$group": {"_id": "$kind", "n": {"$sum": 1},
+                                                                  "oldest": {"$min": "$created_at"}}}])}
+        return {"states": states, "queued": queued}
+
     def find_unfinished_jobs(self, kinds: Iterable[str]) -> list[dict]:
         return list(self.db[JOBS].find({"kind": {"$in": list(kinds)}, "state": {"$in": list(ACTIVE_STATES)}}))
 

@@ -25,7 +25,7 @@ def main() -> None:
         settings = load_settings()
     except ConfigError as exc:
         raise SystemExit(f"configuration error: {exc}")
-    configure_logging(settings.log_level, settings.secrets())
+    configure_logging(settings.log_level, settings.secrets(), settings.log_format)
     services = Services.open(settings)
     services.start_workers(args.threads)
     stop = threading.Event()

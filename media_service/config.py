@@ -136,6 +136,7 @@ class Settings:
     api_keys: tuple[str, ...] = _option("App", "API_key", _list, "", secret=True)
     data_dir: str = _option("App", "data_dir", _text, "./data")
     log_level: str = _option("App", "log_level", _choice("debug", "info", "warning", "error"), "info")
+    log_format: str = _option("App", "log_format", _choice("text", "json"), "text")
     max_request_bytes: int = _option("App", "max_request_bytes", _int(1024), "1048576")
     run_workers: bool = _option("App", "run_workers", _bool, "true")
     allowed_extensions: tuple[str, ...] = _option("Content", "allowed_extensions", _list,

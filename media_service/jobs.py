@@ -17,7 +17,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from media_service.logging_setup import job_context
+from media_service import metrics
+from media_service.logging_setup import job_context, set_log_fields
 from media_service.redact import Redactor
 from mongo_manager import LeaseLost, MongoManager
 
@@ -62,6 +63,8 @@ class JobContext:
     started: float = field(default_factory=time.monotonic)   # this attempt's start and progress: the ETA
     progress_at_start: float = 0.0                             # comes from the rate since then
     eta_seconds: float | None = None
+    stage: str | None = None
+    stage_started: float = field(default_factory=time.monotonic)
 
     def check(self) -> None:
         if self.lost.is_set():
@@ -76,6 +79,7 @@ class JobContext:
 
     def checkpoint(self, checkpoint: dict, stage: str, progress: float) -> None:
         """Save the resume point and progress (0-100) with an ETA from this attempt's measured rate."""
+        self._enter_stage(stage)
         self.eta_seconds = self._eta(progress)
         self.mongo.save_checkpoint(self.job["_id"], self.owner, checkpoint, stage, progress, self.eta_seconds)
         self.job["checkpoint"] = checkpoint
@@ -87,7 +91,17 @@ class JobContext:
         return round(elapsed * (100.0 - progress) / done, 1)
 
     def set_stage(self, stage: str) -> None:
+        self._enter_stage(stage)
         self.mongo.set_job_stage(self.job["_id"], self.owner, stage)
+
+    def _enter_stage(self, stage: str | None) -> None:
+        """Time the stage that ends here (media_job_stage_seconds) and name the new one in the logs."""
+        now = time.monotonic()
+        if stage != self.stage:
+            if self.stage is not None:
+                metrics.observe("stage_seconds", now - self.stage_started, kind=self.job["kind"], stage=self.stage)
+            self.stage, self.stage_started = stage, now
+            set_log_fields(stage=stage)
 
     def report(self, result: dict) -> None:
         """What the run produced (counts a status page shows), kept on the job."""
@@ -186,6 +200,7 @@ class WorkerPool:
             try:
                 job = self._claim(owner)
             except Exception as exc:
+                metrics.count("mongodb_errors", where="worker")
                 log.warning("claiming failed: %s", self.redact.text(str(exc)))
                 self.stopping.wait(self.settings.poll_seconds)
                 continue
@@ -230,10 +245,13 @@ class WorkerPool:
             ctx.cancel.set()
         heartbeat = _Heartbeat(ctx, self.settings.heartbeat_seconds)
         heartbeat.start()
+        params = job.get("params") or {}
+        about = {name: str(params[name]) for name in ("upload_id", "version_id", "filename") if name in params}
         try:
-            with job_context(handler.label(job)):
+            with job_context(handler.label(job), job_id=job["_id"], kind=job["kind"], **about):
                 self._execute(handler, ctx)
         finally:
+            ctx._enter_stage(None)
             heartbeat.done.set()
             heartbeat.join()
             with self._lock:
@@ -251,13 +269,16 @@ class WorkerPool:
             ctx.check()
             handler.run(ctx)
         except JobCancelled:
+            metrics.count("jobs_ended", kind=job["kind"], outcome="cancelled")
             handler.on_cancelled(job)
             self.mongo.finish_job(job["_id"], owner, "cancelled", "cancelled on request")
             log.info("job %s cancelled; its partial outputs were removed", job["_id"])
         except JobReleased:
+            metrics.count("jobs_ended", kind=job["kind"], outcome="released")
             self.mongo.release_job(job["_id"], owner)
             log.info("job %s handed back for shutdown at a commit boundary", job["_id"])
         except LeaseLost:
+            metrics.count("jobs_ended", kind=job["kind"], outcome="lease_lost")
             log.warning("job %s: lease lost, another worker continues it", job["_id"])
         except Exception as exc:
             permanent = exc if isinstance(exc, PermanentError) else handler.permanent_error(exc)
@@ -267,15 +288,18 @@ class WorkerPool:
             error = self.redact.text(_describe(exc))
             log.warning("job %s failed (attempt %d/%d), retrying in %.0fs: %s", job["_id"], job["attempts"],
                         job["max_attempts"], delay, error, exc_info=not isinstance(exc, OSError))
+            metrics.count("jobs_ended", kind=job["kind"], outcome="retry")
             handler.on_failed(job, exc, final=False)
             self.mongo.retry_job_later(job["_id"], owner, error, delay)
         else:
+            metrics.count("jobs_ended", kind=job["kind"], outcome="done")
             self.mongo.finish_job(job["_id"], owner, "done")
             log.info("job %s done", job["_id"])
 
     def _fail(self, handler: JobHandler, ctx: JobContext, error: Exception) -> None:
         described = self.redact.text(_describe(error))
         log.error("job %s failed: %s", ctx.job["_id"], described, exc_info=not isinstance(error, PermanentError))
+        metrics.count("jobs_ended", kind=ctx.job["kind"], outcome="failed")
         handler.on_failed(ctx.job, error, final=True)
         self.mongo.finish_job(ctx.job["_id"], ctx.owner, "failed", described)
 

@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass, field
 
 import mongo_manager
-from media_service import embedded_mongo
+from media_service import embedded_mongo, metrics
 from media_service.annotation.job import AnnotationJobHandler, annotator_factory
 from media_service.config import Settings, mongo_uri_for
 from media_service.content.job import ContentJobHandler
@@ -34,6 +34,7 @@ class Services:
 
     @classmethod
     def open(cls, settings) -> "Services":
+        metrics.setup(settings)
         uri = mongo_uri_for(settings)
         embedded = None
         if uri is None:

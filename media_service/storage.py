@@ -12,6 +12,8 @@ import threading
 from pathlib import Path
 from typing import Protocol
 
+from media_service import metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -99,6 +101,7 @@ class LocalStorage:
         try:
             shutil.copyfile(self._path(key), path)
         except FileNotFoundError:
+            metrics.count("storage_errors", operation="download")
             raise StorageError(f"object {key} is missing from {self.description}", permanent=True) from None
 
 
@@ -134,7 +137,8 @@ class S3Storage:
         except (BotoCoreError, ClientError) as exc:
             raise self._error(key, exc) from None
 
-    def _error(self, key: str, exc: BaseException) -> StorageError:
+    def _error(self, key: str, exc: BaseException, operation: str = "upload") -> StorageError:
+        metrics.count("storage_errors", operation=operation)
         error = getattr(exc, "response", {}).get("Error", {})
         code = error.get("Code", "")
         reason = f"{code}: {error.get('Message', '')}".strip(": ") if code else str(exc)
@@ -186,10 +190,12 @@ class S3Storage:
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             missing = code in ("404", "NoSuchKey", "NotFound")
+            metrics.count("storage_errors", operation="download")
             raise StorageError(f"download of {key} from s3://{self.bucket}/{self.prefix} failed: "
                                f"{'no such object' if missing else code or exc}",
                                permanent=missing or code in _PERMANENT) from None
         except BotoCoreError as exc:
+            metrics.count("storage_errors", operation="download")
             raise StorageError(f"download of {key} from s3://{self.bucket}/{self.prefix} failed: {exc}") from None
 
 

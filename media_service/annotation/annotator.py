@@ -3,10 +3,12 @@ boxes scaled back to task-video pixels, filtered and named by the project's labe
 from __future__ import annotations
 
 import logging
+import time
 
 import cv2
 import numpy as np
 
+from media_service import metrics
 from media_service.annotation.policy import LabelPolicy
 from media_service.contract import auto_box
 
@@ -41,7 +43,13 @@ class Annotator:
         results = []
         for start in range(0, len(small), self.batch_size):
             batch = small[start:start + self.batch_size]
-            for frame, found in zip(batch, self.detector.detect_batch(batch)):
+            started = time.perf_counter()
+            found_in_batch = self.detector.detect_batch(batch)
+            for _ in batch:
+                metrics.observe("detector_seconds", (time.perf_counter() - started) / len(batch),
+                                detector=self.detector.name)
+            metrics.count("frames", len(batch), stage="detect")
+            for frame, found in zip(batch, found_in_batch):
                 sx, sy = size[0] / frame.shape[1], size[1] / frame.shape[0]
                 results.append(self._boxes(size[0], size[1], [d.scaled(sx, sy) for d in found]))
         self.frames += len(frames)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import video_processor as vp
+from media_service import metrics
 from media_service.content import image_source
 from media_service.contract import ContentJobParams, ContentType, FrameAnnotator, RequestType, task_key, task_name
 from media_service.paths import ConfinedFile, ContentRoot, PathRefused
@@ -155,6 +156,7 @@ class ContentPipeline:
         """Frames lost in decoding must not pass silently: a source that changed while it was read
         fails; a damaged one is accepted only within `[Content] max_lost_frames_percent`, and the
         upload doc then says how many frames were expected and decoded."""
+        metrics.count("frames", stats.frames_seen, stage="decode")
         if opened.changed():
             raise vp.MediaError("source_changed", f"{opened.name} was changed (size or modification time) while "
                                                   "it was being processed; send it again once it is complete")
@@ -307,6 +309,7 @@ class ContentPipeline:
         frame_docs = [{"frameId": i, "status": 0, "boxes": f.boxes, "commentBoxes": [], "isEmpty": not f.boxes,
                        "datasetVersions": []} for i, f in enumerate(frames, 1)]
         self.mongo.commit_task(task, frame_docs)
+        metrics.count("frames", len(frames), stage="encode")
         checkpoint.update(next_task=index + 1, frames_done=checkpoint["frames_done"] + len(frames),
                           resume=resume_point)
         progress = min(99.0, 100.0 * checkpoint["frames_done"] / plan.expected_frames)

@@ -29,6 +29,7 @@ import numpy as np
 from bson import ObjectId
 
 import video_processor as vp
+from media_service import metrics
 from media_service.contract import DatasetType
 from media_service.datasets import augment, exports, keys
 from media_service.datasets.labels import DEFAULT, Box, LabelScheme, frame_labels
@@ -237,6 +238,7 @@ class DatasetBuilder:
                                                      f"its frame documents {len(frames)}")
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+        metrics.count("frames", len(frames), stage="dataset")
         self.mongo.set_frame_dataset_fields(context.id, updates)
         self.mongo.set_dataset_task(context.id, hex_id, {
             "state": "complete", "error": "none", "imageCount": writer.images, "imageDataSize": writer.image_bytes,

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 import video_processor as vp
+from media_service import metrics
 from media_service.contract import PrivacyOutputs
 from media_service.detectors import Detection, DetectorError
 from media_service.paths import ConfinedDir, ConfinedFile, fd_path
@@ -171,6 +172,7 @@ class PrivacyPipeline:
             video.finish()
         if index == 0:
             raise vp.MediaError("no_frames", f"{opened.name} contains no decodable video frames")
+        metrics.count("frames", index, stage="blur")
         return index
 
     # -- detection -------------------------------------------------------------------------
