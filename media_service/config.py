@@ -139,6 +139,9 @@ class Settings:
     log_format: str = _option("App", "log_format", _choice("text", "json"), "text")
     max_request_bytes: int = _option("App", "max_request_bytes", _int(1024), "1048576")
     run_workers: bool = _option("App", "run_workers", _bool, "true")
+    jobs_session_hours: float = _option("App", "jobs_session_hours", _float(0.01), "12")
+    try_it: bool = _option("App", "try_it", _bool, "false")
+    try_it_max_bytes: int = _option("App", "try_it_max_bytes", _int(1024), "524288000")
     allowed_extensions: tuple[str, ...] = _option("Content", "allowed_extensions", _list,
                                                   "mp4,mov,avi,mkv,webm,m4v,mpg,mpeg,wmv,flv,3gp,ts")
     image_extensions: tuple[str, ...] = _option("Content", "image_extensions", _list,
@@ -192,6 +195,7 @@ class Settings:
     inference_face_threshold: float = _option("Inference", "face_threshold", _float(0), "0.5")
     inference_detect_max_side: int = _option("Inference", "detect_max_side", _int(0), "640")
     inference_batch_size: int = _option("Inference", "batch_size", _int(1, 64), "8")
+    inference_detect_every: int = _option("Inference", "detect_every", _int(1, 30), "1")
     annotation_label_map: tuple[str, ...] = _option("Annotation", "label_map", _list, "")
     annotation_min_scores: tuple[str, ...] = _option("Annotation", "min_scores", _list, "")
     annotation_allow_labels: tuple[str, ...] = _option("Annotation", "allow_labels", _list, "")

@@ -6,7 +6,7 @@ import pytest
 from bson import ObjectId
 
 from media_service.contract import AUTO_MARK, is_untouched_auto_box
-from tests.faces import make_face_clip
+from tests.faces import FaceScene, make_face_clip
 from tests.helpers import fields_for, post_node, wait_for_upload
 
 BOX_KEYS = {"id", "boundaries", "attributeValues", AUTO_MARK}
@@ -268,3 +268,36 @@ def test_rekognition_type_1_over_its_http_protocol_with_retries_and_billable_cal
         assert service.db.ProcessingJob.find_one({"_id": f"content:{failing}"})["attempts"] == 1
     finally:
         stand_in.close()
+
+
+def test_detect_every_k_detects_fewer_frames_and_moves_boxes_between(tmp_path):
+    """[Inference] detect_every 3: the detector sees every third frame and the last; the frames
+    between get the face where it is (the scene's face pans steadily)."""
+    from media_service.annotation.annotator import Annotator
+    from media_service.annotation.policy import LabelPolicy
+    from media_service.config import load_settings
+    from media_service.detectors.factory import annotation_detector
+
+    settings = load_settings({})
+    detector = annotation_detector(settings)
+
+    class Counting:
+        name, version, seen = detector.name, detector.version, 0
+
+        def detect_batch(self, frames, threshold=None):
+            Counting.seen += len(frames)
+            return detector.detect_batch(frames, threshold)
+
+    scene = FaceScene(24, 640, 360)
+    frames = [scene.render(n)[:, :, ::-1].copy() for n in range(1, 25)]  # RGB
+    policy = LabelPolicy.build([{"label": "Face"}], settings)
+    annotator = Annotator(Counting(), policy, 1, 640, 8, detect_every=3)
+    assert annotator.batch_size == 24
+    boxes = annotator.annotate(frames, (640, 360))
+    assert Counting.seen == 9  # frames 0, 3, ..., 21 and 23
+    hits = 0
+    for number, frame_boxes in enumerate(boxes, 1):
+        faces = [(b["boundaries"]["x"], b["boundaries"]["y"], b["boundaries"]["x"] + b["boundaries"]["w"],
+                  b["boundaries"]["y"] + b["boundaries"]["h"]) for b in frame_boxes]
+        hits += any(iou(face, scene.boxes(number)[0]) > 0.5 for face in faces)
+    assert hits >= 22

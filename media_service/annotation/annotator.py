@@ -11,6 +11,7 @@ import numpy as np
 from media_service import metrics
 from media_service.annotation.policy import LabelPolicy
 from media_service.contract import auto_box
+from media_service.detectors import Detection
 
 log = logging.getLogger(__name__)
 
@@ -19,9 +20,12 @@ class Annotator:
     """One run's annotator (a FrameAnnotator): the process's shared detector, this project's labels,
     this run's version."""
 
-    def __init__(self, detector, policy: LabelPolicy, version: int, detect_max_side: int, batch_size: int):
+    def __init__(self, detector, policy: LabelPolicy, version: int, detect_max_side: int, batch_size: int,
+                 detect_every: int = 1):
         self.detector, self.policy, self.version = detector, policy, version
-        self.detect_max_side, self.batch_size = detect_max_side, batch_size
+        self.detect_max_side, self.detect_every = detect_max_side, max(1, detect_every)
+        self.detector_batch = batch_size
+        self.batch_size = batch_size * self.detect_every  # frames a caller hands over at once
         self.model = f"{detector.name} {detector.version}".strip()
         self._calls_at_start = getattr(detector, "calls", 0)
         self.frames = 0
@@ -38,22 +42,29 @@ class Annotator:
 
     def annotate(self, frames: list[np.ndarray], size: tuple[int, int]) -> list[list[dict]]:
         """RGB frames (any size; larger than `input_size` they are scaled down) in; per frame its
-        boxes in `size` pixels (the task video's)."""
+        boxes in `size` pixels (the task video's). With `detect_every` k > 1, the detector sees
+        every k-th frame of the list and its last one; frames between get the boxes of the two
+        detections around them, moved linearly (a box seen on only one side is not carried)."""
         small = [self._small(frame, size) for frame in frames]
-        results = []
-        for start in range(0, len(small), self.batch_size):
-            batch = small[start:start + self.batch_size]
+        chosen = sorted({*range(0, len(small), self.detect_every), len(small) - 1}) if small else []
+        found: dict[int, list] = {}
+        for start in range(0, len(chosen), self.detector_batch):
+            indices = chosen[start:start + self.detector_batch]
+            batch = [small[i] for i in indices]
             started = time.perf_counter()
-            found_in_batch = self.detector.detect_batch(batch)
+            detected = self.detector.detect_batch(batch)
             for _ in batch:
                 metrics.observe("detector_seconds", (time.perf_counter() - started) / len(batch),
                                 detector=self.detector.name)
             metrics.count("frames", len(batch), stage="detect")
-            for frame, found in zip(batch, found_in_batch):
+            for index, frame, boxes in zip(indices, batch, detected):
                 sx, sy = size[0] / frame.shape[1], size[1] / frame.shape[0]
-                results.append(self._boxes(size[0], size[1], [d.scaled(sx, sy) for d in found]))
+                found[index] = [d.scaled(sx, sy) for d in boxes]
+        for before, after in zip(chosen, chosen[1:]):
+            for index in range(before + 1, after):
+                found[index] = between(found[before], found[after], (index - before) / (after - before))
         self.frames += len(frames)
-        return results
+        return [self._boxes(size[0], size[1], found[index]) for index in range(len(small))]
 
     def _small(self, frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         target = self.input_size(size)
@@ -83,3 +94,24 @@ class Annotator:
         if "rekognitionCalls" in fields:
             log.info("%d billable Rekognition calls", fields["rekognitionCalls"])
         return fields
+
+
+def between(first: list[Detection], second: list[Detection], t: float) -> list[Detection]:
+    """Boxes of a frame a fraction `t` of the way from one detected frame to the next: each box of
+    the first paired with the nearest box of the same label in the second (their centres closer
+    than their size), moved linearly; scores the lower of the two."""
+    placed, taken = [], set()
+    for a in first:
+        size = max(a.x2 - a.x1, a.y2 - a.y1, 1.0)
+        candidates = [(abs((a.x1 + a.x2 - b.x1 - b.x2) / 2) + abs((a.y1 + a.y2 - b.y1 - b.y2) / 2), n)
+                      for n, b in enumerate(second) if b.label == a.label and n not in taken]
+        if not candidates:
+            continue
+        distance, n = min(candidates)
+        if distance > size:
+            continue
+        taken.add(n)
+        b = second[n]
+        placed.append(Detection(a.x1 + (b.x1 - a.x1) * t, a.y1 + (b.y1 - a.y1) * t, a.x2 + (b.x2 - a.x2) * t,
+                                a.y2 + (b.y2 - a.y2) * t, min(a.score, b.score), a.label))
+    return placed

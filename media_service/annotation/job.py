@@ -32,7 +32,8 @@ def annotator_factory(mongo: MongoManager, settings):
     def make(params: ContentJobParams) -> Annotator:
         policy = LabelPolicy.build(mongo.project_labels(params.project_id), settings)
         return Annotator(annotation_detector(settings), policy, params.auto_anno_version,
-                         settings.inference_detect_max_side, settings.inference_batch_size)
+                         settings.inference_detect_max_side, settings.inference_batch_size,
+                         settings.inference_detect_every)
     return make
 
 
