@@ -69,13 +69,19 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
 
     from media_service.web import platform
     app.register_blueprint(platform.bp)
+    from media_service.web import openapi  # /openapi.json, /openapi.yaml, /api/docs
+    app.register_blueprint(openapi.bp)
     if settings.privacy_enabled:
         from media_service.web import privacy
         app.register_blueprint(privacy.bp)
+    from media_service.web import jobs_page  # GET /jobs and /api/jobs: the operator's jobs page
+    app.register_blueprint(jobs_page.bp)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        return jsonify({"message": exc.description, "status": exc.code}), exc.code
+        # JSON, keeping the exception's own headers (Allow on a 405, WWW-Authenticate, Retry-After).
+        headers = [(name, value) for name, value in exc.get_headers() if name.lower() != "content-type"]
+        return jsonify({"message": exc.description, "status": exc.code}), exc.code, headers
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

@@ -443,3 +443,65 @@ class MongoManager:
         return self.db[JOBS].update_many({"_id": {"$in": ids}, "state": "queued"},
                                          {"$set": {"not_before": utcnow()}}).modified_count
 
+    # -- the operator's jobs page (media_service/web/jobs_page.py) -----------------------------
+    def list_jobs(self, kind: str | None = None, state: str | None = None, limit: int = 200) -> list[dict]:
+        """Jobs of every kind (or of one kind, one state), newest first, without their checkpoints."""
+        query = {**({"kind": kind} if kind else {}), **({"state": state} if state else {})}
+        return list(self.db[JOBS].find(query, {"checkpoint": 0}).sort([("created_at", -1), ("_id", 1)])
+                    .limit(limit))
+
+    def upload_tasks(self, upload_id: ObjectId) -> list[dict]:
+        """An upload's task docs, task-0 first (the fields a person looks at)."""
+        tasks = list(self.db[TASKS].find({"uploadId": upload_id}, {
+            "taskName": 1, "videoName": 1, "frameStart": 1, "frameEnd": 1, "frameCount": 1, "frameRate": 1,
+            "videoResolutionWidth": 1, "videoResolutionHeight": 1, "videoDuration": 1, "S3_url": 1,
+            "status": 1, "taskStatus": 1, "AutoAnnotationVersion": 1}))
+        return sorted(tasks, key=lambda task: task_index(task.get("taskName", "")))
+
+    def retry_job(self, job_id: str, states: Iterable[str] = ("failed",)) -> dict | None:
+        """An operator's retry: a job in one of `states` is queued again, due now, with its params,
+        its attempts reset and a fresh start (no checkpoint: a failed run's partial output was
+        removed). The error it ended with moves to its history. Atomic: None when the job is not in
+        one of `states` (any more). A job that held its video holds it again: VideoBusy when another
+        job holds it now."""
+        job = self.db[JOBS].find_one({"_id": job_id}, {"holds": 1, "last_error": 1, "finished_at": 1, "state": 1})
+        if job is None:
+            return None
+        now = utcnow()
+        entry = {"failed_at": job.get("finished_at"), "error": job.get("last_error"), "ended": job.get("state"),
+                 "retried_at": now, "retried_by": "operator"}
+        try:
+            return self.db[JOBS].find_one_and_update(
+                {"_id": job_id, "state": {"$in": list(states)}},
+                {"$set": {"state": "queued", "stage": "queued", "attempts": 0, "not_before": now, "updated_at": now,
+                          "lease_owner": None, "lease_expires": None, "started_at": None, "finished_at": None,
+                          "last_error": None, "checkpoint": {}, "progress": 0.0, "eta_seconds": None,
+                          "cancel_requested": False, "holding": job.get("holds") is not None},
+                 "$unset": {"result": ""}, "$inc": {"run": 1},
+                 "$push": {"history": {"$each": [entry], "$slice": -20}}},
+                return_document=ReturnDocument.AFTER)
+        except DuplicateKeyError:
+            holder = self.db[JOBS].find_one({"holds": job.get("holds"), "holding": True}, {"_id": 1})
+            raise VideoBusy(holder["_id"] if holder else "another job") from None
+
+    def reopen_upload(self, upload_id: ObjectId) -> dict | None:
+        """Before a retried run: the upload is processing again (status 0, no error, progress 0).
+        Returns the fields as they were (for `restore_upload`), None when there is no such upload."""
+        return self.db[UPLOADS].find_one_and_update(
+            {"_id": upload_id},
+            {"$set": {"status": UploadStatus.PROCESSING, "errorMessage": {}, "progress": 0, "taskCount": 0,
+                      "updatedAt": utcnow()}, "$unset": {"finishedAt": ""}},
+            projection={"status": 1, "errorMessage": 1, "progress": 1, "taskCount": 1, "finishedAt": 1},
+            return_document=ReturnDocument.BEFORE)
+
+    def restore_upload(self, upload_id: ObjectId, before: dict) -> None:
+        """Undo `reopen_upload` when the retry could not be queued (still waiting, nothing started)."""
+        fields = {name: before[name] for name in ("status", "errorMessage", "progress", "taskCount", "finishedAt")
+                  if name in before}
+        self.db[UPLOADS].update_one({"_id": upload_id, "status": UploadStatus.PROCESSING},
+                                    {"$set": {**fields, "updatedAt": utcnow()}})
+
+    def create_project_and_upload(self, project: dict, upload: dict) -> None:
+        """The docs Node creates before it calls processContent (the jobs page's try-it form)."""
+        self.db[PROJECTS].insert_one(project)
+        self.db[UPLOADS].insert_one(upload)

@@ -30,7 +30,7 @@ AUTO_ANNO_INFO = {
 
 # Matched with fullmatch: `$` alone would let "…\n" through.
 _OBJECT_ID = re.compile(r"[0-9a-fA-F]{24}")
-_INTEGER = re.compile(r"[ \t]*\+?\d{1,9}[ \t]*")
+_INTEGER = re.compile(r"[ \t]*\+?[0-9]{1,9}[ \t]*")  # ASCII digits: `\d` also takes "٥" (and int() reads it)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from html import escape
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -50,8 +51,17 @@ def request_fields() -> dict[str, str]:
             raise BadRequest("the JSON body is nested too deeply") from None
         if not isinstance(body, dict):
             return {}
-        return {str(k): ("" if v is None else str(v)) for k, v in body.items()}
+        return {_json_text(k): _json_text(v) for k, v in body.items()}
     return {k: v for k, v in request.form.items()}
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _json_text(value) -> str:
+    """A JSON value as a string (null as empty). A lone surrogate (JSON's "\\ud800" escape names no
+    character, and no str holding one can be encoded) becomes U+FFFD, as invalid UTF-8 does in a form."""
+    return _LONE_SURROGATE.sub("\ufffd", "" if value is None else str(value))
 
 
 def _job_state(job: dict) -> dict:
@@ -77,8 +87,13 @@ def _reject(rejection: Rejection):
 
 @bp.post("/processContent")
 def process_content():
+    return process_content_fields(request_fields())
+
+
+def process_content_fields(fields: dict[str, str]):
+    """CONTRACT §1 on these fields: validate, record a rejection, queue. The route's whole logic, also
+    called by the jobs page's try-it form (web/jobs_page.py) with the fields Node would send."""
     svc = services()
-    fields = request_fields()
     result = validate_fields(fields, svc.settings.api_keys, svc.mongo.max_auto_annotation_version)
     if isinstance(result, Rejection):
         label = f"upload={result.upload_id}" if result.upload_id else "upload=?"

@@ -1,0 +1,454 @@
+"""The operator's jobs page (issue 14, items 4 and 8): real HTTP against the app, and a real headless
+Chromium (Debian's chromium and chromium-driver, driven by Selenium) for the page itself: login,
+progress rising, cancel, retry, and the try-it flow up to its task video playing in a <video>."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from bson import ObjectId
+
+from media_service.web.jobs_page import SESSION_COOKIE, csrf_token, issue_session, session_valid
+from tests.conftest import NODE_KEY, ROOT
+from tests.helpers import fields_for, free_port, new_upload, post_node, wait_for_upload
+from tests.media import make_video, render_frame
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+SCREENSHOT = ROOT / "docs" / "jobs-page.png"
+WINDOW = (1280, 1000)
+VIEWPORT = (1280, 900)  # the screenshot's size
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def logged_in(service) -> requests.Session:
+    session = requests.Session()
+    response = session.post(f"{service.url}/jobs/login", data={"key": NODE_KEY}, allow_redirects=False, timeout=10)
+    assert response.status_code == 303, response.text
+    session.headers["X-CSRF-Token"] = csrf_token(session.cookies[SESSION_COOKIE])
+    return session
+
+
+def queue_upload(service, name: str, frame_rate: int, frames_per_task: int = 120) -> ObjectId:
+    upload_id, project_id = new_upload(service.db, f"./uploads/{name}", frame_rate=frame_rate,
+                                       frames_per_task=frames_per_task)
+    response = post_node(f"{service.url}/api/processContent",
+                         fields_for(upload_id, project_id, f"./uploads/{name}", frame_rate=frame_rate))
+    assert response.status_code == 202, response.text
+    return upload_id
+
+
+def wait_job(service, job_id: str, states: tuple[str, ...], timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = service.db.ProcessingJob.find_one({"_id": job_id})
+        if job and job["state"] in states:
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"{job_id} never reached {states}: {job and job['state']}")
+
+
+# -- sessions (no browser) -------------------------------------------------------------------------
+def test_session_tokens_are_signed_expire_and_never_hold_the_key():
+    token = issue_session(NODE_KEY, hours=1)
+    assert NODE_KEY not in token and session_valid(token, (NODE_KEY,), 1)
+    assert session_valid(token, ("other-key-1", NODE_KEY), 1)          # several keys: any signs
+    assert not session_valid(token, ("other-key-1",), 1)               # its key removed: the session ends
+    expires, nonce, mac = token.split(".")
+    assert not session_valid(f"{int(expires) + 60}.{nonce}.{mac}", (NODE_KEY,), 1)   # tampered expiry
+    assert not session_valid(issue_session(NODE_KEY, 1, now=time.time() - 7200), (NODE_KEY,), 1)  # expired
+    assert not session_valid(issue_session(NODE_KEY, 48), (NODE_KEY,), 1)  # longer than a session lasts now
+    assert not session_valid("garbage", (NODE_KEY,), 1) and not session_valid("", (), 1)
+
+
+# -- HTTP ------------------------------------------------------------------------------------------
+def test_nothing_without_the_key_and_the_cookie_is_a_signed_session(service):
+    url = service.url
+    page = requests.get(f"{url}/jobs", timeout=10)
+    assert page.status_code == 401 and 'name="key"' in page.text and 'id="jobs"' not in page.text
+    for method, path in [("get", "/api/jobs"), ("get", "/api/jobs/content:x"), ("post", "/api/jobs/content:x/retry"),
+                         ("post", "/api/jobs/content:x/cancel"), ("get", "/jobs/media/contents/a/b.mp4"),
+                         ("post", "/jobs/try"), ("get", f"/jobs/uploads/{ObjectId()}")]:
+        assert getattr(requests, method)(f"{url}{path}", timeout=10).status_code == 401, path
+        wrong = getattr(requests, method)(f"{url}{path}", headers={"X-API-Key": "wrong-key-123"}, timeout=10)
+        assert wrong.status_code == 401, path
+    assert requests.get(f"{url}/api/jobs", headers={"X-API-Key": NODE_KEY}, timeout=10).json() == \
+        {"jobs": [], "count": 0}
+    assert requests.get(f"{url}/jobs", headers={"X-API-Key": "second-key"}, timeout=10).status_code == 200
+    # The page's own assets need no key (nothing secret in them) and come from the app itself.
+    script = requests.get(f"{url}/jobs/static/jobs.js", timeout=10)
+    assert script.status_code == 200 and "fetch(" in script.text
+
+    refused = requests.post(f"{url}/jobs/login", data={"key": "not-the-key"}, allow_redirects=False, timeout=10)
+    assert refused.status_code == 401 and SESSION_COOKIE not in refused.headers.get("Set-Cookie", "")
+    answer = requests.post(f"{url}/jobs/login", data={"key": NODE_KEY}, allow_redirects=False, timeout=10)
+    assert answer.status_code == 303 and answer.headers["Location"].endswith("/jobs")
+    cookie = answer.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and NODE_KEY not in cookie
+    token = answer.cookies[SESSION_COOKIE]
+    jar = {SESSION_COOKIE: token}
+    page = requests.get(f"{url}/jobs", cookies=jar, timeout=10)
+    assert page.status_code == 200 and 'id="jobs"' in page.text and csrf_token(token) in page.text
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"] and "<script src=\"/jobs/static" in page.text
+    assert "http://" not in re.sub(r"http://127\.0\.0\.1:\d+", "", page.text)  # no CDN: every asset from the app
+    # A cookie alone cannot change anything: a POST also needs the page's CSRF token.
+    assert requests.post(f"{url}/api/jobs/content:x/cancel", cookies=jar, timeout=10).status_code == 403
+    assert requests.post(f"{url}/api/jobs/content:x/cancel", cookies=jar, headers={"X-CSRF-Token": csrf_token(token)},
+                         timeout=10).status_code == 404
+    forged = token[:-4] + ("0000" if not token.endswith("0000") else "1111")
+    assert requests.get(f"{url}/api/jobs", cookies={SESSION_COOKIE: forged}, timeout=10).status_code == 401
+    # Odd input never makes a 500.
+    odd = [("get", "/api/jobs?limit=%C2%B2&state=%00"), ("get", "/api/jobs/%00"), ("get", "/api/jobs/a%ED%A0%80b"),
+           ("get", "/jobs/media/%00/x"), ("get", "/jobs/media/" + "a" * 300 + ".mp4"), ("get", "/jobs/uploads/%C2%B2"),
+           ("post", "/api/jobs/privacy:a%2Fb%23c.mp4/retry")]
+    for method, path in odd:
+        answer = getattr(requests, method)(f"{url}{path}", headers={"X-API-Key": NODE_KEY}, timeout=10)
+        assert answer.status_code in (200, 404), (path, answer.status_code)
+    action_url = f"{url}/api/jobs/privacy:in/a.mp4/cancel"  # a job id may hold slashes; the actions stay apart
+    assert requests.get(action_url, headers={"X-API-Key": NODE_KEY}, timeout=10).status_code == 405
+    assert set(requests.options(action_url, timeout=10).headers["Allow"].split(", ")) == {"OPTIONS", "POST"}
+    assert requests.get(f"{url}/api/jobs/privacy:in/a.mp4", headers={"X-API-Key": NODE_KEY},
+                        timeout=10).json()["message"] == "no job privacy:in/a.mp4"
+    for bad in ["\u00b2.x.y", "1" * 300, "9999999999999.a.b"]:
+        assert requests.get(f"{url}/api/jobs", cookies={SESSION_COOKIE: bad}, timeout=10).status_code == 401
+    # Logging out removes the cookie.
+    out = requests.post(f"{url}/jobs/logout", cookies=jar, data={"csrf_token": csrf_token(token)},
+                        allow_redirects=False, timeout=10)
+    assert out.status_code == 303 and f"{SESSION_COOKIE}=;" in out.headers["Set-Cookie"]
+
+
+def test_the_api_lists_retries_and_cancels(make_service):
+    service = make_service(APP_RUN_WORKERS="false")  # nothing runs: every state below is the test's
+    session = logged_in(service)
+    make_video(service.content / "uploads" / "a.mp4", 10, 25)
+    upload_id = queue_upload(service, "a.mp4", frame_rate=5)
+    job_id = f"content:{upload_id}"
+    jobs = session.get(f"{service.url}/api/jobs", timeout=10).json()["jobs"]
+    assert [job["id"] for job in jobs] == [job_id]
+    job = jobs[0]
+    assert job["state"] == "queued" and job["can_cancel"] and not job["can_retry"]
+    assert job["tasks_url"] == f"/jobs/uploads/{upload_id}" and job["params"]["upload_id"] == str(upload_id)
+    assert job["params"]["source"] == "<content>/uploads/a.mp4"  # no server path leaves the service
+    one = session.get(f"{service.url}{job['url']}", timeout=10).json()
+    assert one["upload"]["status"] == 0 and one["tasks"] == []
+    assert session.get(f"{service.url}/api/jobs?state=done", timeout=10).json()["count"] == 0
+    assert session.get(f"{service.url}/api/jobs/content:nope", timeout=10).status_code == 404
+
+    assert session.post(f"{service.url}{job['url']}/retry", timeout=10).status_code == 409  # not failed
+    cancel = session.post(f"{service.url}{job['url']}/cancel", timeout=10)
+    assert cancel.status_code == 202 and cancel.json()["job"]["cancel_requested"]
+    assert service.db.ProcessingJob.find_one({"_id": job_id})["cancel_requested"] is True
+
+    # A failed job (as a worker leaves it) is queued again with its params, attempts reset, the
+    # upload processing again; its error moves to its history.
+    params = service.db.ProcessingJob.find_one({"_id": job_id})["params"]
+    service.db.ProcessingJob.update_one({"_id": job_id}, {"$set": {
+        "state": "failed", "attempts": 3, "last_error": "unreadable_media: broken", "holding": False,
+        "checkpoint": {"next_task": 2}, "progress": 40.0, "cancel_requested": False}})
+    service.db.AnnotationContentUpload.update_one({"_id": upload_id}, {"$set": {
+        "status": 2, "progress": 40, "errorMessage": {"error_code": 422, "message": "unreadable_media: broken"}}})
+    assert session.post(f"{service.url}{job['url']}/cancel", timeout=10).status_code == 409  # not active
+    retry = session.post(f"{service.url}{job['url']}/retry", timeout=10)
+    assert retry.status_code == 202, retry.text
+    stored = service.db.ProcessingJob.find_one({"_id": job_id})
+    assert stored["state"] == "queued" and stored["attempts"] == 0 and stored["params"] == params
+    assert stored["checkpoint"] == {} and stored["progress"] == 0 and stored["last_error"] is None
+    assert stored["holding"] is True and stored["history"][-1]["error"] == "unreadable_media: broken"
+    upload = service.db.AnnotationContentUpload.find_one({"_id": upload_id})
+    assert upload["status"] == 0 and upload["errorMessage"] == {} and upload["progress"] == 0
+    assert upload["nodeOwnedField"] == "keep me"
+    assert session.post(f"{service.url}{job['url']}/retry", timeout=10).status_code == 409  # queued now
+
+    # Another upload of the same video holds it now: the retry is refused, the upload left as it was.
+    service.db.ProcessingJob.update_one({"_id": job_id}, {"$set": {"state": "failed", "holding": False}})
+    service.db.AnnotationContentUpload.update_one({"_id": upload_id}, {"$set": {
+        "status": 2, "errorMessage": {"error_code": 422, "message": "x"}}})
+    project_id = service.db.AnnotationContentUpload.find_one({"_id": upload_id})["projectId"]
+    other = ObjectId()
+    service.db.AnnotationContentUpload.insert_one({"_id": other, "projectId": project_id, "status": 0})
+    response = post_node(f"{service.url}/api/processContent", fields_for(other, project_id, "./uploads/a.mp4"))
+    assert response.status_code == 202, response.text
+    busy = session.post(f"{service.url}{job['url']}/retry", timeout=10)
+    assert busy.status_code == 409 and f"content:{other}" in busy.json()["message"]
+    upload = service.db.AnnotationContentUpload.find_one({"_id": upload_id})
+    assert upload["status"] == 2 and upload["errorMessage"]["error_code"] == 422
+    assert service.db.ProcessingJob.find_one({"_id": job_id})["state"] == "failed"
+
+
+def test_task_videos_stream_with_range_requests_from_local_storage_only(make_service):
+    service = make_service(APP_RUN_WORKERS="false")
+    storage = Path(service.settings.storage_url)
+    key = "contents/p/task-0-v/task-0-v.mp4"
+    (storage / key).parent.mkdir(parents=True)
+    data = bytes(range(256)) * 40
+    (storage / key).write_bytes(data)
+    headers = {"X-API-Key": NODE_KEY}
+    whole = requests.get(f"{service.url}/jobs/media/{key}", headers=headers, timeout=10)
+    assert whole.status_code == 200 and whole.content == data and whole.headers["Content-Type"] == "video/mp4"
+    assert whole.headers["Accept-Ranges"] == "bytes"
+    part = requests.get(f"{service.url}/jobs/media/{key}", headers={**headers, "Range": "bytes=100-199"}, timeout=10)
+    assert part.status_code == 206 and part.content == data[100:200]
+    assert part.headers["Content-Range"] == f"bytes 100-199/{len(data)}"
+    tail = requests.get(f"{service.url}/jobs/media/{key}", headers={**headers, "Range": "bytes=-10"}, timeout=10)
+    assert tail.status_code == 206 and tail.content == data[-10:]
+    (service.content / "secret.txt").write_text("not an object")
+    os.symlink(service.content / "secret.txt", storage / "contents" / "p" / "link.mp4")
+    for bad in ["contents/p/link.mp4", "contents/p/../../../content/secret.txt", "contents/p", "contents/none.mp4",
+                "contents/p/task-0-v/.task-0-v.mp4.1.2.tmp"]:
+        assert requests.get(f"{service.url}/jobs/media/{bad}", headers=headers, timeout=10).status_code == 404, bad
+
+
+def test_with_s3_storage_the_page_links_presigned_urls_and_serves_nothing(make_service):
+    service = make_service(APP_RUN_WORKERS="false", STORAGE_URL="s3://tasks-bucket/pre",
+                           S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}", S3_ACCESS_KEY_ID="k",
+                           S3_SECRET_ACCESS_KEY="secret-key-1")
+    upload_id, project_id = ObjectId(), ObjectId()
+    service.db.AnnotationContentUpload.insert_one({"_id": upload_id, "projectId": project_id, "status": 1})
+    service.db.AnnotationTask.insert_one({"uploadId": upload_id, "projectId": project_id, "taskName": "task-0-v",
+                                          "S3_url": f"contents/{project_id}/task-0-v/task-0-v.mp4"})
+    headers = {"X-API-Key": NODE_KEY}
+    assert requests.get(f"{service.url}/jobs/media/contents/{project_id}/task-0-v/task-0-v.mp4", headers=headers,
+                        timeout=10).status_code == 404
+    page = requests.get(f"{service.url}/jobs/uploads/{upload_id}", headers=headers, timeout=10)
+    assert page.status_code == 200
+    assert re.search(r'<video [^>]*src="http://127\.0\.0\.1:\d+/tasks-bucket/pre/contents/[^"]*X-Amz-Signature',
+                     page.text.replace("&amp;", "&"))
+    assert "media-src 'self' http://127.0.0.1:" in page.headers["Content-Security-Policy"]
+
+
+def test_try_it_checks_what_it_is_sent(make_service, tmp_path):
+    service = make_service(APP_RUN_WORKERS="false", APP_TRY_IT_MAX_BYTES="20000")
+    session = logged_in(service)
+    url = f"{service.url}/jobs/try"
+    clip = make_video(tmp_path / "small clip.mp4", 5, 25, size=(64, 48))
+    assert clip.stat().st_size < 20000
+    too_big = session.post(url, data={"frame_rate": "5"}, files={"video": ("big.mp4", b"\0" * 30000)}, timeout=10)
+    assert too_big.status_code == 413
+    assert session.post(url, data={"frame_rate": "5"}, files={"video": ("x.exe", b"MZ")}, timeout=10).status_code == 415
+    assert session.post(url, data={"frame_rate": "0"}, files={"video": ("a.mp4", b"x")}, timeout=10).status_code == 400
+    assert session.post(url, data={"frame_rate": "5"}, timeout=10).status_code == 400
+    assert session.post(url, data={"frame_rate": "\u00b2", "content_path": "a.mp4"}, timeout=10).status_code == 400
+    outside = session.post(url, data={"frame_rate": "5", "content_path": "../../etc/passwd"}, timeout=10)
+    assert outside.status_code == 400
+    assert list(service.content.rglob("*.*")) == []  # nothing refused was saved
+    assert service.db.AnnotationContentUpload.count_documents({}) == 0
+
+    with open(clip, "rb") as handle:
+        answer = session.post(url, data={"frame_rate": "5"}, files={"video": ("../../small clip.mp4", handle)},
+                              timeout=10)
+    assert answer.status_code == 202, answer.text
+    body = answer.json()
+    saved = list((service.content / "uploads" / body["project_id"]).iterdir())
+    assert len(saved) == 1 and re.fullmatch(r"small-clip-[0-9a-f]{8}\.mp4", saved[0].name)
+    assert saved[0].read_bytes() == clip.read_bytes()
+    upload = service.db.AnnotationContentUpload.find_one({"_id": ObjectId(body["upload_id"])})
+    node_fields = {"projectId": ObjectId(body["project_id"]), "sourceFilePath": f"./uploads/{body['project_id']}/"
+                   f"{saved[0].name}", "status": 0, "progress": 0, "frame_rate": 5, "frames_per_task": 120,
+                   "content_type": 1, "force_write": 0, "request_annotation_version": 0, "request_type": 0}
+    assert {name: upload.get(name) for name in node_fields} == node_fields and "createdAt" in upload
+    assert service.db.AnnotationProject.find_one({"_id": ObjectId(body["project_id"])})["contentUploads"] == []
+    job = service.db.ProcessingJob.find_one({"_id": body["job_id"]})
+    assert job["state"] == "queued" and job["params"]["content_path"] == upload["sourceFilePath"]
+
+    # A file already in the content folder; processContent's own checks answer for it.
+    shutil.copy(clip, service.content / "uploads" / "again.mp4")
+    by_path = session.post(url, data={"frame_rate": "2", "content_path": "uploads/again.mp4"}, timeout=10)
+    assert by_path.status_code == 202 and by_path.json()["content_path"] == "./uploads/again.mp4"
+    (service.content / "notes.txt").write_text("x")
+    refused = session.post(url, data={"frame_rate": "2", "content_path": "notes.txt"}, timeout=10)
+    assert refused.status_code == 415  # processContent's answer, recorded on the upload doc as Node would see it
+    assert service.db.AnnotationContentUpload.find_one({"_id": ObjectId(refused.json()["upload_id"])})["status"] == 2
+
+    off = make_service(APP_RUN_WORKERS="false", APP_TRY_IT="false")
+    page = requests.get(f"{off.url}/jobs", headers={"X-API-Key": NODE_KEY}, timeout=10)
+    assert page.status_code == 200 and 'id="try-form"' not in page.text
+    assert requests.post(f"{off.url}/jobs/try", headers={"X-API-Key": NODE_KEY}, data={"frame_rate": "5"},
+                         timeout=10).status_code == 404
+
+
+# -- the real browser ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
+        pytest.skip("Debian's chromium and chromium-driver are not installed (./run_tests.sh installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", f"--window-size={WINDOW[0]},{WINDOW[1]}", "--hide-scrollbars",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def js(driver, script: str, *args):
+    return driver.execute_script(script, *args)
+
+
+def wait_js(driver, script: str, *args, timeout: float = 30, what: str = ""):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = js(driver, script, *args)
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what or script}")
+
+
+ROW = "document.querySelector(`tr[data-job-id=\"${arguments[0]}\"]`)"
+
+
+def row_field(driver, job_id: str, selector: str) -> str | None:
+    return js(driver, f"const row = {ROW}; const cell = row && row.querySelector(arguments[1]); "
+                      "return cell ? cell.textContent.trim() : null;", job_id, selector)
+
+
+def click_in_row(driver, job_id: str, action: str) -> None:
+    """A real click on the row's button (rows are redrawn each refresh: find it again if it went stale)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            driver.find_element(By.CSS_SELECTOR, f'tr[data-job-id="{job_id}"] button[data-action="{action}"]').click()
+            return
+        except (StaleElementReferenceException, NoSuchElementException):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def log_in(driver, service) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.delete_all_cookies()
+    driver.get(f"{service.url}/jobs")
+    assert driver.find_elements(By.ID, "login-form") and not driver.find_elements(By.ID, "jobs")  # refused
+    driver.find_element(By.ID, "key").send_keys("wrong-key-123")
+    driver.find_element(By.CSS_SELECTOR, "#login-form button").click()
+    wait_js(driver, "const e = document.querySelector('#login .error'); return e && /not the service's key/"
+                    ".test(e.textContent)", what="the login form to refuse a wrong key")
+    driver.find_element(By.ID, "key").send_keys(NODE_KEY)
+    driver.find_element(By.CSS_SELECTOR, "#login-form button").click()
+    wait_js(driver, "return document.getElementById('jobs') !== null", what="the jobs page after login")
+    assert js(driver, "return document.cookie") == ""  # HttpOnly: the page's scripts cannot read the session
+
+
+def test_browser_progress_rises_then_cancel_stops_the_job(make_service, browser):
+    service = make_service()
+    log_in(browser, service)
+    # One task per frame: 2,500 small commits (about 15 s on 2 cores), each moving the progress. The
+    # frames are all alike (quick to make); the job is cancelled long before its end.
+    still = render_frame(1, 160, 120)
+    make_video(service.content / "uploads" / "long.mp4", 2500, 25, size=(160, 120), render=lambda *_: still)
+    upload_id = queue_upload(service, "long.mp4", frame_rate=25, frames_per_task=1)
+    job_id = f"content:{upload_id}"
+    seen: list[float] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len({p for p in seen if 0 < p < 100}) < 2:
+        text = row_field(browser, job_id, ".pct")
+        if text:
+            seen.append(float(text.rstrip("%")))
+        time.sleep(0.2)
+    shown = [p for p in seen if 0 < p < 100]
+    assert len(set(shown)) >= 2 and shown == sorted(shown), seen  # the page refreshed itself, rising
+    assert row_field(browser, job_id, ".state") == "running"
+    assert re.fullmatch(r"\d+s|\d+m \d+s", row_field(browser, job_id, ".eta") or ""), "an ETA from the measured rate"
+
+    click_in_row(browser, job_id, "cancel")
+    wait_js(browser, f"const row = {ROW}; return row && row.dataset.state === 'cancelled'", job_id, timeout=20,
+            what="the row to show cancelled")
+    job = service.db.ProcessingJob.find_one({"_id": job_id})
+    assert job["state"] == "cancelled" and job["progress"] < 100
+    upload = service.db.AnnotationContentUpload.find_one({"_id": upload_id})
+    assert upload["status"] == 2 and upload["errorMessage"]["error_code"] == 499
+    assert service.db.AnnotationTask.count_documents({"uploadId": upload_id}) == 0
+    assert "Cancel:" in js(browser, "return document.getElementById('action-message').textContent")
+
+
+def test_browser_retry_reruns_a_failed_job(make_service, browser):
+    service = make_service()
+    log_in(browser, service)
+    broken = service.content / "uploads" / "broken.mp4"
+    broken.parent.mkdir(parents=True, exist_ok=True)
+    broken.write_text("this is not a video\n" * 50)
+    upload_id = queue_upload(service, "broken.mp4", frame_rate=5)
+    job_id = f"content:{upload_id}"
+    wait_js(browser, f"const row = {ROW}; return row && row.dataset.state === 'failed'", job_id, what="failed")
+    assert "unreadable_media" in row_field(browser, job_id, ".error")
+    assert service.db.AnnotationContentUpload.find_one({"_id": upload_id})["status"] == 2
+
+    make_video(broken, 30, 25, size=(160, 120))  # the operator fixes the file, then retries
+    click_in_row(browser, job_id, "retry")
+    wait_js(browser, f"const row = {ROW}; return row && row.dataset.state === 'done'", job_id, what="done")
+    assert row_field(browser, job_id, ".pct") == "100.0%" and row_field(browser, job_id, ".error") == ""
+    upload = wait_for_upload(service.db, upload_id)
+    assert upload["status"] == 1 and upload["taskCount"] == 1
+    job = service.db.ProcessingJob.find_one({"_id": job_id})
+    assert job["attempts"] == 1 and "unreadable_media" in job["history"][-1]["error"]
+    assert service.db.AnnotationTask.count_documents({"uploadId": upload_id}) == 1
+
+
+def test_browser_try_it_uploads_a_video_and_plays_its_task_video(make_service, browser, tmp_path):
+    from PIL import Image, ImageStat
+    from selenium.webdriver.common.by import By
+
+    service = make_service()
+    log_in(browser, service)
+    clip = make_video(tmp_path / "street.mp4", 50, 25, size=(320, 240))
+    browser.find_element(By.ID, "try-video").send_keys(str(clip))
+    rate = browser.find_element(By.ID, "try-rate")
+    rate.clear()
+    rate.send_keys("10")
+    browser.find_element(By.ID, "try-submit").click()
+    wait_js(browser, "return /: done/.test(document.getElementById('try-status').textContent)", timeout=30,
+            what="the try-it job to be done")
+    assert "1 task" in js(browser, "return document.getElementById('try-status').textContent")
+    upload = service.db.AnnotationContentUpload.find_one({})
+    assert upload["status"] == 1 and upload["frame_rate"] == 10 and upload["sourceFilePath"].endswith(".mp4")
+    task = service.db.AnnotationTask.find_one({"uploadId": upload["_id"]})
+    assert task["frameCount"] == 20
+
+    # Its task video plays in the page: decoded frames (readyState >= 2, a size) and time advancing.
+    video = "document.querySelector('#try-tasks video')"
+    state = wait_js(browser, f"const v = {video}; return v && v.readyState >= 2 && v.videoWidth > 0 && "
+                             "[v.readyState, v.videoWidth, v.videoHeight, v.currentTime, v.src]", timeout=20,
+                    what="the task video to load")
+    assert state[1:3] == [320, 240] and "/jobs/media/contents/" in state[4], state
+    start = state[3]
+    wait_js(browser, f"return {video}.currentTime > arguments[0]", start, timeout=10, what="the video to play")
+    assert js(browser, f"return {video}.error") is None
+
+    # The screenshot of the page with the finished job and its task video, kept in docs/ (compared by
+    # size and content, not pixels; UPDATE_SCREENSHOT=1 or a missing file writes it anew).
+    wait_js(browser, f"const r = {ROW}; return r && r.dataset.state === 'done'", f"content:{upload['_id']}",
+            what="the finished job in the table")
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": VIEWPORT[0], "height": VIEWPORT[1], "deviceScaleFactor": 1, "mobile": False})
+    shot = tmp_path / "jobs-page.png"
+    browser.save_screenshot(str(shot))
+    browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    image = Image.open(shot).convert("RGB")
+    assert image.size == VIEWPORT
+    stats = ImageStat.Stat(image)
+    assert max(stats.stddev) > 20 and len(image.getcolors(1 << 20) or []) > 50  # not blank
+    if os.environ.get("UPDATE_SCREENSHOT") == "1" or not SCREENSHOT.exists():
+        shutil.copy(shot, SCREENSHOT)
+    assert Image.open(SCREENSHOT).size == image.size
+
+    # The upload's own page lists the task with its video (served with range requests).
+    browser.get(f"{service.url}/jobs/uploads/{upload['_id']}")
+    wait_js(browser, "const v = document.querySelector('#tasks video'); return v && v.readyState >= 1",
+            what="the upload page's video")
+    assert task["taskName"] in browser.find_element(By.ID, "tasks").text
