@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 SERVICE_RUN = r"""
-import json, sys, time, threading
+import json, os, sys, time, threading
 from pathlib import Path
 from bson import ObjectId
 from media_service.config import load_settings
@@ -32,7 +32,8 @@ from app import create_app
 from werkzeug.serving import make_server
 import requests
 work, clip, request_type = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-settings = load_settings({"APP_API_KEY": "bench-key", "APP_DATA_DIR": str(work / "data"), "MONGODB_EMBEDDED_PORT": "0",
+settings = load_settings({**os.environ, "APP_API_KEY": "bench-key", "APP_DATA_DIR": str(work / "data"),
+    "MONGODB_EMBEDDED_PORT": "0",
     "STORAGE_URL": str(work / "storage"), "FOLDERS_CONTENT_BASE": str(work), "FOLDERS_CONTENT_PATH_BASE": str(work),
     "FOLDERS_TASK_BASE": str(work / "tasks")})
 app = create_app(settings)
@@ -100,7 +101,7 @@ def main() -> None:
         type0 = end_to_end(work, 0, args.rate)
         type1 = end_to_end(work, 1, args.rate)
 
-        settings = load_settings({})
+        settings = load_settings(dict(os.environ))
         detector = annotation_detector(settings)
         frames = sampled_frames(work / "clip.mp4", args.rate)
         side = settings.inference_detect_max_side
