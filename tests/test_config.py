@@ -74,3 +74,21 @@ def test_production_env_example_loads_and_requires_the_privacy_key():
     with pytest.raises(ConfigError) as error:
         load_settings(env)
     assert "PRIVACY_API_KEY" in str(error.value)
+
+
+def test_the_configuration_reference_is_generated_from_the_options_and_covers_config_cfg():
+    """docs/CONFIGURATION.md is exactly what `python -m media_service.config` writes (so it cannot
+    drift), every option has a meaning, and every key in config.cfg is a real option."""
+    import configparser
+
+    from media_service.config import OPTIONS, reference
+
+    assert (ROOT / "docs" / "CONFIGURATION.md").read_text() == reference()
+    assert all(option.doc and option.parse.kind for option in OPTIONS)
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str
+    parser.read(ROOT / "config.cfg")
+    known = {(o.section, o.key.lower()) for o in OPTIONS}
+    unknown = [f"[{section}] {key}" for section in parser.sections() for key in parser[section]
+               if (section, key.lower()) not in known]
+    assert unknown == []
