@@ -84,8 +84,8 @@ def load(port: int, seconds: float, connections: int) -> dict:
 
 
 def run_load(port: int, seconds: float, connections: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--load-only", str(port), str(seconds), str(connections)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "bench.bench_gevent", "--load-only", str(port), str(seconds),
+                          str(connections)], capture_output=True, text=True, check=True, cwd=ROOT)
     return json.loads(out.stdout)
 
 

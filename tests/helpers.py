@@ -78,7 +78,7 @@ def wait_until_ready(base_url: str, process, timeout: float = 60) -> None:
         try:
             if requests.get(f"{base_url}/api/ready", timeout=1).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still starting
             pass
         time.sleep(0.2)
     raise AssertionError("the service never became ready")

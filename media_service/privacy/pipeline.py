@@ -30,6 +30,11 @@ from media_service.privacy.tracking import FaceTracker, Region
 
 log = logging.getLogger(__name__)
 
+# The check of a hidden region looks at it with its surroundings at most this many pixels across:
+# the region then fills about half of it, where CenterFace is surest, and a check costs a few ms.
+CHECK_SIZE = 320
+
+
 @dataclass(frozen=True)
 class BlurSettings:
     detect_every: int
@@ -221,31 +226,26 @@ class PrivacyPipeline:
         array = vp.yuv420p_array(frame)
         planes = face_blur.yuv420_planes(array, width, height)
         face_blur.hide_regions(planes, boxes, "fill" if whole else self.settings.mode, self.settings.cells)
-        hidden = vp.yuv420p_frame(array, like=frame)
         if whole:
             regions_log.counts["blacked_out_frames"] += 1
             regions_log.add(number + 1, seconds, boxes[0], 0.0, "fail-closed")
-            return hidden
-        checks = self._verify(hidden, array, planes, boxes, rotation, regions_log)
-        if any(checks):
-            hidden = vp.yuv420p_frame(array, like=frame)
-        for region, box, checked in zip(regions, boxes, checks):
-            regions_log.add(number + 1, seconds, box, region.box.score, region.origin, checked)
-        return hidden
+        else:
+            checks = self._verify(planes, boxes, rotation, regions_log)
+            for region, box, checked in zip(regions, boxes, checks):
+                regions_log.add(number + 1, seconds, box, region.box.score, region.origin, checked)
+        return vp.yuv420p_frame(array, like=frame)
 
-    def _verify(self, hidden: vp.VideoFrame, array, planes, boxes, rotation: int, regions_log: RegionLog) -> list:
+    def _verify(self, planes, boxes, rotation: int, regions_log: RegionLog) -> list:
         """Look again at each hidden box: where the detector still finds a face at
         `verify_threshold`, hide it with half the cells; where it still does, fill it. Changes
-        `array` in place; returns per box None, "hidden harder" or "filled"."""
-        rgb = vp.frame_to_rgb(hidden, hidden.width, hidden.height)
+        the planes in place; returns per box None, "hidden harder" or "filled"."""
         results = []
         for box in boxes:
-            if not self._face_left(rgb, box, rotation):
+            if not self._face_left(planes, box, rotation):
                 results.append(None)
                 continue
             face_blur.hide_regions(planes, [box], self.settings.mode, max(2, self.settings.cells // 2))
-            again = vp.frame_to_rgb(vp.yuv420p_frame(array, like=hidden), hidden.width, hidden.height)
-            if self._face_left(again, box, rotation):
+            if self._face_left(planes, box, rotation):
                 face_blur.hide_regions(planes, [box], "fill", self.settings.cells)
                 regions_log.counts["filled"] += 1
                 results.append("filled")
@@ -254,14 +254,20 @@ class PrivacyPipeline:
                 results.append("hidden harder")
         return results
 
-    def _face_left(self, rgb, box: tuple[int, int, int, int], rotation: int) -> bool:
+    def _face_left(self, planes, box: tuple[int, int, int, int], rotation: int) -> bool:
         """Does the detector find a face overlapping `box` in a crop around it (upright)?"""
         x1, y1, x2, y2 = box
+        height, width = planes[0].shape
         margin_x, margin_y = (x2 - x1) // 2, (y2 - y1) // 2
-        cx1, cy1 = max(0, x1 - margin_x), max(0, y1 - margin_y)
-        crop = rgb[cy1:y2 + margin_y, cx1:x2 + margin_x]
-        if crop.size == 0:
+        # Even edges, so that the chroma planes line up with the luma crop.
+        cx1, cy1 = max(0, x1 - margin_x) & ~1, max(0, y1 - margin_y) & ~1
+        cx2, cy2 = min(width, x2 + margin_x) & ~1, min(height, y2 + margin_y) & ~1
+        if cx2 <= cx1 or cy2 <= cy1:
             return False
+        crop = face_blur.crop_rgb(planes, cx1, cy1, cx2, cy2)
+        scale = min(1.0, CHECK_SIZE / max(crop.shape[:2]))
+        if scale < 1.0:
+            crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         upright = cv2.rotate(crop, vp.DISPLAY_ROTATION[rotation]) if rotation else crop
         try:
             found = self.detector.detect(np.ascontiguousarray(upright), self.settings.verify_threshold)
@@ -270,11 +276,11 @@ class PrivacyPipeline:
             return True
         crop_h, crop_w = crop.shape[:2]
         local = upright_boxes_to_coded(found, rotation, crop_w, crop_h)
-        inner = (x1 - cx1, y1 - cy1, x2 - cx1, y2 - cy1)
+        inner = ((x1 - cx1) * scale, (y1 - cy1) * scale, (x2 - cx1) * scale, (y2 - cy1) * scale)
         return any(_overlaps(face, inner) for face in local)
 
 
-def _overlaps(face: Detection, box: tuple[int, int, int, int]) -> bool:
+def _overlaps(face: Detection, box: tuple[float, float, float, float]) -> bool:
     """Is most of the face inside the hidden box (not a face next to it, which has its own box)?"""
     ix1, iy1 = max(face.x1, box[0]), max(face.y1, box[1])
     ix2, iy2 = min(face.x2, box[2]), min(face.y2, box[3])
