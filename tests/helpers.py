@@ -1,6 +1,7 @@
 """Test helpers: Node-style requests, upload docs, waiting for jobs."""
 from __future__ import annotations
 
+import os
 import random
 import socket
 import time
@@ -9,6 +10,16 @@ import requests
 from bson import ObjectId
 
 from tests.conftest import NODE_KEY
+
+
+def clean_service_env(**extra: str) -> dict[str, str]:
+    """This process's environment without the service's own settings, for a service started as a
+    subprocess. PROMETHEUS_MULTIPROC_DIR goes too: an in-process test set it, and a subprocess that
+    inherited it would show that test's counters."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MONGO", "STORAGE", "APP_", "JOBS_", "PROMETHEUS_"))}
+    env.update(extra)
+    return env
 
 
 def node_multipart(fields: dict[str, str]) -> tuple[bytes, str]:

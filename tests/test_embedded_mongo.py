@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -14,7 +13,15 @@ from pymongo import MongoClient
 from media_service import embedded_mongo
 from media_service.embedded_mongo import EmbeddedMongo, EmbeddedMongoError
 from tests.conftest import ROOT
-from tests.helpers import fields_for, free_port, new_upload, post_node, wait_for_upload, wait_until_ready
+from tests.helpers import (
+    clean_service_env,
+    fields_for,
+    free_port,
+    new_upload,
+    post_node,
+    wait_for_upload,
+    wait_until_ready,
+)
 from tests.media import make_video
 
 LOCAL_KEY = "local-test-key"
@@ -22,13 +29,12 @@ LOCAL_KEY = "local-test-key"
 
 def embedded_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """A service environment with no MongoDB configured: the embedded server it is."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGO", "STORAGE", "APP_", "JOBS_"))}
-    env.update({"PORT": str(free_port()), "MONGODB_EMBEDDED_PORT": str(free_port()), "APP_API_KEY": LOCAL_KEY,
+    return clean_service_env(**{
+                "PORT": str(free_port()), "MONGODB_EMBEDDED_PORT": str(free_port()), "APP_API_KEY": LOCAL_KEY,
                 "APP_DATA_DIR": str(tmp_path / "data"), "FOLDERS_CONTENT_BASE": str(tmp_path / "content"),
                 "FOLDERS_CONTENT_PATH_BASE": str(tmp_path / "content"),
                 "FOLDERS_TASK_BASE": str(tmp_path / "tasks"), "STORAGE_URL": str(tmp_path / "storage"),
                 "JOBS_POLL_SECONDS": "0.1", **extra})
-    return env
 
 
 def start(command: list[str], env: dict, log: Path) -> subprocess.Popen:

@@ -19,7 +19,15 @@ from pymongo.errors import DuplicateKeyError
 
 from media_service.embedded_mongo import EmbeddedMongo
 from tests.conftest import NODE_KEY, ROOT
-from tests.helpers import fields_for, free_port, new_upload, post_node, wait_for_upload, wait_until_ready
+from tests.helpers import (
+    clean_service_env,
+    fields_for,
+    free_port,
+    new_upload,
+    post_node,
+    wait_for_upload,
+    wait_until_ready,
+)
 from tests.media import make_video
 
 
@@ -118,7 +126,7 @@ def test_3_and_6_gunicorn_takes_mongo_uri_from_the_secrets_file_and_logs_no_quer
     secrets.write_text(f"[MongoDB]\nuri = {mongo_uri.split('?')[0].rstrip('/')}/{db_name}?directConnection=true\n"
                        f"[App]\nAPI_key = {NODE_KEY}\n")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGO", "APP_", "STORAGE"))}
+    env = clean_service_env()
     env.update({"CONFIG_SECRETS_FILE": str(secrets), "PORT": str(port), "IP_SERVER_IP": "127.0.0.1",
                 "APP_DATA_DIR": str(tmp_path / "data"), "JOBS_LAYOUT": "none",
                 "MONGODB_EMBEDDED_PORT": str(free_port())})
@@ -222,7 +230,7 @@ def test_6_a_key_sent_in_the_wrong_field_is_masked_in_the_answer_and_the_upload_
 
 def test_6_keys_in_query_strings_never_reach_the_access_log(tmp_path):
     key = "k+y/w=secret key"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGO", "APP_", "STORAGE"))}
+    env = clean_service_env()
     port = free_port()
     env.update({"PORT": str(port), "MONGODB_EMBEDDED_PORT": str(free_port()), "APP_API_KEY": key,
                 "APP_DATA_DIR": str(tmp_path / "data"), "STORAGE_URL": str(tmp_path / "storage")})
