@@ -25,8 +25,16 @@ from pathlib import Path
 from bson import ObjectId
 
 
+def cpu_seconds_of(pid: int | None) -> float:
+    """User + system CPU seconds of another process so far (the S3 server's)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def build_once(content: Path, work: Path, storage_url: str, env_extra: dict, frames: int,
-               augmentations: list[str]) -> dict:
+               augmentations: list[str], server_pid: int | None = None) -> dict:
     from werkzeug.serving import make_server
 
     from app import create_app
@@ -63,15 +71,16 @@ def build_once(content: Path, work: Path, storage_url: str, env_extra: dict, fra
             "labelAttributeList": [{"mainLabel": "Car", "isEnabled": True}, {"mainLabel": "Person", "isEnabled": True}],
             "augmentationTypes": {"IMAGE_LEVEL": [{"properties": [{"id": a} for a in augmentations]}]}})
         builder = DatasetBuilder(services.mongo, services.storage, settings)
-        cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_before, server_before = resource.getrusage(resource.RUSAGE_SELF), cpu_seconds_of(server_pid)
         started = time.perf_counter()
         result = builder.build(version_id)
         wall = time.perf_counter() - started
-        cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_after, server_after = resource.getrusage(resource.RUSAGE_SELF), cpu_seconds_of(server_pid)
         cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
         return {"storage": services.storage.description, "frames": frames, "images": result.images,
                 "objects_written": result.writes, "seconds": round(wall, 2), "fps": round(frames / wall, 1),
                 "process_cpu_seconds": round(cpu, 2),
+                "storage_server_cpu_seconds": round(server_after - server_before, 2),
                 "cpu_seconds_by_stage": {k: round(v, 2) for k, v in sorted(result.cpu_seconds.items())}}
     finally:
         server.shutdown()
@@ -112,7 +121,7 @@ def main() -> None:
                         time.sleep(0.5)
                 results.append(build_once(work, work / "s3", f"s3://{BUCKET}/bench", {
                     "S3_ENDPOINT_URL": f"http://127.0.0.1:{S3_PORT}", "S3_ACCESS_KEY_ID": "test",
-                    "S3_SECRET_ACCESS_KEY": "test-secret"}, args.frames, args.augmentations))
+                    "S3_SECRET_ACCESS_KEY": "test-secret"}, args.frames, args.augmentations, proc.pid))
             finally:
                 proc.terminate()
                 proc.wait(30)

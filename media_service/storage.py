@@ -96,6 +96,10 @@ class LocalStorage:
     def get_bytes(self, key: str) -> bytes:
         return self._path(key).read_bytes()
 
+    def path_of(self, key: str) -> Path:
+        """Where the object lies, to be read in place (never written: objects are replaced whole)."""
+        return self._path(key)
+
     def get_file(self, key: str, path: Path) -> None:
         """A copy of the object at `path` (the caller may change or delete it)."""
         try:

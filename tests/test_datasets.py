@@ -337,6 +337,65 @@ def test_the_same_build_against_a_real_s3_server(make_service, s3_server):
     assert "X-Amz-Expires=604800" in frame["awsUrl"]
 
 
+class CountedReads:
+    """The service's storage, recording which dataset objects are read back."""
+
+    def __init__(self, inner):
+        self.inner, self.reads = inner, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def get_file(self, key: str, path: Path) -> None:
+        self._note(key)
+        self.inner.get_file(key, path)
+
+    def get_bytes(self, key: str) -> bytes:
+        self._note(key)
+        return self.inner.get_bytes(key)
+
+    def _note(self, key: str) -> None:
+        if key.startswith("dataset/"):
+            self.reads.append(key)
+
+
+def test_on_s3_the_exports_read_the_build_s_own_copies_and_fetch_only_what_is_not_there(make_service, s3_server):
+    import shutil
+
+    from media_service.datasets.build import DatasetBuilder
+    from tests.s3_server import BUCKET, S3_PORT
+
+    service = make_service(STORAGE_URL=f"s3://{BUCKET}/ds-cache", S3_ENDPOINT_URL=f"http://127.0.0.1:{S3_PORT}",
+                           S3_ACCESS_KEY_ID="test", S3_SECRET_ACCESS_KEY="test-secret")
+    storage = CountedReads(service.services.storage)
+    builder = DatasetBuilder(service.services.mongo, storage, service.settings)
+    task_base = service.settings.path("task_base")
+    cached = make_version(service, frames=6, per_task=3)
+    builder.build(cached.id)
+    assert storage.reads == []  # every image and label file of the exports came from the build's copies
+    assert not list(task_base.glob("dataset-*-objects"))  # and the copies are gone
+
+    uncached = make_version(service, frames=6, per_task=3)
+
+    def forget_the_copies(fraction, stage):  # as if the tasks had been built on another host
+        if stage == "exports":
+            shutil.rmtree(next(task_base.glob(f"dataset-{uncached.id}-*-objects")))
+
+    builder.build(uncached.id, progress=forget_the_copies)
+    assert len(storage.reads) == 6 * 4 * 2  # the image and the labels of each frame and augmentation
+
+    for version in (cached, uncached):
+        key = f"ds-cache/dataset/{version.group}/{version.id}/exports/yolo.zip"
+        archive = zipfile.ZipFile(io.BytesIO(s3_server.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
+        in_zip = sorted(archive.read(n) for n in archive.namelist() if n.startswith("images/") and n.endswith(".jpg"))
+        frames = service.db.AnnotationFrame.find({"taskId": {"$in": [task["_id"] for task in version.tasks]}})
+        image_keys = [key for frame in frames
+                      for key in [frame["imageUrl"]] + [files["imageUrl"] for files in
+                                                         frame["datasetVersions"][0]["augmentationImages"].values()]]
+        assert len(image_keys) == 6 * 4
+        assert in_zip == sorted(service.services.storage.get_bytes(key) for key in image_keys)
+
+
 def test_dataset_processor_builds_and_tells_outcomes_apart_by_exit_code(make_service, mongo_uri, tmp_path):
     service = make_service(APP_RUN_WORKERS="false")
     version = make_version(service, frames=4, per_task=4)
