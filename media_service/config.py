@@ -340,6 +340,11 @@ class Settings:
                                          doc="A task failing this many times fails the version.")
     dataset_samples_per_split: int = _option("Dataset", "samples_per_split", _int(1, 100), "3",
                                              doc="Images per split in samples.zip.")
+    dataset_source_resolution: bool = _option("Dataset", "source_resolution", _bool, "false",
+                                              doc="Images at the source video's own size, decoded again at each "
+                                                  "frame's source frame number while the source is still in the "
+                                                  "content folder (else, and for image folders, the task video's "
+                                                  "size).")
     dataset_augmentation_folder: str = _option("Folders", "s3_base_aug", _text, "augmentations",
                                                doc="The folder name of augmentation images in dataset keys (CONTRACT "
                                                    "section 3's augDir).")

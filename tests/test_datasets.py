@@ -63,16 +63,17 @@ class Version:
     tasks: list[dict]
 
 
-def make_version(service, frames: int = 10, per_task: int = 5, **version_fields) -> Version:
-    """Tasks cut by the pipeline from a clip with the red object, boxes on every frame, splits as
-    Node sets them (first half training, second validation), and the version doc."""
-    make_video(service.content / "object.mp4", frames, 10, size=SIZE, render=render_with_object)
-    upload_id, project_id = new_upload(service.db, "./object.mp4", frame_rate=10, frames_per_task=per_task)
+def make_version(service, frames: int = 10, per_task: int = 5, size: tuple[int, int] = SIZE,
+                 render=render_with_object, rate: int = 10, **version_fields) -> Version:
+    """Tasks cut by the pipeline (at `rate` fps) from a 10 fps clip with the red object, boxes on every
+    frame, splits as Node sets them (first half training, second validation), and the version doc."""
+    make_video(service.content / "object.mp4", frames, 10, size=size, render=render)
+    upload_id, project_id = new_upload(service.db, "./object.mp4", frame_rate=rate, frames_per_task=per_task)
     idle = service.services.pool is None
     if idle:  # the tasks are cut by workers; the caller's service may have none
         service.services.start_workers()
     assert post_node(f"{service.url}/api/processContent",
-                     fields_for(upload_id, project_id, "./object.mp4", frame_rate=10)).status_code == 202
+                     fields_for(upload_id, project_id, "./object.mp4", frame_rate=rate)).status_code == 202
     assert wait_for_upload(service.db, upload_id)["status"] == 1
     if idle:
         service.services.pool.shutdown(grace=5)
@@ -214,6 +215,48 @@ def test_a_version_is_built_with_every_key_label_augmentation_and_export(service
     assert sum(images.values()) == 40 and len(members) == 3 and sorted(images.values())[0] == 0  # no test split
     samples = zipfile.ZipFile(io.BytesIO(stored(service, yolo["sample"])))
     assert "data.yaml" in samples.namelist() and any(n.startswith("images/train/") for n in samples.namelist())
+
+
+def render_scaled(number: int, width: int, height: int) -> np.ndarray:
+    """The object scene drawn at 320x240 and scaled: at any size the object is where the boxes say."""
+    return cv2.resize(render_with_object(number, *SIZE), (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+def test_source_resolution_takes_each_frame_from_the_source_at_its_number_and_falls_back_without_it(make_service):
+    service = make_service(DATASET_SOURCE_RESOLUTION="true", CONTENT_TASK_MAX_HEIGHT="240")
+    version = make_version(service, frames=20, per_task=5, size=(640, 480), render=render_scaled, rate=5)
+    assert {(t["videoResolutionWidth"], t["videoResolutionHeight"]) for t in version.tasks} == {SIZE}
+    assert create(service, version.id).status_code == 201
+    assert wait_built(service, version.id)["state"] == "done"
+    numbers = [n for task in version.tasks for n in task["original_frames"]]
+    assert numbers == list(range(1, 20, 2))  # 5 of the clip's 10 fps: every other source frame
+    for task in version.tasks:
+        for frame in service.db.AnnotationFrame.find({"taskId": task["_id"]}):
+            image = decode(stored(service, frame["imageUrl"])).astype(np.int16)
+            assert image.shape[:2] == (480, 640)
+            number = task["original_frames"][frame["frameId"] - 1]
+            # The source frame it was cut from, not a neighbour (the texture moves from frame to frame).
+            error = {n: np.abs(image - render_scaled(n, 640, 480)).mean() for n in range(1, 21)}
+            assert min(error, key=error.get) == number, (number, error)
+            entry = frame["datasetVersions"][0]
+            lines = stored(service, entry["textFiles"]["YOLO"]).decode().splitlines()
+            assert lines[0] == f"1 {100 / 320:.6f} {70 / 240:.6f} {80 / 320:.6f} {60 / 240:.6f}"  # as at 320x240
+            assert iou(yolo_box(lines[0], 640, 480)[1], red_box(image.astype(np.uint8))) > 0.8
+            flipped = decode(stored(service, entry["augmentationImages"]["flip_horizontal"]["imageUrl"]))
+            assert flipped.shape[:2] == (480, 640) and abs(red_box(flipped)[0] - (640 - 2 * OBJECT[2])) <= 2
+
+    (service.content / "object.mp4").unlink()  # the source is gone: a new version gets the task videos' size
+    second = ObjectId()
+    service.db.AnnotationFrame.update_many({"taskId": {"$in": [t["_id"] for t in version.tasks]}},
+                                           {"$push": {"datasetVersions": {"versionId": second, "datasetType": 1}}})
+    doc = service.db.AnnotationDatasetVersion.find_one({"_id": version.id}, {"_id": 0, "taskList": 1,
+                                                                           "labelAttributeList": 1})
+    service.db.AnnotationDatasetVersion.insert_one({**doc, "_id": second, "dataSetGroupId": ObjectId(),
+                                                    "versionNo": "1.0.0"})
+    assert create(service, second).status_code == 201
+    assert wait_built(service, second)["state"] == "done"
+    frame = service.db.AnnotationFrame.find_one({"taskId": version.tasks[0]["_id"], "frameId": 1})
+    assert decode(stored(service, frame["imageUrl"])).shape[:2] == (240, 320)
 
 
 def objects(service) -> dict[str, bytes]:

@@ -34,7 +34,7 @@ from bson import ObjectId
 import video_processor as vp
 from media_service import metrics
 from media_service.contract import DatasetType
-from media_service.datasets import augment, exports, keys
+from media_service.datasets import augment, exports, keys, source
 from media_service.datasets.labels import DEFAULT, Box, LabelScheme, frame_labels
 from media_service.storage import LocalStorage, StorageError
 from mongo_manager import MongoManager, utcnow
@@ -255,15 +255,16 @@ class DatasetBuilder:
         writer = _Writer(self.storage, stored, cache, self.settings.dataset_url_expiry_seconds, clock)
         updates, counts, dropped = [], {}, 0
         try:
-            video = scratch / "task.mp4"
-            self.storage.get_file(task["S3_url"], video)
+            pictures = self._pictures(task, scratch)
             clock.lap("storage")
+            task_size = (task.get("videoResolutionWidth"), task.get("videoResolutionHeight"))
             decoded = 0
-            for frame, rgb in zip(frames, vp.rgb_frames(video, name=task["taskName"])):
+            for frame, rgb in zip(frames, pictures):
                 clock.lap("decode")
                 check()
                 decoded += 1
-                fields, entry_fields, frame_dropped = self._frame(context, hex_id, frame, rgb, writer, counts, clock)
+                fields, entry_fields, frame_dropped = self._frame(context, hex_id, frame, rgb, task_size, writer,
+                                                                  counts, clock)
                 updates.append((frame["_id"], fields, entry_fields))
                 dropped += frame_dropped
             if decoded != len(frames):
@@ -286,12 +287,26 @@ class DatasetBuilder:
         log.info("dataset task %s: %d frames, %d images, %d boxes dropped, %d objects stored in %.1fs", hex_id,
                  len(frames), writer.images, dropped, writer.writes, time.monotonic() - started)
 
-    def _frame(self, context: "_Version", task: str, frame: dict, rgb: np.ndarray, writer: "_Writer",
-               counts: dict, clock: _Clock) -> tuple[dict, dict, int]:
+    def _pictures(self, task: dict, scratch: Path):
+        """The task's frames as RGB arrays: from its source at the source's size when so configured
+        and the source is there, else from the stored task video."""
+        if self.settings.dataset_source_resolution:
+            path = source.source_video(self.mongo, self.settings, task)
+            numbers = task.get("original_frames")
+            if path is not None and numbers:
+                return source.source_frames(path, numbers, self.settings)
+        video = scratch / "task.mp4"
+        self.storage.get_file(task["S3_url"], video)
+        return vp.rgb_frames(video, name=task["taskName"])
+
+    def _frame(self, context: "_Version", task: str, frame: dict, rgb: np.ndarray, task_size: tuple,
+               writer: "_Writer", counts: dict, clock: _Clock) -> tuple[dict, dict, int]:
         frame_id = int(frame["frameId"])
         height, width = rgb.shape[:2]
         group, version_no = context.group, context.version_no
-        labels = frame_labels(frame.get("boxes"), context.scheme, width, height)
+        # Boxes are measured in the task video's pixels; the picture may be the source's, larger.
+        scale = (width / task_size[0], height / task_size[1]) if all(task_size) else (1.0, 1.0)
+        labels = frame_labels(frame.get("boxes"), context.scheme, width, height, scale)
         clock.lap("labels")
         image_key = keys.frame_image_key(group, task, frame_id)
         thumb_key = keys.frame_thumbnail_key(group, task, frame_id)

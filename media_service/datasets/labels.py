@@ -285,11 +285,12 @@ def _number(value: Any) -> float | None:
 
 
 def frame_labels(boxes: Iterable[Mapping[str, Any]] | None, scheme: LabelScheme | Iterable[Mapping[str, Any]] | None,
-                 width: int, height: int) -> LabelResult:
+                 width: int, height: int, scale: tuple[float, float] = (1.0, 1.0)) -> LabelResult:
     """The label file of one frame from its stored `boxes` and the version's `labelAttributeList`.
 
     `scheme` is a `LabelScheme` (read the list once per version) or the list itself; `width` and
-    `height` the size of the picture the boxes are measured in (the task video's).
+    `height` the size of the picture; `scale` (x, y) takes the boxes from the task video's pixels,
+    where they are measured, to that picture's.
     """
     if width <= 0 or height <= 0:
         raise ValueError(f"image size must be positive: {width}x{height}")
@@ -318,6 +319,7 @@ def frame_labels(boxes: Iterable[Mapping[str, Any]] | None, scheme: LabelScheme 
             x, w = x + w, -w
         if h < 0:
             y, h = y + h, -h
+        x, y, w, h = x * scale[0], y * scale[1], w * scale[0], h * scale[1]
         raw = Box(x, y, x + w, y + h, cls)
         kept = raw.clipped(width, height)
         if kept.width <= 0 or kept.height <= 0:

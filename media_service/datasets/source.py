@@ -1,0 +1,69 @@
+"""Dataset images at the source video's own size (`[Dataset] source_resolution`): the frames a task
+was cut from, decoded again from the source at their recorded source frame numbers."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+import video_processor as vp
+from media_service.contract import ContentJobParams, ContentType, content_job_id
+from media_service.paths import PathRefused
+
+log = logging.getLogger(__name__)
+
+
+class _Numbers:
+    """A sampler for `vp.decode_samples` that keeps the given source frame numbers. Its mode lets the
+    decoder skip nothing, so every frame is decoded and numbered as the content pipeline numbered it."""
+    mode, rate, next_sample = "numbers", 0, 0
+
+    def __init__(self, numbers):
+        self.numbers = frozenset(numbers)
+
+    def keep(self, number: int, time_from_first) -> bool:
+        return number in self.numbers
+
+
+def source_video(mongo, settings, task: dict) -> Path | None:
+    """The video the task was cut from, if it is still in the content folder; else None (logged)."""
+    job = mongo.get_job(content_job_id(task["uploadId"]))
+    if not job or not job.get("params"):
+        log.info("task %s: no record of its source; images at the task video's size", task["_id"])
+        return None
+    params = ContentJobParams.from_doc(job["params"])
+    if params.content_type != ContentType.VIDEO:
+        return None  # an image folder: the task video's frames are the images, scaled to one size
+    try:
+        path = settings.content_root().resolve(params.content_path)  # checked again: the folder may have changed
+    except PathRefused as exc:
+        log.warning("task %s: its source path is refused now (%s); images at the task video's size",
+                    task["_id"], exc)
+        return None
+    if not path.is_file():
+        log.info("task %s: its source %s is gone; images at the task video's size", task["_id"],
+                 params.content_path)
+        return None
+    return path
+
+
+def source_frames(path: Path, numbers: list[int], settings) -> Iterator[np.ndarray]:
+    """RGB frames of the source at `numbers` (1-based, ascending), at its displayed size and rotation.
+    Decoding starts near the first of them (as a resumed content job does) and stops after the last.
+    Raises MediaError when the source no longer has them all (it was replaced since)."""
+    info = vp.probe_video(path, settings.max_width, settings.max_height, name=path.name)
+    size = vp.output_size(info, 0)
+    start, pts = numbers[0], info.frame_pts
+    resume = (vp.ResumePoint(last_pts=int(pts[start - 2]), last_number=start - 1, next_sample=0,
+                             first_pts=int(pts[0]))
+              if pts is not None and 1 < start <= len(pts) else None)
+    found = 0
+    for sample, _ in vp.decode_samples(path, _Numbers(numbers), info, resume=resume, name=path.name):
+        found += 1
+        yield vp.prepare_frame(sample.frame, info.rotation, size).to_ndarray(format="rgb24")
+        if found == len(numbers):
+            return
+    raise vp.MediaError("source_changed", f"{path.name} has {found} of the task's {len(numbers)} source "
+                                          "frames now; build with [Dataset] source_resolution = false")
