@@ -211,7 +211,10 @@ class _Writer:
         if isinstance(record.image, (bytes, bytearray, memoryview)):
             target.write_bytes(bytes(record.image))
         else:
-            shutil.copyfile(record.image, target)
+            try:
+                os.link(record.image, target)  # same filesystem: no copy (nothing here writes into it)
+            except OSError:
+                shutil.copyfile(record.image, target)
         self.summary.files += 1
         self.summary.images[split] += 1
 
