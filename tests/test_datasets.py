@@ -245,18 +245,24 @@ def test_source_resolution_takes_each_frame_from_the_source_at_its_number_and_fa
             flipped = decode(stored(service, entry["augmentationImages"]["flip_horizontal"]["imageUrl"]))
             assert flipped.shape[:2] == (480, 640) and abs(red_box(flipped)[0] - (640 - 2 * OBJECT[2])) <= 2
 
-    (service.content / "object.mp4").unlink()  # the source is gone: a new version gets the task videos' size
-    second = ObjectId()
-    service.db.AnnotationFrame.update_many({"taskId": {"$in": [t["_id"] for t in version.tasks]}},
-                                           {"$push": {"datasetVersions": {"versionId": second, "datasetType": 1}}})
+    # A source replaced since (another clip of as many frames), then one that is gone: new versions of
+    # the same tasks get the task videos' pictures, never another clip's.
     doc = service.db.AnnotationDatasetVersion.find_one({"_id": version.id}, {"_id": 0, "taskList": 1,
                                                                            "labelAttributeList": 1})
-    service.db.AnnotationDatasetVersion.insert_one({**doc, "_id": second, "dataSetGroupId": ObjectId(),
-                                                    "versionNo": "1.0.0"})
-    assert create(service, second).status_code == 201
-    assert wait_built(service, second)["state"] == "done"
-    frame = service.db.AnnotationFrame.find_one({"taskId": version.tasks[0]["_id"], "frameId": 1})
-    assert decode(stored(service, frame["imageUrl"])).shape[:2] == (240, 320)
+    for change in ("replaced", "gone"):
+        if change == "replaced":
+            make_video(service.content / "object.mp4", 20, 10, size=(640, 480))
+        else:
+            (service.content / "object.mp4").unlink()
+        again = ObjectId()
+        service.db.AnnotationFrame.update_many({"taskId": {"$in": [t["_id"] for t in version.tasks]}},
+                                               {"$push": {"datasetVersions": {"versionId": again, "datasetType": 1}}})
+        service.db.AnnotationDatasetVersion.insert_one({**doc, "_id": again, "dataSetGroupId": ObjectId(),
+                                                        "versionNo": "1.0.0"})
+        assert create(service, again).status_code == 201
+        assert wait_built(service, again)["state"] == "done"
+        frame = service.db.AnnotationFrame.find_one({"taskId": version.tasks[0]["_id"], "frameId": 1})
+        assert decode(stored(service, frame["imageUrl"])).shape[:2] == (240, 320), change
 
 
 def objects(service) -> dict[str, bytes]:

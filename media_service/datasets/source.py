@@ -28,7 +28,8 @@ class _Numbers:
 
 
 def source_video(mongo, settings, task: dict) -> Path | None:
-    """The video the task was cut from, if it is still in the content folder; else None (logged)."""
+    """The video the task was cut from, if it is still in the content folder, unchanged (the size and
+    modification time the content job recorded); else None (logged)."""
     job = mongo.get_job(content_job_id(task["uploadId"]))
     if not job or not job.get("params"):
         log.info("task %s: no record of its source; images at the task video's size", task["_id"])
@@ -45,6 +46,12 @@ def source_video(mongo, settings, task: dict) -> Path | None:
     if not path.is_file():
         log.info("task %s: its source %s is gone; images at the task video's size", task["_id"],
                  params.content_path)
+        return None
+    known = (job.get("checkpoint") or {}).get("source")  # the file the content job read
+    stat = path.stat()
+    if known and (stat.st_size, stat.st_mtime_ns) != (known.get("size"), known.get("mtime_ns")):
+        log.warning("task %s: its source %s changed since the task was cut; images at the task video's size",
+                    task["_id"], params.content_path)
         return None
     return path
 
