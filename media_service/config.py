@@ -343,8 +343,8 @@ class Settings:
     dataset_source_resolution: bool = _option("Dataset", "source_resolution", _bool, "false",
                                               doc="Images at the source video's own size, decoded again at each "
                                                   "frame's source frame number while the source is still in the "
-                                                  "content folder (else, and for image folders, the task video's "
-                                                  "size).")
+                                                  "content folder, unchanged (else, and for image folders, the task "
+                                                  "video's size).")
     dataset_augmentation_folder: str = _option("Folders", "s3_base_aug", _text, "augmentations",
                                                doc="The folder name of augmentation images in dataset keys (CONTRACT "
                                                    "section 3's augDir).")
