@@ -13,15 +13,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import threading
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
 
-from media_service.detectors import BatchDetector, Detection, DetectorError, DetectorMisconfigured
+from media_service.detectors import Detection, DetectorMisconfigured
 from media_service.detectors.labels import darknet_label
+from media_service.detectors.opencv_dnn import OpenCvDnnDetector
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +127,7 @@ def _read(path: Path, what: str) -> bytes:
         raise DetectorMisconfigured(f"Darknet: cannot read the {what} file {path}: {exc}") from exc
 
 
-class Darknet(BatchDetector):
+class Darknet(OpenCvDnnDetector):
     """A Darknet YOLO model (v2 `[region]`, v3/v4 `[yolo]` heads) on the CPU through OpenCV DNN.
 
     `config_file` (.cfg), `weight_file` (.weights), `labels_file` (one class name per line, in class
@@ -172,47 +171,34 @@ class Darknet(BatchDetector):
                                         f"labels file {labels_file} has {len(names)} names")
         _check_weights(weights, sections, config_file, weight_file)
         try:
-            self.net = cv2.dnn.readNetFromDarknet(np.frombuffer(_without_layer_threshold(cfg_text).encode(), np.uint8),
-                                                  np.frombuffer(weights, np.uint8))
-            self.output_names = list(self.net.getUnconnectedOutLayersNames())
+            net = cv2.dnn.readNetFromDarknet(np.frombuffer(_without_layer_threshold(cfg_text).encode(), np.uint8),
+                                             np.frombuffer(weights, np.uint8))
+            self.output_names = list(net.getUnconnectedOutLayersNames())
         except cv2.error as exc:
             raise DetectorMisconfigured(f"Darknet: cannot load {weight_file} with {config_file} "
                                         f"(wrong or truncated weights?): {str(exc).strip()}") from exc
-        if self.net.empty() or not self.output_names:
+        if net.empty() or not self.output_names:
             raise DetectorMisconfigured(f"Darknet: {config_file} with {weight_file} gave an empty network")
-        self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-        self.net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+        super().__init__(net, objectness_confidance, batch_size, "Darknet")
         self.class_names = tuple(names)
         self.labels = tuple(dict.fromkeys(darknet_label(name) for name in names))
-        self.threshold = objectness_confidance
         self.nms_threshold = nms_threshold
-        self.batch_size = max(1, batch_size)
         digest = hashlib.sha256(cfg_bytes + weights).hexdigest()[:12]
         self.version = f"{weight_file.name} (sha256 {digest})"
-        self._lock = threading.Lock()  # one cv2.dnn.Net runs one forward pass at a time
 
-    def detect(self, rgb: np.ndarray, threshold: float | None = None) -> list[Detection]:
-        return self.detect_batch([rgb], threshold)[0]
+    def _blob(self, chunk: list[np.ndarray]) -> np.ndarray:
+        # Frames are RGB already, as Darknet was trained: no channel swap.
+        return cv2.dnn.blobFromImages(chunk, 1 / 255.0, self.input_size, (0, 0, 0), swapRB=False, crop=False)
 
-    def detect_batch(self, frames: Sequence[np.ndarray], threshold: float | None = None) -> list[list[Detection]]:
-        threshold = self.threshold if threshold is None else threshold
-        results: list[list[Detection]] = []
-        for start in range(0, len(frames), self.batch_size):
-            chunk = list(frames[start:start + self.batch_size])
-            # Frames are RGB already, as Darknet was trained: no channel swap.
-            blob = cv2.dnn.blobFromImages(chunk, 1 / 255.0, self.input_size, (0, 0, 0), swapRB=False, crop=False)
-            try:
-                with self._lock:
-                    self.net.setInput(blob)
-                    outputs = self.net.forward(self.output_names)
-            except cv2.error as exc:
-                raise DetectorError(f"Darknet failed: {str(exc).strip()}") from exc
-            width = 5 + len(self.class_names)
-            # One output per head: (boxes, 5 + classes) for one frame, (frames, boxes, ...) for several.
-            rows = np.concatenate([out.reshape(len(chunk), -1, width) for out in outputs], axis=1)
-            for frame, frame_rows in zip(chunk, rows):
-                results.append(self._decode(frame_rows, frame.shape[1], frame.shape[0], threshold))
-        return results
+    def _forward(self):
+        return self.net.forward(self.output_names)
+
+    def _decode_batch(self, outputs, chunk: list[np.ndarray], threshold: float) -> list[list[Detection]]:
+        width = 5 + len(self.class_names)
+        # One output per head: (boxes, 5 + classes) for one frame, (frames, boxes, ...) for several.
+        rows = np.concatenate([out.reshape(len(chunk), -1, width) for out in outputs], axis=1)
+        return [self._decode(frame_rows, frame.shape[1], frame.shape[0], threshold)
+                for frame, frame_rows in zip(chunk, rows)]
 
     def _decode(self, rows: np.ndarray, width: int, height: int, threshold: float) -> list[Detection]:
         scores_all = rows[:, 5:]  # objectness x class probability, from OpenCV's yolo layer

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import threading
 from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
 
-from media_service.detectors import BatchDetector, Detection, DetectorError, DetectorMisconfigured
+from media_service.detectors import BatchDetector, Detection, DetectorMisconfigured
 from media_service.detectors.labels import COCO_TF_LABELS, FACE
+from media_service.detectors.opencv_dnn import OpenCvDnnDetector
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def ssd_model_files() -> tuple[Path, Path]:
     return found[MODEL_FILE], found[CONFIG_FILE]
 
 
-class SsdMobileNet(BatchDetector):
+class SsdMobileNet(OpenCvDnnDetector):
     """COCO objects (80 classes) from SSD MobileNet v2; scores 0..1, boxes in the given frame's pixels.
 
     `threshold`: the default minimum score (0.5 suits annotation). `model_file` / `config_file`
@@ -68,34 +68,18 @@ class SsdMobileNet(BatchDetector):
             if not Path(path).is_file():
                 raise DetectorMisconfigured(f"SSD MobileNet: model file missing: {path}")
         try:
-            self.net = cv2.dnn.readNetFromTensorflow(str(model_file), str(config_file))
+            net = cv2.dnn.readNetFromTensorflow(str(model_file), str(config_file))
         except cv2.error as exc:
             raise DetectorMisconfigured(f"SSD MobileNet: cannot load {model_file} with {config_file}: "
                                         f"{str(exc).strip()}") from exc
-        self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-        self.net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
-        self.threshold = threshold
-        self.batch_size = max(1, batch_size)
-        self._lock = threading.Lock()  # one cv2.dnn.Net runs one forward pass at a time
+        super().__init__(net, threshold, batch_size, "SSD MobileNet")
 
-    def detect(self, rgb: np.ndarray, threshold: float | None = None) -> list[Detection]:
-        return self.detect_batch([rgb], threshold)[0]
+    def _blob(self, chunk: list[np.ndarray]) -> np.ndarray:
+        # RGB in, RGB to the model (swapRB off); stretched to 300x300 as the model was trained.
+        return cv2.dnn.blobFromImages(chunk, 1.0, INPUT_SIZE, (0, 0, 0), swapRB=False, crop=False)
 
-    def detect_batch(self, frames: Sequence[np.ndarray], threshold: float | None = None) -> list[list[Detection]]:
-        threshold = self.threshold if threshold is None else threshold
-        results: list[list[Detection]] = []
-        for start in range(0, len(frames), self.batch_size):
-            chunk = list(frames[start:start + self.batch_size])
-            # RGB in, RGB to the model (swapRB off); stretched to 300x300 as the model was trained.
-            blob = cv2.dnn.blobFromImages(chunk, 1.0, INPUT_SIZE, (0, 0, 0), swapRB=False, crop=False)
-            try:
-                with self._lock:
-                    self.net.setInput(blob)
-                    out = self.net.forward()
-            except cv2.error as exc:
-                raise DetectorError(f"SSD MobileNet failed: {str(exc).strip()}") from exc
-            results.extend(_decode(out.reshape(-1, 7), chunk, threshold))
-        return results
+    def _decode_batch(self, outputs, chunk: list[np.ndarray], threshold: float) -> list[list[Detection]]:
+        return _decode(outputs.reshape(-1, 7), chunk, threshold)
 
 
 def _decode(rows: np.ndarray, frames: list[np.ndarray], threshold: float) -> list[list[Detection]]:
