@@ -23,46 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-SERVICE_RUN = r"""
-import json, os, sys, time, threading
-from pathlib import Path
-from bson import ObjectId
-from media_service.config import load_settings
-from app import create_app
-from werkzeug.serving import make_server
-import requests
-work, clip, request_type = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-settings = load_settings({**os.environ, "APP_API_KEY": "bench-key", "APP_DATA_DIR": str(work / "data"),
-    "MONGODB_EMBEDDED_PORT": "0",
-    "STORAGE_URL": str(work / "storage"), "FOLDERS_CONTENT_BASE": str(work), "FOLDERS_CONTENT_PATH_BASE": str(work),
-    "FOLDERS_TASK_BASE": str(work / "tasks")})
-app = create_app(settings)
-server = make_server("127.0.0.1", 0, app, threaded=True)
-threading.Thread(target=server.serve_forever, daemon=True).start()
-db = app.extensions["media"].mongo.db
-upload, project = ObjectId(), ObjectId()
-labels = [{"label": "Person"}, {"label": "Face"}]
-db.AnnotationProject.insert_one({"_id": project, "contentUploads": [], "labels": labels})
-db.AnnotationContentUpload.insert_one({"_id": upload, "projectId": project, "status": 0, "progress": 0})
-started = time.perf_counter()
-r = requests.post(f"http://127.0.0.1:{server.server_port}/api/processContent", data={
-    "upload_id": str(upload), "auth_key": "bench-key", "project_id": str(project), "frame_rate": sys.argv[4],
-    "content_path": clip, "force_write": "0", "auto_anno_version": "1" if request_type == "1" else "0",
-    "request_type": request_type})
-assert r.status_code == 202, r.text
-while db.AnnotationContentUpload.find_one({"_id": upload})["status"] == 0:
-    time.sleep(0.1)
-elapsed = time.perf_counter() - started
-doc = db.AnnotationContentUpload.find_one({"_id": upload})
-boxes = sum(len(f["boxes"]) for f in db.AnnotationFrame.find({}, {"boxes": 1}))
-print(json.dumps({"seconds": elapsed, "status": doc["status"], "tasks": doc.get("taskCount"), "boxes": boxes}))
-server.shutdown(); app.extensions["media"].close(grace=1)
-"""
-
 
 def end_to_end(work: Path, request_type: int, rate: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", SERVICE_RUN, str(work), "./clip.mp4", str(request_type), str(rate)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "bench.service_run", str(work), "./clip.mp4", str(request_type),
+                          str(rate)], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["status"] == 1, result
     return result

@@ -18,38 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-SERVICE_RUN = r"""
-import json, sys, time, threading
-from pathlib import Path
-from bson import ObjectId
-from media_service.config import load_settings
-from app import create_app
-from werkzeug.serving import make_server
-import requests
-work = Path(sys.argv[1]); clip = sys.argv[2]
-settings = load_settings({"APP_API_KEY": "bench-key", "APP_DATA_DIR": str(work / "data"), "MONGODB_EMBEDDED_PORT": "0",
-    "STORAGE_URL": str(work / "storage"), "FOLDERS_CONTENT_BASE": str(work), "FOLDERS_CONTENT_PATH_BASE": str(work),
-    "FOLDERS_TASK_BASE": str(work / "tasks")})
-app = create_app(settings)
-server = make_server("127.0.0.1", 0, app, threaded=True)
-threading.Thread(target=server.serve_forever, daemon=True).start()
-db = app.extensions["media"].mongo.db
-upload, project = ObjectId(), ObjectId()
-db.AnnotationProject.insert_one({"_id": project, "contentUploads": []})
-db.AnnotationContentUpload.insert_one({"_id": upload, "projectId": project, "status": 0, "progress": 0})
-started = time.perf_counter()
-r = requests.post(f"http://127.0.0.1:{server.server_port}/api/processContent", data={
-    "upload_id": str(upload), "auth_key": "bench-key", "project_id": str(project), "frame_rate": "5",
-    "content_path": clip, "force_write": "0", "auto_anno_version": "0", "request_type": "0"})
-assert r.status_code == 202, r.text
-while db.AnnotationContentUpload.find_one({"_id": upload})["status"] == 0:
-    time.sleep(0.1)
-elapsed = time.perf_counter() - started
-doc = db.AnnotationContentUpload.find_one({"_id": upload})
-print(json.dumps({"seconds": elapsed, "status": doc["status"], "tasks": doc.get("taskCount")}))
-server.shutdown(); app.extensions["media"].close(grace=1)
-"""
-
 
 def make_clip(path: Path, seconds: int, preset: str = "ultrafast") -> None:
     """ultrafast: only I and P frames (every frame must be decoded); veryfast: B-frames, as most
@@ -89,7 +57,7 @@ def main() -> None:
                                             "-preset", "veryfast", "-pix_fmt", "yuv420p", "-f", "segment",
                                             "-segment_frames", ",".join(str(i) for i in range(120, seconds * 5, 120)),
                                             "-reset_timestamps", "1", str(work / "seg" / "task-%d.mp4")])
-            _, service_kb, out = timed([sys.executable, "-c", SERVICE_RUN, str(work), "./clip.mp4"])
+            _, service_kb, out = timed([sys.executable, "-m", "bench.service_run", str(work), "./clip.mp4", "0", "5"])
             result = json.loads(out.strip().splitlines()[-1])
             assert result["status"] == 1, result
             service_s = result["seconds"]  # request to status 1, as the issue defines it
