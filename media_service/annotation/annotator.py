@@ -45,12 +45,11 @@ class Annotator:
         boxes in `size` pixels (the task video's). With `detect_every` k > 1, the detector sees
         every k-th frame of the list and its last one; frames between get the boxes of the two
         detections around them, moved linearly (a box seen on only one side is not carried)."""
-        small = [self._small(frame, size) for frame in frames]
-        chosen = sorted({*range(0, len(small), self.detect_every), len(small) - 1}) if small else []
+        chosen = sorted({*range(0, len(frames), self.detect_every), len(frames) - 1}) if frames else []
         found: dict[int, list] = {}
         for start in range(0, len(chosen), self.detector_batch):
             indices = chosen[start:start + self.detector_batch]
-            batch = [small[i] for i in indices]
+            batch = [self._small(frames[i], size) for i in indices]  # only the frames the detector sees
             started = time.perf_counter()
             detected = self.detector.detect_batch(batch)
             for _ in batch:
@@ -64,7 +63,7 @@ class Annotator:
             for index in range(before + 1, after):
                 found[index] = between(found[before], found[after], (index - before) / (after - before))
         self.frames += len(frames)
-        return [self._boxes(size[0], size[1], found[index]) for index in range(len(small))]
+        return [self._boxes(size[0], size[1], found[index]) for index in range(len(frames))]
 
     def _small(self, frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         target = self.input_size(size)
