@@ -37,27 +37,21 @@ class MediaError(ValueError):
 class MediaInfo:
     container: str
     codec: str
-    width: int            # after rotation
-    height: int           # after rotation
+    width: int            # displayed: after rotation, and scaled by the pixel aspect ratio
+    height: int           # displayed: after rotation
     rotation: int         # degrees counter-clockwise to apply for display (0, 90, 180, 270)
     nominal_fps: float
     average_fps: float
     duration: float       # seconds
-    frame_count: int      # counted by demuxing when the header has none or lies
+    frame_count: int      # packets holding a picture, counted by demuxing (a hint for progress only)
     variable_frame_rate: bool
     has_audio: bool
-    # Every frame's timestamp in display order, when the stream's timestamps are clean enough to
-    # plan which frames need decoding (all present, unique, no edit-list discards); else None.
+    # Every frame's timestamp in display order, when this stream's timestamps are trustworthy enough
+    # to plan which frames need decoding (see `_plannable`); else None: decode every frame.
     frame_pts: np.ndarray | None = field(default=None, repr=False, compare=False)
-    # When reading the packets stopped at damage: what stopped it, and how many frames the
-    # container declares (its frame count, else its duration times the rate; 0 when unknown).
-    damaged: str | None = None
-    declared_frames: int = 0
-
-    @property
-    def frames_held(self) -> int:
-        """The frames the file should give: the container's own count when damage hid the rest."""
-        return max(self.frame_count, self.declared_frames) if self.damaged else self.frame_count
+    # How long the container says the video stream lasts (seconds; 0 when it does not say): what
+    # a decode that ends early is measured against. Never a header's frame count.
+    declared_duration: float = 0.0
 
 
 @dataclass
@@ -102,8 +96,40 @@ def _normalise_rotation(degrees: float | int | None) -> int:
     return int(round((degrees or 0) / 90.0)) % 4 * 90
 
 
+# Containers that store each frame's presentation time (MP4/MOV's composition offsets): their packet
+# timestamps can plan a decode. AVI stores none (decode order, packed B-frames), raw streams have
+# none, and some MPEG-TS and Matroska muxers write decode times: those decode every frame.
+_PLANNABLE_CONTAINERS = ("mov,mp4,m4a,3gp,3g2,mj2",)
+# Codecs whose decoders honour skip_frame=NONREF by dropping exactly the frames nothing refers to.
+_SKIPPABLE_CODECS = {"h264", "hevc"}
+
+
+def _plannable(container_name: str, codec: str, pts: list[int | None], discarded: bool) -> bool:
+    """Whether the packets' timestamps are the frames' own presentation times, one per frame."""
+    return (container_name in _PLANNABLE_CONTAINERS and codec in _SKIPPABLE_CODECS and not discarded
+            and bool(pts) and None not in pts and len(set(pts)) == len(pts))
+
+
+def _display_width(width: int, aspect: Fraction | None) -> int:
+    """The coded width stretched by a non-square pixel aspect ratio (DV, anamorphic DVD and HDV)."""
+    if not aspect or aspect <= 0 or aspect == 1:
+        return width
+    return max(2, round(width * aspect))
+
+
+def _first_frame(path: Path | str, name: str) -> av.VideoFrame | None:
+    """Decode one frame (from a fresh open: raw streams cannot seek back): proves the stream decodes
+    and gives the rotation."""
+    with _open(path, name) as container:
+        try:
+            return next(container.decode(container.streams.video[0]), None)
+        except av.FFmpegError as exc:
+            raise MediaError("undecodable_media", f"{name}: video cannot be decoded ({exc.strerror})") from None
+
+
 def probe_video(path: Path | str, max_width: int, max_height: int, name: str | None = None) -> MediaInfo:
-    """Everything the pipeline needs to plan, read before any work; rejects unusable media.
+    """Everything the pipeline needs to plan, read before any work; rejects unusable media. The
+    content decides how the file is read (FFmpeg probes it), not its extension.
     `name` is what messages call the file (`path` may be a /proc/self/fd path)."""
     name = name or Path(path).name
     with _open(path, name) as container:
@@ -114,57 +140,50 @@ def probe_video(path: Path | str, max_width: int, max_height: int, name: str | N
             raise MediaError("no_video_stream", f"{name} has no video stream")
         stream = container.streams.video[0]
         codec = stream.codec_context.name
-        # Count packets by demuxing (cheap, no decoding): headers may omit or misstate the count.
-        pts_list: list[int] = []
-        clean, damaged = True, None
+        # Demux once (cheap, no decoding) for the timestamps; headers may omit or misstate counts.
+        pts_list: list[int | None] = []
+        discarded = False
         try:
             for packet in container.demux(stream):
                 if packet.size:
-                    if packet.pts is not None:
-                        pts_list.append(packet.pts)
-                    clean = clean and packet.pts is not None and not packet.is_discard
-        except av.FFmpegError as exc:
-            damaged = exc.strerror or type(exc).__name__  # keep what could be read; say that more was there
-        # Decode one frame: proves the stream decodes and gives the rotation.
-        if pts_list:
-            container.seek(0, stream=stream)
-        first = None
-        try:
-            for frame in container.decode(stream):
-                first = frame
-                break
-        except av.FFmpegError as exc:
-            raise MediaError("undecodable_media", f"{name}: video cannot be decoded ({exc.strerror})") from None
-        if first is None or not pts_list:
+                    pts_list.append(packet.pts)
+                    discarded = discarded or packet.is_discard
+        except av.FFmpegError as exc:  # damage: keep what could be read; the decode pass measures it
+            log.warning("%s: reading the packets stopped early: %s", name, exc.strerror or type(exc).__name__)
+        first = _first_frame(path, name) if pts_list else None
+        if first is None:
             raise MediaError("no_frames", f"{name} contains no decodable video frames")
         rotation = _normalise_rotation(getattr(first, "rotation", 0))
-        width, height = first.width, first.height
+        aspect = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+        width, height = _display_width(first.width, aspect), first.height
         if rotation in (90, 270):
             width, height = height, width
         if width > max_width or height > max_height:
             raise MediaError("resolution_too_large",
                              f"{name} is {width}x{height}; the maximum is {max_width}x{max_height}")
         time_base = stream.time_base or Fraction(1, 90000)
-        pts_list.sort()
-        frame_pts = np.array(pts_list, dtype=np.int64)
-        clean = clean and bool(frame_pts.size) and bool(np.all(np.diff(frame_pts) > 0))
-        span = float((pts_list[-1] - pts_list[0]) * time_base) if len(pts_list) > 1 else 0.0
+        known = sorted(p for p in pts_list if p is not None)
+        plannable = _plannable(container.format.name, codec, pts_list, discarded)
+        span = float((known[-1] - known[0]) * time_base) if len(known) > 1 else 0.0
         nominal = float(stream.guessed_rate or stream.average_rate or 0) or 25.0
-        average = (len(pts_list) - 1) / span if span > 0 else nominal
-        deltas = np.diff(np.array(pts_list, dtype=np.int64)) if len(pts_list) > 2 else np.array([])
+        average = (len(known) - 1) / span if span > 0 else nominal
+        deltas = np.diff(np.array(known, dtype=np.int64)) if len(known) > 2 else np.array([])
         vfr = bool(deltas.size and (deltas.max() - deltas.min()) * float(time_base) > 0.5 / nominal)
-        duration = span + 1.0 / (average or nominal)
-        # What the container declares: its frame count, else (constant rate only) its duration times
-        # the rate. Clearly more than could be read means damage hid the rest, even without an error.
-        declared = stream.frames or (round(container.duration / av.time_base * nominal)
-                                     if container.duration and not vfr else 0)
-        if declared > len(pts_list) + max(1, declared // 100):
-            damaged = damaged or f"the container declares {declared} frames, {len(pts_list)} could be read"
+        duration = span + 1.0 / (average or nominal) if span else len(pts_list) / nominal
+        if stream.duration:
+            declared = float(stream.duration * time_base)
+        elif container.duration:  # the whole file's: less the time before the video's first packet
+            start = container.start_time or 0
+            offset = float(known[0] * time_base) - start / av.time_base if known else 0.0
+            declared = container.duration / av.time_base - max(0.0, offset)
+        else:
+            declared = 0.0
         return MediaInfo(container=container.format.name, codec=codec, width=width, height=height,
                          rotation=rotation, nominal_fps=round(nominal, 6), average_fps=round(average, 6),
                          duration=round(duration, 6), frame_count=len(pts_list), variable_frame_rate=vfr,
-                         has_audio=bool(container.streams.audio), frame_pts=frame_pts if clean else None,
-                         damaged=damaged, declared_frames=int(declared))
+                         has_audio=bool(container.streams.audio),
+                         frame_pts=np.array(sorted(pts_list), dtype=np.int64) if plannable else None,
+                         declared_duration=round(max(0.0, declared), 6))
 
 
 class Sampler:
@@ -190,16 +209,12 @@ class Sampler:
         return False
 
 
-# Codecs whose decoders honour skip_frame=NONREF by dropping exactly the frames nothing refers to.
-_SKIPPABLE_CODECS = {"h264", "hevc"}
-
-
 def frames_to_skip(info: MediaInfo, sampler: Sampler, time_base: Fraction,
                    resume: ResumePoint | None) -> set[int]:
     """Timestamps of the frames the sampler will not keep, planned from the probe's list: the
     decoder may skip those of them that no other frame refers to. Empty when not safe to plan
-    (unclean timestamps, legacy sampling, which counts decoded frames, or another codec)."""
-    if info.frame_pts is None or sampler.mode != "timestamp" or info.codec not in _SKIPPABLE_CODECS:
+    (timestamps that are not the frames' own, or legacy sampling, which counts decoded frames)."""
+    if info.frame_pts is None or sampler.mode != "timestamp":
         return set()
     plan = Sampler(sampler.rate, sampler.mode, 0, sampler.next_sample)
     first = resume.first_pts if resume else int(info.frame_pts[0])
@@ -213,13 +228,84 @@ def frames_to_skip(info: MediaInfo, sampler: Sampler, time_base: Fraction,
     return skip
 
 
+class FrameClock:
+    """Each decoded frame's time as the ffmpeg CLI takes it: libavcodec's best-effort timestamp
+    (its `guess_correct_pts`: the frame's own pts, unless those have proved less monotonic than the
+    packets' decode times, as in AVI), and a frame with neither follows the previous by one frame
+    interval. Times are in the stream's time base (a Fraction where one was derived)."""
+
+    def __init__(self, step: Fraction):
+        self.step = step
+        self.faulty_pts = self.faulty_dts = 0
+        self.last_pts = self.last_dts = self.last = None
+
+    def __call__(self, pts: int | None, dts: int | None) -> int | Fraction:
+        if dts is not None:
+            self.faulty_dts += self.last_dts is not None and dts <= self.last_dts
+            self.last_dts = dts
+        elif pts is not None:
+            self.last_dts = pts
+        if pts is not None:
+            self.faulty_pts += self.last_pts is not None and pts <= self.last_pts
+            self.last_pts = pts
+        elif dts is not None:
+            self.last_pts = dts
+        best = pts if pts is not None and (self.faulty_pts <= self.faulty_dts or dts is None) else dts
+        if best is None:
+            best = self.last + self.step if self.last is not None else 0
+        self.last = best
+        return best
+
+
 @dataclass
 class DecodeStats:
-    """How a decode pass ended, for comparing with the probe: every frame the probe counted should
-    have been seen (decoded, or skipped on purpose because nothing needed it)."""
+    """How a decode pass ended, to measure it against what the file holds: every frame seen
+    (decoded, or skipped on purpose because nothing needed it), the packets the decoder refused,
+    the error that ended reading, and the span of time the frames covered."""
     frames_seen: int = 0
     frames_decoded: int = 0          # of those, how many the decoder produced (the rest it skipped)
-    stopped_by: str | None = None   # the decoding error that ended the stream early
+    refused: int = 0                 # packets the decoder rejected as corrupt (it goes on, as ffmpeg does)
+    stopped_by: str | None = None    # the error that ended reading early (damage, truncation)
+    first_time: float | None = None  # seconds, the first and last frame seen
+    last_time: float | None = None
+
+    def saw(self, seconds: float) -> None:
+        self.first_time = seconds if self.first_time is None else min(self.first_time, seconds)
+        self.last_time = seconds if self.last_time is None else max(self.last_time, seconds)
+
+
+@dataclass(frozen=True)
+class FrameLoss:
+    expected: int
+    seen: int
+    how: str              # how `expected` was worked out, for the message
+
+    @property
+    def lost(self) -> int:
+        return self.expected - self.seen
+
+
+def frame_loss(info: MediaInfo, stats: DecodeStats) -> FrameLoss | None:
+    """Frames the file holds that the decode did not give, or None. What a full decode yields is
+    the measure: AVI null chunks, packed B-frames, edit lists and wrong header counts lose nothing.
+    Loss is what the decoder refused, plus, where reading stopped at an error or well short of the
+    stream's declared duration, the frames that duration still had at the nominal rate."""
+    interval = 1.0 / (info.nominal_fps or 25.0)
+    covered = (stats.last_time - stats.first_time + interval) if stats.first_time is not None else 0.0
+    short = info.declared_duration - covered
+    tail = max(0, round(short / interval)) if info.declared_duration else 0
+    if not stats.stopped_by and tail <= max(1, round(info.declared_duration / interval) // 100):
+        tail = 0  # within a frame or 1% of the declared end: rounding in headers, not damage
+    if not tail and not stats.refused:
+        return None
+    reasons = []
+    if stats.refused:
+        reasons.append(f"the decoder refused {stats.refused} packets")
+    if tail:
+        reasons.append(f"{'reading stopped (' + stats.stopped_by + ') ' if stats.stopped_by else 'the frames end '}"
+                       f"at {covered:.2f} s of the {info.declared_duration:.2f} s the container declares, "
+                       f"{tail} frames at {info.nominal_fps:g} fps")
+    return FrameLoss(stats.frames_seen + stats.refused + tail, stats.frames_seen, "; ".join(reasons))
 
 
 def decode_samples(path: Path | str, sampler: Sampler, info: MediaInfo, resume: ResumePoint | None = None,
@@ -227,11 +313,14 @@ def decode_samples(path: Path | str, sampler: Sampler, info: MediaInfo, resume: 
                    name: str | None = None) -> Iterator[tuple[SampledFrame, ResumePoint]]:
     """Decode the video once and yield the kept frames, each with the resume point after it.
 
-    Frames planned not to be kept are decoded only when other frames refer to them (skip_frame
-    NONREF per packet): on sources with B-frames that spares about a third of the decoding. They
-    still count in the frame numbers. With `resume`, seek to the last consumed frame and continue
-    numbering from there. A decode error part-way (corrupt tail) ends the stream after the frames
-    that did decode; `stats` says how many frames were seen and what stopped the decoding.
+    Frames are numbered and timed as a full decode by the ffmpeg CLI numbers and times them: every
+    frame the decoder gives counts, at its best-effort timestamp (`FrameClock`). Where the
+    container's timestamps can be trusted (`MediaInfo.frame_pts`), frames planned not to be kept
+    are decoded only when other frames refer to them (skip_frame NONREF per packet): on sources
+    with B-frames that spares about a third of the decoding; they still count in the numbers. With
+    `resume`, such a stream seeks to the last consumed frame; any other decodes from the start and
+    counts its way there. Packets the decoder refuses are counted and passed over, as the ffmpeg
+    CLI does; a reading error ends the stream; `stats` says what was seen.
     """
     stats = stats if stats is not None else DecodeStats()
     with _open(path, name) as container:
@@ -242,64 +331,94 @@ def decode_samples(path: Path | str, sampler: Sampler, info: MediaInfo, resume: 
         codec.thread_type = "AUTO"
         codec.thread_count = max(1, (os.cpu_count() or 2) // 2)
         time_base = stream.time_base or Fraction(1, 90000)
-        fallback_step = Fraction(1, 1) / Fraction(info.average_fps or info.nominal_fps).limit_denominator(100000)
+        rate = Fraction(stream.guessed_rate or stream.average_rate or info.nominal_fps or 25).limit_denominator(100000)
+        clock = FrameClock(1 / rate / time_base)
         skippable = frames_to_skip(info, sampler, time_base, resume)
         skipped: list[int] = []  # timestamps handed to the decoder as skippable, not yet passed
         number = 0
         first_pts: int | None = None
-        last_pts: int | None = None
-        skip_until: int | None = None
-        if resume is not None:
+        skip_until: int | None = None    # a stream that seeked: frames up to this time were consumed
+        count_through = 0                # a stream read from the start: frames up to this number were
+        if resume is not None and info.frame_pts is not None:
             number, first_pts, skip_until = resume.last_number, resume.first_pts, resume.last_pts
             try:
                 container.seek(resume.last_pts, stream=stream, backward=True, any_frame=False)
             except av.FFmpegError:
-                container.seek(0, stream=stream)
+                number, skip_until, count_through = 0, None, resume.last_number
+        elif resume is not None:
+            count_through = resume.last_number
+        if first_pts is not None:
+            stats.saw(float(first_pts * time_base))  # a resumed pass covers the time from the first frame
         for frame in _decoded(container, stream, skippable, skipped, stats):
             stats.frames_decoded += 1
-            pts = frame.pts
-            if pts is None:  # some containers carry no timestamps: derive them from the rate
-                pts = int((last_pts + fallback_step / time_base) if last_pts is not None else 0)
+            pts = clock(frame.pts, frame.dts)
             # Skippable frames shown before this one were not decoded: count them all the same.
             while skipped and skipped[0] <= pts:
                 passed = heapq.heappop(skipped)
                 if passed < pts and (skip_until is None or passed > skip_until):
                     number += 1
+                    stats.saw(float(passed * time_base))
             if skip_until is not None:
                 if pts <= skip_until:
                     continue
                 skip_until = None
             if first_pts is None:
                 first_pts = pts
-            if last_pts is not None and pts <= last_pts:
-                continue  # a repeated timestamp would be a duplicate frame
-            last_pts = pts
             number += 1
+            stats.saw(float(pts * time_base))
+            if number <= count_through:
+                continue
             time_from_first = Fraction(pts - first_pts) * time_base
             if sampler.keep(number, time_from_first):
-                yield (SampledFrame(number, float(time_from_first), pts, frame),
-                       ResumePoint(pts, number, sampler.next_sample, first_pts))
+                yield (SampledFrame(number, float(time_from_first), int(pts), frame),
+                       ResumePoint(int(pts), number, sampler.next_sample, int(first_pts)))
         # Skipped frames after the last decoded one were seen too (when damage ended the stream, one
         # of them may have been the damaged frame: it was never decoded, so it cannot be told).
-        stats.frames_seen = number + sum(1 for p in skipped if skip_until is None or p > skip_until)
+        for passed in skipped:
+            if skip_until is None or passed > skip_until:
+                number += 1
+                stats.saw(float(passed * time_base))
+        stats.frames_seen = number
 
 
 def _decoded(container, stream, skippable: set[int], skipped: list[int],
              stats: DecodeStats) -> Iterator[av.VideoFrame]:
-    """Frames in display order; packets of `skippable` frames go in with skip_frame NONREF (their
-    timestamps are pushed onto the heap `skipped`). Stops at a decoding error (kept in `stats`)."""
+    """Frames in output order; packets of `skippable` frames go in with skip_frame NONREF (their
+    timestamps are pushed onto the heap `skipped`). A packet the decoder refuses is counted in
+    `stats` and passed over; a reading error ends the frames (kept in `stats`)."""
     codec = stream.codec_context
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.FFmpegError as exc:
+            stats.stopped_by = exc.strerror or type(exc).__name__
+            log.warning("reading stopped: %s", stats.stopped_by)
+            yield from _flushed(codec, stats)
+            return
+        if skippable:
+            skip = packet.pts in skippable
+            codec.skip_frame = "NONREF" if skip else "DEFAULT"
+            if skip:
+                heapq.heappush(skipped, packet.pts)
+        try:
+            frames = packet.decode()
+        except av.FFmpegError as exc:
+            stats.refused += 1
+            log.warning("the decoder refused a packet at %s: %s", packet.pts, exc.strerror or type(exc).__name__)
+            continue
+        yield from frames
+
+
+def _flushed(codec, stats: DecodeStats) -> Iterator[av.VideoFrame]:
+    """The frames a decoder still holds when reading ended early."""
     try:
-        for packet in container.demux(stream):
-            if skippable:
-                skip = packet.pts in skippable
-                codec.skip_frame = "NONREF" if skip else "DEFAULT"
-                if skip:
-                    heapq.heappush(skipped, packet.pts)
-            yield from packet.decode()
+        yield from codec.decode(None)
     except av.FFmpegError as exc:
-        stats.stopped_by = exc.strerror or type(exc).__name__
-        log.warning("decoding stopped: %s", stats.stopped_by)
+        stats.refused += 1
+        log.warning("the decoder failed while flushing: %s", exc.strerror or type(exc).__name__)
 
 
 def output_size(info: MediaInfo, max_height: int) -> tuple[int, int]:

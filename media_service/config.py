@@ -200,7 +200,8 @@ class Settings:
     try_it_max_bytes: int = _option("App", "try_it_max_bytes", _int(1024), "524288000",
                                     doc="Largest video the try-it form accepts.")
     allowed_extensions: tuple[str, ...] = _option("Content", "allowed_extensions", _list,
-                                                  "mp4,mov,avi,mkv,webm,m4v,mpg,mpeg,wmv,flv,3gp,ts",
+                                                  "mp4,mov,avi,mkv,webm,m4v,mpg,mpeg,wmv,asf,flv,3gp,3g2,ts,mts,m2ts,"
+                                                  "vob,ogv,divx,xvid,dv,mxf,h264,264,hevc,h265",
                                                   doc="File extensions accepted as videos.")
     image_extensions: tuple[str, ...] = _option("Content", "image_extensions", _list,
                                                 "jpg,jpeg,png,bmp,webp,tif,tiff",

@@ -9,18 +9,16 @@ import shutil
 import time
 from pathlib import Path
 
-import pytest
 import requests
 from bson import ObjectId
 
 from media_service.web.jobs_page import SESSION_COOKIE, csrf_token, issue_session, session_valid
+from tests.browser import js, wait_js
 from tests.conftest import NODE_KEY, ROOT
 from tests.helpers import fields_for, free_port, new_upload, post_node, wait_for_upload
 from tests.media import make_video, render_frame
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SCREENSHOT = ROOT / "docs" / "jobs-page.png"
-WINDOW = (1280, 1000)
 VIEWPORT = (1280, 900)  # the screenshot's size
 
 
@@ -271,40 +269,6 @@ def test_try_it_checks_what_it_is_sent(make_service, tmp_path):
 
 
 # -- the real browser ------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (./run_tests.sh installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", f"--window-size={WINDOW[0]},{WINDOW[1]}", "--hide-scrollbars",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
-
-
-def js(driver, script: str, *args):
-    return driver.execute_script(script, *args)
-
-
-def wait_js(driver, script: str, *args, timeout: float = 30, what: str = ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = js(driver, script, *args)
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what or script}")
-
-
 ROW = "document.querySelector(`tr[data-job-id=\"${arguments[0]}\"]`)"
 
 

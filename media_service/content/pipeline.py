@@ -148,28 +148,29 @@ class ContentPipeline:
             opened.close()
 
         def finished() -> dict:
-            return self._check_decoded(opened, info.frames_held, stats)
+            return self._check_decoded(opened, info, stats)
 
         return Plan(size, info.average_fps, max(expected, 1), frames(), close, finished=finished)
 
-    def _check_decoded(self, opened: ConfinedFile, expected: int, stats: vp.DecodeStats) -> dict:
+    def _check_decoded(self, opened: ConfinedFile, info: vp.MediaInfo, stats: vp.DecodeStats) -> dict:
         """Frames lost in decoding must not pass silently: a source that changed while it was read
         fails; a damaged one is accepted only within `[Content] max_lost_frames_percent`, and the
-        upload doc then says how many frames were expected and decoded."""
+        upload doc then says how many frames were expected and decoded. What counts as lost is
+        `vp.frame_loss`'s measure, never a header's frame count."""
         metrics.count("frames", stats.frames_seen, stage="decode")
         if opened.changed():
             raise vp.MediaError("source_changed", f"{opened.name} was changed (size or modification time) while "
                                                   "it was being processed; send it again once it is complete")
-        lost = expected - stats.frames_seen
-        if lost <= 0:
+        loss = vp.frame_loss(info, stats)
+        if loss is None:
             return {}
-        share = 100.0 * lost / expected
-        detail = f"decoded {stats.frames_seen} of the {expected} frames the file holds ({stats.stopped_by or 'end'})"
+        share = 100.0 * loss.lost / loss.expected
+        detail = f"decoded {loss.seen} of the {loss.expected} frames the file holds ({loss.how})"
         if share > self.settings.max_lost_frames_percent:
             raise vp.MediaError("frames_lost", f"{opened.name}: {detail}; at most "
                                                f"{self.settings.max_lost_frames_percent:g}% may be lost")
         log.warning("%s: %s; accepted (%.1f%% lost)", opened.name, detail, share)
-        return {"framesExpected": expected, "framesDecoded": stats.frames_seen}
+        return {"framesExpected": loss.expected, "framesDecoded": loss.seen}
 
     def _plan_images(self, params: ContentJobParams, root: Path, source: Path, checkpoint: dict) -> Plan:
         listing = image_source.list_images(root, source, self.settings.image_extensions)
