@@ -13,6 +13,7 @@ import os
 import queue
 import struct
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -50,8 +51,11 @@ class MediaInfo:
     # to plan which frames need decoding (see `_plannable`); else None: decode every frame.
     frame_pts: np.ndarray | None = field(default=None, repr=False, compare=False)
     # How long the container says the video stream lasts (seconds; 0 when it does not say): what
-    # a decode that ends early is measured against. Never a header's frame count.
+    # a decode that ends early is measured against.
     declared_duration: float = 0.0
+    # The header's frame count (AVI dwLength, MP4 sample count; 0 when none): a hint that only sizes
+    # a loss once damage is certain, since null chunks, packed B-frames and edit lists make it differ.
+    declared_frames: int = 0
 
 
 @dataclass
@@ -183,7 +187,7 @@ def probe_video(path: Path | str, max_width: int, max_height: int, name: str | N
                          duration=round(duration, 6), frame_count=len(pts_list), variable_frame_rate=vfr,
                          has_audio=bool(container.streams.audio),
                          frame_pts=np.array(sorted(pts_list), dtype=np.int64) if plannable else None,
-                         declared_duration=round(max(0.0, declared), 6))
+                         declared_duration=round(max(0.0, declared), 6), declared_frames=int(stream.frames or 0))
 
 
 class Sampler:
@@ -228,33 +232,32 @@ def frames_to_skip(info: MediaInfo, sampler: Sampler, time_base: Fraction,
     return skip
 
 
-class FrameClock:
-    """Each decoded frame's time as the ffmpeg CLI takes it: libavcodec's best-effort timestamp
-    (its `guess_correct_pts`: the frame's own pts, unless those have proved less monotonic than the
-    packets' decode times, as in AVI), and a frame with neither follows the previous by one frame
-    interval. Times are in the stream's time base (a Fraction where one was derived)."""
+# Frames a decoder gives are in display order, but where the container stores no presentation
+# times (AVI, packed B-frames) their stamps can come in decode order: this many frames are held
+# back so the stamps can be sorted back into display order.
+REORDER_WINDOW = 6
 
-    def __init__(self, step: Fraction):
-        self.step = step
-        self.faulty_pts = self.faulty_dts = 0
-        self.last_pts = self.last_dts = self.last = None
 
-    def __call__(self, pts: int | None, dts: int | None) -> int | Fraction:
-        if dts is not None:
-            self.faulty_dts += self.last_dts is not None and dts <= self.last_dts
-            self.last_dts = dts
-        elif pts is not None:
-            self.last_dts = pts
-        if pts is not None:
-            self.faulty_pts += self.last_pts is not None and pts <= self.last_pts
-            self.last_pts = pts
-        elif dts is not None:
-            self.last_pts = dts
-        best = pts if pts is not None and (self.faulty_pts <= self.faulty_dts or dts is None) else dts
-        if best is None:
-            best = self.last + self.step if self.last is not None else 0
-        self.last = best
-        return best
+def display_times(frames: Iterator[av.VideoFrame], step: Fraction,
+                  window: int = REORDER_WINDOW) -> Iterator[tuple[av.VideoFrame, int | Fraction]]:
+    """Each frame with its display time in the stream's time base: the smallest stamp (pts, else
+    the packet's dts) among the frames held, so stamps attached in decode order are put back in
+    display order; a frame with no stamp follows the newest by one frame interval (`step`).
+    With `window` 0 the frames' own stamps are used as they come."""
+    held: deque = deque()
+    stamps: list = []  # a heap
+    newest = None
+    for frame in frames:
+        stamp = frame.pts if frame.pts is not None else frame.dts
+        if stamp is None:
+            stamp = newest + step if newest is not None else 0
+        newest = stamp if newest is None else max(newest, stamp)
+        held.append(frame)
+        heapq.heappush(stamps, stamp)
+        if len(held) > window:
+            yield held.popleft(), heapq.heappop(stamps)
+    while held:
+        yield held.popleft(), heapq.heappop(stamps)
 
 
 @dataclass
@@ -265,6 +268,7 @@ class DecodeStats:
     frames_seen: int = 0
     frames_decoded: int = 0          # of those, how many the decoder produced (the rest it skipped)
     refused: int = 0                 # packets the decoder rejected as corrupt (it goes on, as ffmpeg does)
+    corrupt: int = 0                 # packets the demuxer flagged as damaged (a truncated last one)
     stopped_by: str | None = None    # the error that ended reading early (damage, truncation)
     first_time: float | None = None  # seconds, the first and last frame seen
     last_time: float | None = None
@@ -288,24 +292,31 @@ class FrameLoss:
 def frame_loss(info: MediaInfo, stats: DecodeStats) -> FrameLoss | None:
     """Frames the file holds that the decode did not give, or None. What a full decode yields is
     the measure: AVI null chunks, packed B-frames, edit lists and wrong header counts lose nothing.
-    Loss is what the decoder refused, plus, where reading stopped at an error or well short of the
-    stream's declared duration, the frames that duration still had at the nominal rate."""
+    Damage is what FFmpeg reports (a reading error, packets the demuxer flags as corrupt or the
+    decoder refuses) or frames that end well short of the stream's declared duration (Matroska
+    stops silently at garbage). Once damage is certain, the frames missing at the end are sized by
+    the declared duration, or by the header's frame count at the nominal rate if that says more."""
     interval = 1.0 / (info.nominal_fps or 25.0)
     covered = (stats.last_time - stats.first_time + interval) if stats.first_time is not None else 0.0
-    short = info.declared_duration - covered
-    tail = max(0, round(short / interval)) if info.declared_duration else 0
-    if not stats.stopped_by and tail <= max(1, round(info.declared_duration / interval) // 100):
-        tail = 0  # within a frame or 1% of the declared end: rounding in headers, not damage
-    if not tail and not stats.refused:
+    tolerance = max(1, round(info.declared_duration / interval) // 100)  # rounding in headers, not damage
+    by_duration = max(0, round((info.declared_duration - covered) / interval)) if info.declared_duration else 0
+    if not (stats.stopped_by or stats.refused or stats.corrupt or by_duration > tolerance):
         return None
+    by_count = max(0, round((info.declared_frames * interval - covered) / interval))
+    tail = max(by_duration, by_count) if max(by_duration, by_count) > tolerance else 0
     reasons = []
+    if stats.stopped_by:
+        reasons.append(f"reading stopped: {stats.stopped_by}")
+    if stats.corrupt:
+        reasons.append(f"the demuxer flagged {stats.corrupt} packets as corrupt")
     if stats.refused:
         reasons.append(f"the decoder refused {stats.refused} packets")
     if tail:
-        reasons.append(f"{'reading stopped (' + stats.stopped_by + ') ' if stats.stopped_by else 'the frames end '}"
-                       f"at {covered:.2f} s of the {info.declared_duration:.2f} s the container declares, "
-                       f"{tail} frames at {info.nominal_fps:g} fps")
-    return FrameLoss(stats.frames_seen + stats.refused + tail, stats.frames_seen, "; ".join(reasons))
+        declared = (f"the {info.declared_duration:.2f} s the container declares" if by_duration >= by_count else
+                    f"the {info.declared_frames} frames its header declares")
+        reasons.append(f"the frames end at {covered:.2f} s of {declared}: {tail} frames at {info.nominal_fps:g} fps")
+    loss = FrameLoss(stats.frames_seen + stats.refused + tail, stats.frames_seen, "; ".join(reasons))
+    return loss if loss.lost > 0 else None
 
 
 def decode_samples(path: Path | str, sampler: Sampler, info: MediaInfo, resume: ResumePoint | None = None,
@@ -314,7 +325,7 @@ def decode_samples(path: Path | str, sampler: Sampler, info: MediaInfo, resume: 
     """Decode the video once and yield the kept frames, each with the resume point after it.
 
     Frames are numbered and timed as a full decode by the ffmpeg CLI numbers and times them: every
-    frame the decoder gives counts, at its best-effort timestamp (`FrameClock`). Where the
+    frame the decoder gives counts, at its display time (`display_times`). Where the
     container's timestamps can be trusted (`MediaInfo.frame_pts`), frames planned not to be kept
     are decoded only when other frames refer to them (skip_frame NONREF per packet): on sources
     with B-frames that spares about a third of the decoding; they still count in the numbers. With
@@ -332,7 +343,7 @@ def decode_samples(path: Path | str, sampler: Sampler, info: MediaInfo, resume: 
         codec.thread_count = max(1, (os.cpu_count() or 2) // 2)
         time_base = stream.time_base or Fraction(1, 90000)
         rate = Fraction(stream.guessed_rate or stream.average_rate or info.nominal_fps or 25).limit_denominator(100000)
-        clock = FrameClock(1 / rate / time_base)
+        step = 1 / rate / time_base
         skippable = frames_to_skip(info, sampler, time_base, resume)
         skipped: list[int] = []  # timestamps handed to the decoder as skippable, not yet passed
         number = 0
@@ -349,9 +360,9 @@ def decode_samples(path: Path | str, sampler: Sampler, info: MediaInfo, resume: 
             count_through = resume.last_number
         if first_pts is not None:
             stats.saw(float(first_pts * time_base))  # a resumed pass covers the time from the first frame
-        for frame in _decoded(container, stream, skippable, skipped, stats):
+        window = 0 if info.frame_pts is not None else REORDER_WINDOW  # planned: the stamps are the frames' own
+        for frame, pts in display_times(_decoded(container, stream, skippable, skipped, stats), step, window):
             stats.frames_decoded += 1
-            pts = clock(frame.pts, frame.dts)
             # Skippable frames shown before this one were not decoded: count them all the same.
             while skipped and skipped[0] <= pts:
                 passed = heapq.heappop(skipped)
@@ -398,6 +409,7 @@ def _decoded(container, stream, skippable: set[int], skipped: list[int],
             log.warning("reading stopped: %s", stats.stopped_by)
             yield from _flushed(codec, stats)
             return
+        stats.corrupt += packet.is_corrupt
         if skippable:
             skip = packet.pts in skippable
             codec.skip_frame = "NONREF" if skip else "DEFAULT"
@@ -570,7 +582,11 @@ def check_task_video(path: Path) -> VideoCheck:
 MP4_AUDIO = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}
 MP4_LIKE = {".mp4", ".mov", ".m4v"}
 # Output container by file extension (the file itself may be a /proc/self/fd path without one).
-_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
+_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi",
+               ".divx": "avi"}
+
+# Containers that store only decode order (AVI): frames reordered by B-frames would play at wrong times.
+_NO_PRESENTATION_TIMES = {".avi", ".divx"}
 
 VideoFrame = av.VideoFrame  # for type hints outside this module
 
@@ -611,6 +627,8 @@ class VideoRewriter:
         vout.codec_context.time_base = self.time_base
         vout.codec_context.thread_type = "FRAME"
         vout.codec_context.options = {"preset": preset, "crf": str(crf)}
+        if suffix in _NO_PRESENTATION_TIMES:  # frames must be stored in display order there: no B-frames
+            vout.codec_context.options = {**vout.codec_context.options, "bframes": "0"}
         if rotation:
             vout.set_display_rotation(rotation)
         self._vin, self._vout = vin, vout
@@ -628,26 +646,31 @@ class VideoRewriter:
         return ain, aout, av.AudioResampler(format="fltp", layout="stereo", rate=aout.codec_context.sample_rate)
 
     def frames(self) -> Iterator[av.VideoFrame]:
+        """Every decoded frame at its display time (`display_times`), rising."""
         last_pts = None
+        rate = self._vin.guessed_rate or self._vin.average_rate or Fraction(25)
+        for frame, stamp in display_times(self._decoded(), 1 / Fraction(rate) / self.time_base):
+            pts = round(stamp)
+            if last_pts is not None and pts <= last_pts:
+                pts = last_pts + 1  # the encoder needs rising timestamps
+            last_pts = pts
+            if frame.format.name != "yuv420p" or (frame.width, frame.height) != (self.width, self.height):
+                frame = frame.reformat(width=self.width, height=self.height, format="yuv420p")
+            frame.pts, frame.time_base = pts, self.time_base
+            yield frame
+
+    def _decoded(self) -> Iterator[av.VideoFrame]:
+        """The video's frames as decoded; audio packets are written on the way."""
         streams = [self._vin] + ([self._ain] if self._ain is not None else [])
         for packet in _packets(self._inp, streams):
             if packet.stream is self._ain:
                 self._audio_packet(packet)
                 continue
             try:
-                decoded = packet.decode()
+                yield from packet.decode()
             except av.FFmpegError as exc:
                 log.warning("video decoding stopped: %s", exc)
                 return
-            for frame in decoded:
-                pts = frame.pts if frame.pts is not None else (last_pts + 1 if last_pts is not None else 0)
-                if last_pts is not None and pts <= last_pts:
-                    pts = last_pts + 1  # the encoder needs rising timestamps
-                last_pts = pts
-                if frame.format.name != "yuv420p" or (frame.width, frame.height) != (self.width, self.height):
-                    frame = frame.reformat(width=self.width, height=self.height, format="yuv420p")
-                frame.pts, frame.time_base = pts, self.time_base
-                yield frame
 
     def write(self, frame: av.VideoFrame) -> None:
         self._out.mux(self._vout.encode(frame))
