@@ -33,6 +33,7 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
     services = services or Services.open(settings)
 
     app = Flask(__name__)
+    app.url_map.strict_slashes = False  # /api/processContent/ too, as a proxy or an old client may send it
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False
     app.extensions["media"] = services
@@ -76,6 +77,9 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
         app.register_blueprint(privacy.bp)
     from media_service.web import jobs_page  # GET /jobs and /api/jobs: the operator's jobs page
     app.register_blueprint(jobs_page.bp)
+
+    from media_service.web import cors
+    cors.install(app, settings.cors_origins)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

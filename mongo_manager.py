@@ -139,7 +139,9 @@ class MongoManager:
             "updatedAt": utcnow(),
         }
         if new_run:
-            fields.update(progress=0, taskCount=0)
+            # As the old service did when processing began: Node's UI calls an upload timed out three
+            # hours after createdAt, so a long queue must not count.
+            fields.update(progress=0, taskCount=0, createdAt=utcnow(), sourceFilePath=params.content_path)
         self.db[UPLOADS].update_one({"_id": upload_id}, {"$set": fields, "$unset": {"finishedAt": ""}})
 
     def set_upload_progress(self, upload_id: ObjectId, progress: float, task_count: int,

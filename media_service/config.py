@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,11 @@ def _bool(raw: str) -> bool:
 @_kind("comma-separated list")
 def _list(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+@_kind("comma-separated networks (CIDR)")
+def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(part, strict=False) for part in _list(raw))
 
 
 def _choice(*options: str) -> Callable[[str], str]:
@@ -189,6 +195,14 @@ class Settings:
                                   "and stage.")
     max_request_bytes: int = _option("App", "max_request_bytes", _int(1024), "1048576",
                                      doc="Largest request body (chunked bodies too): larger answers 413.")
+    keyless_networks: tuple = _option("App", "keyless_networks", _networks, "127.0.0.0/8,::1/128",
+                                      doc="Callers in these networks may start a dataset build (POST "
+                                          "/api/createDataSet) without a key, as the Node platform calls it; "
+                                          "a wrong key is refused all the same. Nothing else is keyless.")
+    cors_origins: tuple[str, ...] = _option("App", "cors_origins", _list, "",
+                                            doc="Browser origins allowed to call the API from their pages "
+                                                "(https://platform.example.com,...); none by default (the old "
+                                                "service allowed any).")
     run_workers: bool = _option("App", "run_workers", _bool, "true",
                                 doc="Run the worker pool in this process (python app.py); gunicorn.conf.py turns it "
                                     "off in web workers.")
@@ -218,7 +232,7 @@ class Settings:
                                    doc="Task videos are scaled down to at most this height (0: the source's height).")
     sampling_mode: str = _option("Content", "sampling_mode", _choice("timestamp", "legacy"), "timestamp",
                                  doc="timestamp: sample k is the first frame at or after k / frame_rate; legacy: "
-                                     "every round(fps / frame_rate)-th frame from frame 1.")
+                                     "the frame numbers the old service picked (README, Migrating).")
     x264_preset: str = _option("Content", "x264_preset", _choice("ultrafast",
                                "superfast", "veryfast", "faster", "fast", "medium"), "veryfast",
                                doc="libx264 preset of task videos.")

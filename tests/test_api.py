@@ -248,7 +248,7 @@ def test_other_routes(idle_service):
     edit = requests.post(f"{base}/api/editDataSet", data={"project_id_list": "[]"})
     assert edit.status_code == 501 and "not supported" in edit.json()["message"]
     no_key = requests.post(f"{base}/api/createDataSet", data={"data_version_id": str(ObjectId())})
-    assert no_key.status_code == 401
+    assert no_key.status_code == 404  # loopback may call it without a key, as Node does; no such version
     bad = requests.post(f"{base}/api/createDataSet", data={"data_version_id": "zz", "auth_key": NODE_KEY})
     assert bad.status_code == 400
 
@@ -273,3 +273,40 @@ def test_readiness_fails_without_mongodb(tmp_path):
         assert requests.get(f"http://127.0.0.1:{server.server_port}/api/health").status_code == 200
     finally:
         server.shutdown()
+
+
+def test_routes_answer_with_a_trailing_slash_too(service):
+    """A proxy or an old client may add a slash: the same answer, never a redirect (a POST's body
+    would be lost on the way)."""
+    for path in ("/api/health", "/api/health/", "/health/"):
+        assert requests.get(f"{service.url}{path}", allow_redirects=False, timeout=10).status_code == 200, path
+    for path in ("/api/processContent", "/api/processContent/"):
+        answer = post_node(f"{service.url}{path}", {"auth_key": NODE_KEY})
+        assert answer.status_code == 400 and answer.json() == {"message": "missing upload_id param"}, path
+
+
+def test_cors_headers_only_for_the_configured_origins(make_service):
+    platform = "https://annotate.example.com"
+    service = make_service(APP_CORS_ORIGINS=platform)
+    allowed = requests.get(f"{service.url}/api/health", headers={"Origin": platform}, timeout=10)
+    assert allowed.headers["Access-Control-Allow-Origin"] == platform and "Origin" in allowed.headers["Vary"]
+    preflight = requests.options(f"{service.url}/api/processContent", timeout=10, headers={
+        "Origin": platform, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"})
+    assert preflight.status_code == 200 and preflight.headers["Access-Control-Allow-Origin"] == platform
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    assert "Content-Type" in preflight.headers["Access-Control-Allow-Headers"]
+    other = requests.get(f"{service.url}/api/health", headers={"Origin": "https://elsewhere.example"}, timeout=10)
+    assert "Access-Control-Allow-Origin" not in other.headers
+    default = make_service()  # none by default (the old service allowed any origin)
+    answer = requests.get(f"{default.url}/api/health", headers={"Origin": platform}, timeout=10)
+    assert "Access-Control-Allow-Origin" not in answer.headers
+
+
+def test_the_old_privacy_servers_status_routes_answer_its_load_line(service):
+    import re
+
+    for path in ("/", "/status"):
+        answer = requests.get(f"{service.url}{path}", timeout=10)
+        assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/plain")
+        assert re.fullmatch(r"System load averages \(1m, 5m, 15m\): \d+\.\d\d%, \d+\.\d\d%, \d+\.\d\d%",
+                            answer.text), answer.text

@@ -34,6 +34,7 @@ def test_env_overrides_by_section_and_key():
     ({"CONTENT_SAMPLING_MODE": "random"}, "timestamp, legacy"),
     ({"STORAGE_URL": "s3://"}, "needs a bucket"),
     ({"JOBS_HEARTBEAT_SECONDS": "90"}, "heartbeat_seconds"),
+    ({"APP_KEYLESS_NETWORKS": "10.0.0.0/8,the-node-host"}, "[App] keyless_networks"),
 ])
 def test_bad_values_name_the_key(env, fragment):
     with pytest.raises(ConfigError) as error:

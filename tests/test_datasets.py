@@ -466,3 +466,34 @@ def test_dataset_processor_builds_and_tells_outcomes_apart_by_exit_code(make_ser
     (Path(service.settings.storage_url) / version.tasks[0]["S3_url"]).unlink()
     failed = run("-v", str(version.id))
     assert failed.returncode == 1 and "is missing" in failed.stderr
+
+
+def test_node_starts_a_build_without_a_key_from_a_trusted_network_and_only_that(make_service):
+    """Node sends only data_version_id (CONTRACT §1): accepted from `[App] keyless_networks`
+    (loopback by default); a wrong key is refused everywhere, and no other route is keyless."""
+    service = make_service()
+    version = make_version(service)
+    answer = post_node(f"{service.url}/api/createDataSet", {"data_version_id": str(version.id)})
+    assert answer.status_code == 201, answer.text
+    assert wait_built(service, version.id)["state"] == "done"
+    assert create(service, version.id, key="wrong-key-x").status_code == 401
+    client = service.app.test_client()
+    fields = {"data_version_id": str(version.id)}
+    assert client.post("/api/createDataSet", data=fields, environ_base={"REMOTE_ADDR": "10.1.2.3"}).status_code == 401
+    mapped = client.post("/api/createDataSet", data=fields, environ_base={"REMOTE_ADDR": "::ffff:127.0.0.1"})
+    assert mapped.status_code == 200 and mapped.json["state"] == "complete"
+    upload_id = str(version.tasks[0]["uploadId"])
+    assert requests.post(f"{service.url}/api/processContent/cancel", data={"upload_id": upload_id}).status_code == 401
+    assert requests.get(f"{service.url}/api/processContent/status", params={"upload_id": upload_id}).status_code == 401
+    content = requests.post(f"{service.url}/api/processContent", data={"upload_id": upload_id})
+    assert content.status_code == 401
+
+
+def test_keyless_networks_are_the_operators_choice(make_service):
+    service = make_service(APP_KEYLESS_NETWORKS="10.20.0.0/16")  # the Node host's network, not loopback
+    client = service.app.test_client()
+    unknown = {"data_version_id": str(ObjectId())}
+    assert client.post("/api/createDataSet", data=unknown, environ_base={"REMOTE_ADDR": "10.20.3.4"}).status_code == 404
+    assert client.post("/api/createDataSet", data=unknown, environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code == 401
+    assert client.post("/api/createDataSet", data=unknown,
+                       environ_base={"REMOTE_ADDR": "10.21.0.1"}).status_code == 401

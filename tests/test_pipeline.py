@@ -120,6 +120,30 @@ def test_several_tasks_and_progress(service, tmp_path):
     assert project["contentUploads"] == [upload["_id"]]
 
 
+def test_created_at_and_source_path_are_set_when_the_run_starts_not_when_it_is_queued(make_service, tmp_path):
+    """Node's UI marks an upload timed out three hours after its createdAt (CONTRACT §2): the old
+    service reset it, and sourceFilePath, when processing began."""
+    from datetime import timedelta
+
+    from mongo_manager import utcnow
+
+    service = make_service(APP_RUN_WORKERS="false")  # queued only, until a worker starts
+    clip = make_video(service.content / "uploads" / "late.mp4", 10, 25)
+    upload_id, project_id = new_upload(service.db, "./uploads/late.mp4")
+    long_ago = utcnow() - timedelta(hours=5)
+    service.db.AnnotationContentUpload.update_one({"_id": upload_id}, {"$set": {
+        "createdAt": long_ago, "sourceFilePath": "./contents/uploads/elsewhere.mp4"}})
+    response = post_node(f"{service.url}/api/processContent", fields_for(upload_id, project_id, "./uploads/late.mp4"))
+    assert response.status_code == 202
+    assert service.db.AnnotationContentUpload.find_one({"_id": upload_id})["createdAt"] == long_ago
+    worker = make_service(MONGODB_DB_NAME=service.settings.mongo_db_name)
+    upload = wait_for_upload(worker.db, upload_id)
+    job = worker.db.ProcessingJob.find_one({"_id": f"content:{upload_id}"})
+    assert upload["status"] == 1 and clip.exists()
+    assert job["created_at"] < job["started_at"] <= upload["createdAt"] <= upload["finishedAt"]
+    assert upload["sourceFilePath"] == "./uploads/late.mp4"
+
+
 def test_shared_clip_big_buck_bunny(service):
     source = SHARED_MEDIA / "bbb-720p-25fps.mp4"
     upload, tasks = process(service, source, 5, per_task=10)
@@ -308,13 +332,36 @@ def test_image_zip(service, tmp_path):
     assert min(psnr(p, render_frame(n, 160, 120)) for n, p in zip((1, 2, 3), pictures)) > 28
 
 
-def test_legacy_sampling_mode(make_service, tmp_path):
+# (CAP_PROP_FPS, rate, frames) -> the old service's frame numbers, worked out by hand from its rule
+# (issue 17 item 8): a multiple -> every round(fps / rate)-th; otherwise steps of int(fps / rate),
+# plus one frame for each multiple of round(fps) / (round(fps) % rate) the step passed over.
+LEGACY_TABLE = [
+    (30, 5, 40, [6, 12, 18, 24, 30, 36]),
+    (25, 5, 30, [5, 10, 15, 20, 25, 30]),
+    (29.97, 5, 20, [6, 12, 18]),
+    (24, 5, 40, [4, 9, 14, 19, 23, 28, 33, 38]),           # the issue's example; multiples of 6 add one
+    (23.976, 5, 30, [4, 9, 14, 19, 23, 28]),
+    (29.97, 7, 40, [4, 8, 12, 17, 21, 25, 29, 34, 38]),    # multiples of 15 add one
+    (25, 1, 60, [25, 50]),
+    (10, 30, 4, [1, 2, 3, 4]),                             # asked for more than the source has
+]
+
+
+@pytest.mark.parametrize("fps,rate,frames,expected", LEGACY_TABLE)
+def test_legacy_sampling_picks_the_old_services_frame_numbers(fps, rate, frames, expected):
+    import video_processor as vp
+
+    sampler = vp.Sampler(rate, "legacy", fps)
+    assert [n for n in range(1, frames + 1) if sampler.keep(n, Fraction(0))] == expected
+    assert vp.Sampler(rate, "legacy", fps).count(frames) == len(expected)
+
+
+def test_legacy_sampling_mode_end_to_end(make_service, tmp_path):
     service = make_service(CONTENT_SAMPLING_MODE="legacy")
-    clip = make_video(tmp_path / "legacy.mp4", 40, Fraction(30000, 1001))
-    upload, tasks = process(service, clip, 7)
-    step = round(30000 / 1001 / 7)  # 4: every 4th frame counted from frame 1
-    check_tasks(service, upload, tasks, list(range(1, 41, step)), 7, (320, 240))
-    assert list(range(1, 41, step)) != expected_samples(clip, 7)  # really a different rule
+    clip = make_video(tmp_path / "legacy.mp4", 40, 24)
+    upload, tasks = process(service, clip, 5, per_task=3)
+    check_tasks(service, upload, tasks, [4, 9, 14, 19, 23, 28, 33, 38], 5, (320, 240), per_task=3)
+    assert [4, 9, 14, 19, 23, 28, 33, 38] != expected_samples(clip, 5)  # really a different rule
 
 
 def test_unsampled_b_frames_are_not_decoded_yet_numbers_and_resume_are_exact(tmp_path):

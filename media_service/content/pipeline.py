@@ -126,13 +126,15 @@ class ContentPipeline:
                  info.codec, info.width, info.height, info.rotation, info.nominal_fps, info.average_fps,
                  info.frame_count, info.variable_frame_rate, info.has_audio)
         rate = params.frame_rate
-        sampler = vp.Sampler(rate, self.settings.sampling_mode, info.average_fps)
+        # legacy: the old service's rule on OpenCV's CAP_PROP_FPS, the stream's nominal rate
+        legacy = self.settings.sampling_mode == "legacy"
+        sampler = vp.Sampler(rate, self.settings.sampling_mode, info.nominal_fps if legacy else info.average_fps)
         resume = vp.ResumePoint.from_doc(checkpoint.get("resume"))
         if resume:
             sampler.next_sample = resume.next_sample
         size = vp.output_size(info, self.settings.task_max_height)
-        if self.settings.sampling_mode == "legacy":
-            expected = math.ceil(info.frame_count / sampler.step)
+        if legacy:
+            expected = sampler.count(info.frame_count)
         else:
             expected = min(info.frame_count, math.floor((info.duration - 1 / info.average_fps) * rate + 1e-9) + 1)
         stats = vp.DecodeStats()

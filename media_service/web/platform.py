@@ -1,6 +1,7 @@
 """The routes the Node platform calls (CONTRACT §1). Handlers validate and record; workers work."""
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 from html import escape
@@ -188,16 +189,29 @@ def _queue(request: ContentRequest, upload: dict) -> tuple[bool, dict]:
                                  holds=video_hold(request.project_id, name))
 
 
-def _authorised_id(fields, name: str):
+def _authorised_id(fields, name: str, keyless: bool = False):
     """The ObjectId field `name` of a keyed request, checked in that order: (id, None), or
-    (None, the error answer). The key comes as `auth_key` or in the X-API-Key header."""
+    (None, the error answer). The key comes as `auth_key` or in the X-API-Key header. With
+    `keyless`, a caller that sends no key at all is let through from `[App] keyless_networks`."""
     object_id, error = _object_id_or_error(fields, name)
     if error:
         return None, error
     key = fields.get("auth_key") or request.headers.get("X-API-Key")
+    if key is None and keyless and _in_keyless_network(request.remote_addr):
+        log.info("%s without a key from %s, a trusted network", request.path, request.remote_addr)
+        return object_id, None
     if not (key and key_matches(key, services().settings.api_keys)):
         return None, (jsonify(AUTH_ERROR), 401)
     return object_id, None
+
+
+def _in_keyless_network(address: str | None) -> bool:
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    ip = ip.ipv4_mapped or ip if ip.version == 6 else ip  # ::ffff:127.0.0.1 is loopback too
+    return any(ip in network for network in services().settings.keyless_networks)
 
 
 def _object_id_or_error(fields, name: str):
@@ -240,8 +254,9 @@ def cancel_content():
 @bp.post("/createDataSet")
 def create_dataset():
     """Build a dataset version in the background: 201 when queued, 200 with the state when it is
-    already queued, running or complete. A key is always required (Node sends the same key)."""
-    version_id, error = _authorised_id(request_fields(), "data_version_id")
+    already queued, running or complete. Node sends no key: a caller without one is accepted from
+    `[App] keyless_networks` only (loopback by default); a key that is sent must be right."""
+    version_id, error = _authorised_id(request_fields(), "data_version_id", keyless=True)
     if error:
         return error
     svc = services()

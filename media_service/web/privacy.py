@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import time
 from pathlib import Path, PurePosixPath
 
@@ -157,3 +158,12 @@ def cancel_process():
 @bp.get("/health")
 def health():
     return jsonify({}), 200
+
+
+@bp.get("/")
+@bp.get("/status")
+def load_averages():
+    """The old privacy server's status line: the load averages as a share of this machine's cores."""
+    cores = os.cpu_count() or 1
+    shares = ", ".join(f"{100.0 * load / cores:.2f}%" for load in os.getloadavg())
+    return _text(f"System load averages (1m, 5m, 15m): {shares}", 200)
