@@ -174,6 +174,9 @@ class Settings:
                                         "chain.")
     s3_secret_access_key: str = _option("S3", "secret_access_key", _text, "", secret=True,
                                         doc="S3 (and Rekognition) secret key (a secret).")
+    s3_bucket_name: str = _option("S3", "bucket_name", _text, "",
+                                  doc="The old service's bucket: storage is s3://<bucket_name> when [Storage] url "
+                                      "(STORAGE_URL) is not set; STORAGE_URL wins when it is.")
     s3_endpoint_url: str = _option("S3", "endpoint_url", _text, "",
                                    doc="Any S3-compatible endpoint (SeaweedFS, MinIO); empty: AWS.")
     s3_upload_attempts: int = _option("S3", "upload_attempts", _int(1, 20), "5",
@@ -468,6 +471,7 @@ def load_settings(env: dict[str, str] | None = None, config_file: str | Path | N
     private = _read_ini(Path(secrets_file)) if secrets_file else configparser.ConfigParser()
 
     values: dict[str, Any] = {}
+    defaulted: set[str] = set()  # options nobody set
     for option in OPTIONS:
         raw = option.default
         source = "default"
@@ -484,12 +488,16 @@ def load_settings(env: dict[str, str] | None = None, config_file: str | Path | N
         for name in option.env_names:
             if name in env:
                 raw, source = env[name], f"environment variable {name}"
+        if source == "default":
+            defaulted.add(option.attr)
         try:
             values[option.attr] = option.parse(raw)
         except ValueError as exc:
             shown = "(hidden)" if option.secret else repr(raw)
             raise ConfigError(f"invalid value {shown} for [{option.section}] {option.key} "
                               f"(from {source}): {exc}") from None
+    if values["s3_bucket_name"] and "storage_url" in defaulted:
+        values["storage_url"] = f"s3://{values['s3_bucket_name']}"
     _check_consistency(values)
     return Settings(**values, config_files=tuple(str(f) for f in (config_path, secrets_file) if f))
 

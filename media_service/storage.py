@@ -36,6 +36,10 @@ class Storage(Protocol):
     def get_file(self, key: str, path: Path) -> None: ...
     def put_bytes(self, key: str, data: bytes, content_type: str) -> None: ...
     def url(self, key: str, expires_seconds: int) -> str: ...
+    # Documents hold each object's full key in the bucket (with the deployment's prefix), so Node
+    # can presign it as it is; the methods above take keys relative to the prefix.
+    def document_key(self, key: str) -> str: ...
+    def own_key(self, document_key: str) -> str: ...
 
 
 def _check_key(key: str) -> str:
@@ -53,6 +57,12 @@ class LocalStorage:
 
     def _path(self, key: str) -> Path:
         return self.root / _check_key(key)
+
+    def document_key(self, key: str) -> str:
+        return _check_key(key)
+
+    def own_key(self, document_key: str) -> str:
+        return document_key
 
     def put_file(self, key: str, path: Path, content_type: str) -> None:
         target = self._path(key)
@@ -129,6 +139,16 @@ class S3Storage:
     def _key(self, key: str) -> str:
         _check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
+
+    def document_key(self, key: str) -> str:
+        return self._key(key)
+
+    def own_key(self, document_key: str) -> str:
+        """The key relative to the prefix; a document written before keys carried the prefix holds
+        the relative key already."""
+        if self.prefix and document_key.startswith(self.prefix + "/"):
+            return document_key[len(self.prefix) + 1:]
+        return document_key
 
     def put_file(self, key: str, path: Path, content_type: str) -> None:
         from boto3.exceptions import S3UploadFailedError

@@ -93,3 +93,13 @@ def test_the_configuration_reference_is_generated_from_the_options_and_covers_co
     unknown = [f"[{section}] {key}" for section in parser.sections() for key in parser[section]
                if (section, key.lower()) not in known]
     assert unknown == []
+
+
+def test_the_old_bucket_name_selects_s3_unless_storage_url_is_set(tmp_path):
+    old = tmp_path / "old.cfg"
+    old.write_text("[S3]\nbucket_name = old-platform-bucket\nregion = eu-west-1\n")
+    assert load_settings({}, old).storage_url == "s3://old-platform-bucket"
+    assert load_settings({"STORAGE_URL": "s3://new-bucket/pre"}, old).storage_url == "s3://new-bucket/pre"
+    plain = tmp_path / "plain.cfg"
+    plain.write_text("[S3]\nregion = eu-west-1\n")
+    assert load_settings({}, plain).storage_url == "./data/storage"

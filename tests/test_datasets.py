@@ -150,7 +150,9 @@ def test_a_version_is_built_with_every_key_label_augmentation_and_export(service
     assert [e["task"] for e in entries] == [str(t["_id"]) for t in version.tasks]
     for entry in entries:
         assert entry["state"] == "complete" and entry["error"] == "none" and entry["imageCount"] == 20
-        assert entry["augmentationFileCounts"] == {"flip_horizontal": 5, "rotate_90": 5, "blur": 5}
+        counts = entry["augmentationFileCounts"]  # the old service's shape: {augType: {count, size}}
+        assert {aug: c["count"] for aug, c in counts.items()} == {"flip_horizontal": 5, "rotate_90": 5, "blur": 5}
+        assert all(c["size"] > 0 and set(c) == {"count", "size"} for c in counts.values())
         assert entry["imageDataSize"] > 0
     assert doc["size"] == sum(e["imageDataSize"] for e in entries)
     yolo = doc["exportFormats"]["YOLO"]
@@ -181,11 +183,14 @@ def test_a_version_is_built_with_every_key_label_augmentation_and_export(service
             assert set(entry["augmentationImages"]) == {"flip_horizontal", "rotate_90", "blur"}
             for aug, files in entry["augmentationImages"].items():
                 assert files["imageUrl"] == f"{base}/augmentations/{aug}_{frame['frameId']}.jpg"
-                assert files["textFile"] == f"{base}/augmentations/1.0.0_{aug}_{frame['frameId']}.txt"
+                assert files["textFiles"] == {"YOLO": f"{base}/augmentations/1.0.0_{aug}_{frame['frameId']}.txt"}
+                assert files["thumbnailUrl"] == f"{base}/augmentations/{aug}_{frame['frameId']}_thumbnail.jpg"
+                assert files["awsImageUrl"].startswith("file://") and files["awsThumbnailUrl"].startswith("file://")
+                assert files["awsThumbnailExpiredDate"] == frame["awsThumbnailExpiredDate"]
                 picture = decode(stored(service, files["imageUrl"]))
                 assert decode(stored(service, files["thumbnailUrl"])).shape[:2] != picture.shape[:2]
                 height, width = picture.shape[:2]
-                aug_lines = stored(service, files["textFile"]).decode().splitlines()
+                aug_lines = stored(service, files["textFiles"]["YOLO"]).decode().splitlines()
                 car = next(line for line in aug_lines if line.startswith("1 "))
                 # The box moved with the picture: it still covers the red object.
                 assert iou(yolo_box(car, width, height)[1], red_box(picture)) > 0.8, (aug, car)
@@ -379,11 +384,36 @@ def test_the_same_build_against_a_real_s3_server(make_service, s3_server):
     listing = s3_server.list_objects_v2(Bucket=BUCKET, Prefix=f"ds-test/dataset/{version.group}/")
     stored_keys = {obj["Key"] for obj in listing.get("Contents", [])}
     frame = service.db.AnnotationFrame.find_one({"taskId": version.tasks[0]["_id"], "frameId": 1})
-    assert f"ds-test/{frame['imageUrl']}" in stored_keys and f"ds-test/{frame['thumbnailUrl']}" in stored_keys
+    assert frame["imageUrl"] in stored_keys and frame["thumbnailUrl"] in stored_keys  # full keys (CONTRACT §2)
     assert len(stored_keys) == 6 * 4 * 3 + 3  # (image, thumbnail, labels) x (frame + 3 augmentations), 3 zips
     fetched = requests.get(frame["awsUrl"], timeout=10)  # the presigned URL works as it is
     assert fetched.status_code == 200 and decode(fetched.content).shape[:2] == (240, 320)
     assert "X-Amz-Expires=604800" in frame["awsUrl"]
+    aug_url = frame["datasetVersions"][0]["augmentationImages"]["blur"]["awsImageUrl"]
+    assert requests.get(aug_url, timeout=10).status_code == 200
+
+    # Every key written to a document opens the way Node opens it: presigned as it is, in the bucket.
+    doc_keys = written_keys(service, version)
+    assert len(doc_keys) == 2 + 6 * 4 * 3 + 3  # 2 task videos, every image, thumbnail and label file, 3 zips
+    for key in doc_keys:
+        url = s3_server.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": key}, ExpiresIn=300)
+        assert key.startswith("ds-test/") and requests.get(url, timeout=10).status_code == 200, key
+
+
+def written_keys(service, version: Version) -> set[str]:
+    """Every object key the service wrote into MongoDB for this version and its tasks."""
+    task_ids = {"$in": [task["_id"] for task in version.tasks]}
+    keys = {task["S3_url"] for task in service.db.AnnotationTask.find({"_id": task_ids})}
+    for frame in service.db.AnnotationFrame.find({"taskId": task_ids}):
+        keys |= {frame["imageUrl"], frame["thumbnailUrl"]}
+        for entry in frame["datasetVersions"]:
+            keys |= set(entry["textFiles"].values())
+            for files in entry["augmentationImages"].values():
+                keys |= {files["imageUrl"], files["thumbnailUrl"], *files["textFiles"].values()}
+    doc = service.db.AnnotationDatasetVersion.find_one({"_id": version.id})
+    keys |= {doc["exportFormats"]["YOLO"]["file"], doc["exportFormats"]["YOLO"]["sample"],
+             doc["exportFormats"]["COCO"]["file"]}
+    return keys
 
 
 class CountedReads:
@@ -442,7 +472,8 @@ def test_on_s3_the_exports_read_the_build_s_own_copies_and_fetch_only_what_is_no
                       for key in [frame["imageUrl"]] + [files["imageUrl"] for files in
                                                          frame["datasetVersions"][0]["augmentationImages"].values()]]
         assert len(image_keys) == 6 * 4
-        assert in_zip == sorted(service.services.storage.get_bytes(key) for key in image_keys)
+        storage = service.services.storage
+        assert in_zip == sorted(storage.get_bytes(storage.own_key(key)) for key in image_keys)
 
 
 def test_dataset_processor_builds_and_tells_outcomes_apart_by_exit_code(make_service, mongo_uri, tmp_path):

@@ -100,7 +100,7 @@ class AnnotationJobHandler:
     def _annotate_task(self, task: dict, annotator: Annotator, scratch, version: int) -> None:
         started = time.monotonic()
         video = scratch / f"{task['taskName']}.mp4"
-        self.storage.get_file(task["S3_url"], video)
+        self.storage.get_file(self.storage.own_key(task["S3_url"]), video)
         frames = self.mongo.task_frames(task["_id"])
         boxes: list[list[dict]] = []
         batch: list = []

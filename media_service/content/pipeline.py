@@ -302,7 +302,8 @@ class ContentPipeline:
             "Originalframerate": float(round(plan.source_fps, 6)),
             "skipFrameCount": float(round(plan.source_fps / rate, 6)),
             "videoResolutionWidth": int(plan.size[0]), "videoResolutionHeight": int(plan.size[1]),
-            "videoDuration": hms(len(frames) / rate), "videoPath": str(encoder.path), "S3_url": key,
+            "videoDuration": hms(len(frames) / rate), "videoPath": str(encoder.path),
+            "S3_url": self.storage.document_key(key),
             "status": 0, "auditStatus": 0, "taskStatus": 0, "completedFrames": 0,
             "AutoAnnotationVersion": params.auto_anno_version if self._annotates(params) else 0,
             "datasetVersions": [], "createdAt": utcnow(),
@@ -331,7 +332,7 @@ class ContentPipeline:
             tasks = [t for t in tasks if t.get("uploadId") == upload_id]
         for task in tasks:
             if task.get("S3_url"):
-                self.storage.delete(task["S3_url"])
+                self.storage.delete(self.storage.own_key(task["S3_url"]))
         removed = self.mongo.delete_tasks(t["_id"] for t in tasks)
         if removed:
             log.info("removed %d earlier tasks of %s", removed, video_name)

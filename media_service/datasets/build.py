@@ -197,9 +197,10 @@ class DatasetBuilder:
         self.mongo.finish_dataset(version_id, {
             "imageCount": result.images, "size": result.size,
             "exportFormats.YOLO.fileCount": result.exports["fileCount"],
-            "exportFormats.YOLO.sample": result.exports["sample"],
-            "exportFormats.YOLO.file": result.exports["yolo"],
-            "exportFormats.COCO": {"fileType": "zip", "name": "COCO", "file": result.exports["coco"],
+            "exportFormats.YOLO.sample": self.storage.document_key(result.exports["sample"]),
+            "exportFormats.YOLO.file": self.storage.document_key(result.exports["yolo"]),
+            "exportFormats.COCO": {"fileType": "zip", "name": "COCO",
+                                   "file": self.storage.document_key(result.exports["coco"]),
                                    "createdAt": utcnow()}})
         progress(1.0, "done")
         return result
@@ -296,7 +297,7 @@ class DatasetBuilder:
             if path is not None and numbers:
                 return source.source_frames(path, numbers, self.settings)
         video = scratch / "task.mp4"
-        self.storage.get_file(task["S3_url"], video)
+        self.storage.get_file(self.storage.own_key(task["S3_url"]), video)
         return vp.rgb_frames(video, name=task["taskName"])
 
     def _frame(self, context: "_Version", task: str, frame: dict, rgb: np.ndarray, task_size: tuple,
@@ -313,8 +314,10 @@ class DatasetBuilder:
         labels_key = keys.frame_labels_key(group, task, frame_id, version_no)
         writer.image(image_key, thumb_key, rgb, self.settings)
         writer.text(labels_key, labels.text)
+        full = self.storage.document_key
+        expires = utcnow() + timedelta(seconds=self.settings.dataset_url_expiry_seconds)
         entry = {"datasetType": _split_of(frame, context.id, context.seed, task, context.shares),
-                 "textFiles": {labels.mode: labels_key}, "augmentationImages": {}}
+                 "textFiles": {labels.mode: full(labels_key)}, "augmentationImages": {}}
         fraction = self.augmentation.fraction
         for request in context.augmentations:
             if not augment.is_selected(context.seed, task, frame_id, request.aug_type, fraction):
@@ -326,13 +329,18 @@ class DatasetBuilder:
             image = keys.augmentation_image_key(group, task, frame_id, aug_dir, request.aug_type)
             thumb = keys.augmentation_thumbnail_key(group, task, frame_id, aug_dir, request.aug_type)
             text = keys.augmentation_labels_key(group, task, frame_id, aug_dir, request.aug_type, version_no)
+            before = writer.image_bytes
             writer.image(image, thumb, done.image, self.settings)
             writer.text(text, done.label_text)
-            counts[request.aug_type] = counts.get(request.aug_type, 0) + 1
-            entry["augmentationImages"][request.aug_type] = {"imageUrl": image, "thumbnailUrl": thumb,
-                                                            "textFile": text, "droppedBoxes": done.dropped}
-        expires = utcnow() + timedelta(seconds=self.settings.dataset_url_expiry_seconds)
-        fields = {"imageUrl": image_key, "thumbnailUrl": thumb_key, "awsUrl": writer.url(image_key),
+            count = counts.setdefault(request.aug_type, {"count": 0, "size": 0})
+            count["count"] += 1
+            count["size"] += writer.image_bytes - before
+            # The old service's shape (CONTRACT §2), then what this service adds.
+            entry["augmentationImages"][request.aug_type] = {
+                "textFiles": {labels.mode: full(text)}, "imageUrl": full(image), "thumbnailUrl": full(thumb),
+                "awsImageUrl": writer.url(image), "awsThumbnailUrl": writer.url(thumb),
+                "awsThumbnailExpiredDate": expires, "droppedBoxes": done.dropped}
+        fields = {"imageUrl": full(image_key), "thumbnailUrl": full(thumb_key), "awsUrl": writer.url(image_key),
                   "awsThumbnailUr": writer.url(thumb_key), "awsExpiredDate": expires,
                   "awsThumbnailExpiredDate": expires}
         clock.lap("urls")
@@ -384,10 +392,12 @@ class DatasetBuilder:
                 if mine is None:
                     continue
                 frame_id = int(frame["frameId"])
+                own = self.storage.own_key
                 items.append((task, frame_id, mine["datasetType"], None,
                               keys.frame_image_key(context.group, task, frame_id),
-                              next(iter(mine["textFiles"].values()))))
-                items += [(task, frame_id, mine["datasetType"], aug, images["imageUrl"], images["textFile"])
+                              own(next(iter(mine["textFiles"].values())))))
+                items += [(task, frame_id, mine["datasetType"], aug, own(images["imageUrl"]),
+                           own(next(iter(images["textFiles"].values()))))
                           for aug, images in (mine.get("augmentationImages") or {}).items()]
 
         def fetch(item) -> exports.ExportRecord:

@@ -296,6 +296,7 @@ def video_url(key: str | None) -> str | None:
     storage = services().storage
     if not key or storage is None:
         return None
+    key = storage.own_key(key)  # documents hold the full key in the bucket
     if isinstance(storage, LocalStorage):
         return url_for("jobs_page.media", key=key)
     try:
