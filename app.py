@@ -77,6 +77,8 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
         app.register_blueprint(privacy.bp)
     from media_service.web import jobs_page  # GET /jobs and /api/jobs: the operator's jobs page
     app.register_blueprint(jobs_page.bp)
+    from media_service.web import stored_objects  # GET /storage/<key>: signed URLs of local storage
+    app.register_blueprint(stored_objects.bp)
 
     from media_service.web import cors
     cors.install(app, settings.cors_origins)

@@ -198,6 +198,13 @@ class Settings:
                                   "and stage.")
     max_request_bytes: int = _option("App", "max_request_bytes", _int(1024), "1048576",
                                      doc="Largest request body (chunked bodies too): larger answers 413.")
+    public_url: str = _option("App", "public_url", _text, "",
+                              doc="This service's address as browsers and the Node platform reach it "
+                                  "(https://media.example.com): the base of the signed URLs of objects in local "
+                                  "storage. Unset: http://127.0.0.1:<port>, which only this machine can open.")
+    url_signing_key: str = _option("App", "url_signing_key", _text, "", secret=True,
+                                   doc="Signs the URLs of objects in local storage; unset: derived from the first API "
+                                       "key. Every process of a deployment must share it.")
     keyless_networks: tuple = _option("App", "keyless_networks", _networks, "127.0.0.0/8,::1/128",
                                       doc="Callers in these networks may start a dataset build (POST "
                                           "/api/createDataSet) without a key, as the Node platform calls it; "

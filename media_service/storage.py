@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from media_service import metrics
+from media_service.signed_urls import UrlSigner, signer_for
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,10 @@ def _check_key(key: str) -> str:
 
 
 class LocalStorage:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, signer: UrlSigner | None = None):
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        self.signer = signer
         self.description = f"local folder {self.root}"
 
     def _path(self, key: str) -> Path:
@@ -83,8 +85,11 @@ class LocalStorage:
         os.replace(tmp, target)  # readers see the whole object or none
 
     def url(self, key: str, expires_seconds: int) -> str:
-        """A local folder has no presigned URLs: the object's file:// URI (it does not expire)."""
-        return self._path(key).as_uri()
+        """A signed HTTP URL served by this service (GET /storage/<key>), as S3 presigns one; without
+        a signer, the object's file:// URI (only this machine can open it)."""
+        if self.signer is None:
+            return self._path(key).as_uri()
+        return self.signer.url(_check_key(key), expires_seconds)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -235,4 +240,4 @@ def open_storage(settings) -> Storage:
         return S3Storage(bucket, prefix, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region,
                          access_key_id=settings.s3_access_key_id,
                          secret_access_key=settings.s3_secret_access_key, attempts=settings.s3_upload_attempts)
-    return LocalStorage(Path(url).expanduser())
+    return LocalStorage(Path(url).expanduser(), signer_for(settings))

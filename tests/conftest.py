@@ -75,11 +75,13 @@ def make_service(tmp_path, mongo_uri):
     started = []
 
     def start(**env_overrides: str) -> LiveService:
-        settings = load_settings(service_env(tmp_path, mongo_uri, **env_overrides))
-        app = create_app(settings)
-        server = make_server("127.0.0.1", 0, app, threaded=True)
+        # The port first: the service's signed storage URLs carry its public address.
+        server = make_server("127.0.0.1", 0, None, threaded=True)
+        url = f"http://127.0.0.1:{server.server_port}"
+        settings = load_settings(service_env(tmp_path, mongo_uri, **{"APP_PUBLIC_URL": url, **env_overrides}))
+        app = server.app = create_app(settings)
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        live = LiveService(f"http://127.0.0.1:{server.server_port}", app, settings, tmp_path / "content")
+        live = LiveService(url, app, settings, tmp_path / "content")
         started.append((server, live))
         return live
 

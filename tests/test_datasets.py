@@ -165,7 +165,9 @@ def test_a_version_is_built_with_every_key_label_augmentation_and_export(service
             base = f"dataset/{group}/{task['_id']}/{frame['frameId']}"
             assert frame["imageUrl"] == f"{base}/{frame['frameId']}.jpg"
             assert frame["thumbnailUrl"] == f"{base}/{frame['frameId']}_thumbnail.jpg"
-            assert frame["awsUrl"].startswith("file://") and frame["awsThumbnailUr"].startswith("file://")
+            # Signed HTTP URLs of this service, where S3 would have presigned ones (local storage).
+            assert frame["awsUrl"].startswith(f"{service.url}/storage/{frame['imageUrl']}?expires=")
+            assert requests.get(frame["awsThumbnailUr"], timeout=10).content == stored(service, frame["thumbnailUrl"])
             assert frame["awsExpiredDate"] > frame.get("createdAt", frame["awsExpiredDate"].replace(year=2000))
             image = decode(stored(service, frame["imageUrl"]))
             assert image.shape[:2] == (240, 320)
@@ -185,7 +187,8 @@ def test_a_version_is_built_with_every_key_label_augmentation_and_export(service
                 assert files["imageUrl"] == f"{base}/augmentations/{aug}_{frame['frameId']}.jpg"
                 assert files["textFiles"] == {"YOLO": f"{base}/augmentations/1.0.0_{aug}_{frame['frameId']}.txt"}
                 assert files["thumbnailUrl"] == f"{base}/augmentations/{aug}_{frame['frameId']}_thumbnail.jpg"
-                assert files["awsImageUrl"].startswith("file://") and files["awsThumbnailUrl"].startswith("file://")
+                assert requests.get(files["awsImageUrl"], timeout=10).content == stored(service, files["imageUrl"])
+                assert files["awsThumbnailUrl"].startswith(f"{service.url}/storage/{files['thumbnailUrl']}?")
                 assert files["awsThumbnailExpiredDate"] == frame["awsThumbnailExpiredDate"]
                 picture = decode(stored(service, files["imageUrl"]))
                 assert decode(stored(service, files["thumbnailUrl"])).shape[:2] != picture.shape[:2]
@@ -276,8 +279,8 @@ def objects(service) -> dict[str, bytes]:
             if p.is_file() and not p.name.startswith(".")}
 
 
-VOLATILE = {"awsUrl", "awsThumbnailUr", "awsExpiredDate", "awsThumbnailExpiredDate", "updatedAt", "createdAt",
-            "lastUpdatedAt", "build"}
+VOLATILE = {"awsUrl", "awsThumbnailUr", "awsExpiredDate", "awsThumbnailExpiredDate", "awsImageUrl", "awsThumbnailUrl",
+            "updatedAt", "createdAt", "lastUpdatedAt", "build"}  # signed URLs carry their expiry
 
 
 def without_volatile(value):

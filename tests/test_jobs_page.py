@@ -389,7 +389,7 @@ def test_browser_try_it_uploads_a_video_and_plays_its_task_video(make_service, b
     state = wait_js(browser, f"const v = {video}; return v && v.readyState >= 2 && v.videoWidth > 0 && "
                              "[v.readyState, v.videoWidth, v.videoHeight, v.currentTime, v.src]", timeout=20,
                     what="the task video to load")
-    assert state[1:3] == [320, 240] and "/jobs/media/contents/" in state[4], state
+    assert state[1:3] == [320, 240] and "/storage/contents/" in state[4] and "signature=" in state[4], state
     start = state[3]
     wait_js(browser, f"return {video}.currentTime > arguments[0]", start, timeout=10, what="the video to play")
     assert js(browser, f"return {video}.error") is None

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import mimetypes
 import os
 import re
 import secrets
@@ -32,7 +31,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bson import ObjectId
-from flask import Blueprint, g, jsonify, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, g, jsonify, redirect, render_template, request, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import PathConverter
 
@@ -48,11 +47,12 @@ from media_service.contract import (
     content_job_id,
 )
 from media_service.logging_setup import job_context
-from media_service.paths import ConfinedDir, PathRefused, fd_path, open_confined, resolve_inside
+from media_service.paths import ConfinedDir, PathRefused, resolve_inside
 from media_service.storage import LocalStorage
 from media_service.web.auth import key_matches
 from media_service.web.content_request import parse_object_id
 from media_service.web.platform import process_content_fields, services
+from media_service.web.stored_objects import serve_local_object
 from mongo_manager import VideoBusy
 
 log = logging.getLogger(__name__)
@@ -297,7 +297,7 @@ def video_url(key: str | None) -> str | None:
     if not key or storage is None:
         return None
     key = storage.own_key(key)  # documents hold the full key in the bucket
-    if isinstance(storage, LocalStorage):
+    if isinstance(storage, LocalStorage) and storage.signer is None:
         return url_for("jobs_page.media", key=key)
     try:
         return storage.url(key, 3600)
@@ -384,22 +384,7 @@ def media(key: str):
     storage = services().storage
     if not isinstance(storage, LocalStorage):
         return _error(404, "task videos are in S3, not served here: the jobs page links them with presigned URLs")
-    parts = key.split("/")
-    if "\x00" in key or any(not part or part.startswith(".") for part in parts):
-        return _error(404, "no such object")
-    try:
-        fd = open_confined(storage.root, storage.root.joinpath(*parts))
-    except PathRefused:
-        return _error(404, "no such object")
-    try:
-        info = os.fstat(fd)
-        response = send_file(fd_path(fd), mimetype=mimetypes.guess_type(key)[0] or "application/octet-stream",
-                             conditional=True, etag=f"{info.st_size:x}-{info.st_mtime_ns:x}",
-                             last_modified=info.st_mtime, max_age=0)
-    finally:
-        os.close(fd)  # send_file opened its own descriptor on the same file
-    response.headers["Cache-Control"] = "private, no-cache"
-    return response
+    return serve_local_object(storage, key)
 
 
 # -- the JSON API ----------------------------------------------------------------------------------
