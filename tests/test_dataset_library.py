@@ -22,6 +22,7 @@ from media_service.datasets import keys
 from media_service.datasets.augment import (
     DEFAULT_AUG_MAP,
     AugmentationSettings,
+    AugmentationShapeError,
     augment_frame,
     frame_seed,
     is_selected,
@@ -299,26 +300,38 @@ def test_settings_and_the_versions_augmentation_list():
         AugmentationSettings.from_config({"aug_map": '{"flip_horizontal": "Flipud"}'})
     with pytest.raises(ValueError, match="unknown augmenter"):
         AugmentationSettings.from_config({"aug_map": {"blur": "MotionWobble"}})
+    # CONTRACT §2's shape: the platform's ids, switches by values[0], ranges from the UI's values.
     version_types = {"IMAGE_LEVEL": [
-        {"type": "geometric", "properties": [
-            {"id": "Flip Horizontal", "isSelected": True},
-            {"id": "rotation", "values": [-20, 20]},
-            {"id": "rotate-90"},
-            {"id": "noise", "isSelected": False},
-        ]},
-        {"type": "colour", "properties": [
-            {"name": "Blur", "value": 1.2}, {"key": "brightness", "value": 20}, {"id": "sharpen"},
-            {"id": "sparkles"}, {"id": "crop", "min": 5, "max": 15},
-        ]},
-    ]}
+        {"id": "FLIP", "properties": [{"id": "FLIP_HORIZONTAL", "values": [True]},
+                                      {"id": "FLIP_VERTICAL", "values": [False]},
+                                      {"id": "MIRROR_X", "values": [True]}]},
+        {"id": "ROTATE", "properties": [{"id": "CLOCKWISE", "values": [True]},
+                                        {"id": "UPSIDE_DOWN", "values": ["true"]},
+                                        {"id": "COUNTER_CLOCKWISE", "values": [False]}]},
+        {"id": "ROTATION", "properties": [{"id": "ROTATION", "values": [-20, 20]}]},
+        {"id": "BRIGHTNESS", "properties": [{"id": "BRIGHTNESS", "values": [20]}]},
+        {"id": "NOISE", "properties": [{"id": "NOISE", "values": [5]}]},
+        {"id": "CROP", "properties": [{"id": "CROP", "values": []}]},
+    ], "BOUNDING_BOX_LEVEL": []}
     plan = requested_augmentations(version_types, settings)
     assert [(r.aug_type, r.augmenter, r.params) for r in plan.requests] == [
-        ("Flip_Horizontal", "HorizontalFlip", None), ("rotation", "Rotate", (-20.0, 20.0)),
-        ("rotate-90", "Rotate90", None), ("Blur", "GaussianBlur", (1.2, 1.2)),
-        ("brightness", "Brightness", (-0.2, 0.2)), ("crop", "Crop", (0.05, 0.15))]
-    assert plan.unknown == ["sparkles"] and plan.disabled == ["sharpen"]
-    with pytest.raises(ValueError, match="'rotation'"):
-        requested_augmentations({"IMAGE_LEVEL": [{"properties": [{"id": "rotation", "value": "lots"}]}]})
+        ("HorizontalFlip", "HorizontalFlip", None), ("Fliplr", "HorizontalFlip", None),
+        ("Rotate90", "Rotate90", None), ("Rotate180", "Rotate180", None), ("Rotate", "Rotate", (-20.0, 20.0)),
+        ("Brightness", "Brightness", (-0.2, 0.2)), ("Crop", "Crop", (0.0, 0.2))]
+    assert plan.disabled == ["NOISE"]  # in disabled_augs: left out, by the operator's choice
+    # An id no augmenter has fails at once, naming it; so do other shapes (no guessing).
+    with pytest.raises(AugmentationShapeError, match="SPARKLES, GLITTER"):
+        requested_augmentations({"IMAGE_LEVEL": [{"id": "X", "properties": [
+            {"id": "SPARKLES", "values": [True]}, {"id": "GLITTER", "values": [1]}]}]})
+    for shape, where in ((["FLIP_HORIZONTAL"], "got list"), ({"IMAGE_LEVEL": [{"id": "FLIP"}]}, "no properties"),
+                         ({"IMAGE_LEVEL": [{"properties": [{"name": "BLUR", "values": []}]}]}, "has no id"),
+                         ({"IMAGE_LEVEL": [{"properties": [{"id": "BLUR", "value": 2}]}]}, "no values list"),
+                         ({"IMAGE_LEVEL": [], "PIXEL_LEVEL": []}, "unexpected keys")):
+        with pytest.raises(AugmentationShapeError, match=where):
+            requested_augmentations(shape)
+    with pytest.raises(AugmentationShapeError, match="'ROTATION'"):
+        requested_augmentations({"IMAGE_LEVEL": [{"properties": [{"id": "ROTATION", "values": ["lots"]}]}]})
+    assert requested_augmentations(None).requests == [] and requested_augmentations({}).requests == []
     with pytest.raises(ValueError, match="outside"):
         request_for("crop", params=0.8)
 

@@ -53,7 +53,15 @@ FRAME_BOXES = [
 LABELS = [{"mainLabel": "Person", "attributes": [], "isEnabled": True},
           {"mainLabel": "Car", "attributes": [{"key": "parking", "values": ["Parked"]}], "isEnabled": True},
           {"mainLabel": "Tree", "attributes": [], "isEnabled": False}]
-AUGMENTATIONS = {"IMAGE_LEVEL": [{"properties": [{"id": "flip_horizontal"}, {"id": "rotate_90"}, {"id": "blur"}]}]}
+# As the platform sends them (CONTRACT §2): switches apply only when values[0] is true.
+AUGMENTATIONS = {"IMAGE_LEVEL": [
+    {"id": "FLIP", "properties": [{"id": "FLIP_HORIZONTAL", "values": [True]},
+                                  {"id": "FLIP_VERTICAL", "values": [False]}]},
+    {"id": "ROTATE", "properties": [{"id": "CLOCKWISE", "values": [True]},
+                                    {"id": "COUNTER_CLOCKWISE", "values": [False]},
+                                    {"id": "UPSIDE_DOWN", "values": []}]},
+    {"id": "BLUR", "properties": [{"id": "BLUR", "values": [0.8, 1.2]}]}],
+    "BOUNDING_BOX_LEVEL": []}
 
 
 @dataclass
@@ -151,7 +159,7 @@ def test_a_version_is_built_with_every_key_label_augmentation_and_export(service
     for entry in entries:
         assert entry["state"] == "complete" and entry["error"] == "none" and entry["imageCount"] == 20
         counts = entry["augmentationFileCounts"]  # the old service's shape: {augType: {count, size}}
-        assert {aug: c["count"] for aug, c in counts.items()} == {"flip_horizontal": 5, "rotate_90": 5, "blur": 5}
+        assert {aug: c["count"] for aug, c in counts.items()} == {"HorizontalFlip": 5, "Rotate90": 5, "GaussianBlur": 5}
         assert all(c["size"] > 0 and set(c) == {"count", "size"} for c in counts.values())
         assert entry["imageDataSize"] > 0
     assert doc["size"] == sum(e["imageDataSize"] for e in entries)
@@ -182,7 +190,7 @@ def test_a_version_is_built_with_every_key_label_augmentation_and_export(service
                              f"0 {220 / 320:.6f} {160 / 240:.6f} {40 / 320:.6f} {80 / 240:.6f}",
                              f"0 {305 / 320:.6f} {220 / 240:.6f} {30 / 320:.6f} {40 / 240:.6f}"]
             assert iou(yolo_box(lines[0], 320, 240)[1], red_box(image)) > 0.8
-            assert set(entry["augmentationImages"]) == {"flip_horizontal", "rotate_90", "blur"}
+            assert set(entry["augmentationImages"]) == {"HorizontalFlip", "Rotate90", "GaussianBlur"}
             for aug, files in entry["augmentationImages"].items():
                 assert files["imageUrl"] == f"{base}/augmentations/{aug}_{frame['frameId']}.jpg"
                 assert files["textFiles"] == {"YOLO": f"{base}/augmentations/1.0.0_{aug}_{frame['frameId']}.txt"}
@@ -197,7 +205,7 @@ def test_a_version_is_built_with_every_key_label_augmentation_and_export(service
                 car = next(line for line in aug_lines if line.startswith("1 "))
                 # The box moved with the picture: it still covers the red object.
                 assert iou(yolo_box(car, width, height)[1], red_box(picture)) > 0.8, (aug, car)
-            flipped = decode(stored(service, entry["augmentationImages"]["flip_horizontal"]["imageUrl"]))
+            flipped = decode(stored(service, entry["augmentationImages"]["HorizontalFlip"]["imageUrl"]))
             assert red_box(flipped)[0] == 320 - OBJECT[2]  # mirrored left to right, not up and down
 
     archive = f"dataset/{group}/{version.id}/exports"
@@ -250,7 +258,7 @@ def test_source_resolution_takes_each_frame_from_the_source_at_its_number_and_fa
             lines = stored(service, entry["textFiles"]["YOLO"]).decode().splitlines()
             assert lines[0] == f"1 {100 / 320:.6f} {70 / 240:.6f} {80 / 320:.6f} {60 / 240:.6f}"  # as at 320x240
             assert iou(yolo_box(lines[0], 640, 480)[1], red_box(image.astype(np.uint8))) > 0.8
-            flipped = decode(stored(service, entry["augmentationImages"]["flip_horizontal"]["imageUrl"]))
+            flipped = decode(stored(service, entry["augmentationImages"]["HorizontalFlip"]["imageUrl"]))
             assert flipped.shape[:2] == (480, 640) and abs(red_box(flipped)[0] - (640 - 2 * OBJECT[2])) <= 2
 
     # A source replaced since (another clip of as many frames), then one that is gone: new versions of
@@ -392,7 +400,7 @@ def test_the_same_build_against_a_real_s3_server(make_service, s3_server):
     fetched = requests.get(frame["awsUrl"], timeout=10)  # the presigned URL works as it is
     assert fetched.status_code == 200 and decode(fetched.content).shape[:2] == (240, 320)
     assert "X-Amz-Expires=604800" in frame["awsUrl"]
-    aug_url = frame["datasetVersions"][0]["augmentationImages"]["blur"]["awsImageUrl"]
+    aug_url = frame["datasetVersions"][0]["augmentationImages"]["GaussianBlur"]["awsImageUrl"]
     assert requests.get(aug_url, timeout=10).status_code == 200
 
     # Every key written to a document opens the way Node opens it: presigned as it is, in the bucket.
@@ -531,3 +539,17 @@ def test_keyless_networks_are_the_operators_choice(make_service):
     assert client.post("/api/createDataSet", data=unknown, environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code == 401
     assert client.post("/api/createDataSet", data=unknown,
                        environ_base={"REMOTE_ADDR": "10.21.0.1"}).status_code == 401
+
+
+def test_an_augmentation_id_the_service_does_not_know_fails_the_build_at_once_naming_it(make_service):
+    service = make_service()
+    version = make_version(service, augmentationTypes={"IMAGE_LEVEL": [
+        {"id": "FLIP", "properties": [{"id": "FLIP_HORIZONTAL", "values": [True]}]},
+        {"id": "FX", "properties": [{"id": "SPARKLE", "values": [True]}]}], "BOUNDING_BOX_LEVEL": []})
+    assert create(service, version.id).status_code == 201
+    job = wait_built(service, version.id)
+    doc = service.db.AnnotationDatasetVersion.find_one({"_id": version.id})
+    assert job["state"] == "failed" and job["attempts"] == 1, job  # no retry can make the id known
+    assert "SPARKLE" in job["last_error"] and "aug_map" in job["last_error"]
+    assert not list((Path(service.settings.storage_url) / "dataset").rglob("*.jpg"))  # nothing was built
+    assert (doc.get("taskStatus") or {}).get("state") != "complete"

@@ -1,8 +1,11 @@
 """Image-level augmentations of a dataset version, boxes transformed with the picture.
 
-The version asks for augmentations in `augmentationTypes.IMAGE_LEVEL[].properties[]`; each
-property's id is looked up in `aug_map` (the old `[Augmentation]` setting of the same name), which
-names one of the augmenters below. `albumentations` 2.0.x (MIT) does the work; boxes go through it
+The version asks for augmentations in `augmentationTypes.IMAGE_LEVEL[].properties[]`, each
+`{id, values}` with the platform's upper-case ids, in exactly CONTRACT §2's shape
+(`platform_properties`; any other shape is refused). Each id is looked up in `aug_map` (the old
+`[Augmentation]` setting of the same name), which names one of the augmenters below; that name, as
+the map writes it, is the platform's `<augType>`. An id no augmenter is mapped to fails the build.
+`albumentations` 2.0.x (MIT) does the work; boxes go through it
 in `pascal_voc` form (pixel corners), so they turn, flip, shear and crop with the image.
 
 Default map (`DEFAULT_AUG_MAP`, `DEFAULT_RANGE_MAP`): one augmenter per id the platform offers,
@@ -10,10 +13,13 @@ with a mild default range, chosen so a trained model sees plausible frames of th
 (no extreme colours, no object pushed out by a small change). A property's own parameters win
 over `range_map`, which wins over the augmenter's default.
 
-| property id       | augmenter      | parameter (a value or a `[min, max]` range)                  | default      |
+| id (normalised)   | augmenter      | parameter (a value or a `[min, max]` range)                  | default      |
 |-------------------|----------------|--------------------------------------------------------------|--------------|
 | `flip_horizontal` | HorizontalFlip | none: mirrors left-right (x -> width - x)                    |              |
 | `flip_vertical`   | VerticalFlip   | none: mirrors top-bottom (y -> height - y)                   |              |
+| `clockwise`       | Rotate90       | none (the platform's quarter turn)                           |              |
+| `upside_down`     | Rotate180      | none                                                         |              |
+| `counter_clockwise` | Rotate270    | none                                                         |              |
 | `rotate_90`       | Rotate90       | none: 90 degrees clockwise, width and height swap            |              |
 | `rotate_180`      | Rotate180      | none                                                         |              |
 | `rotate_270`      | Rotate270      | none: 270 clockwise (90 counter-clockwise)                   |              |
@@ -31,8 +37,8 @@ over `range_map`, which wins over the augmenter's default.
 
 Fractions above 1 are read as percents (`brightness: 20` = 0.2). With `keep_size_crop` (the old
 setting, default true) a crop is scaled back to the frame's size; without it the picture shrinks.
-Property ids are matched loosely (`Flip Horizontal`, `flip-horizontal`, `horizontal_flip` are
-`flip_horizontal`); the file names and `augmentationImages` keep the platform's own id.
+Ids are compared lower-cased (`FLIP_HORIZONTAL` is `flip_horizontal`). A switch (no parameter)
+applies only when `values[0]` is true; a ranged augmenter takes `values` as its range.
 `aug_map` values may also be the old service's imgaug names (`Fliplr`, `Flipud`, `Affine`...);
 a map sending `flip_horizontal` to a vertical flip (the old service's swap) is refused.
 
@@ -181,6 +187,8 @@ AUGMENTER_ALIASES: Mapping[str, str] = MappingProxyType({
 
 DEFAULT_AUG_MAP: Mapping[str, str] = MappingProxyType({
     "flip_horizontal": "HorizontalFlip", "flip_vertical": "VerticalFlip",
+    # the platform's quarter turns (CONTRACT §2)
+    "clockwise": "Rotate90", "upside_down": "Rotate180", "counter_clockwise": "Rotate270",
     "rotate_90": "Rotate90", "rotate_180": "Rotate180", "rotate_270": "Rotate270", "rotation": "Rotate",
     "blur": "GaussianBlur", "noise": "GaussNoise", "shear": "Shear", "brightness": "Brightness",
     "hue": "Hue", "saturation": "Saturation", "grayscale": "ToGray", "crop": "Crop",
@@ -307,8 +315,11 @@ class AugmentationSettings:
     min_area: float = 1.0
     fraction: float = 1.0
     _ranges: Mapping[str, Range] = field(init=False, repr=False, compare=False)
+    # Each id's augmenter as the map writes it (`Fliplr` in an old map): the platform's `<augType>`.
+    names: Mapping[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        names = {normalise_id(k): str(v) for k, v in self.aug_map.items()}
         aug_map = {normalise_id(k): augmenter_name(v) for k, v in self.aug_map.items()}
         for aug_id, wrong in (("flip_horizontal", "VerticalFlip"), ("flip_vertical", "HorizontalFlip")):
             if aug_map.get(aug_id) == wrong:
@@ -331,6 +342,7 @@ class AugmentationSettings:
         object.__setattr__(self, "aug_map", MappingProxyType(aug_map))
         object.__setattr__(self, "disabled_augs", frozenset(normalise_id(a) for a in self.disabled_augs))
         object.__setattr__(self, "_ranges", MappingProxyType(ranges))
+        object.__setattr__(self, "names", MappingProxyType(names))
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any] | None = None, **overrides: Any) -> AugmentationSettings:
@@ -389,13 +401,7 @@ class AugmentationRequest:
 @dataclass
 class AugmentationPlan:
     requests: list[AugmentationRequest] = field(default_factory=list)
-    unknown: list[str] = field(default_factory=list)    # property ids no augmenter is mapped to
     disabled: list[str] = field(default_factory=list)   # asked for, but in disabled_augs
-
-
-_ID_KEYS = ("id", "key", "property", "augmentationType", "name", "value", "type", "title", "label")
-_PARAM_KEYS = ("range", "values", "value", "limit", "limits", "params", "parameters")
-_SELECTED_KEYS = ("isSelected", "selected", "isEnabled", "enabled", "isActive", "active", "checked")
 
 
 def _key_safe(text: str) -> str:
@@ -414,63 +420,81 @@ def request_for(aug_type: object, settings: AugmentationSettings = DEFAULT_SETTI
                                chosen if augmenter.default else None)
 
 
-def _params_of(prop: Mapping[str, Any], settings: AugmentationSettings) -> Any:
-    for key in _PARAM_KEYS:
-        value = prop.get(key)
-        if value in (None, "", [], {}):
-            continue
-        if isinstance(value, str) and settings.augmenter(value):
-            continue  # `value` naming the augmentation (a select option), not a parameter
-        return value
-    if "min" in prop and "max" in prop:
-        return {"min": prop["min"], "max": prop["max"]}
-    return None
+@dataclass(frozen=True)
+class PlatformProperty:
+    """One `augmentationTypes.IMAGE_LEVEL[].properties[]` entry: the platform's id and its values."""
+    id: str
+    values: tuple
 
 
-def requested_augmentations(augmentation_types: Mapping[str, Any] | Sequence[Any] | None,
+class AugmentationShapeError(ValueError):
+    """`augmentationTypes` is not in the shape CONTRACT §2 pins, or names an id no augmenter has."""
+
+
+_SHAPE = ("augmentationTypes must be {IMAGE_LEVEL: [{id, properties: [{id, values: [...]}]}], "
+          "BOUNDING_BOX_LEVEL: [...]}")
+
+
+def platform_properties(augmentation_types: Any) -> list[PlatformProperty]:
+    """The image-level properties of a version's `augmentationTypes`, exactly in CONTRACT §2's shape
+    (anything else raises `AugmentationShapeError` saying where). Absent or empty: none."""
+    if augmentation_types in (None, {}, []):
+        return []
+    if not isinstance(augmentation_types, Mapping):
+        raise AugmentationShapeError(f"{_SHAPE}; got {type(augmentation_types).__name__}")
+    extra = set(augmentation_types) - {"IMAGE_LEVEL", "BOUNDING_BOX_LEVEL"}
+    if extra:
+        raise AugmentationShapeError(f"{_SHAPE}; unexpected keys {sorted(extra)}")
+    entries = augmentation_types.get("IMAGE_LEVEL") or []
+    if not isinstance(entries, list):
+        raise AugmentationShapeError(f"{_SHAPE}; IMAGE_LEVEL is a {type(entries).__name__}")
+    found: list[PlatformProperty] = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("properties"), list):
+            raise AugmentationShapeError(f"{_SHAPE}; IMAGE_LEVEL[{i}] has no properties list")
+        for j, prop in enumerate(entry["properties"]):
+            where = f"IMAGE_LEVEL[{i}].properties[{j}]"
+            if not isinstance(prop, Mapping) or not isinstance(prop.get("id"), str) or not prop["id"].strip():
+                raise AugmentationShapeError(f"{_SHAPE}; {where} has no id")
+            if not isinstance(prop.get("values"), list):
+                raise AugmentationShapeError(f"{_SHAPE}; {where} ({prop['id']}) has no values list")
+            found.append(PlatformProperty(prop["id"].strip(), tuple(prop["values"])))
+    return found
+
+
+def requested_augmentations(augmentation_types: Any,
                             settings: AugmentationSettings = DEFAULT_SETTINGS) -> AugmentationPlan:
-    """The augmentations a version asks for, from its `augmentationTypes` (or the `IMAGE_LEVEL`
-    list itself), in the order given, each type once.
+    """The augmentations a version asks for (`platform_properties`), in the order given, each once.
 
-    An entry of `IMAGE_LEVEL` holds `properties`; an entry without them is read as a property. A
-    property names its id in the first of `id`, `key`, `property`, `name`, `value`, `type`... that is a known
-    id (else it is reported in `unknown`), is skipped when a flag like `isSelected`/`isEnabled` is
-    false, and may carry parameters under `range`, `values`, `value`, `limit`, `params` or
-    `min`/`max`. Unreadable parameters raise `ValueError` naming the property."""
-    plan = AugmentationPlan()
-    if isinstance(augmentation_types, Mapping):
-        entries = augmentation_types.get("IMAGE_LEVEL") or []
-    else:
-        entries = augmentation_types or []
-    seen: set[str] = set()
-    for entry in entries:
-        if not isinstance(entry, Mapping):
-            entry = {"id": entry}
-        if any(k in entry and not _bool(entry[k]) for k in _SELECTED_KEYS):
+    Each id goes through `aug_map`; an id in `disabled_augs` is left out (listed in `disabled`); an
+    id no augmenter is mapped to fails at once (`AugmentationShapeError` naming every such id), never
+    silently dropped. An augmenter without a parameter (flips, quarter turns, grey) is a switch:
+    applied only when `values[0]` is true. Any other takes `values` as its range (the UI's numbers)."""
+    plan, unknown, seen = AugmentationPlan(), [], set()
+    for prop in platform_properties(augmentation_types):
+        aug_id = normalise_id(prop.id)
+        if aug_id in seen:
             continue
-        properties = entry.get("properties")
-        for prop in properties if isinstance(properties, list) else [entry]:
-            if not isinstance(prop, Mapping):
-                prop = {"id": prop}
-            if any(k in prop and not _bool(prop[k]) for k in _SELECTED_KEYS):
-                continue
-            names = [str(prop[k]) for k in _ID_KEYS if isinstance(prop.get(k), str) and prop[k].strip()]
-            name = next((n for n in names if settings.augmenter(n)), names[0] if names else "")
-            aug_id = normalise_id(name)
-            if not aug_id or aug_id in seen:
-                continue
-            seen.add(aug_id)
-            if aug_id in settings.disabled_augs:
-                plan.disabled.append(name)
-                continue
-            if settings.augmenter(aug_id) is None:
-                plan.unknown.append(name)
-                continue
-            params = _params_of(prop, settings)
-            try:
-                plan.requests.append(request_for(name, settings, params))
-            except ValueError as error:
-                raise ValueError(f"augmentation {name!r}: {error}") from None
+        seen.add(aug_id)
+        if aug_id in settings.disabled_augs:
+            plan.disabled.append(prop.id)
+            continue
+        augmenter = settings.augmenter(aug_id)
+        if augmenter is None:
+            unknown.append(prop.id)
+            continue
+        if augmenter.default is None:  # a switch
+            if prop.values and _bool(prop.values[0]):
+                plan.requests.append(AugmentationRequest(_key_safe(settings.names[aug_id]), aug_id, augmenter.name))
+            continue
+        try:
+            params = parse_range(list(prop.values), augmenter) or settings.default_range(aug_id)
+        except ValueError as error:
+            raise AugmentationShapeError(f"augmentation {prop.id!r}: {error}") from None
+        plan.requests.append(AugmentationRequest(_key_safe(settings.names[aug_id]), aug_id, augmenter.name, params))
+    if unknown:
+        raise AugmentationShapeError(f"augmentation ids no augmenter is mapped to: {', '.join(unknown)} "
+                                     "(add them to [Augmentation] aug_map, or to disabled_augs to leave them out)")
     return plan
 
 

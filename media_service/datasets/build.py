@@ -163,12 +163,15 @@ class DatasetBuilder:
         group = version.get("dataSetGroupId")
         if not group:
             raise DatasetError("no_group", f"dataset version {version_id} has no dataSetGroupId")
+        try:  # before anything is written: an id the service does not know fails the build at once
+            plan = augment.requested_augmentations(version.get("augmentationTypes"), self.augmentation)
+        except augment.AugmentationShapeError as error:
+            raise DatasetError("bad_augmentations", f"dataset version {version_id}: {error}") from None
         yolo = {"fileType": "zip", "name": "YOLO", **self.mongo.yolo_export_format()}
         version = self.mongo.start_dataset_build(version_id, [str(t) for t in task_ids],
                                                  random.SystemRandom().randrange(2**31), uuid.uuid4().hex, yolo)
-        plan = augment.requested_augmentations(version.get("augmentationTypes"), self.augmentation)
-        if plan.unknown:
-            log.warning("augmentations no augmenter is mapped to (left out): %s", ", ".join(plan.unknown))
+        if plan.disabled:
+            log.info("augmentations in disabled_augs (left out): %s", ", ".join(plan.disabled))
         context = _Version(version, group, LabelScheme.from_list(version.get("labelAttributeList")), plan.requests,
                            _shares(version))
         result = BuildResult(version_id, tasks=len(task_ids))
