@@ -1,5 +1,6 @@
-"""Run on boot (systemd): finish every job a crash left queued or running, and every dataset
-version whose build began and did not end.
+"""Run on boot (systemd): finish every job a crash left queued or running, every dataset version
+whose build began and did not end, and every upload Node left at status 0 because its request
+never reached the service (sent again now, as Node would have sent it).
 
 Safe to run twice and while the service runs: jobs are claimed through the same leases, so each
 is run by exactly one worker, and a job that finished is never touched again.
@@ -10,14 +11,17 @@ import argparse
 import logging
 import sys
 import time
+from datetime import timedelta
 
 from tqdm import tqdm
 
+from app import create_app, ensure_local_api_key
 from media_service.config import ConfigError, load_settings
 from media_service.contract import FINAL_STATES
 from media_service.datasets.job import queue_dataset_job
 from media_service.logging_setup import configure_logging
 from media_service.services import Services
+from mongo_manager import utcnow
 
 log = logging.getLogger("warm_start")
 
@@ -36,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.secrets(), settings.log_format)
     services = Services.open(settings)
     try:
+        requeue_uploads_left_waiting(services, settings)
         kinds = [h.kind for h in services.handlers()]
         for version_id in services.mongo.pending_dataset_versions():  # a build with no job left (e.g. lost)
             created, _ = queue_dataset_job(services.mongo, settings, version_id)
@@ -66,6 +71,33 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if len(states) == len(ids) else 1
     finally:
         services.close()
+
+
+def node_fields(upload: dict, key: str) -> dict[str, str]:
+    """The processContent request Node sends for this upload (CONTRACT §1), from the parameters Node
+    set on the upload doc."""
+    return {"upload_id": str(upload["_id"]), "auth_key": key, "project_id": str(upload.get("projectId", "")),
+            "frame_rate": str(upload.get("frame_rate", "")), "content_path": str(upload.get("sourceFilePath", "")),
+            "force_write": str(upload.get("force_write") or 0), "content_type": str(upload.get("content_type") or 1),
+            "request_type": str(upload.get("request_type") or 0),
+            "auto_anno_version": str(upload.get("request_annotation_version") or 0)}
+
+
+def requeue_uploads_left_waiting(services: Services, settings) -> None:
+    """Uploads at status 0 with no job, older than `[Jobs] warm_start_min_age_seconds`: their request
+    goes through the route itself (the same checks, the same durable job, a rejection recorded on
+    the upload doc). The job id is the upload's, so nothing is ever queued twice."""
+    older_than = utcnow() - timedelta(seconds=settings.warm_start_min_age_seconds)
+    waiting = services.mongo.uploads_left_waiting(older_than)
+    if not waiting:
+        return
+    settings = ensure_local_api_key(settings)
+    client = create_app(settings, services, start_workers=False).test_client()
+    for upload in waiting:
+        answer = client.post("/api/processContent", data=node_fields(upload, settings.api_keys[0]))
+        message = (answer.get_json(silent=True) or {}).get("message", answer.status_code)
+        log.info("upload %s was left at status 0 with no job (Node's request never arrived): sent again, %s %s",
+                 upload["_id"], answer.status_code, message)
 
 
 if __name__ == "__main__":

@@ -439,6 +439,16 @@ class MongoManager:
                                                                   "oldest": {"$min": "$created_at"}}}])}
         return {"states": states, "queued": queued}
 
+    def uploads_left_waiting(self, older_than: datetime) -> list[dict]:
+        """Uploads Node created (status 0) whose request never reached the service: no job exists
+        for them, and they were created before `older_than` (a newer one may still be on its way)."""
+        waiting = list(self.db[UPLOADS].find({"status": 0, "createdAt": {"$lt": older_than}}))
+        if not waiting:
+            return []
+        known = {job["_id"] for job in self.db[JOBS].find(
+            {"_id": {"$in": [f"content:{upload['_id']}" for upload in waiting]}}, {"_id": 1})}
+        return [upload for upload in waiting if f"content:{upload['_id']}" not in known]
+
     def find_unfinished_jobs(self, kinds: Iterable[str]) -> list[dict]:
         return list(self.db[JOBS].find({"kind": {"$in": list(kinds)}, "state": {"$in": list(ACTIVE_STATES)}}))
 

@@ -278,6 +278,10 @@ class Settings:
     shutdown_grace_seconds: float = _option("Jobs", "shutdown_grace_seconds", _float(0), "30",
                                             doc="On SIGTERM, how long running jobs get to reach their next commit "
                                                 "before they are handed back.")
+    warm_start_min_age_seconds: float = _option("Jobs", "warm_start_min_age_seconds", _float(0), "600",
+                                                doc="The warm start sends Node's request again for uploads left at "
+                                                    "status 0 with no job (the service was down when Node called), "
+                                                    "once they are this old: a newer one may still be on its way.")
     worker_nice: int = _option("Jobs", "worker_nice", _int(0, 19), "10",
                                doc="Nice value of worker threads (Linux), so requests get the CPU first.")
     job_limits: tuple[tuple[str, int], ...] = _option("Jobs", "limits", _limits,

@@ -372,3 +372,53 @@ def test_a_long_job_of_one_kind_never_starves_another(make_service, tmp_path):
     assert sorted(blur.values()) == ["queued", "running"]  # one blur at a time ([Jobs] limits privacy: 1)
     assert wait_for_upload(service.db, upload_id)["status"] == 1
     assert service.db.ProcessingJob.find_one({"_id": "privacy:long-b.mp4"})["state"] != "done"  # not after them
+
+
+def test_warm_start_sends_again_what_node_sent_while_the_service_was_down(make_service, mongo_uri, tmp_path):
+    """Uploads Node left at status 0 with no job (its request never arrived) are sent again from the
+    parameters on the upload doc, once older than [Jobs] warm_start_min_age_seconds; a newer one
+    and one that has a job are left alone; a bad one gets its rejection recorded; never twice."""
+    from datetime import timedelta
+
+    from mongo_manager import utcnow
+
+    api = make_service(APP_RUN_WORKERS="false")
+    db = api.db
+    make_video(api.content / "uploads" / "missed.mp4", 20, 25)
+    hour_ago, now = utcnow() - timedelta(hours=1), utcnow()
+
+    def node_upload(path: str, created, **fields) -> ObjectId:
+        upload_id, project_id = ObjectId(), ObjectId()
+        db.AnnotationProject.insert_one({"_id": project_id, "contentUploads": []})
+        db.AnnotationContentUpload.insert_one({
+            "_id": upload_id, "projectId": project_id, "sourceFilePath": path, "createdAt": created, "status": 0,
+            "progress": 0, "frame_rate": 5, "frames_per_task": 3, "content_type": 1, "force_write": 0,
+            "request_type": 0, "request_annotation_version": 0, **fields})
+        return upload_id
+
+    missed = node_upload("./uploads/missed.mp4", hour_ago)
+    recent = node_upload("./uploads/missed.mp4", now)          # Node may still be sending it
+    outside = node_upload("../../etc/passwd", hour_ago)         # refused, and recorded as such
+    queued = ObjectId()
+    queue(api, queued, ObjectId(), "missed.mp4", frame_rate=5)  # has its job already
+    db.AnnotationContentUpload.update_one({"_id": queued}, {"$set": {"createdAt": hour_ago}})
+    env = {**os.environ, **service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=api.settings.mongo_db_name,
+                                       JOBS_WARM_START_MIN_AGE_SECONDS="600")}
+    first = subprocess.run([sys.executable, "dataset_creation_warm_start.py"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert f"upload {missed} was left at status 0" in first.stderr and str(recent) not in first.stderr
+    upload = db.AnnotationContentUpload.find_one({"_id": missed})
+    assert upload["status"] == 1 and upload["taskCount"] == 2  # 20 frames at 25 fps, 5 fps: 4 frames, 3 a task
+    assert [t["original_frames"] for t in db.AnnotationTask.find({"uploadId": missed}).sort("frameStart", 1)] == \
+        [[1, 6, 11], [16]]
+    assert db.AnnotationContentUpload.find_one({"_id": recent})["status"] == 0
+    assert db.ProcessingJob.find_one({"_id": f"content:{recent}"}) is None
+    refused = db.AnnotationContentUpload.find_one({"_id": outside})
+    assert refused["status"] == 2 and refused["errorMessage"]["error_code"] == 400
+    assert db.AnnotationContentUpload.find_one({"_id": queued})["status"] == 1  # its own job ran, once
+    jobs = list(db.ProcessingJob.find({}))
+    second = subprocess.run([sys.executable, "dataset_creation_warm_start.py"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0 and "was left at status 0" not in second.stderr
+    assert list(db.ProcessingJob.find({})) == jobs
