@@ -36,6 +36,11 @@ from media_service.contract import (
 log = logging.getLogger(__name__)
 
 
+def either_form(object_id: ObjectId) -> dict:
+    """Matches a reference stored as an ObjectId or as its 24-hex string (LoopBack writes either)."""
+    return {"$in": [object_id, str(object_id)]}
+
+
 def utcnow() -> datetime:
     # MongoDB stores milliseconds; truncating here keeps values equal after a round trip.
     now = datetime.now(timezone.utc)
@@ -114,7 +119,7 @@ class MongoManager:
         return self.db[UPLOADS].find_one({"_id": upload_id})
 
     def get_project(self, project_id: ObjectId) -> dict | None:
-        return self.db[PROJECTS].find_one({"_id": project_id}, {"_id": 1})
+        return self.db[PROJECTS].find_one({"_id": either_form(project_id)}, {"_id": 1})
 
     def record_upload_error(self, upload_id: ObjectId, error_code: int, message: str,
                             only_if_waiting: bool = False) -> bool:
@@ -159,23 +164,29 @@ class MongoManager:
         }})
 
     def add_upload_to_project(self, project_id: ObjectId, upload_id: ObjectId) -> None:
-        self.db[PROJECTS].update_one({"_id": project_id}, {"$addToSet": {"contentUploads": upload_id}})
+        """Once, in the form the project's list already uses (strings when LoopBack wrote strings)."""
+        project = self.db[PROJECTS].find_one({"_id": either_form(project_id)}, {"contentUploads": 1}) or {}
+        listed = project.get("contentUploads") or []
+        entry = str(upload_id) if listed and all(isinstance(item, str) for item in listed) else upload_id
+        self.db[PROJECTS].update_one({"_id": either_form(project_id), "contentUploads": {"$nin": [upload_id,
+                                                                                                  str(upload_id)]}},
+                                     {"$push": {"contentUploads": entry}})
 
     # -- tasks and frames --------------------------------------------------------------------
     def find_video_tasks(self, project_id: ObjectId, video_name: str) -> list[dict]:
         """Tasks already cut from this video in this project (their object keys would collide)."""
-        return list(self.db[TASKS].find({"projectId": project_id, "videoName": video_name},
+        return list(self.db[TASKS].find({"projectId": either_form(project_id), "videoName": video_name},
                                         {"_id": 1, "S3_url": 1, "uploadId": 1, "AutoAnnotationVersion": 1}))
 
     def video_tasks_in_order(self, project_id: ObjectId, video_name: str) -> list[dict]:
         """The video's tasks, task-0 first (fields auto-annotation needs)."""
-        tasks = list(self.db[TASKS].find({"projectId": project_id, "videoName": video_name},
+        tasks = list(self.db[TASKS].find({"projectId": either_form(project_id), "videoName": video_name},
                                          {"_id": 1, "taskName": 1, "S3_url": 1, "frameCount": 1,
                                           "AutoAnnotationVersion": 1, "uploadId": 1}))
         return sorted(tasks, key=lambda task: task_index(task["taskName"]))
 
     def project_labels(self, project_id: ObjectId) -> list[dict]:
-        project = self.db[PROJECTS].find_one({"_id": project_id}, {"labels": 1}) or {}
+        project = self.db[PROJECTS].find_one({"_id": either_form(project_id)}, {"labels": 1}) or {}
         return [entry for entry in project.get("labels") or [] if isinstance(entry, dict)]
 
     def task_frames(self, task_id: ObjectId) -> list[dict]:

@@ -416,3 +416,27 @@ def test_the_task_video_check_finds_what_a_browser_would_trip_on(tmp_path):
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(good), "-c:v", "libx264", "-pix_fmt", "yuv444p", "-r", "5",
                     "-movflags", "+faststart", str(yuv444)], check=True)
     assert vp.check_task_video(yuv444).problems(12, (320, 240), 5) == ["pixel format yuv444p (planned yuv420p)"]
+
+
+def test_references_loopback_stored_as_hex_strings_are_matched_and_keep_their_form(service, tmp_path):
+    """LoopBack may store a reference as an ObjectId or as its 24-hex string (issue 17 item 10)."""
+    make_video(service.content / "uploads" / "hex.mp4", 20, 25)
+    upload_id, project_id, earlier = ObjectId(), ObjectId(), ObjectId()
+    service.db.AnnotationProject.insert_one({"_id": project_id, "contentUploads": [str(earlier)]})
+    service.db.AnnotationContentUpload.insert_one({
+        "_id": upload_id, "projectId": str(project_id), "sourceFilePath": "./uploads/hex.mp4", "status": 0,
+        "progress": 0, "frame_rate": 5, "frames_per_task": 120})
+    answer = post_node(f"{service.url}/api/processContent", fields_for(upload_id, project_id, "./uploads/hex.mp4"))
+    assert answer.status_code == 202, answer.text
+    assert wait_for_upload(service.db, upload_id)["status"] == 1
+    project = service.db.AnnotationProject.find_one({"_id": project_id})
+    assert project["contentUploads"] == [str(earlier), str(upload_id)]  # the list's own form, once
+
+    # A task an earlier service wrote with string references still counts as the video's task.
+    service.db.AnnotationTask.update_many({"uploadId": upload_id}, {"$set": {"projectId": str(project_id),
+                                                                             "uploadId": str(upload_id)}})
+    again = ObjectId()
+    service.db.AnnotationContentUpload.insert_one({"_id": again, "projectId": project_id, "status": 0,
+                                                   "sourceFilePath": "./uploads/hex.mp4"})
+    refused = post_node(f"{service.url}/api/processContent", fields_for(again, project_id, "./uploads/hex.mp4"))
+    assert refused.status_code == 409 and "already has tasks" in refused.json()["message"]

@@ -101,7 +101,7 @@ class ContentPipeline:
     def _refuse_if_tasks_exist(self, params: ContentJobParams) -> None:
         """Checked again under this job's hold on the video (the request's check could be stale)."""
         others = [t for t in self.mongo.find_video_tasks(params.project_id, params.video_name)
-                  if t.get("uploadId") != params.upload_id]
+                  if str(t.get("uploadId")) != str(params.upload_id)]
         if others:
             raise vp.MediaError(ALREADY_HAS_TASKS, "this video already has tasks; send force_write 1 to replace them")
 
@@ -329,7 +329,7 @@ class ContentPipeline:
         """Delete a video's tasks: stored videos, frame docs, task docs; safe to repeat."""
         tasks = self.mongo.find_video_tasks(project_id, video_name)
         if upload_id is not None:
-            tasks = [t for t in tasks if t.get("uploadId") == upload_id]
+            tasks = [t for t in tasks if str(t.get("uploadId")) == str(upload_id)]
         for task in tasks:
             if task.get("S3_url"):
                 self.storage.delete(self.storage.own_key(task["S3_url"]))

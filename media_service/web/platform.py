@@ -136,7 +136,7 @@ def process_content_fields(fields: dict[str, str]):
 def _check_project(request: ContentRequest, upload: dict) -> Rejection | None:
     """The upload must belong to the project the request names, and that project must exist."""
     owner = upload.get("projectId")
-    if owner != request.project_id:
+    if str(owner) != str(request.project_id):  # LoopBack may store the reference as its hex string
         return Rejection(400, {"message": f"upload {request.upload_id} belongs to project {owner}, "
                                           f"not {request.project_id}"}, request.upload_id)
     if services().mongo.get_project(request.project_id) is None:
