@@ -135,7 +135,7 @@ def main() -> None:
     configure_logging(settings.log_level, settings.secrets(), settings.log_format)
     settings = ensure_local_api_key(settings)
     app = create_app(settings)
-    server = make_server(settings.server_ip, settings.port, app, threaded=True, request_handler=_PathOnlyLog)
+    server = make_server(settings.bind_ip, settings.port, app, threaded=True, request_handler=_PathOnlyLog)
     stopped = threading.Event()
 
     def stop(*_):
@@ -145,7 +145,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info("serving on http://%s:%d (GET /api/processContent for a form)", settings.server_ip, settings.port)
+    log.info("serving on http://%s:%d (GET /api/processContent for a form)", settings.bind_ip, settings.port)
     server.serve_forever()
     log.info("stopping: workers finish their current task (up to %.0fs)", settings.shutdown_grace_seconds)
     app.extensions["media"].close()

@@ -21,7 +21,7 @@ try:
 except ConfigError as exc:
     sys.exit(f"configuration error: {exc}")
 
-bind = f"{_settings.server_ip}:{_settings.port}"
+bind = f"{_settings.bind_ip}:{_settings.port}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
 worker_connections = 1000

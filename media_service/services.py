@@ -34,6 +34,8 @@ class Services:
 
     @classmethod
     def open(cls, settings) -> "Services":
+        for notice in settings.notices:  # about the configuration files: once, at start-up
+            log.warning("configuration: %s", notice)
         metrics.setup(settings)
         uri = mongo_uri_for(settings)
         embedded = None

@@ -43,11 +43,22 @@ def test_bad_values_name_the_key(env, fragment):
 
 
 def test_secrets_are_refused_in_the_file_and_hidden(tmp_path):
-    cfg = tmp_path / "config.cfg"
-    cfg.write_text("[App]\nAPI_key = committed-secret\n")
-    with pytest.raises(ConfigError) as error:
-        load_settings({}, cfg)
+    cfg = ROOT / f".test-{os.getpid()}-config.cfg"  # a file in the repository, as the committed one is
+    try:
+        cfg.write_text("[App]\nAPI_key = committed-secret\n")
+        with pytest.raises(ConfigError) as error:
+            load_settings({}, cfg)
+    finally:
+        cfg.unlink()
     assert "APP_API_KEY" in str(error.value) and "committed-secret" not in str(error.value)
+    # An operator's own (old) file outside the repository may hold them, with one warning.
+    old = tmp_path / "config.cfg"
+    old.write_text("[App]\nAPI_key = operators-secret\n[S3]\nsecret_access_key = s3-secret-x\n")
+    settings = load_settings({}, old)
+    assert settings.api_keys == ("operators-secret",)
+    (notice,) = settings.notices
+    assert "[App] API_key" in notice and "[S3] secret_access_key" in notice and "CONFIG_SECRETS_FILE" in notice
+    assert "operators-secret" not in notice and "s3-secret-x" not in notice
     secrets = tmp_path / "secrets.ini"
     secrets.write_text("[App]\nAPI_key = from-file\n[S3]\nsecret_access_key = s3-secret\n")
     settings = load_settings({"CONFIG_SECRETS_FILE": str(secrets)})

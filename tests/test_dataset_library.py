@@ -292,7 +292,7 @@ def test_a_rebuild_in_another_process_writes_the_same_bytes():
 
 def test_settings_and_the_versions_augmentation_list():
     settings = AugmentationSettings.from_config({
-        "aug_map": "mirror_x: Fliplr", "range_map": '{"rotation": 30}', "disabled_augs": "noise, sharpen",
+        "aug_map": "mirror_x: Fliplr", "default_ranges": '{"rotation": 30}', "disabled_augs": "noise, sharpen",
         "keep_size_crop": "true", "fraction": "0.5"})
     assert settings.aug_map["mirror_x"] == "HorizontalFlip" and settings.aug_map["flip_vertical"] == "VerticalFlip"
     assert settings.default_range("rotation") == (-30.0, 30.0) and settings.fraction == 0.5

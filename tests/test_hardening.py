@@ -127,7 +127,7 @@ def test_3_and_6_gunicorn_takes_mongo_uri_from_the_secrets_file_and_logs_no_quer
                        f"[App]\nAPI_key = {NODE_KEY}\n")
     port = free_port()
     env = clean_service_env()
-    env.update({"CONFIG_SECRETS_FILE": str(secrets), "PORT": str(port), "IP_SERVER_IP": "127.0.0.1",
+    env.update({"CONFIG_SECRETS_FILE": str(secrets), "PORT": str(port), "IP_BIND_IP": "127.0.0.1",
                 "APP_DATA_DIR": str(tmp_path / "data"), "JOBS_LAYOUT": "none",
                 "MONGODB_EMBEDDED_PORT": str(free_port())})
     log = tmp_path / "gunicorn.log"

@@ -11,7 +11,8 @@ in `pascal_voc` form (pixel corners), so they turn, flip, shear and crop with th
 Default map (`DEFAULT_AUG_MAP`, `DEFAULT_RANGE_MAP`): one augmenter per id the platform offers,
 with a mild default range, chosen so a trained model sees plausible frames of the same scene
 (no extreme colours, no object pushed out by a small change). A property's own parameters win
-over `range_map`, which wins over the augmenter's default.
+over `default_ranges`, which wins over the augmenter's default. The old `range_map` divides the
+platform's values by id before they are read (`{'BLUR': 10}`: the UI's 15 is sigma 1.5).
 
 | id (normalised)   | augmenter      | parameter (a value or a `[min, max]` range)                  | default      |
 |-------------------|----------------|--------------------------------------------------------------|--------------|
@@ -302,13 +303,15 @@ def _bool(value: Any) -> bool:
 class AugmentationSettings:
     """The `[Augmentation]` settings: which augmenter each property id means, and how boxes are kept.
 
-    `aug_map` maps property ids to augmenter names; `range_map` property ids to a default
-    parameter; `disabled_augs` property ids never applied; `fraction` the share of a version's
-    frames each requested augmentation is applied to (1.0: every frame).
+    `aug_map` maps property ids to augmenter names; `range_map` (the old service's meaning) property
+    ids to a divisor of the platform's values; `default_ranges` property ids to the parameter used
+    when the platform sends none; `disabled_augs` property ids never applied; `fraction` the share
+    of a version's frames each requested augmentation is applied to (1.0: every frame).
     """
 
     aug_map: Mapping[str, str] = DEFAULT_AUG_MAP
-    range_map: Mapping[str, Any] = DEFAULT_RANGE_MAP
+    default_ranges: Mapping[str, Any] = DEFAULT_RANGE_MAP
+    range_map: Mapping[str, float] = MappingProxyType({})
     keep_size_crop: bool = True
     disabled_augs: frozenset[str] = frozenset()
     min_visibility: float = 0.3
@@ -326,10 +329,16 @@ class AugmentationSettings:
                 raise ValueError(f"aug_map sends {aug_id} to {wrong}: that is the old service's swapped flips; "
                                  f"{aug_id} must be {'HorizontalFlip' if wrong == 'VerticalFlip' else 'VerticalFlip'}")
         ranges = {}
+        divisors = {}
         for key, value in self.range_map.items():
+            divisor = float(value)
+            if not divisor > 0:
+                raise ValueError(f"range_map divides {key!r}'s values by {value!r}: it must be a positive number")
+            divisors[normalise_id(key)] = divisor
+        for key, value in self.default_ranges.items():
             aug_id = normalise_id(key)
             if aug_id not in aug_map:
-                raise ValueError(f"range_map names {key!r}, which aug_map does not map to an augmenter")
+                raise ValueError(f"default_ranges names {key!r}, which aug_map does not map to an augmenter")
             parsed = parse_range(value, AUGMENTERS[aug_map[aug_id]])
             if parsed:
                 ranges[aug_id] = parsed
@@ -342,25 +351,28 @@ class AugmentationSettings:
         object.__setattr__(self, "aug_map", MappingProxyType(aug_map))
         object.__setattr__(self, "disabled_augs", frozenset(normalise_id(a) for a in self.disabled_augs))
         object.__setattr__(self, "_ranges", MappingProxyType(ranges))
+        object.__setattr__(self, "range_map", MappingProxyType(divisors))
         object.__setattr__(self, "names", MappingProxyType(names))
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any] | None = None, **overrides: Any) -> AugmentationSettings:
         """Settings from the `[Augmentation]` section (strings as read from a file or the environment,
-        or Python values) and keyword overrides. `aug_map` and `range_map` are merged over the
+        or Python values) and keyword overrides. `aug_map` and `default_ranges` are merged over the
         defaults (an operator names only what changes); the other keys replace them.
-        Keys: aug_map, range_map, keep_size_crop, disabled_augs, min_visibility, min_area, fraction."""
+        Keys: aug_map, range_map, default_ranges, keep_size_crop, disabled_augs, min_visibility, min_area,
+        fraction."""
         values = {**(section or {}), **overrides}
-        known = {"aug_map", "range_map", "keep_size_crop", "disabled_augs", "min_visibility", "min_area", "fraction"}
+        known = {"aug_map", "range_map", "default_ranges", "keep_size_crop", "disabled_augs", "min_visibility",
+                 "min_area", "fraction"}
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown augmentation settings: {', '.join(sorted(unknown))}")
         kwargs: dict[str, Any] = {}
-        for key in ("aug_map", "range_map"):
+        for key in ("aug_map", "default_ranges", "range_map"):
             given = _parse_text(values.get(key))
             if given and not isinstance(given, Mapping):
                 raise ValueError(f"{key} must be a mapping of property id to value: {values[key]!r}")
-            base = DEFAULT_AUG_MAP if key == "aug_map" else DEFAULT_RANGE_MAP
+            base = {"aug_map": DEFAULT_AUG_MAP, "default_ranges": DEFAULT_RANGE_MAP}.get(key, {})
             kwargs[key] = {**{normalise_id(k): v for k, v in base.items()},
                            **{normalise_id(k): v for k, v in (given or {}).items()}}
         if values.get("disabled_augs") not in (None, ""):
@@ -487,8 +499,12 @@ def requested_augmentations(augmentation_types: Any,
             if prop.values and _bool(prop.values[0]):
                 plan.requests.append(AugmentationRequest(_key_safe(settings.names[aug_id]), aug_id, augmenter.name))
             continue
+        values = list(prop.values)
+        divisor = settings.range_map.get(aug_id)
+        if divisor and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            values = [v / divisor for v in values]  # the old range_map: the UI's numbers, scaled
         try:
-            params = parse_range(list(prop.values), augmenter) or settings.default_range(aug_id)
+            params = parse_range(values, augmenter) or settings.default_range(aug_id)
         except ValueError as error:
             raise AugmentationShapeError(f"augmentation {prop.id!r}: {error}") from None
         plan.requests.append(AugmentationRequest(_key_safe(settings.names[aug_id]), aug_id, augmenter.name, params))

@@ -143,6 +143,7 @@ class DatasetBuilder:
         self.augmentation = augment.AugmentationSettings.from_config(
             {key: value for key, value in (("aug_map", settings.augmentation_aug_map),
                                            ("range_map", settings.augmentation_range_map),
+                                           ("default_ranges", settings.augmentation_default_ranges),
                                            ("disabled_augs", settings.augmentation_disabled_augs),
                                            ("keep_size_crop", settings.augmentation_keep_size_crop),
                                            ("fraction", settings.augmentation_fraction)) if value != ""})

@@ -133,13 +133,15 @@ class Darknet(OpenCvDnnDetector):
     `config_file` (.cfg), `weight_file` (.weights), `labels_file` (one class name per line, in class
     order); `objectness_confidance` (sic, the old config's key): the default minimum score 0..1;
     `nms_threshold`: the IoU above which a lower-scored box of the same class is dropped.
-    `input_size` is (width, height) from the cfg; `labels` are the renamed class names.
+    `input_size` is (width, height) from the cfg, or `net_size` when given (the old config's
+    default_net_width/default_net_height); `labels` are the renamed class names.
     """
 
     name = "darknet"
 
     def __init__(self, config_file: str | Path, weight_file: str | Path, labels_file: str | Path,
-                 objectness_confidance: float = 0.5, nms_threshold: float = 0.4, batch_size: int = 8):
+                 objectness_confidance: float = 0.5, nms_threshold: float = 0.4, batch_size: int = 8,
+                 net_size: tuple[int, int] | None = None):
         config_file, weight_file, labels_file = Path(config_file), Path(weight_file), Path(labels_file)
         cfg_bytes = _read(config_file, "config")
         weights = _read(weight_file, "weights")
@@ -158,6 +160,8 @@ class Darknet(OpenCvDnnDetector):
         except (KeyError, ValueError):
             raise DetectorMisconfigured(f"Darknet: [net] width/height missing or not integers in {config_file}") \
                 from None
+        if net_size and all(net_size):
+            self.input_size = (int(net_size[0]), int(net_size[1]))
         if min(self.input_size) <= 0:
             raise DetectorMisconfigured(f"Darknet: [net] width/height must be positive in {config_file}")
         heads = [options for section, options in sections if section in _OUTPUT_SECTIONS]

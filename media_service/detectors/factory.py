@@ -17,7 +17,8 @@ def _key(settings) -> tuple:
     kind = settings.inference_type
     if kind == "darknet":
         return (kind, settings.inference_config_file, settings.inference_weight_file, settings.inference_labels_file,
-                settings.inference_objectness, settings.inference_nms_threshold, settings.inference_batch_size)
+                settings.inference_objectness, settings.inference_nms_threshold, settings.inference_batch_size,
+                settings.inference_net_width, settings.inference_net_height)
     if kind == "rekognition":
         return (kind, settings.s3_region, rekognition_endpoint(settings), settings.rekognition_min_confidence,
                 settings.rekognition_max_labels, settings.rekognition_workers, settings.rekognition_retry_mode,
@@ -51,7 +52,8 @@ def _build(settings):
     if kind == "darknet":
         from media_service.detectors.darknet import Darknet
         return Darknet(settings.inference_config_file, settings.inference_weight_file, settings.inference_labels_file,
-                       settings.inference_objectness, settings.inference_nms_threshold, settings.inference_batch_size)
+                       settings.inference_objectness, settings.inference_nms_threshold, settings.inference_batch_size,
+                       net_size=(settings.inference_net_width, settings.inference_net_height))
     if kind == "rekognition":  # the client: thread-safe, reused
         from media_service.detectors.rekognition import make_client
         return make_client(settings.s3_region, rekognition_endpoint(settings), settings.s3_access_key_id,
