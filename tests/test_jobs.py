@@ -38,10 +38,14 @@ def frame_numbers(video: Path) -> list[int]:
     return [read_number(f) for f in decode_frames(video)]
 
 
-def snapshot(db, storage_root: Path | None, upload_id, objects: dict | None = None) -> dict:
+def snapshot(db, storage_root: Path | None, upload_id, objects: dict | None = None, key_prefix: str = "") -> dict:
     """What an uninterrupted run must leave: docs (minus ids and times) and stored objects
-    (the frame numbers each stored video shows; from `storage_root`, or `objects` when given)."""
+    (the frame numbers each stored video shows; from `storage_root`, or `objects` when given).
+    `key_prefix`: the storage's prefix, which every stored key must carry (and is compared without)."""
     tasks = list(db.AnnotationTask.find({"uploadId": upload_id}).sort("taskName", 1))
+    for task in tasks:
+        assert task["S3_url"].startswith(key_prefix), task["S3_url"]
+        task["S3_url"] = task["S3_url"][len(key_prefix):]
     frames = {t["taskName"]: sorted((f["frameId"], f["isEmpty"]) for f in db.AnnotationFrame.find({"taskId": t["_id"]}))
               for t in tasks}
     ignored = {"_id", "createdAt", "videoPath"}
@@ -93,7 +97,7 @@ def wait_for_job(db, job_id: str, ready, timeout: float = 120) -> dict:
 
 
 def finish_with_second_worker(api, env, tmp_path, upload_id, reference_snapshot, attempts: int,
-                              stored=None) -> None:
+                              stored=None, key_prefix: str = "") -> None:
     """Another worker takes the job over; progress never goes back; the end is the reference's."""
     progress_before = api.db.AnnotationContentUpload.find_one({"_id": upload_id}).get("progress", 0)
     survivor = start_worker(env, tmp_path / "worker2.log")
@@ -109,7 +113,7 @@ def finish_with_second_worker(api, env, tmp_path, upload_id, reference_snapshot,
     job = api.db.ProcessingJob.find_one({"_id": f"content:{upload_id}"})
     assert job["state"] == "done" and job["attempts"] == attempts
     objects = stored() if stored else None
-    assert snapshot(api.db, tmp_path / "crash-store", upload_id, objects) == reference_snapshot
+    assert snapshot(api.db, tmp_path / "crash-store", upload_id, objects, key_prefix) == reference_snapshot
     assert not list((tmp_path / "tasks").rglob("*.mp4"))  # no scratch left
 
 
@@ -167,7 +171,8 @@ def test_kill_9_during_an_s3_upload_then_restart_ends_like_an_uninterrupted_run(
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     finish_with_second_worker(api, direct, tmp_path, upload_id, expected, attempts=2,
-                              stored=lambda: s3_objects(s3_server, f"{prefix}/", downloads, frame_numbers))
+                              stored=lambda: s3_objects(s3_server, f"{prefix}/", downloads, frame_numbers),
+                              key_prefix=f"{prefix}/")
 
 
 def test_two_worker_processes_run_every_job_exactly_once(make_service, mongo_uri, tmp_path):
