@@ -366,7 +366,7 @@ class DatasetBuilder:
                                                zip_path=folder / f"{name}.zip")
                 key = keys.export_zip_key(context.group, context.id, name)
                 self.storage.put_file(key, summary.zip_path, "application/zip")
-                return key, summary.files
+                return key, sum(summary.images.values())  # fileCount: images, as the old service counted
 
             def sample() -> str:
                 samples = exports.write_samples_zip(records, names, folder / "samples.zip",
@@ -378,8 +378,8 @@ class DatasetBuilder:
             # The archives are mostly file copies and uploads (outside the GIL): written side by side.
             with ThreadPoolExecutor(max_workers=3, thread_name_prefix="dataset-export") as pool:
                 yolo, coco, samples = pool.submit(export, "yolo"), pool.submit(export, "coco"), pool.submit(sample)
-                (yolo_key, yolo_files), (coco_key, _) = yolo.result(), coco.result()
-                return {"yolo": yolo_key, "coco": coco_key, "sample": samples.result(), "fileCount": yolo_files}
+                (yolo_key, yolo_images), (coco_key, _) = yolo.result(), coco.result()
+                return {"yolo": yolo_key, "coco": coco_key, "sample": samples.result(), "fileCount": yolo_images}
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
