@@ -12,7 +12,7 @@ from typing import Iterable
 
 import pymongo
 from bson import ObjectId
-from pymongo import ASCENDING, MongoClient, ReturnDocument, UpdateOne, WriteConcern
+from pymongo import ASCENDING, MongoClient, ReadPreference, ReturnDocument, UpdateOne, WriteConcern
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 from pymongo.uri_parser import parse_uri
 
@@ -49,11 +49,23 @@ def utcnow() -> datetime:
 
 def connect(uri: str, default_db: str, timeout_ms: int = 3000) -> "MongoManager":
     """A client that notices an unreachable server within `timeout_ms` (not pymongo's 30 s), and a
-    hung one within 30 s, so requests answer 503 and workers retry instead of hanging."""
+    hung one within 30 s, so requests answer 503 and workers retry instead of hanging.
+
+    Retryable writes and reads stay on whatever the URI says: through an election (a primary killed
+    or stepped down) pymongo sends a claim, a lease renewal or a commit once more to the new primary
+    under the same transaction number, so the server applies it once (jobs.py rides out the rest)."""
     db_name = parse_uri(uri).get("database") or default_db
     client = MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
-                         socketTimeoutMS=30000, tz_aware=True, appname="media-service")
+                         socketTimeoutMS=30000, tz_aware=True, appname="media-service",
+                         retryWrites=True, retryReads=True)
     return MongoManager(client, db_name)
+
+
+def member_command(host: str, name: str, value=1, **options) -> dict:
+    """An admin command on one server by itself (`host:port`), not through a replica set: what
+    embedded_mongo.ReplicaSet uses to initiate a set, ask who is primary and step one down."""
+    with MongoClient(host, directConnection=True, serverSelectionTimeoutMS=5000) as client:
+        return client.admin.command(name, value, **options)
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -83,10 +95,18 @@ class MongoManager:
         self.client = client
         # Every write waits for the journal (unless the URI says otherwise): a kill -9 of mongod
         # otherwise loses the writes of up to its last 100 ms, such as a checkpoint already acted on.
+        # And for a majority of a replica set's members: a write only one member has is rolled back
+        # when that member dies and another is elected, so a job would resume from a checkpoint that
+        # no longer exists. On a single server "majority" is that server (the same cost as w: 1).
         concern = client.write_concern.document
+        if "w" not in concern:
+            concern = {**concern, "w": "majority"}
         if "j" not in concern and concern.get("w") != 0:
             concern = {**concern, "j": True}
-        self.db = client.get_database(db_name, write_concern=WriteConcern(**concern))
+        # Reads that decide (claims, leases, checkpoints, a commit's existing task) go to the primary,
+        # whatever readPreference the URI names: a secondary may lag behind what was just written.
+        self.db = client.get_database(db_name, write_concern=WriteConcern(**concern),
+                                      read_preference=ReadPreference.PRIMARY)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def ping(self) -> bool:

@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytest_plugins = ["tests.s3_server", "tests.browser"]  # S3 server and browser fixtures, for any test module
+pytest_plugins = ["tests.s3_server", "tests.browser", "tests.replica_set"]  # S3, browser, replica set fixtures
 
 SHARED_MEDIA = ROOT.parent / "shared" / "media"
 NODE_KEY = "node-platform-key"
