@@ -20,7 +20,7 @@ from typing import Protocol
 from media_service import metrics
 from media_service.logging_setup import job_context, set_log_fields
 from media_service.redact import Redactor
-from mongo_manager import LeaseLost, MongoManager
+from mongo_manager import LeaseLost, MongoManager, is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +267,7 @@ class WorkerPool:
                  job.get("stage"))
         try:
             ctx.check()
-            handler.run(ctx)
+            self._through_failovers(ctx, lambda: handler.run(ctx), resume=True)
         except JobCancelled:
             metrics.count("jobs_ended", kind=job["kind"], outcome="cancelled")
             handler.on_cancelled(job)
@@ -293,8 +293,47 @@ class WorkerPool:
             self.mongo.retry_job_later(job["_id"], owner, error, delay)
         else:
             metrics.count("jobs_ended", kind=job["kind"], outcome="done")
-            self.mongo.finish_job(job["_id"], owner, "done")
+            self._through_failovers(ctx, lambda: self.mongo.finish_job(job["_id"], owner, "done"))
             log.info("job %s done", job["_id"])
+
+    def _through_failovers(self, ctx: JobContext, step, resume: bool = False):
+        """Run `step` (the job, or the write that closes it) through a replica set's election.
+
+        While no primary exists (one was killed or stepped down: MongoDB's electionTimeoutMillis is
+        10 s by default) every write fails, and pymongo retries a write only once. That is no fault of
+        the job: it waits here, its heartbeat keeps the lease (60 s by default, longer than an
+        election), and once a primary answers it goes on in the same attempt, from the checkpoint the
+        database holds (`resume`): each commit is idempotent, so one cut short is simply made again.
+        It stops waiting when the lease is lost (the outage outlasted it) or the pool shuts down."""
+        while True:
+            try:
+                return step()
+            except Exception as exc:
+                if not database_unavailable(exc):
+                    raise
+                log.warning("job %s: the database is unavailable (%s); going on when a primary answers",
+                            ctx.job["_id"], self.redact.text(str(exc)))
+                metrics.count("mongodb_errors", where="worker")
+            job = self._wait_for_primary(ctx)
+            if resume:
+                ctx.job["checkpoint"] = job.get("checkpoint") or {}
+
+    def _wait_for_primary(self, ctx: JobContext) -> dict:
+        """The job as the primary has it, once one answers; LeaseLost when it is no longer ours."""
+        while True:
+            ctx.check()
+            if self.stopping.is_set():
+                raise JobReleased(ctx.job["_id"])
+            self.stopping.wait(self.settings.poll_seconds)
+            try:
+                job = self.mongo.get_job(ctx.job["_id"])
+            except Exception as exc:
+                if database_unavailable(exc):
+                    continue
+                raise
+            if job is None or job.get("state") != "running" or job.get("lease_owner") != ctx.owner:
+                raise LeaseLost(ctx.job["_id"])
+            return job
 
     def _fail(self, handler: JobHandler, ctx: JobContext, error: Exception) -> None:
         described = self.redact.text(_describe(error))
@@ -302,6 +341,16 @@ class WorkerPool:
         metrics.count("jobs_ended", kind=ctx.job["kind"], outcome="failed")
         handler.on_failed(ctx.job, error, final=True)
         self.mongo.finish_job(ctx.job["_id"], ctx.owner, "failed", described)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """No primary answered (or the server is down): this error, or one it was raised from."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if is_unavailable(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def _lower_thread_priority(nice: int) -> None:

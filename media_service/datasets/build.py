@@ -36,6 +36,7 @@ from media_service import metrics
 from media_service.contract import DatasetType
 from media_service.datasets import augment, exports, keys, source
 from media_service.datasets.labels import DEFAULT, Box, LabelScheme, frame_labels
+from media_service.jobs import database_unavailable
 from media_service.storage import LocalStorage, StorageError
 from mongo_manager import MongoManager, utcnow
 
@@ -226,6 +227,8 @@ class DatasetBuilder:
                 except DatasetError:
                     raise  # the version as a whole cannot be built (recorded by the caller)
                 except Exception as exc:  # noqa: BLE001 - recorded on the task; the other tasks go on
+                    if database_unavailable(exc):
+                        raise  # no fault of the task: the job waits for a primary and goes on
                     failures.append(self._task_failed(context, task, entries[str(task)], exc))
         return failures
 
