@@ -118,6 +118,9 @@ class MongoManager:
         self.db[TASKS].create_index([("projectId", ASCENDING), ("videoName", ASCENDING)])
         self.db[FRAMES].create_index([("taskId", ASCENDING), ("frameId", ASCENDING)])
         self.db[JOBS].create_index([("state", ASCENDING), ("created_at", ASCENDING)])
+        # The claim's branch for cancel requests: without it every claim read every queued job
+        # (bench/bench_scale.py: 50 claimers fell to 25 claims/s; with it, 350).
+        self.db[JOBS].create_index([("state", ASCENDING), ("cancel_requested", ASCENDING), ("created_at", ASCENDING)])
         self.db[JOBS].create_index([("kind", ASCENDING), ("key", ASCENDING)])
         # One job at a time per video: a job holds its video while queued or running.
         self.db[JOBS].create_index("holds", unique=True, name="one_job_per_video",

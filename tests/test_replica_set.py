@@ -67,6 +67,24 @@ def test_writes_wait_for_a_majority_and_the_journal_reads_go_to_the_primary_retr
         own.close()
 
 
+def test_a_claim_reads_a_few_index_keys_however_long_the_queue(mongo_uri):
+    """bench/bench_scale.py: a claim used to read every queued job (its cancel-request branch had no
+    index), which made 50 claimers slower than one. The server's own profile of the real claim."""
+    mongo = mongo_manager.connect(mongo_uri, "t_" + ObjectId().__str__())
+    try:
+        mongo.ensure_indexes()
+        for number in range(300):
+            mongo.enqueue_job(f"noop:{number:03d}", "noop", str(number), {}, 3)
+        mongo.db.command("profile", 2)
+        assert mongo.claim_next_job("owner", 60, ["noop"])["_id"] == "noop:000"
+        mongo.db.command("profile", 0)
+        claim = mongo.db["system.profile"].find_one({"command.findAndModify": "ProcessingJob"})
+        assert claim["keysExamined"] <= 5 and claim["docsExamined"] <= 5, claim
+    finally:
+        mongo.client.drop_database(mongo.db.name)
+        mongo.close()
+
+
 # -- the same four jobs, uninterrupted and through an election --------------------------------------
 
 @contextmanager
