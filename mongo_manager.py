@@ -13,7 +13,13 @@ from typing import Iterable
 import pymongo
 from bson import ObjectId
 from pymongo import ASCENDING, MongoClient, ReturnDocument, UpdateOne, WriteConcern
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import (
+    ConnectionFailure,
+    DuplicateKeyError,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
 from pymongo.uri_parser import parse_uri
 
 from media_service.contract import (
@@ -59,6 +65,12 @@ def connect(uri: str, default_db: str, timeout_ms: int = 3000) -> "MongoManager"
 def is_unavailable(exc: BaseException) -> bool:
     """The database cannot be reached or did not answer in time (as opposed to refusing a write)."""
     return isinstance(exc, ConnectionFailure) or (isinstance(exc, PyMongoError) and exc.timeout)
+
+
+def is_slow_call(exc: BaseException) -> bool:
+    """A call that ran out of time on a server that was reachable (not "no server to talk to")."""
+    return (isinstance(exc, PyMongoError) and exc.timeout
+            and not isinstance(exc, ServerSelectionTimeoutError))
 
 
 def deadline(seconds: float):
@@ -387,13 +399,17 @@ class MongoManager:
         return job
 
     def save_checkpoint(self, job_id: str, owner: str, checkpoint: dict, stage: str, progress: float,
-                        eta_seconds: float | None = None) -> None:
-        result = self.db[JOBS].update_one(
+                        eta_seconds: float | None = None) -> bool:
+        """Save the resume point; returns whether a cancel was requested (a commit boundary is where
+        a job learns of it, in whichever process holds it). Raises LeaseLost."""
+        job = self.db[JOBS].find_one_and_update(
             {"_id": job_id, "lease_owner": owner, "state": "running"},
             {"$set": {"checkpoint": checkpoint, "stage": stage, "progress": progress, "eta_seconds": eta_seconds,
-                      "updated_at": utcnow()}})
-        if result.matched_count == 0:
+                      "updated_at": utcnow()}},
+            projection={"cancel_requested": True})
+        if job is None:
             raise LeaseLost(job_id)
+        return bool(job.get("cancel_requested"))
 
     def set_job_stage(self, job_id: str, owner: str, stage: str) -> None:
         self.db[JOBS].update_one({"_id": job_id, "lease_owner": owner},
@@ -403,9 +419,13 @@ class MongoManager:
         self.db[JOBS].update_one({"_id": job_id, "lease_owner": owner}, {"$set": {"result": result}})
 
     def finish_job(self, job_id: str, owner: str, state: str, error: str | None = None) -> bool:
+        """End our job. A job asked to cancel never ends `done`: False, and the caller cancels it."""
         now = utcnow()
+        query = {"_id": job_id, "lease_owner": owner, "state": "running"}
+        if state == "done":
+            query["cancel_requested"] = {"$ne": True}
         result = self.db[JOBS].update_one(
-            {"_id": job_id, "lease_owner": owner, "state": "running"},
+            query,
             {"$set": {"state": state, "stage": state, "finished_at": now, "updated_at": now, "holding": False,
                       "lease_owner": None, "lease_expires": None, "last_error": error,
                       **({"progress": 100.0} if state == "done" else {})}})
@@ -432,6 +452,10 @@ class MongoManager:
                       "lease_owner": None, "lease_expires": None},
              "$inc": {"attempts": -1}})
         return result.matched_count == 1
+
+    def cancel_requested(self, job_id: str) -> bool:
+        job = self.db[JOBS].find_one({"_id": job_id}, {"cancel_requested": True})
+        return bool(job and job.get("cancel_requested"))
 
     def request_cancel(self, job_id: str) -> dict | None:
         return self.db[JOBS].find_one_and_update(

@@ -77,17 +77,21 @@ class PrivacyJobHandler:
             return PermanentError("detector_misconfigured", str(exc))
         return None  # DetectorUnavailable and the rest: retried with backoff
 
-    def _remove_partial(self, job: dict) -> None:
+    def _remove(self, job: dict, finished_too: bool = False) -> None:
         outputs = PrivacyJobParams.from_doc(job["params"]).outputs
+        names = [outputs.temp.name, outputs.log_temp.name]
+        if finished_too:
+            names += [outputs.final.name, outputs.log_final.name]
         try:
             with ConfinedDir(roots(self.settings)[1], outputs.final.parent, create=False) as folder:
-                for name in (outputs.temp.name, outputs.log_temp.name):
+                for name in names:
                     folder.unlink(name)
         except PathRefused:  # the folder is gone or was swapped: nothing of ours to remove there
             pass
 
     def on_failed(self, job: dict, error: Exception, final: bool) -> None:
-        self._remove_partial(job)
+        self._remove(job)
 
     def on_cancelled(self, job: dict) -> None:
-        self._remove_partial(job)
+        # A cancel that came after the output was renamed (the job's last step) removes it too.
+        self._remove(job, finished_too=True)

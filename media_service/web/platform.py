@@ -246,10 +246,16 @@ def cancel_content():
     with job_context(f"upload={upload_id}"):
         job = services().mongo.request_cancel(content_job_id(upload_id))
         if job is None:
-            return jsonify({"message": "no queued or running job for this upload"}), 404
+            ended = services().mongo.get_job(content_job_id(upload_id))
+            if ended is None:
+                return jsonify({"message": "no job for this upload"}), 404
+            return jsonify({**_job_state(ended), "message": f"the job has already ended ({ended['state']}); "
+                                                           "nothing to cancel"}), 409
         log.info("cancel requested")
         services().notify_workers()
-        return jsonify({**_job_state(job), "message": "cancel requested"}), 202
+        # 202: stopping. Whichever worker holds the job stops at its next frame or commit, even
+        # after its last one, and removes what it made; the upload then reads status 2, error 499.
+        return jsonify({**_job_state(job), "message": "cancel requested; the job is stopping"}), 202
 
 
 @bp.post("/createDataSet")
