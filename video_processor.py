@@ -297,6 +297,7 @@ class DecodeStats:
     frames_seen: int = 0
     frames_decoded: int = 0          # of those, how many the decoder produced (the rest it skipped)
     refused: int = 0                 # packets the decoder rejected as corrupt (it goes on, as ffmpeg does)
+    refused_times: list = field(default_factory=list)  # their times in seconds, where they had one
     corrupt: int = 0                 # packets the demuxer flagged as damaged (a truncated last one)
     stopped_by: str | None = None    # the error that ended reading early (damage, truncation)
     first_time: float | None = None  # seconds, the first and last frame seen
@@ -344,7 +345,10 @@ def frame_loss(info: MediaInfo, stats: DecodeStats) -> FrameLoss | None:
         declared = (f"the {info.declared_duration:.2f} s the container declares" if by_duration >= by_count else
                     f"the {info.declared_frames} frames its header declares")
         reasons.append(f"the frames end at {covered:.2f} s of {declared}: {tail} frames at {info.nominal_fps:g} fps")
-    loss = FrameLoss(stats.frames_seen + stats.refused + tail, stats.frames_seen, "; ".join(reasons))
+    # A refused packet past the last frame seen is one of the tail's frames: count it once.
+    late = sum(1 for t in stats.refused_times if stats.last_time is not None and t > stats.last_time)
+    refused = stats.refused - late if tail else stats.refused
+    loss = FrameLoss(stats.frames_seen + refused + tail, stats.frames_seen, "; ".join(reasons))
     return loss if loss.lost > 0 else None
 
 
@@ -448,6 +452,8 @@ def _decoded(container, stream, skippable: set[int], skipped: list[int],
             frames = packet.decode()
         except av.FFmpegError as exc:
             stats.refused += 1
+            if packet.pts is not None:
+                stats.refused_times.append(float(packet.pts * packet.time_base))
             log.warning("the decoder refused a packet at %s: %s", packet.pts, exc.strerror or type(exc).__name__)
             continue
         yield from frames
