@@ -49,6 +49,7 @@ from media_service.contract import (
 from media_service.logging_setup import job_context
 from media_service.paths import ConfinedDir, PathRefused, resolve_inside
 from media_service.storage import LocalStorage
+from media_service.web import limits
 from media_service.web.auth import key_matches
 from media_service.web.content_request import parse_object_id
 from media_service.web.platform import process_content_fields, services
@@ -145,6 +146,8 @@ def require_key():
         if not settings.try_it:
             return _error(404, "the try-it form is off ([App] try_it)")
         request.max_content_length = settings.try_it_max_bytes
+        if request.mimetype == "multipart/form-data":  # files are spooled to disk; other bodies stay small
+            limits.allow(request.environ, settings.try_it_max_bytes)
     how = _authenticated()
     if how is None:
         if request.endpoint in _HTML:
