@@ -213,6 +213,18 @@ class Settings:
                                       doc="Callers in these networks may start a dataset build (POST "
                                           "/api/createDataSet) without a key, as the Node platform calls it; "
                                           "a wrong key is refused all the same. Nothing else is keyless.")
+    trusted_proxies: tuple = _option("App", "trusted_proxies", _networks, "",
+                                     doc="Proxies in front of the service (CIDR, comma-separated): when the direct "
+                                         "peer is one, the client address is the nearest X-Forwarded-For entry that "
+                                         "is not a trusted proxy. Empty: X-Forwarded-For is ignored.")
+    failed_key_limit: int = _option("App", "failed_key_limit", _int(0), "10",
+                                    doc="Wrong keys (API key, privacy key, jobs-page login) one client address may "
+                                        "send within failed_key_window_seconds; its further wrong keys answer 429 "
+                                        "with Retry-After. A right key is never refused. Counted in each process "
+                                        "(gunicorn's web workers count apart). 0: no limit.")
+    failed_key_window_seconds: float = _option("App", "failed_key_window_seconds", _float(1), "60",
+                                               doc="The sliding window of failed_key_limit, in seconds; a refused "
+                                                   "address is logged once a window.")
     cors_origins: tuple[str, ...] = _option("App", "cors_origins", _list, "",
                                             doc="Browser origins allowed to call the API from their pages "
                                                 "(https://platform.example.com,...); none by default (the old "

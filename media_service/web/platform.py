@@ -22,7 +22,7 @@ from media_service.contract import (
 )
 from media_service.detectors.factory import problem as detector_problem
 from media_service.logging_setup import job_context
-from media_service.web.auth import key_matches
+from media_service.web.auth import count_wrong_key, key_matches
 from media_service.web.content_request import (
     AUTH_ERROR,
     AUTO_ANNO_INFO,
@@ -96,6 +96,8 @@ def process_content_fields(fields: dict[str, str]):
     called by the jobs page's try-it form (web/jobs_page.py) with the fields Node would send."""
     svc = services()
     result = validate_fields(fields, svc.settings.api_keys, svc.mongo.max_auto_annotation_version)
+    if isinstance(result, Rejection) and result.body is AUTH_ERROR and fields.get("auth_key"):
+        count_wrong_key()  # a key sent and wrong: 429 once this client has sent too many
     if isinstance(result, Rejection):
         label = f"upload={result.upload_id}" if result.upload_id else "upload=?"
         with job_context(label):
@@ -202,6 +204,8 @@ def _authorised_id(fields, name: str, keyless: bool = False):
         log.info("%s without a key from %s, a trusted network", request.path, request.remote_addr)
         return object_id, None
     if not (key and key_matches(key, services().settings.api_keys)):
+        if key:
+            count_wrong_key()  # a key sent and wrong: 429 once this client has sent too many
         return None, (jsonify(AUTH_ERROR), 401)
     return object_id, None
 
