@@ -234,6 +234,10 @@ class Settings:
                                     "off in web workers.")
     jobs_session_hours: float = _option("App", "jobs_session_hours", _float(0.01), "12",
                                         doc="How long a jobs-page login lasts.")
+    ready_budget_seconds: float = _option("App", "ready_budget_seconds", _float(0.05), "0.8",
+                                          doc="GET /api/ready answers within this: its checks (database, storage) "
+                                              "run at once and one not answered by then counts as unavailable. "
+                                              "Keep it under the probe's timeout.")
     try_it: bool = _option("App", "try_it", _bool, "false",
                            doc="The jobs page's try-it form, which creates projects and uploads as Node would: trials "
                                "only, off in production.")
