@@ -23,6 +23,7 @@ from media_service.config import ConfigError, load_settings
 from media_service.logging_setup import configure_logging
 from media_service.services import Services
 from media_service.web import deadlines
+from media_service.web.auth import FailedKeys
 from media_service.web.limits import BodyLimit
 
 log = logging.getLogger("app")
@@ -39,6 +40,8 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
     app.json.sort_keys = False
     app.extensions["media"] = services
     app.wsgi_app = BodyLimit(app.wsgi_app, settings.max_request_bytes)
+    app.extensions["failed_keys"] = FailedKeys(settings.failed_key_limit, settings.failed_key_window_seconds,
+                                               settings.trusted_proxies)
 
     @app.before_request
     def start_clock():

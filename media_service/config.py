@@ -213,6 +213,18 @@ class Settings:
                                       doc="Callers in these networks may start a dataset build (POST "
                                           "/api/createDataSet) without a key, as the Node platform calls it; "
                                           "a wrong key is refused all the same. Nothing else is keyless.")
+    trusted_proxies: tuple = _option("App", "trusted_proxies", _networks, "",
+                                     doc="Proxies in front of the service (CIDR, comma-separated): when the direct "
+                                         "peer is one, the client address is the nearest X-Forwarded-For entry that "
+                                         "is not a trusted proxy. Empty: X-Forwarded-For is ignored.")
+    failed_key_limit: int = _option("App", "failed_key_limit", _int(0), "10",
+                                    doc="Wrong keys (API key, privacy key, jobs-page login) one client address may "
+                                        "send within failed_key_window_seconds; its further wrong keys answer 429 "
+                                        "with Retry-After. A right key is never refused. Counted in each process "
+                                        "(gunicorn's web workers count apart). 0: no limit.")
+    failed_key_window_seconds: float = _option("App", "failed_key_window_seconds", _float(1), "60",
+                                               doc="The sliding window of failed_key_limit, in seconds; a refused "
+                                                   "address is logged once a window.")
     cors_origins: tuple[str, ...] = _option("App", "cors_origins", _list, "",
                                             doc="Browser origins allowed to call the API from their pages "
                                                 "(https://platform.example.com,...); none by default (the old "
@@ -222,6 +234,10 @@ class Settings:
                                     "off in web workers.")
     jobs_session_hours: float = _option("App", "jobs_session_hours", _float(0.01), "12",
                                         doc="How long a jobs-page login lasts.")
+    ready_budget_seconds: float = _option("App", "ready_budget_seconds", _float(0.05), "0.8",
+                                          doc="GET /api/ready answers within this: its checks (database, storage) "
+                                              "run at once and one not answered by then counts as unavailable. "
+                                              "Keep it under the probe's timeout.")
     try_it: bool = _option("App", "try_it", _bool, "false",
                            doc="The jobs page's try-it form, which creates projects and uploads as Node would: trials "
                                "only, off in production.")

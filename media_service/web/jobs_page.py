@@ -49,7 +49,8 @@ from media_service.contract import (
 from media_service.logging_setup import job_context
 from media_service.paths import ConfinedDir, PathRefused, resolve_inside
 from media_service.storage import LocalStorage
-from media_service.web.auth import key_matches
+from media_service.web import limits
+from media_service.web.auth import count_wrong_key, key_matches
 from media_service.web.content_request import parse_object_id
 from media_service.web.platform import process_content_fields, services
 from media_service.web.stored_objects import serve_local_object
@@ -129,7 +130,10 @@ def _authenticated() -> str | None:
     settings = services().settings
     given = request.headers.get("X-API-Key")
     if given:
-        return "header" if key_matches(given, settings.api_keys) else None
+        if key_matches(given, settings.api_keys):
+            return "header"
+        count_wrong_key()  # 429 once this client has sent too many
+        return None
     token = request.cookies.get(SESSION_COOKIE)
     if token and session_valid(token, settings.api_keys, settings.jobs_session_hours):
         return "cookie"
@@ -145,6 +149,8 @@ def require_key():
         if not settings.try_it:
             return _error(404, "the try-it form is off ([App] try_it)")
         request.max_content_length = settings.try_it_max_bytes
+        if request.mimetype == "multipart/form-data":  # files are spooled to disk; other bodies stay small
+            limits.allow(request.environ, settings.try_it_max_bytes)
     how = _authenticated()
     if how is None:
         if request.endpoint in _HTML:
@@ -197,6 +203,8 @@ def login():
     key = _matching_key(request.form.get("key", ""), settings.api_keys)
     if key is None:
         log.warning("jobs page: a login with a wrong key from %s", request.remote_addr)
+        if request.form.get("key"):
+            count_wrong_key()  # 429 once this client has sent too many
         return _login_page(401, "That is not the service's key.")
     response = redirect(url_for("jobs_page.page"), 303)
     response.set_cookie(SESSION_COOKIE, issue_session(key, settings.jobs_session_hours),

@@ -22,7 +22,7 @@ from media_service.contract import (
 )
 from media_service.detectors.factory import problem as detector_problem
 from media_service.logging_setup import job_context
-from media_service.web.auth import key_matches
+from media_service.web.auth import count_wrong_key, key_matches
 from media_service.web.content_request import (
     AUTH_ERROR,
     AUTO_ANNO_INFO,
@@ -33,6 +33,7 @@ from media_service.web.content_request import (
     parse_object_id,
     validate_fields,
 )
+from media_service.web.readiness import run_checks
 from mongo_manager import VideoBusy
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,8 @@ def process_content_fields(fields: dict[str, str]):
     called by the jobs page's try-it form (web/jobs_page.py) with the fields Node would send."""
     svc = services()
     result = validate_fields(fields, svc.settings.api_keys, svc.mongo.max_auto_annotation_version)
+    if isinstance(result, Rejection) and result.body is AUTH_ERROR and fields.get("auth_key"):
+        count_wrong_key()  # a key sent and wrong: 429 once this client has sent too many
     if isinstance(result, Rejection):
         label = f"upload={result.upload_id}" if result.upload_id else "upload=?"
         with job_context(label):
@@ -202,6 +205,8 @@ def _authorised_id(fields, name: str, keyless: bool = False):
         log.info("%s without a key from %s, a trusted network", request.path, request.remote_addr)
         return object_id, None
     if not (key and key_matches(key, services().settings.api_keys)):
+        if key:
+            count_wrong_key()  # a key sent and wrong: 429 once this client has sent too many
         return None, (jsonify(AUTH_ERROR), 401)
     return object_id, None
 
@@ -301,19 +306,20 @@ def health():
 
 @bp.get("/ready")
 def ready():
-    """200 when this process can do its work: MongoDB answers, and every worker thread it was
-    configured with is alive (a process without workers, a gunicorn web worker, checks the database)."""
+    """200 when this process can do its work: MongoDB answers, the storage can be written (local
+    folder) or its bucket reached (S3), and every worker thread it was configured with is alive (a
+    process without workers, a gunicorn web worker, has no "workers" check). Answered within
+    `[App] ready_budget_seconds`; each part on its own key of "checks"."""
     svc = services()
-    state = {"mongodb": "ok", "storage": svc.storage.description if svc.storage else None}
-    try:
-        svc.mongo.ping()
-    except Exception as exc:
-        log.warning("readiness check failed: %s", svc.redact.text(str(exc)))
-        state["mongodb"] = "unreachable"
-    if svc.pool is not None:
-        state["workers"] = f"{svc.pool.alive()} of {svc.pool.size} alive"
-    ok = state["mongodb"] == "ok" and (svc.pool is None or svc.pool.alive() == svc.pool.size)
-    return jsonify({"status": "ready" if ok else "unavailable", **state}), 200 if ok else 503
+    budget = svc.settings.ready_budget_seconds
+    checks = run_checks(svc, budget)
+    ok = all(check["state"] == "ok" for check in checks.values())
+    state = {"mongodb": "ok" if checks["database"]["state"] == "ok" else "unreachable",
+             "storage": svc.storage.description if svc.storage else None}
+    if "workers" in checks:
+        state["workers"] = checks["workers"]["detail"]
+    return jsonify({"status": "ready" if ok else "unavailable", **state, "checks": checks,
+                    "budget_seconds": budget}), 200 if ok else 503
 
 
 _FORM = """<!doctype html><html><head><meta charset="utf-8"><title>processContent</title>

@@ -17,7 +17,7 @@ from media_service.contract import ACTIVE_STATES, PRIVACY_KIND, PrivacyJobParams
 from media_service.logging_setup import job_context
 from media_service.paths import PathRefused, check_lengths, resolve_inside
 from media_service.web import deadlines
-from media_service.web.auth import key_matches
+from media_service.web.auth import count_wrong_key, key_matches
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,8 @@ def require_key():
         given = request.headers["Authorization"][7:]
     if given and key_matches(given, settings.privacy_api_keys):
         return None
+    if given:
+        count_wrong_key()  # 429 once this client has sent too many
     return _text("Error: unauthorized", 401)
 
 
