@@ -2,8 +2,10 @@
 
 Environment:
   HOLD_DIR      a folder; the worker writes `held` there when it stops and goes on once `release` exists
-  HOLD_AT       the n-th checkpoint this process saves (1-based, all jobs together) to stop at
-  HOLD_WHEN     `before` (default: the checkpoint is not saved yet) or `after` it is saved
+  HOLD_AT       the n-th checkpoint this process saves (1-based, all jobs together) to stop at, or
+                `end`: the job's last look for a cancel before it publishes its end
+                (JobContext.stop_if_cancel_requested)
+  HOLD_WHEN     `before` (default: the checkpoint is not saved yet, the look not taken) or `after`
 
 Run as `python -m tests.held_worker` from the repository root (HeldWorker does); everything else is
 the real worker.
@@ -30,27 +32,29 @@ def hold_here(folder: Path) -> None:
         time.sleep(0.01)
 
 
-def install(folder: Path, at: int, when: str) -> None:
-    real_checkpoint = jobs.JobContext.checkpoint
+def install(folder: Path, at: str, when: str) -> None:
+    name = "stop_if_cancel_requested" if at == "end" else "checkpoint"
+    real = getattr(jobs.JobContext, name)
 
-    def checkpoint(self, *args, **kwargs):
+    def held(self, *args, **kwargs):
         global _count
         with _count_lock:
             _count += 1
             mine = _count
-        if mine == at and when == "before":
+        here = at == "end" or mine == int(at)
+        if here and when == "before":
             hold_here(folder)
-        real_checkpoint(self, *args, **kwargs)
-        if mine == at and when == "after":
+        real(self, *args, **kwargs)
+        if here and when == "after":
             hold_here(folder)
 
-    jobs.JobContext.checkpoint = checkpoint
+    setattr(jobs.JobContext, name, held)
 
 
 class HeldWorker:
     """A real worker process that stops at its `at`-th checkpoint (before or after saving it)."""
 
-    def __init__(self, env: dict, folder: Path, at: int, when: str = "before"):
+    def __init__(self, env: dict, folder: Path, at: int | str, when: str = "before"):
         self.folder = folder
         folder.mkdir(parents=True)
         self.log = folder / "worker.log"
@@ -77,6 +81,6 @@ class HeldWorker:
 
 
 if __name__ == "__main__":
-    install(Path(os.environ["HOLD_DIR"]), int(os.environ["HOLD_AT"]), os.environ.get("HOLD_WHEN", "before"))
+    install(Path(os.environ["HOLD_DIR"]), os.environ["HOLD_AT"], os.environ.get("HOLD_WHEN", "before"))
     import worker
     worker.main()

@@ -38,9 +38,15 @@ def stored_videos(api) -> list[Path]:
     return sorted(Path(api.settings.storage_url).rglob("*.mp4"))
 
 
+# Where a run can be when the cancel comes: the hold points of tests/held_worker.py. "end" is the
+# job's last look for a cancel before it publishes its end; after it only the finish can notice.
+LAST_LOOK, AFTER_LAST_LOOK = ("end", "before"), ("end", "after")
+
+
 # A 2 s clip sampled at 10 fps, 4 frames a task: 5 tasks. Checkpoint 1 is the start, n+1 follows task n.
 @pytest.mark.parametrize("point,at,when", [("first task", 2, "before"), ("middle", 3, "before"),
-                                           ("during the last commit", 6, "after")])
+                                           ("during the last commit", 6, "after"),
+                                           ("after the last look", *AFTER_LAST_LOOK)])
 def test_a_content_job_cancelled_on_another_worker_stops_and_leaves_nothing(make_service, mongo_uri, tmp_path,
                                                                             point, at, when):
     api = make_service(APP_RUN_WORKERS="false", CONTENT_FRAMES_PER_TASK="4", STORAGE_URL=str(tmp_path / "store"))
@@ -52,7 +58,7 @@ def test_a_content_job_cancelled_on_another_worker_stops_and_leaves_nothing(make
     try:
         worker.wait_held(api.db, job_id)
         committed = api.db.AnnotationTask.count_documents({"uploadId": upload_id})
-        assert committed == at - 1  # where the run was when the cancel came
+        assert committed == (5 if at == "end" else at - 1)  # where the run was when the cancel came
         answer = cancel_upload(api, upload_id)
         assert answer.status_code == 202 and "stopping" in answer.json()["message"]
         worker.release()
@@ -71,7 +77,9 @@ def test_a_content_job_cancelled_on_another_worker_stops_and_leaves_nothing(make
     assert again.status_code == 409 and again.json()["state"] == "cancelled"
 
 
-def test_an_annotation_job_cancelled_on_another_worker_stops_at_the_next_task(make_service, mongo_uri, tmp_path):
+@pytest.mark.parametrize("at,when,versions", [(3, "before", [1, 1, 0, 0]), (*AFTER_LAST_LOOK, [1, 1, 1, 1])])
+def test_an_annotation_job_cancelled_on_another_worker_stops_at_the_next_task(make_service, mongo_uri, tmp_path,
+                                                                             at, when, versions):
     api = make_service(APP_RUN_WORKERS="false")
     make_face_clip(api.content / "faces.mp4", frames=40, audio=False)
     project_id = project_with_labels(api.db, "Face", "Person")
@@ -82,7 +90,7 @@ def test_an_annotation_job_cancelled_on_another_worker_stops_at_the_next_task(ma
     api.services.pool = None
     upload_id, answer = request(api, project_id, "./faces.mp4", 2, 1, frame_rate=25)
     assert answer.status_code == 202
-    worker = HeldWorker(worker_env(api, mongo_uri, tmp_path), tmp_path / "hold", at=3)  # after 2 of 4 tasks
+    worker = HeldWorker(worker_env(api, mongo_uri, tmp_path), tmp_path / "hold", at, when)  # 3: 2 of 4 tasks done
     try:
         worker.wait_held(api.db, f"content:{upload_id}")
         assert cancel_upload(api, upload_id).status_code == 202
@@ -92,17 +100,19 @@ def test_an_annotation_job_cancelled_on_another_worker_stops_at_the_next_task(ma
         worker.stop()
     assert api.db.ProcessingJob.find_one({"_id": f"content:{upload_id}"})["state"] == "cancelled"
     assert upload["status"] == 2 and upload["errorMessage"]["error_code"] == 499
-    versions = [t.get("AutoAnnotationVersion") for t in api.db.AnnotationTask.find({"projectId": project_id})
-                .sort("frameStart", 1)]
-    assert versions == [1, 1, 0, 0]  # the two whole tasks keep their boxes; the rest were never started
+    # Whole tasks keep their boxes (as after a failure); the rest were never started.
+    assert [t.get("AutoAnnotationVersion") for t in api.db.AnnotationTask.find({"projectId": project_id})
+            .sort("frameStart", 1)] == versions
 
 
-def test_a_dataset_build_cancelled_on_another_worker_ends_cancelled_not_complete(make_service, mongo_uri, tmp_path):
+@pytest.mark.parametrize("at,when", [(1, "before"), LAST_LOOK, AFTER_LAST_LOOK])
+def test_a_dataset_build_cancelled_on_another_worker_ends_cancelled_not_complete(make_service, mongo_uri, tmp_path,
+                                                                                 at, when):
     api = make_service(APP_RUN_WORKERS="false")
     version = make_version(api, frames=20, per_task=10)
     assert create(api, version.id).status_code == 201
     job_id = f"dataset:{version.id}"
-    worker = HeldWorker(worker_env(api, mongo_uri, tmp_path), tmp_path / "hold", at=1)
+    worker = HeldWorker(worker_env(api, mongo_uri, tmp_path), tmp_path / "hold", at, when)
     try:
         worker.wait_held(api.db, job_id)
         cancel = requests.post(f"{api.url}/api/jobs/{job_id}/cancel", headers={"X-API-Key": NODE_KEY}, timeout=30)
@@ -116,8 +126,9 @@ def test_a_dataset_build_cancelled_on_another_worker_ends_cancelled_not_complete
     assert doc["taskStatus"]["state"] == "failed" and "cancelled" in doc["taskStatus"]["error"]
 
 
+@pytest.mark.parametrize("at,when", [(1, "before"), LAST_LOOK, AFTER_LAST_LOOK])
 def test_a_privacy_job_cancelled_on_another_worker_answers_once_stopped_past_the_database_deadline(
-        make_service, mongo_uri, tmp_path):
+        make_service, mongo_uri, tmp_path, at, when):
     """The route waits for the job to stop (up to 30 s) with its own deadline, not the request's
     database deadline (`[MongoDB] timeout_seconds`, here 1 s), which once made it answer 503."""
     videos = tmp_path / "videos"
@@ -125,7 +136,7 @@ def test_a_privacy_job_cancelled_on_another_worker_answers_once_stopped_past_the
     api = make_service(APP_RUN_WORKERS="false", PRIVACYPAL_VIDEO_DIRECTORY=str(videos), MONGODB_TIMEOUT_SECONDS="1")
     assert requests.post(f"{api.url}/process_video", data=b"held.mp4").status_code == 202
     env = worker_env(api, mongo_uri, tmp_path, PRIVACYPAL_VIDEO_DIRECTORY=str(videos))
-    worker = HeldWorker(env, tmp_path / "hold", at=1)
+    worker = HeldWorker(env, tmp_path / "hold", at, when)
     answers: list = []
     try:
         worker.wait_held(api.db, "privacy:held.mp4")

@@ -65,7 +65,8 @@ class PrivacyJobHandler:
             ctx.checkpoint({}, "blurring", round(fraction * 100, 1))
 
         counts = self._pipeline().run(Path(params.source), params.outputs, progress=progress, check=ctx.check,
-                                      input_root=input_root, output_root=output_root)
+                                      input_root=input_root, output_root=output_root,
+                                      before_publish=ctx.stop_if_cancel_requested)
         ctx.report(counts)
 
     def permanent_error(self, exc: Exception) -> PermanentError | None:
