@@ -247,6 +247,11 @@ class Settings:
     sampling_mode: str = _option("Content", "sampling_mode", _choice("timestamp", "legacy"), "timestamp",
                                  doc="timestamp: sample k is the first frame at or after k / frame_rate; legacy: "
                                      "the frame numbers the old service picked (README, Migrating).")
+    max_image_frame_rate: int = _option("Content", "max_image_frame_rate", _int(1, 1000), "60",
+                                        doc="Highest frame_rate accepted for image folders (content_type 2), which "
+                                            "have no rate of their own: each image is a frame of a task video played "
+                                            "at frame_rate; above answers 400. (A video's limit is its own average "
+                                            "rate, rounded up.)")
     x264_preset: str = _option("Content", "x264_preset", _choice("ultrafast",
                                "superfast", "veryfast", "faster", "fast", "medium"), "veryfast",
                                doc="libx264 preset of task videos.")
