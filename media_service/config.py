@@ -291,6 +291,10 @@ class Settings:
                                                 doc="The warm start sends Node's request again for uploads left at "
                                                     "status 0 with no job (the service was down when Node called), "
                                                     "once they are this old: a newer one may still be on its way.")
+    try_it_retention_hours: float = _option("Jobs", "try_it_retention_hours", _float(0), "24",
+                                            doc="What the jobs page's try-it form made (the saved video, its project, "
+                                                "upload, tasks, frames and task videos) is removed this long after it "
+                                                "was made; 0 keeps it for ever.")
     worker_nice: int = _option("Jobs", "worker_nice", _int(0, 19), "10",
                                doc="Nice value of worker threads (Linux), so requests get the CPU first.")
     job_limits: tuple[tuple[str, int], ...] = _option("Jobs", "limits", _limits,
