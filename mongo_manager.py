@@ -32,9 +32,11 @@ from media_service.contract import (
     MASTER_DATA,
     PROJECTS,
     TASKS,
+    TRY_IT,
     UPLOADS,
     ContentJobParams,
     UploadStatus,
+    content_job_id,
     dataset_job_id,
     task_index,
 )
@@ -111,6 +113,7 @@ class MongoManager:
         self.db[FRAMES].create_index([("taskId", ASCENDING), ("frameId", ASCENDING)])
         self.db[JOBS].create_index([("state", ASCENDING), ("created_at", ASCENDING)])
         self.db[JOBS].create_index([("kind", ASCENDING), ("key", ASCENDING)])
+        self.db[TRY_IT].create_index("createdAt")
         # One job at a time per video: a job holds its video while queued or running.
         self.db[JOBS].create_index("holds", unique=True, name="one_job_per_video",
                                    partialFilterExpression={"holding": True})
@@ -557,3 +560,32 @@ class MongoManager:
         """The docs Node creates before it calls processContent (the jobs page's try-it form)."""
         self.db[PROJECTS].insert_one(project)
         self.db[UPLOADS].insert_one(upload)
+
+    # -- the try-it form's records (ours: what it made, for [Jobs] try_it_retention_hours) ------------
+    def record_try_it(self, upload_id: ObjectId, project_id: ObjectId, folder: str | None) -> None:
+        """Written before the form saves or creates anything, so a try cut short is found too.
+        `folder`: the folder it saves the video in (relative to the content folder), None when it saved none."""
+        self.db[TRY_IT].insert_one({"_id": upload_id, "projectId": project_id, "folder": folder,
+                                    "createdAt": utcnow(), "claimedUntil": None})
+
+    def expired_try_its(self, cutoff: datetime, limit: int = 100) -> list[dict]:
+        return list(self.db[TRY_IT].find({"createdAt": {"$lt": cutoff}}).sort("createdAt", ASCENDING).limit(limit))
+
+    def claim_try_it(self, upload_id: ObjectId, lease_seconds: float) -> dict | None:
+        """One sweeper at a time removes a try (several worker processes sweep); a lease, so a
+        sweeper that dies mid-way leaves it to the next."""
+        now = utcnow()
+        return self.db[TRY_IT].find_one_and_update(
+            {"_id": upload_id, "$or": [{"claimedUntil": None}, {"claimedUntil": {"$lt": now}}]},
+            {"$set": {"claimedUntil": now + timedelta(seconds=lease_seconds)}}, return_document=ReturnDocument.AFTER)
+
+    def forget_try_it(self, upload_id: ObjectId, project_id: ObjectId) -> bool:
+        """The try's job (when ended), upload and project docs, then its record (last: a crash before
+        leaves it to the next sweep). A project that holds another upload (a person added one) stays.
+        Returns whether the project went."""
+        self.db[JOBS].delete_one({"_id": content_job_id(upload_id), "state": {"$in": list(FINAL_STATES)}})
+        self.db[UPLOADS].delete_one({"_id": upload_id})
+        others = self.db[UPLOADS].find_one({"projectId": either_form(project_id)}, {"_id": 1})
+        removed = others is None and self.db[PROJECTS].delete_one({"_id": project_id}).deleted_count == 1
+        self.db[TRY_IT].delete_one({"_id": upload_id})
+        return removed

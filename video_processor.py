@@ -190,6 +190,24 @@ def probe_video(path: Path | str, max_width: int, max_height: int, name: str | N
                          declared_duration=round(max(0.0, declared), 6), declared_frames=int(stream.frames or 0))
 
 
+def average_frame_rate(path: Path | str) -> float | None:
+    """The video stream's average frame rate as FFmpeg reports it (avg_frame_rate; r_frame_rate
+    when it gives none), read from the headers and the few packets FFmpeg probes: cheap enough
+    for a request, unlike `probe_video`, which reads every packet. The sampler works on the same
+    average (measured from the packets), so a variable-rate source is judged by its average.
+    None when the file is not a readable video: the worker's probe reports why."""
+    try:
+        with _open(path) as container:
+            if not container.streams.video or container.format.name.endswith("_pipe") \
+                    or container.format.name in _STILL_IMAGE_FORMATS:
+                return None
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            return float(rate) if rate and rate > 0 else None
+    except (MediaError, av.FFmpegError):
+        return None
+
+
 def legacy_next(picked: int, fps: float, rate: int) -> int:
     """The old service's next frame number after frame `picked` (0 before the first): 1-based
     numbers as OpenCV's CAP_PROP_POS_FRAMES after each read, `fps` its CAP_PROP_FPS. When

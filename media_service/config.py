@@ -263,6 +263,11 @@ class Settings:
     sampling_mode: str = _option("Content", "sampling_mode", _choice("timestamp", "legacy"), "timestamp",
                                  doc="timestamp: sample k is the first frame at or after k / frame_rate; legacy: "
                                      "the frame numbers the old service picked (README, Migrating).")
+    max_image_frame_rate: int = _option("Content", "max_image_frame_rate", _int(1, 1000), "60",
+                                        doc="Highest frame_rate accepted for image folders (content_type 2), which "
+                                            "have no rate of their own: each image is a frame of a task video played "
+                                            "at frame_rate; above answers 400. (A video's limit is its own average "
+                                            "rate, rounded up.)")
     x264_preset: str = _option("Content", "x264_preset", _choice("ultrafast",
                                "superfast", "veryfast", "faster", "fast", "medium"), "veryfast",
                                doc="libx264 preset of task videos.")
@@ -302,6 +307,10 @@ class Settings:
                                                 doc="The warm start sends Node's request again for uploads left at "
                                                     "status 0 with no job (the service was down when Node called), "
                                                     "once they are this old: a newer one may still be on its way.")
+    try_it_retention_hours: float = _option("Jobs", "try_it_retention_hours", _float(0), "24",
+                                            doc="What the jobs page's try-it form made (the saved video, its project, "
+                                                "upload, tasks, frames and task videos) is removed this long after it "
+                                                "was made; 0 keeps it for ever.")
     worker_nice: int = _option("Jobs", "worker_nice", _int(0, 19), "10",
                                doc="Nice value of worker threads (Linux), so requests get the CPU first.")
     job_limits: tuple[tuple[str, int], ...] = _option("Jobs", "limits", _limits,

@@ -530,6 +530,12 @@ def _restart_database_deadline() -> None:
         g.database_deadline.__enter__()
 
 
+def _mark_try_it(upload_id: ObjectId, project_id: ObjectId, folder: str | None) -> None:
+    """Record the try, so `[Jobs] try_it_retention_hours` removes what it makes (content/retention.py)."""
+    _restart_database_deadline()  # reading the video's body may have taken the request's
+    services().mongo.record_try_it(upload_id, project_id, folder)
+
+
 @bp.post("/jobs/try")
 def try_it():
     """POST /jobs/try (key; with the cookie also the CSRF token; only with `[App] try_it`, else 404):
@@ -540,7 +546,8 @@ def try_it():
     validation and queueing with the fields Node would send. Answers processContent's status and body
     (202 once queued; 4xx with its message, recorded on the upload doc) plus job_id, project_id,
     upload_id, content_path, job_url and tasks_url. 400 for a missing or bad frame rate or source,
-    415 for an extension not in `[Content] allowed_extensions`."""
+    415 for an extension not in `[Content] allowed_extensions`. Everything a try makes is removed
+    after `[Jobs] try_it_retention_hours` (content/retention.py; a file named by content_path stays)."""
     svc = services()
     settings = svc.settings
     frame_rate = (request.form.get("frame_rate") or "").strip()
@@ -557,8 +564,10 @@ def try_it():
         if ext not in settings.allowed_extensions:
             return _error(415, f"file extension '.{ext}' is not allowed; allowed: "
                                f"{', '.join(settings.allowed_extensions)}")
+        folder = root / "uploads" / str(project_id)
+        _mark_try_it(upload_id, project_id, folder.relative_to(root).as_posix())  # before anything is saved
         try:
-            source = _save_upload(video, root, root / "uploads" / str(project_id), ext, settings.try_it_max_bytes)
+            source = _save_upload(video, root, folder, ext, settings.try_it_max_bytes)
         except PathRefused as exc:
             return _error(400, f"the upload cannot be saved in the content folder: {svc.redact.text(str(exc))}")
         original = video.filename
@@ -570,6 +579,7 @@ def try_it():
         if source is None:
             return _error(400, "content_path must name a file inside the content folder ([Folders] content_base)")
         original = source.name
+        _mark_try_it(upload_id, project_id, None)  # it saved no file: the retention deletes none
     _restart_database_deadline()
     content_path = _node_content_path(source)
     now = mongo_manager.utcnow()

@@ -9,12 +9,14 @@ from html import escape
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import BadRequest
 
+import video_processor as vp
 from media_service.contract import (
     ACTIVE_STATES,
     ALREADY_HAS_TASKS_CODE,
     ANNOTATION_KIND,
     CONTENT_KIND,
     ContentJobParams,
+    ContentType,
     RequestType,
     content_job_id,
     video_hold,
@@ -29,6 +31,7 @@ from media_service.web.content_request import (
     OBJECT_ID_HELP,
     ContentRequest,
     Rejection,
+    check_frame_rate,
     check_source,
     parse_object_id,
     validate_fields,
@@ -114,7 +117,7 @@ def process_content_fields(fields: dict[str, str]):
         problem = (_check_project(result, upload)
                    or check_source(result, svc.settings.content_root(), svc.settings.allowed_extensions,
                                    svc.settings.image_extensions))
-        problem = problem or _check_annotation(result)
+        problem = problem or _check_frame_rate(result) or _check_annotation(result)
         if problem:
             return _reject(problem)
         if (result.request_type != RequestType.ANNOTATIONS_ONLY and not result.force_write
@@ -145,6 +148,14 @@ def _check_project(request: ContentRequest, upload: dict) -> Rejection | None:
     if services().mongo.get_project(request.project_id) is None:
         return Rejection(404, {"message": f"project {request.project_id} not found"}, request.upload_id)
     return None
+
+
+def _check_frame_rate(request: ContentRequest) -> Rejection | None:
+    """No rate above the source's own, checked before anything is queued: a video's headers are
+    read (milliseconds; not the worker's full probe), an image folder has a configured limit."""
+    reads_video = request.content_type == ContentType.VIDEO and request.request_type != RequestType.ANNOTATIONS_ONLY
+    source_fps = vp.average_frame_rate(request.source) if reads_video else None
+    return check_frame_rate(request, source_fps, services().settings.max_image_frame_rate)
 
 
 def _check_annotation(request: ContentRequest) -> Rejection | None:
