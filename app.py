@@ -22,6 +22,8 @@ from media_service import metrics
 from media_service.config import ConfigError, load_settings
 from media_service.logging_setup import configure_logging
 from media_service.services import Services
+from media_service.web import deadlines
+from media_service.web.auth import FailedKeys
 from media_service.web.limits import BodyLimit
 
 log = logging.getLogger("app")
@@ -38,6 +40,8 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
     app.json.sort_keys = False
     app.extensions["media"] = services
     app.wsgi_app = BodyLimit(app.wsgi_app, settings.max_request_bytes)
+    app.extensions["failed_keys"] = FailedKeys(settings.failed_key_limit, settings.failed_key_window_seconds,
+                                               settings.trusted_proxies)
 
     @app.before_request
     def start_clock():
@@ -60,6 +64,9 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
     def database_deadline():
         # Every database call of one request together gets `timeout_seconds`: a down or hung
         # server makes the request answer 503 quickly instead of waiting on pymongo's defaults.
+        # A route that waits (web/deadlines.py) gives each of its calls that deadline instead.
+        if deadlines.wants_own_deadlines(app.view_functions.get(request.endpoint)):
+            return
         g.database_deadline = mongo_manager.deadline(settings.mongo_timeout_seconds)
         g.database_deadline.__enter__()
 
@@ -93,8 +100,15 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
     def unexpected(exc: Exception):
         if mongo_manager.is_unavailable(exc):
             metrics.count("mongodb_errors", where="request")
-            log.warning("%s %s: the database is unavailable (%s)", request.method, request.path, exc)
-            return jsonify({"message": "the database is unavailable; try again shortly", "status": 503}), 503
+            if mongo_manager.is_slow_call(exc):  # the server answers, one call ran out of time
+                log.warning("%s %s: a database call passed its %.1f s deadline (%s)", request.method, request.path,
+                            settings.mongo_timeout_seconds, exc)
+                message = (f"a database call took longer than its {settings.mongo_timeout_seconds:g} s deadline; "
+                           "try again shortly")
+            else:
+                log.warning("%s %s: the database is unavailable (%s)", request.method, request.path, exc)
+                message = "the database is unavailable; try again shortly"
+            return jsonify({"message": message, "status": 503}), 503, {"Retry-After": "1"}
         log.exception("unhandled error")
         return jsonify({"message": "internal server error", "status": 500}), 500
 

@@ -13,7 +13,13 @@ from typing import Iterable
 import pymongo
 from bson import ObjectId
 from pymongo import ASCENDING, MongoClient, ReadPreference, ReturnDocument, UpdateOne, WriteConcern
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import (
+    ConnectionFailure,
+    DuplicateKeyError,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
 from pymongo.uri_parser import parse_uri
 
 from media_service.contract import (
@@ -26,9 +32,11 @@ from media_service.contract import (
     MASTER_DATA,
     PROJECTS,
     TASKS,
+    TRY_IT,
     UPLOADS,
     ContentJobParams,
     UploadStatus,
+    content_job_id,
     dataset_job_id,
     task_index,
 )
@@ -71,6 +79,12 @@ def member_command(host: str, name: str, value=1, **options) -> dict:
 def is_unavailable(exc: BaseException) -> bool:
     """The database cannot be reached or did not answer in time (as opposed to refusing a write)."""
     return isinstance(exc, ConnectionFailure) or (isinstance(exc, PyMongoError) and exc.timeout)
+
+
+def is_slow_call(exc: BaseException) -> bool:
+    """A call that ran out of time on a server that was reachable (not "no server to talk to")."""
+    return (isinstance(exc, PyMongoError) and exc.timeout
+            and not isinstance(exc, ServerSelectionTimeoutError))
 
 
 def deadline(seconds: float):
@@ -122,6 +136,7 @@ class MongoManager:
         # (bench/bench_scale.py: 50 claimers fell to 25 claims/s; with it, 350).
         self.db[JOBS].create_index([("state", ASCENDING), ("cancel_requested", ASCENDING), ("created_at", ASCENDING)])
         self.db[JOBS].create_index([("kind", ASCENDING), ("key", ASCENDING)])
+        self.db[TRY_IT].create_index("createdAt")
         # One job at a time per video: a job holds its video while queued or running.
         self.db[JOBS].create_index("holds", unique=True, name="one_job_per_video",
                                    partialFilterExpression={"holding": True})
@@ -410,13 +425,17 @@ class MongoManager:
         return job
 
     def save_checkpoint(self, job_id: str, owner: str, checkpoint: dict, stage: str, progress: float,
-                        eta_seconds: float | None = None) -> None:
-        result = self.db[JOBS].update_one(
+                        eta_seconds: float | None = None) -> bool:
+        """Save the resume point; returns whether a cancel was requested (a commit boundary is where
+        a job learns of it, in whichever process holds it). Raises LeaseLost."""
+        job = self.db[JOBS].find_one_and_update(
             {"_id": job_id, "lease_owner": owner, "state": "running"},
             {"$set": {"checkpoint": checkpoint, "stage": stage, "progress": progress, "eta_seconds": eta_seconds,
-                      "updated_at": utcnow()}})
-        if result.matched_count == 0:
+                      "updated_at": utcnow()}},
+            projection={"cancel_requested": True})
+        if job is None:
             raise LeaseLost(job_id)
+        return bool(job.get("cancel_requested"))
 
     def set_job_stage(self, job_id: str, owner: str, stage: str) -> None:
         self.db[JOBS].update_one({"_id": job_id, "lease_owner": owner},
@@ -426,9 +445,13 @@ class MongoManager:
         self.db[JOBS].update_one({"_id": job_id, "lease_owner": owner}, {"$set": {"result": result}})
 
     def finish_job(self, job_id: str, owner: str, state: str, error: str | None = None) -> bool:
+        """End our job. A job asked to cancel never ends `done`: False, and the caller cancels it."""
         now = utcnow()
+        query = {"_id": job_id, "lease_owner": owner, "state": "running"}
+        if state == "done":
+            query["cancel_requested"] = {"$ne": True}
         result = self.db[JOBS].update_one(
-            {"_id": job_id, "lease_owner": owner, "state": "running"},
+            query,
             {"$set": {"state": state, "stage": state, "finished_at": now, "updated_at": now, "holding": False,
                       "lease_owner": None, "lease_expires": None, "last_error": error,
                       **({"progress": 100.0} if state == "done" else {})}})
@@ -455,6 +478,10 @@ class MongoManager:
                       "lease_owner": None, "lease_expires": None},
              "$inc": {"attempts": -1}})
         return result.matched_count == 1
+
+    def cancel_requested(self, job_id: str) -> bool:
+        job = self.db[JOBS].find_one({"_id": job_id}, {"cancel_requested": True})
+        return bool(job and job.get("cancel_requested"))
 
     def request_cancel(self, job_id: str) -> dict | None:
         return self.db[JOBS].find_one_and_update(
@@ -556,3 +583,32 @@ class MongoManager:
         """The docs Node creates before it calls processContent (the jobs page's try-it form)."""
         self.db[PROJECTS].insert_one(project)
         self.db[UPLOADS].insert_one(upload)
+
+    # -- the try-it form's records (ours: what it made, for [Jobs] try_it_retention_hours) ------------
+    def record_try_it(self, upload_id: ObjectId, project_id: ObjectId, folder: str | None) -> None:
+        """Written before the form saves or creates anything, so a try cut short is found too.
+        `folder`: the folder it saves the video in (relative to the content folder), None when it saved none."""
+        self.db[TRY_IT].insert_one({"_id": upload_id, "projectId": project_id, "folder": folder,
+                                    "createdAt": utcnow(), "claimedUntil": None})
+
+    def expired_try_its(self, cutoff: datetime, limit: int = 100) -> list[dict]:
+        return list(self.db[TRY_IT].find({"createdAt": {"$lt": cutoff}}).sort("createdAt", ASCENDING).limit(limit))
+
+    def claim_try_it(self, upload_id: ObjectId, lease_seconds: float) -> dict | None:
+        """One sweeper at a time removes a try (several worker processes sweep); a lease, so a
+        sweeper that dies mid-way leaves it to the next."""
+        now = utcnow()
+        return self.db[TRY_IT].find_one_and_update(
+            {"_id": upload_id, "$or": [{"claimedUntil": None}, {"claimedUntil": {"$lt": now}}]},
+            {"$set": {"claimedUntil": now + timedelta(seconds=lease_seconds)}}, return_document=ReturnDocument.AFTER)
+
+    def forget_try_it(self, upload_id: ObjectId, project_id: ObjectId) -> bool:
+        """The try's job (when ended), upload and project docs, then its record (last: a crash before
+        leaves it to the next sweep). A project that holds another upload (a person added one) stays.
+        Returns whether the project went."""
+        self.db[JOBS].delete_one({"_id": content_job_id(upload_id), "state": {"$in": list(FINAL_STATES)}})
+        self.db[UPLOADS].delete_one({"_id": upload_id})
+        others = self.db[UPLOADS].find_one({"projectId": either_form(project_id)}, {"_id": 1})
+        removed = others is None and self.db[PROJECTS].delete_one({"_id": project_id}).deleted_count == 1
+        self.db[TRY_IT].delete_one({"_id": upload_id})
+        return removed

@@ -190,6 +190,24 @@ def probe_video(path: Path | str, max_width: int, max_height: int, name: str | N
                          declared_duration=round(max(0.0, declared), 6), declared_frames=int(stream.frames or 0))
 
 
+def average_frame_rate(path: Path | str) -> float | None:
+    """The video stream's average frame rate as FFmpeg reports it (avg_frame_rate; r_frame_rate
+    when it gives none), read from the headers and the few packets FFmpeg probes: cheap enough
+    for a request, unlike `probe_video`, which reads every packet. The sampler works on the same
+    average (measured from the packets), so a variable-rate source is judged by its average.
+    None when the file is not a readable video: the worker's probe reports why."""
+    try:
+        with _open(path) as container:
+            if not container.streams.video or container.format.name.endswith("_pipe") \
+                    or container.format.name in _STILL_IMAGE_FORMATS:
+                return None
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            return float(rate) if rate and rate > 0 else None
+    except (MediaError, av.FFmpegError):
+        return None
+
+
 def legacy_next(picked: int, fps: float, rate: int) -> int:
     """The old service's next frame number after frame `picked` (0 before the first): 1-based
     numbers as OpenCV's CAP_PROP_POS_FRAMES after each read, `fps` its CAP_PROP_FPS. When
@@ -297,6 +315,7 @@ class DecodeStats:
     frames_seen: int = 0
     frames_decoded: int = 0          # of those, how many the decoder produced (the rest it skipped)
     refused: int = 0                 # packets the decoder rejected as corrupt (it goes on, as ffmpeg does)
+    refused_times: list = field(default_factory=list)  # their times in seconds, where they had one
     corrupt: int = 0                 # packets the demuxer flagged as damaged (a truncated last one)
     stopped_by: str | None = None    # the error that ended reading early (damage, truncation)
     first_time: float | None = None  # seconds, the first and last frame seen
@@ -344,7 +363,10 @@ def frame_loss(info: MediaInfo, stats: DecodeStats) -> FrameLoss | None:
         declared = (f"the {info.declared_duration:.2f} s the container declares" if by_duration >= by_count else
                     f"the {info.declared_frames} frames its header declares")
         reasons.append(f"the frames end at {covered:.2f} s of {declared}: {tail} frames at {info.nominal_fps:g} fps")
-    loss = FrameLoss(stats.frames_seen + stats.refused + tail, stats.frames_seen, "; ".join(reasons))
+    # A refused packet past the last frame seen is one of the tail's frames: count it once.
+    late = sum(1 for t in stats.refused_times if stats.last_time is not None and t > stats.last_time)
+    refused = stats.refused - late if tail else stats.refused
+    loss = FrameLoss(stats.frames_seen + refused + tail, stats.frames_seen, "; ".join(reasons))
     return loss if loss.lost > 0 else None
 
 
@@ -448,6 +470,8 @@ def _decoded(container, stream, skippable: set[int], skipped: list[int],
             frames = packet.decode()
         except av.FFmpegError as exc:
             stats.refused += 1
+            if packet.pts is not None:
+                stats.refused_times.append(float(packet.pts * packet.time_base))
             log.warning("the decoder refused a packet at %s: %s", packet.pts, exc.strerror or type(exc).__name__)
             continue
         yield from frames

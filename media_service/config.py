@@ -213,6 +213,18 @@ class Settings:
                                       doc="Callers in these networks may start a dataset build (POST "
                                           "/api/createDataSet) without a key, as the Node platform calls it; "
                                           "a wrong key is refused all the same. Nothing else is keyless.")
+    trusted_proxies: tuple = _option("App", "trusted_proxies", _networks, "",
+                                     doc="Proxies in front of the service (CIDR, comma-separated): when the direct "
+                                         "peer is one, the client address is the nearest X-Forwarded-For entry that "
+                                         "is not a trusted proxy. Empty: X-Forwarded-For is ignored.")
+    failed_key_limit: int = _option("App", "failed_key_limit", _int(0), "10",
+                                    doc="Wrong keys (API key, privacy key, jobs-page login) one client address may "
+                                        "send within failed_key_window_seconds; its further wrong keys answer 429 "
+                                        "with Retry-After. A right key is never refused. Counted in each process "
+                                        "(gunicorn's web workers count apart). 0: no limit.")
+    failed_key_window_seconds: float = _option("App", "failed_key_window_seconds", _float(1), "60",
+                                               doc="The sliding window of failed_key_limit, in seconds; a refused "
+                                                   "address is logged once a window.")
     cors_origins: tuple[str, ...] = _option("App", "cors_origins", _list, "",
                                             doc="Browser origins allowed to call the API from their pages "
                                                 "(https://platform.example.com,...); none by default (the old "
@@ -222,6 +234,10 @@ class Settings:
                                     "off in web workers.")
     jobs_session_hours: float = _option("App", "jobs_session_hours", _float(0.01), "12",
                                         doc="How long a jobs-page login lasts.")
+    ready_budget_seconds: float = _option("App", "ready_budget_seconds", _float(0.05), "0.8",
+                                          doc="GET /api/ready answers within this: its checks (database, storage) "
+                                              "run at once and one not answered by then counts as unavailable. "
+                                              "Keep it under the probe's timeout.")
     try_it: bool = _option("App", "try_it", _bool, "false",
                            doc="The jobs page's try-it form, which creates projects and uploads as Node would: trials "
                                "only, off in production.")
@@ -247,6 +263,11 @@ class Settings:
     sampling_mode: str = _option("Content", "sampling_mode", _choice("timestamp", "legacy"), "timestamp",
                                  doc="timestamp: sample k is the first frame at or after k / frame_rate; legacy: "
                                      "the frame numbers the old service picked (README, Migrating).")
+    max_image_frame_rate: int = _option("Content", "max_image_frame_rate", _int(1, 1000), "60",
+                                        doc="Highest frame_rate accepted for image folders (content_type 2), which "
+                                            "have no rate of their own: each image is a frame of a task video played "
+                                            "at frame_rate; above answers 400. (A video's limit is its own average "
+                                            "rate, rounded up.)")
     x264_preset: str = _option("Content", "x264_preset", _choice("ultrafast",
                                "superfast", "veryfast", "faster", "fast", "medium"), "veryfast",
                                doc="libx264 preset of task videos.")
@@ -286,6 +307,10 @@ class Settings:
                                                 doc="The warm start sends Node's request again for uploads left at "
                                                     "status 0 with no job (the service was down when Node called), "
                                                     "once they are this old: a newer one may still be on its way.")
+    try_it_retention_hours: float = _option("Jobs", "try_it_retention_hours", _float(0), "24",
+                                            doc="What the jobs page's try-it form made (the saved video, its project, "
+                                                "upload, tasks, frames and task videos) is removed this long after it "
+                                                "was made; 0 keeps it for ever.")
     worker_nice: int = _option("Jobs", "worker_nice", _int(0, 19), "10",
                                doc="Nice value of worker threads (Linux), so requests get the CPU first.")
     job_limits: tuple[tuple[str, int], ...] = _option("Jobs", "limits", _limits,

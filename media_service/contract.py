@@ -21,6 +21,7 @@ FRAMES = "AnnotationFrame"
 DATASET_VERSIONS = "AnnotationDatasetVersion"
 MASTER_DATA = "MasterData"
 JOBS = "ProcessingJob"  # ours: one document per unit of background work
+TRY_IT = "TryItUpload"  # ours: what the jobs page's try-it form made, kept for its retention
 
 
 # -- enums (numbers as stored) -----------------------------------------------------------------

@@ -72,6 +72,14 @@ class JobContext:
         if self.cancel.is_set():
             raise JobCancelled(self.job["_id"])
 
+    def stop_if_cancel_requested(self) -> None:
+        """A last look at the database before the job publishes its end (an upload's status 1, a
+        finished dataset): a cancel that came after the last commit stops it before Node sees it."""
+        self.check()
+        if self.mongo.cancel_requested(self.job["_id"]):
+            self.cancel.set()
+            raise JobCancelled(self.job["_id"])
+
     def at_commit_boundary(self) -> None:
         self.check()
         if self.stopping.is_set():
@@ -81,7 +89,8 @@ class JobContext:
         """Save the resume point and progress (0-100) with an ETA from this attempt's measured rate."""
         self._enter_stage(stage)
         self.eta_seconds = self._eta(progress)
-        self.mongo.save_checkpoint(self.job["_id"], self.owner, checkpoint, stage, progress, self.eta_seconds)
+        if self.mongo.save_checkpoint(self.job["_id"], self.owner, checkpoint, stage, progress, self.eta_seconds):
+            self.cancel.set()  # the next check() stops the job
         self.job["checkpoint"] = checkpoint
 
     def _eta(self, progress: float) -> float | None:
@@ -269,10 +278,7 @@ class WorkerPool:
             ctx.check()
             self._through_failovers(ctx, lambda: handler.run(ctx), resume=True)
         except JobCancelled:
-            metrics.count("jobs_ended", kind=job["kind"], outcome="cancelled")
-            handler.on_cancelled(job)
-            self.mongo.finish_job(job["_id"], owner, "cancelled", "cancelled on request")
-            log.info("job %s cancelled; its partial outputs were removed", job["_id"])
+            self._cancel(handler, ctx)
         except JobReleased:
             metrics.count("jobs_ended", kind=job["kind"], outcome="released")
             self.mongo.release_job(job["_id"], owner)
@@ -292,9 +298,22 @@ class WorkerPool:
             handler.on_failed(job, exc, final=False)
             self.mongo.retry_job_later(job["_id"], owner, error, delay)
         else:
-            metrics.count("jobs_ended", kind=job["kind"], outcome="done")
-            self._through_failovers(ctx, lambda: self.mongo.finish_job(job["_id"], owner, "done"))
-            log.info("job %s done", job["_id"])
+            if self._through_failovers(ctx, lambda: self.mongo.finish_job(job["_id"], owner, "done")):
+                metrics.count("jobs_ended", kind=job["kind"], outcome="done")
+                log.info("job %s done", job["_id"])
+            elif (self.mongo.get_job(job["_id"]) or {}).get("cancel_requested"):
+                # Asked to cancel after its last commit: the request was answered "stopping", so
+                # what the run made is removed as at any other point.
+                self._cancel(handler, ctx)
+            else:
+                metrics.count("jobs_ended", kind=job["kind"], outcome="lease_lost")
+                log.warning("job %s: finished, but another worker holds it now", job["_id"])
+
+    def _cancel(self, handler: JobHandler, ctx: JobContext) -> None:
+        metrics.count("jobs_ended", kind=ctx.job["kind"], outcome="cancelled")
+        handler.on_cancelled(ctx.job)
+        self.mongo.finish_job(ctx.job["_id"], ctx.owner, "cancelled", "cancelled on request")
+        log.info("job %s cancelled; its outputs were removed", ctx.job["_id"])
 
     def _through_failovers(self, ctx: JobContext, step, resume: bool = False):
         """Run `step` (the job, or the write that closes it) through a replica set's election.
@@ -314,16 +333,24 @@ class WorkerPool:
                 log.warning("job %s: the database is unavailable (%s); going on when a primary answers",
                             ctx.job["_id"], self.redact.text(str(exc)))
                 metrics.count("mongodb_errors", where="worker")
-            job = self._wait_for_primary(ctx)
+            job = self._wait_for_primary(ctx, ours=resume)
             if resume:
                 ctx.job["checkpoint"] = job.get("checkpoint") or {}
+            elif job is None:
+                return False  # the lease ran out while no primary answered: the job is not ours now
+            elif job.get("state") == "done":
+                return True  # the closing write went through; only its answer was lost
 
-    def _wait_for_primary(self, ctx: JobContext) -> dict:
-        """The job as the primary has it, once one answers; LeaseLost when it is no longer ours."""
+    def _wait_for_primary(self, ctx: JobContext, ours: bool = True) -> dict | None:
+        """The job as the primary has it, once one answers; with `ours`, LeaseLost when it is no
+        longer this worker's. Without `ours` (the closing write): None once the lease has run out."""
         while True:
-            ctx.check()
-            if self.stopping.is_set():
-                raise JobReleased(ctx.job["_id"])
+            if ours:
+                ctx.check()
+                if self.stopping.is_set():
+                    raise JobReleased(ctx.job["_id"])
+            elif ctx.lost.is_set():
+                return None
             self.stopping.wait(self.settings.poll_seconds)
             try:
                 job = self.mongo.get_job(ctx.job["_id"])
@@ -331,7 +358,7 @@ class WorkerPool:
                 if database_unavailable(exc):
                     continue
                 raise
-            if job is None or job.get("state") != "running" or job.get("lease_owner") != ctx.owner:
+            if ours and (job is None or job.get("state") != "running" or job.get("lease_owner") != ctx.owner):
                 raise LeaseLost(ctx.job["_id"])
             return job
 

@@ -9,6 +9,7 @@ from media_service import embedded_mongo, metrics
 from media_service.annotation.job import AnnotationJobHandler, annotator_factory
 from media_service.config import Settings, mongo_uri_for
 from media_service.content.job import ContentJobHandler
+from media_service.content.retention import TryItSweeper
 from media_service.datasets.job import DatasetJobHandler
 from media_service.embedded_mongo import EmbeddedMongo
 from media_service.jobs import WorkerPool
@@ -26,6 +27,7 @@ class Services:
     storage: object
     embedded: EmbeddedMongo | None = None
     pool: WorkerPool | None = None
+    sweeper: TryItSweeper | None = None  # the try-it form's retention, beside the worker pool
     extra_handlers: list = field(default_factory=list)
     redact: Redactor = field(init=False)  # secrets and server paths out of answers and stored errors
 
@@ -69,6 +71,9 @@ class Services:
     def start_workers(self, threads: int | None = None) -> WorkerPool:
         self.pool = WorkerPool(self.mongo, self.settings, self.handlers(), threads)
         self.pool.start()
+        if self.settings.try_it_retention_hours > 0:
+            self.sweeper = TryItSweeper(self.mongo, self.storage, self.settings)
+            self.sweeper.start()
         return self.pool
 
     def notify_workers(self) -> None:
@@ -76,6 +81,8 @@ class Services:
             self.pool.notify()
 
     def close(self, grace: float | None = None) -> None:
+        if self.sweeper:
+            self.sweeper.stop()
         if self.pool:
             self.pool.shutdown(grace)
         self.mongo.close()

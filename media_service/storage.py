@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 import threading
 from pathlib import Path
 from typing import Protocol
@@ -41,6 +42,7 @@ class Storage(Protocol):
     # can presign it as it is; the methods above take keys relative to the prefix.
     def document_key(self, key: str) -> str: ...
     def own_key(self, document_key: str) -> str: ...
+    def check(self, timeout: float) -> None: ...  # raises when the storage cannot be used (readiness)
 
 
 def _check_key(key: str) -> str:
@@ -62,6 +64,12 @@ class LocalStorage:
 
     def document_key(self, key: str) -> str:
         return _check_key(key)
+
+    def check(self, timeout: float) -> None:
+        """The folder can be written: a file made and removed (raises otherwise)."""
+        fd, name = tempfile.mkstemp(prefix=".ready-", dir=self.root)
+        os.close(fd)
+        os.unlink(name)
 
     def own_key(self, document_key: str) -> str:
         return document_key
@@ -126,7 +134,8 @@ class LocalStorage:
 
 class S3Storage:
     def __init__(self, bucket: str, prefix: str, *, endpoint_url: str | None, region: str,
-                 access_key_id: str | None, secret_access_key: str | None, attempts: int):
+                 access_key_id: str | None, secret_access_key: str | None, attempts: int,
+                 check_timeout: float = 0.8):
         import boto3
         from botocore.config import Config
 
@@ -140,6 +149,18 @@ class S3Storage:
                                    aws_access_key_id=access_key_id or None,
                                    aws_secret_access_key=secret_access_key or None, config=config)
         self.description = f"s3://{bucket}/{self.prefix}" + (f" at {endpoint_url}" if endpoint_url else "")
+        # Readiness asks the bucket with a client of its own: the working one waits and retries for
+        # long. Made here, since making a client takes longer than a readiness answer may.
+        self._probe = boto3.session.Session().client(
+            "s3", endpoint_url=endpoint_url or None, region_name=region, aws_access_key_id=access_key_id or None,
+            aws_secret_access_key=secret_access_key or None,
+            config=config.merge(Config(retries={"total_max_attempts": 1, "mode": "standard"},
+                                       connect_timeout=check_timeout, read_timeout=check_timeout)))
+
+    def check(self, timeout: float) -> None:
+        """The bucket answers (HEAD bucket), within the readiness budget and with no retry (raises
+        otherwise)."""
+        self._probe.head_bucket(Bucket=self.bucket)
 
     def _key(self, key: str) -> str:
         _check_key(key)
@@ -239,5 +260,6 @@ def open_storage(settings) -> Storage:
         bucket, _, prefix = url[5:].partition("/")
         return S3Storage(bucket, prefix, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region,
                          access_key_id=settings.s3_access_key_id,
-                         secret_access_key=settings.s3_secret_access_key, attempts=settings.s3_upload_attempts)
+                         secret_access_key=settings.s3_secret_access_key, attempts=settings.s3_upload_attempts,
+                         check_timeout=settings.ready_budget_seconds)
     return LocalStorage(Path(url).expanduser(), signer_for(settings))

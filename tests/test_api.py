@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
+from fractions import Fraction
 
 import pytest
 import requests
 from bson import ObjectId
 
 from tests.conftest import NODE_KEY
-from tests.helpers import fields_for, new_upload, post_node
-from tests.media import make_video
+from tests.helpers import fields_for, new_upload, post_node, wait_for_upload
+from tests.media import ffprobe_stream, make_video
 
 BAD_ID = "not-an-object-id"
 OID_TEXT = ("invalid ObjectId, it must be a 12-byte input or a 24-character hex string "
@@ -310,3 +312,112 @@ def test_the_old_privacy_servers_status_routes_answer_its_load_line(service):
         assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/plain")
         assert re.fullmatch(r"System load averages \(1m, 5m, 15m\): \d+\.\d\d%, \d+\.\d\d%, \d+\.\d\d%",
                             answer.text), answer.text
+
+
+# ---- frame_rate against the source's own rate (issue 21 item 7) ----------------------------------
+# A task video plays at frame_rate, one sampled frame each: a rate above the source's own would
+# declare frames that do not exist. The limit is the source's average rate as FFmpeg reports it
+# (ffprobe's avg_frame_rate), rounded up; image folders have [Content] max_image_frame_rate.
+
+def source_limit(path) -> int:
+    """The limit, read independently of the service: ffprobe's avg_frame_rate, rounded up."""
+    return math.ceil(Fraction(ffprobe_stream(path)["avg_frame_rate"]))
+
+
+def assert_refused(service, upload_id, response, limit):
+    assert response.status_code == 400, response.text
+    assert response.json()["INFO"] == {"highest frame_rate": limit}
+    assert "above" in response.json()["message"]
+    doc = upload_doc(service, upload_id)
+    assert doc["status"] == 2 and doc["errorMessage"]["error_code"] == 400
+    assert doc["errorMessage"]["message"] == response.json()["message"]
+    assert service.db.ProcessingJob.count_documents({}) == 0  # nothing queued
+    assert service.db.AnnotationTask.count_documents({}) == 0
+
+
+def test_a_video_at_its_own_frame_rate_is_cut_into_tasks(service):
+    clip = make_video(service.content / "uploads" / "own.mp4", 10, 25)
+    assert source_limit(clip) == 25
+    upload_id, project_id = new_upload(service.db, "./uploads/own.mp4", frame_rate=25)
+    response = post(service, fields_for(upload_id, project_id, "./uploads/own.mp4", frame_rate=25))
+    assert response.status_code == 202, response.text
+    assert wait_for_upload(service.db, upload_id)["status"] == 1
+    tasks = list(service.db.AnnotationTask.find({"uploadId": upload_id}))
+    assert tasks and all(task["frameRate"] == 25 for task in tasks)
+    assert sum(task["frameCount"] for task in tasks) == 10  # every frame, once
+
+
+@pytest.mark.parametrize("fps,rate", [(25, 26), (25, 999999999), (Fraction(30000, 1001), 31), (10, 11)])
+def test_a_rate_above_the_videos_own_is_refused_before_any_work(idle_service, fps, rate):
+    clip = make_video(idle_service.content / "uploads" / "fast.mp4", 10, fps)
+    limit = source_limit(clip)
+    assert rate > limit
+    upload_id, project_id = new_upload(idle_service.db, "./uploads/fast.mp4")
+    for kind in ("node", "json"):
+        response = post(idle_service, fields_for(upload_id, project_id, "./uploads/fast.mp4", frame_rate=rate), kind)
+        assert_refused(idle_service, upload_id, response, limit)
+
+
+@pytest.mark.parametrize("fps", [25, Fraction(30000, 1001), Fraction(24000, 1001)])
+def test_the_rate_rounded_up_is_accepted(idle_service, fps):
+    """29.97 fps takes 30 (every frame), as Node's users ask for a whole number."""
+    clip = make_video(idle_service.content / "uploads" / "ntsc.mp4", 10, fps)
+    upload_id, project_id = new_upload(idle_service.db, "./uploads/ntsc.mp4")
+    rate = source_limit(clip)
+    assert rate == math.ceil(fps)
+    response = post(idle_service, fields_for(upload_id, project_id, "./uploads/ntsc.mp4", frame_rate=rate))
+    assert response.status_code == 202, response.text
+    assert idle_service.db.ProcessingJob.find_one()["params"]["frame_rate"] == rate
+
+
+def test_a_variable_rate_video_is_judged_by_its_average(idle_service):
+    times = [0, 0.03, 0.05, 0.3, 0.31, 0.7, 0.71, 0.72, 1.5, 1.6, 1.61, 2.4, 2.45, 2.9]
+    clip = make_video(idle_service.content / "uploads" / "vfr.mp4", len(times), 25, times=times)
+    limit = source_limit(clip)
+    assert Fraction(ffprobe_stream(clip)["r_frame_rate"]) > limit  # the nominal rate would let far more through
+    upload_id, project_id = new_upload(idle_service.db, "./uploads/vfr.mp4")
+    above = post(idle_service, fields_for(upload_id, project_id, "./uploads/vfr.mp4", frame_rate=limit + 1))
+    assert_refused(idle_service, upload_id, above, limit)
+    idle_service.db.AnnotationContentUpload.update_one({"_id": upload_id}, {"$set": {"status": 0}})
+    at = post(idle_service, fields_for(upload_id, project_id, "./uploads/vfr.mp4", frame_rate=limit))
+    assert at.status_code == 202, at.text
+
+
+def test_an_unreadable_video_keeps_its_own_error(service):
+    """A file that cannot be probed is not judged by its rate: the worker's probe reports it."""
+    (service.content / "uploads").mkdir(parents=True, exist_ok=True)
+    (service.content / "uploads" / "junk.mp4").write_bytes(b"not a video" * 100)
+    upload_id, project_id = new_upload(service.db, "./uploads/junk.mp4")
+    response = post(service, fields_for(upload_id, project_id, "./uploads/junk.mp4", frame_rate=999999999))
+    assert response.status_code == 202, response.text
+    upload = wait_for_upload(service.db, upload_id)
+    assert upload["status"] == 2 and "cannot open junk.mp4 as a video" in upload["errorMessage"]["message"]
+
+
+def image_folder(service, name: str, count: int = 3):
+    import cv2
+    import numpy as np
+    folder = service.content / name
+    folder.mkdir(parents=True)
+    for number in range(1, count + 1):
+        cv2.imwrite(str(folder / f"{number}.png"), np.full((40, 60, 3), 40 * number, np.uint8))
+    return f"./{name}"
+
+
+@pytest.mark.parametrize("limit", [None, 10])
+def test_image_folders_take_rates_up_to_the_configured_limit(make_service, limit):
+    service = make_service(**({"CONTENT_MAX_IMAGE_FRAME_RATE": str(limit)} if limit else {}))
+    limit = limit or 60  # the default
+    assert service.settings.max_image_frame_rate == limit
+    refused_path = image_folder(service, "too-fast")
+    for rate in (limit + 1, 999999999):
+        upload_id, project_id = new_upload(service.db, refused_path, content_type=2)
+        response = post(service, fields_for(upload_id, project_id, refused_path, content_type=2, frame_rate=rate))
+        assert_refused(service, upload_id, response, limit)
+    path = image_folder(service, "at-the-limit")
+    upload_id, project_id = new_upload(service.db, path, content_type=2)
+    response = post(service, fields_for(upload_id, project_id, path, content_type=2, frame_rate=limit))
+    assert response.status_code == 202, response.text
+    assert wait_for_upload(service.db, upload_id)["status"] == 1
+    tasks = list(service.db.AnnotationTask.find({"uploadId": upload_id}))
+    assert [task["frameRate"] for task in tasks] == [limit] and tasks[0]["frameCount"] == 3

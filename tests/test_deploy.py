@@ -9,6 +9,7 @@ installed. Nothing is downloaded at run time.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import posixpath
@@ -184,7 +185,8 @@ def test_dockerignore_sends_only_what_the_image_runs():
     sent = {path for path in context if not excluded(path)}
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     needed = {f"{module}.py" for module in pyproject["tool"]["setuptools"]["py-modules"]}
-    needed |= {"gunicorn.conf.py", "config.cfg", "requirements.txt", "deploy/create_bucket.py"}
+    needed |= {"gunicorn.conf.py", "config.cfg", "requirements.txt", "deploy/create_bucket.py",
+               "deploy/opencv-python-shim/pyproject.toml"}
     needed |= {path for path in context if path.startswith("media_service/") and path.endswith(".py")}
     assert needed <= sent, sorted(needed - sent)
     for never in (".venv/bin/python", ".git/config", "data/api_key", "contents/uploads/x.mp4",
@@ -192,6 +194,42 @@ def test_dockerignore_sends_only_what_the_image_runs():
                   "media_service/__pycache__/config.cpython-313.pyc", "secrets.ini", ".env", "bench/README.md"):
         assert excluded(never), f"{never} would reach the build context"
     assert not {path for path in sent if "__pycache__" in path or path.startswith(("tests/", "bench/"))}
+
+
+# ---- the installed packages: one OpenCV wheel -----------------------------------------------
+
+def _pin(name: str) -> str:
+    pins = [match.group(1) for line in (ROOT / "requirements.txt").read_text().splitlines()
+            if (match := re.match(rf"{re.escape(name)}==(\S+)", line))]
+    assert len(pins) == 1, f"{name} is pinned {len(pins)} times in requirements.txt"
+    return pins[0]
+
+
+def _owns_cv2(dist: importlib.metadata.Distribution) -> bool:
+    return any(path.parts[0] == "cv2" for path in dist.files or [])
+
+
+def test_pip_check_is_clean():
+    result = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_exactly_one_opencv_wheel_provides_cv2():
+    """opencv-python and opencv-python-headless both write cv2/: with both installed, whichever came
+    last wins and removing either breaks the other. Only the headless wheel may own cv2/; the
+    opencv-python installed is the project's stand-in (deploy/opencv-python-shim), which has no files."""
+    dists = {dist.metadata["Name"].lower(): dist for dist in importlib.metadata.distributions()}
+    owners = sorted(name for name, dist in dists.items() if _owns_cv2(dist))
+    assert owners == ["opencv-python-headless"], owners
+    opencv = sorted(name for name in dists if name.startswith("opencv"))
+    assert opencv == ["opencv-python", "opencv-python-headless"], opencv
+    assert dists["opencv-python"].version.endswith("+headless"), "the real opencv-python wheel, not the stand-in"
+    import cv2
+    pinned = _pin("opencv-python-headless")
+    assert dists["opencv-python-headless"].version == pinned
+    assert cv2.version.opencv_version == pinned and cv2.__version__ == pinned.rsplit(".", 1)[0]
+    assert cv2.version.headless, "cv2/ holds a GUI build's files"
+    assert hasattr(cv2.dnn, "readNetFromDarknet"), "customer YOLO models need OpenCV 4.x's Darknet reader"
 
 
 # ---- docker-compose.yml ---------------------------------------------------------------------

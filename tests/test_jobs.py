@@ -13,6 +13,7 @@ import pytest
 from bson import ObjectId
 
 from tests.conftest import ROOT, service_env
+from tests.held_worker import HeldWorker
 from tests.helpers import fields_for, free_port, post_node, wait_for_upload, wait_until_ready
 from tests.media import decode_frames, make_video, read_number
 from tests.s3_server import BUCKET, S3_PORT, HoldingProxy, s3_objects
@@ -134,20 +135,27 @@ def test_kill_9_then_restart_ends_like_an_uninterrupted_run(make_service, mongo_
 def test_sigterm_stops_at_a_commit_and_releases_the_job(make_service, mongo_uri, tmp_path, reference):
     upload_id, _, expected = reference
     api, env = crash_setup(make_service, mongo_uri, tmp_path, reference, JOBS_SHUTDOWN_GRACE_SECONDS="20")
-    worker = start_worker(env, tmp_path / "worker1.log")
     job_id = f"content:{upload_id}"
-    wait_for_job(api.db, job_id, lambda job: job.get("checkpoint", {}).get("next_task", 0) >= 2)
-    worker.send_signal(signal.SIGTERM)
-    assert worker.wait(30) == 0
+    worker = HeldWorker(env, tmp_path / "hold", at=3)  # held with 2 tasks committed, the 3rd checkpoint not saved
+    try:
+        worker.wait_held(api.db, job_id)
+        worker.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 60  # the worker has seen the signal before the job goes on
+        while "stopping: running jobs stop at their next commit" not in worker.log.read_text():
+            assert time.monotonic() < deadline, worker.log.read_text()[-2000:]
+            time.sleep(0.02)
+        worker.release()
+        assert worker.process.wait(60) == 0
+    finally:
+        worker.stop()
     job = api.db.ProcessingJob.find_one({"_id": job_id})
-    # Handed back at once for another worker: not failed, no attempt spent, no lease held.
+    # Handed back at that commit for another worker: not failed, no attempt spent, no lease held.
     assert job["state"] == "queued" and job["stage"] == "released"
     assert job["attempts"] == 0 and job["lease_owner"] is None
-    committed = job["checkpoint"]["next_task"]
-    assert 2 <= committed < 17
-    assert api.db.AnnotationTask.count_documents({"uploadId": upload_id}) == committed
+    assert job["checkpoint"]["next_task"] == 2
+    assert api.db.AnnotationTask.count_documents({"uploadId": upload_id}) == 2
     assert not list((tmp_path / "tasks").rglob("*.mp4"))  # the unfinished task's scratch is gone
-    assert "handed back for shutdown" in (tmp_path / "worker1.log").read_text()
+    assert "handed back for shutdown" in worker.log.read_text()
     finish_with_second_worker(api, env, tmp_path, upload_id, expected, attempts=1)
 
 

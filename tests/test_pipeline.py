@@ -96,7 +96,7 @@ def check_tasks(service, upload, tasks, expected_frames: list[int], rate: int, s
 @pytest.mark.parametrize("name,fps,frames,rate", [
     ("ntsc-film.mp4", Fraction(24000, 1001), 75, 5),
     ("ntsc-video.mp4", Fraction(30000, 1001), 70, 7),
-    ("above-source.mp4", 10, 25, 30),
+    ("at-source.mp4", 10, 25, 10),  # every frame; a rate above the source's is refused (test_api.py)
 ])
 def test_constant_frame_rates(service, tmp_path, name, fps, frames, rate):
     clip = make_video(tmp_path / name, frames, fps)

@@ -91,6 +91,7 @@ class AnnotationJobHandler:
                 ctx.at_commit_boundary()
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+        ctx.stop_if_cancel_requested()
         self.mongo.mark_upload_succeeded(params.upload_id, len(tasks), {
             "request_annotation_version": params.auto_anno_version, "annotatedTasks": checkpoint["annotated"],
             "skippedTasks": checkpoint["skipped"], **annotator.summary()})

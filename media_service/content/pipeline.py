@@ -94,6 +94,7 @@ class ContentPipeline:
         task_count = checkpoint["next_task"]
         if task_count == 0:
             raise vp.MediaError("no_frames", f"{source.name}: no frames could be sampled")
+        ctx.stop_if_cancel_requested()
         self.mongo.mark_upload_succeeded(upload_id, task_count, extra)
         self._maybe_delete_source(content, source)
         log.info("upload done: %d tasks, %d frames", task_count, checkpoint["frames_done"])

@@ -151,9 +151,10 @@ class DatasetBuilder:
 
     # -- the whole version ---------------------------------------------------------------------
     def build(self, version_id: ObjectId, check: Callable[[], None] = lambda: None,
-              progress: Callable[[float, str], None] = lambda fraction, stage: None) -> BuildResult:
+              progress: Callable[[float, str], None] = lambda fraction, stage: None,
+              before_finish: Callable[[], None] = lambda: None) -> BuildResult:
         """Build (or finish building) the version. `check` is called often (cancel, lease);
-        `progress(0..1, stage)` as the build goes."""
+        `progress(0..1, stage)` as the build goes; `before_finish` just before it is marked complete."""
         version = self.mongo.get_dataset_version(version_id)
         if version is None:
             raise DatasetError("unknown_version", f"no dataset version {version_id}")
@@ -199,6 +200,7 @@ class DatasetBuilder:
         finished = version["taskStatus"]["tasks"]
         result.images = sum(entry.get("imageCount", 0) for entry in finished)
         result.size = sum(entry.get("imageDataSize", 0) for entry in finished)
+        before_finish()
         self.mongo.finish_dataset(version_id, {
             "imageCount": result.images, "size": result.size,
             "exportFormats.YOLO.fileCount": result.exports["fileCount"],

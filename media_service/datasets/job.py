@@ -39,7 +39,8 @@ class DatasetJobHandler:
                 ctx.checkpoint({}, stage, round(min(fraction, 0.99) * 100, 1))
                 self.mongo.set_dataset_progress(version_id, min(fraction, 0.99) * 100)
 
-        result = self.builder.build(version_id, check=ctx.check, progress=progress)
+        result = self.builder.build(version_id, check=ctx.check, progress=progress,
+                                    before_finish=ctx.stop_if_cancel_requested)
         ctx.report({"already_complete": result.already_complete, "tasks": result.tasks,
                     "tasks_built": result.tasks_built, "images": result.images, "size": result.size,
                     "dropped_boxes": result.dropped_boxes, "objects_written": result.writes})

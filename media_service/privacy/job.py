@@ -65,7 +65,8 @@ class PrivacyJobHandler:
             ctx.checkpoint({}, "blurring", round(fraction * 100, 1))
 
         counts = self._pipeline().run(Path(params.source), params.outputs, progress=progress, check=ctx.check,
-                                      input_root=input_root, output_root=output_root)
+                                      input_root=input_root, output_root=output_root,
+                                      before_publish=ctx.stop_if_cancel_requested)
         ctx.report(counts)
 
     def permanent_error(self, exc: Exception) -> PermanentError | None:
@@ -77,17 +78,21 @@ class PrivacyJobHandler:
             return PermanentError("detector_misconfigured", str(exc))
         return None  # DetectorUnavailable and the rest: retried with backoff
 
-    def _remove_partial(self, job: dict) -> None:
+    def _remove(self, job: dict, finished_too: bool = False) -> None:
         outputs = PrivacyJobParams.from_doc(job["params"]).outputs
+        names = [outputs.temp.name, outputs.log_temp.name]
+        if finished_too:
+            names += [outputs.final.name, outputs.log_final.name]
         try:
             with ConfinedDir(roots(self.settings)[1], outputs.final.parent, create=False) as folder:
-                for name in (outputs.temp.name, outputs.log_temp.name):
+                for name in names:
                     folder.unlink(name)
         except PathRefused:  # the folder is gone or was swapped: nothing of ours to remove there
             pass
 
     def on_failed(self, job: dict, error: Exception, final: bool) -> None:
-        self._remove_partial(job)
+        self._remove(job)
 
     def on_cancelled(self, job: dict) -> None:
-        self._remove_partial(job)
+        # A cancel that came after the output was renamed (the job's last step) removes it too.
+        self._remove(job, finished_too=True)

@@ -110,9 +110,10 @@ class PrivacyPipeline:
         self.max_width, self.max_height = max_width, max_height
 
     def run(self, source: Path, outputs: PrivacyOutputs, progress=lambda fraction: None, check=lambda: None,
-            input_root: Path | None = None, output_root: Path | None = None) -> dict:
+            input_root: Path | None = None, output_root: Path | None = None, before_publish=lambda: None) -> dict:
         """Hide every face of `source` (inside `input_root`) into `outputs` (inside `output_root`);
-        the roots default to the files' own folders. Returns counts for the job's status."""
+        the roots default to the files' own folders; `before_publish` runs just before the outputs
+        get their final names. Returns counts for the job's status."""
         with (ConfinedFile(input_root or source.parent, source) as opened,
               ConfinedDir(output_root or outputs.final.parent, outputs.final.parent) as folder):
             info = vp.probe_video(opened.path, self.max_width, self.max_height, name=opened.name)
@@ -122,6 +123,7 @@ class PrivacyPipeline:
             try:
                 frames = self._process(opened, info, fd_path(video_fd), outputs.final.suffix, regions_log,
                                        progress, check)
+                before_publish()
                 regions_log.close(frames)
             except BaseException:
                 regions_log.abort()

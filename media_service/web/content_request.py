@@ -6,6 +6,7 @@ except through the `applied_version` callback.
 """
 from __future__ import annotations
 
+import math
 import re
 import stat
 from dataclasses import dataclass, field
@@ -192,4 +193,34 @@ def check_source(request: ContentRequest, content: ContentRoot, video_exts: tupl
     elif not (stat.S_ISDIR(mode) or (stat.S_ISREG(mode) and source.suffix.lower() == ".zip")):
         return Rejection(415, {"message": "for content_type 2 (images) content_path must be a folder or a .zip "
                                           f"of images ({', '.join(image_exts)})"}, request.upload_id)
+    return None
+
+
+def frame_rate_limit(source_fps: float) -> int:
+    """The highest whole frame_rate a source of `source_fps` takes: its rate rounded up (29.97 fps
+    takes 30), less a hair of float noise (25.0000001 takes 25)."""
+    return max(1, math.ceil(source_fps - 1e-3))
+
+
+def check_frame_rate(request: ContentRequest, source_fps: float | None, image_limit: int) -> Rejection | None:
+    """A task video plays at frame_rate, one sampled frame each: a rate above the source's own would
+    declare frames that do not exist (every frame kept, played faster). Videos: their average rate
+    as FFmpeg reports it (`source_fps`; None when it could not be read: the worker's probe reports
+    that file's problem). Image folders have no rate: `[Content] max_image_frame_rate`. Request
+    type 2 cuts nothing, so its rate is never used."""
+    if request.request_type == RequestType.ANNOTATIONS_ONLY:
+        return None
+    if request.content_type == ContentType.IMAGES:
+        if request.frame_rate > image_limit:
+            return Rejection(400, {"message": f"frame_rate {request.frame_rate} is above {image_limit}, the highest "
+                                              "accepted for image folders (content_type 2)",
+                                   "INFO": {"highest frame_rate": image_limit}}, request.upload_id)
+        return None
+    if source_fps is None:
+        return None
+    limit = frame_rate_limit(source_fps)
+    if request.frame_rate > limit:
+        return Rejection(400, {"message": f"frame_rate {request.frame_rate} is above the video's own frame rate "
+                                          f"({source_fps:.6g} fps): send at most {limit}",
+                               "INFO": {"highest frame_rate": limit}}, request.upload_id)
     return None

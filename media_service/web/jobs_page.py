@@ -49,7 +49,8 @@ from media_service.contract import (
 from media_service.logging_setup import job_context
 from media_service.paths import ConfinedDir, PathRefused, resolve_inside
 from media_service.storage import LocalStorage
-from media_service.web.auth import key_matches
+from media_service.web import limits
+from media_service.web.auth import count_wrong_key, key_matches
 from media_service.web.content_request import parse_object_id
 from media_service.web.platform import process_content_fields, services
 from media_service.web.stored_objects import serve_local_object
@@ -129,7 +130,10 @@ def _authenticated() -> str | None:
     settings = services().settings
     given = request.headers.get("X-API-Key")
     if given:
-        return "header" if key_matches(given, settings.api_keys) else None
+        if key_matches(given, settings.api_keys):
+            return "header"
+        count_wrong_key()  # 429 once this client has sent too many
+        return None
     token = request.cookies.get(SESSION_COOKIE)
     if token and session_valid(token, settings.api_keys, settings.jobs_session_hours):
         return "cookie"
@@ -145,6 +149,8 @@ def require_key():
         if not settings.try_it:
             return _error(404, "the try-it form is off ([App] try_it)")
         request.max_content_length = settings.try_it_max_bytes
+        if request.mimetype == "multipart/form-data":  # files are spooled to disk; other bodies stay small
+            limits.allow(request.environ, settings.try_it_max_bytes)
     how = _authenticated()
     if how is None:
         if request.endpoint in _HTML:
@@ -197,6 +203,8 @@ def login():
     key = _matching_key(request.form.get("key", ""), settings.api_keys)
     if key is None:
         log.warning("jobs page: a login with a wrong key from %s", request.remote_addr)
+        if request.form.get("key"):
+            count_wrong_key()  # 429 once this client has sent too many
         return _login_page(401, "That is not the service's key.")
     response = redirect(url_for("jobs_page.page"), 303)
     response.set_cookie(SESSION_COOKIE, issue_session(key, settings.jobs_session_hours),
@@ -522,6 +530,12 @@ def _restart_database_deadline() -> None:
         g.database_deadline.__enter__()
 
 
+def _mark_try_it(upload_id: ObjectId, project_id: ObjectId, folder: str | None) -> None:
+    """Record the try, so `[Jobs] try_it_retention_hours` removes what it makes (content/retention.py)."""
+    _restart_database_deadline()  # reading the video's body may have taken the request's
+    services().mongo.record_try_it(upload_id, project_id, folder)
+
+
 @bp.post("/jobs/try")
 def try_it():
     """POST /jobs/try (key; with the cookie also the CSRF token; only with `[App] try_it`, else 404):
@@ -532,7 +546,8 @@ def try_it():
     validation and queueing with the fields Node would send. Answers processContent's status and body
     (202 once queued; 4xx with its message, recorded on the upload doc) plus job_id, project_id,
     upload_id, content_path, job_url and tasks_url. 400 for a missing or bad frame rate or source,
-    415 for an extension not in `[Content] allowed_extensions`."""
+    415 for an extension not in `[Content] allowed_extensions`. Everything a try makes is removed
+    after `[Jobs] try_it_retention_hours` (content/retention.py; a file named by content_path stays)."""
     svc = services()
     settings = svc.settings
     frame_rate = (request.form.get("frame_rate") or "").strip()
@@ -549,8 +564,10 @@ def try_it():
         if ext not in settings.allowed_extensions:
             return _error(415, f"file extension '.{ext}' is not allowed; allowed: "
                                f"{', '.join(settings.allowed_extensions)}")
+        folder = root / "uploads" / str(project_id)
+        _mark_try_it(upload_id, project_id, folder.relative_to(root).as_posix())  # before anything is saved
         try:
-            source = _save_upload(video, root, root / "uploads" / str(project_id), ext, settings.try_it_max_bytes)
+            source = _save_upload(video, root, folder, ext, settings.try_it_max_bytes)
         except PathRefused as exc:
             return _error(400, f"the upload cannot be saved in the content folder: {svc.redact.text(str(exc))}")
         original = video.filename
@@ -562,6 +579,7 @@ def try_it():
         if source is None:
             return _error(400, "content_path must name a file inside the content folder ([Folders] content_base)")
         original = source.name
+        _mark_try_it(upload_id, project_id, None)  # it saved no file: the retention deletes none
     _restart_database_deadline()
     content_path = _node_content_path(source)
     now = mongo_manager.utcnow()

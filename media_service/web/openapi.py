@@ -84,7 +84,9 @@ def openapi_json():
 
 @bp.get("/openapi.yaml")
 def openapi_yaml():
-    return Response(yaml.safe_dump(_spec(), sort_keys=False, allow_unicode=True), mimetype="application/yaml")
+    # The charset said: without it a client guesses, and the description has non-ASCII text ("§").
+    return Response(yaml.safe_dump(_spec(), sort_keys=False, allow_unicode=True),
+                    content_type="application/yaml; charset=utf-8")
 
 
 _PAGE = """<!doctype html>

@@ -9,12 +9,14 @@ from html import escape
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import BadRequest
 
+import video_processor as vp
 from media_service.contract import (
     ACTIVE_STATES,
     ALREADY_HAS_TASKS_CODE,
     ANNOTATION_KIND,
     CONTENT_KIND,
     ContentJobParams,
+    ContentType,
     RequestType,
     content_job_id,
     video_hold,
@@ -22,17 +24,19 @@ from media_service.contract import (
 )
 from media_service.detectors.factory import problem as detector_problem
 from media_service.logging_setup import job_context
-from media_service.web.auth import key_matches
+from media_service.web.auth import count_wrong_key, key_matches
 from media_service.web.content_request import (
     AUTH_ERROR,
     AUTO_ANNO_INFO,
     OBJECT_ID_HELP,
     ContentRequest,
     Rejection,
+    check_frame_rate,
     check_source,
     parse_object_id,
     validate_fields,
 )
+from media_service.web.readiness import run_checks
 from mongo_manager import VideoBusy
 
 log = logging.getLogger(__name__)
@@ -96,6 +100,8 @@ def process_content_fields(fields: dict[str, str]):
     called by the jobs page's try-it form (web/jobs_page.py) with the fields Node would send."""
     svc = services()
     result = validate_fields(fields, svc.settings.api_keys, svc.mongo.max_auto_annotation_version)
+    if isinstance(result, Rejection) and result.body is AUTH_ERROR and fields.get("auth_key"):
+        count_wrong_key()  # a key sent and wrong: 429 once this client has sent too many
     if isinstance(result, Rejection):
         label = f"upload={result.upload_id}" if result.upload_id else "upload=?"
         with job_context(label):
@@ -111,7 +117,7 @@ def process_content_fields(fields: dict[str, str]):
         problem = (_check_project(result, upload)
                    or check_source(result, svc.settings.content_root(), svc.settings.allowed_extensions,
                                    svc.settings.image_extensions))
-        problem = problem or _check_annotation(result)
+        problem = problem or _check_frame_rate(result) or _check_annotation(result)
         if problem:
             return _reject(problem)
         if (result.request_type != RequestType.ANNOTATIONS_ONLY and not result.force_write
@@ -142,6 +148,14 @@ def _check_project(request: ContentRequest, upload: dict) -> Rejection | None:
     if services().mongo.get_project(request.project_id) is None:
         return Rejection(404, {"message": f"project {request.project_id} not found"}, request.upload_id)
     return None
+
+
+def _check_frame_rate(request: ContentRequest) -> Rejection | None:
+    """No rate above the source's own, checked before anything is queued: a video's headers are
+    read (milliseconds; not the worker's full probe), an image folder has a configured limit."""
+    reads_video = request.content_type == ContentType.VIDEO and request.request_type != RequestType.ANNOTATIONS_ONLY
+    source_fps = vp.average_frame_rate(request.source) if reads_video else None
+    return check_frame_rate(request, source_fps, services().settings.max_image_frame_rate)
 
 
 def _check_annotation(request: ContentRequest) -> Rejection | None:
@@ -202,6 +216,8 @@ def _authorised_id(fields, name: str, keyless: bool = False):
         log.info("%s without a key from %s, a trusted network", request.path, request.remote_addr)
         return object_id, None
     if not (key and key_matches(key, services().settings.api_keys)):
+        if key:
+            count_wrong_key()  # a key sent and wrong: 429 once this client has sent too many
         return None, (jsonify(AUTH_ERROR), 401)
     return object_id, None
 
@@ -246,10 +262,16 @@ def cancel_content():
     with job_context(f"upload={upload_id}"):
         job = services().mongo.request_cancel(content_job_id(upload_id))
         if job is None:
-            return jsonify({"message": "no queued or running job for this upload"}), 404
+            ended = services().mongo.get_job(content_job_id(upload_id))
+            if ended is None:
+                return jsonify({"message": "no job for this upload"}), 404
+            return jsonify({**_job_state(ended), "message": f"the job has already ended ({ended['state']}); "
+                                                           "nothing to cancel"}), 409
         log.info("cancel requested")
         services().notify_workers()
-        return jsonify({**_job_state(job), "message": "cancel requested"}), 202
+        # 202: stopping. Whichever worker holds the job stops at its next frame or commit, even
+        # after its last one, and removes what it made; the upload then reads status 2, error 499.
+        return jsonify({**_job_state(job), "message": "cancel requested; the job is stopping"}), 202
 
 
 @bp.post("/createDataSet")
@@ -295,19 +317,20 @@ def health():
 
 @bp.get("/ready")
 def ready():
-    """200 when this process can do its work: MongoDB answers, and every worker thread it was
-    configured with is alive (a process without workers, a gunicorn web worker, checks the database)."""
+    """200 when this process can do its work: MongoDB answers, the storage can be written (local
+    folder) or its bucket reached (S3), and every worker thread it was configured with is alive (a
+    process without workers, a gunicorn web worker, has no "workers" check). Answered within
+    `[App] ready_budget_seconds`; each part on its own key of "checks"."""
     svc = services()
-    state = {"mongodb": "ok", "storage": svc.storage.description if svc.storage else None}
-    try:
-        svc.mongo.ping()
-    except Exception as exc:
-        log.warning("readiness check failed: %s", svc.redact.text(str(exc)))
-        state["mongodb"] = "unreachable"
-    if svc.pool is not None:
-        state["workers"] = f"{svc.pool.alive()} of {svc.pool.size} alive"
-    ok = state["mongodb"] == "ok" and (svc.pool is None or svc.pool.alive() == svc.pool.size)
-    return jsonify({"status": "ready" if ok else "unavailable", **state}), 200 if ok else 503
+    budget = svc.settings.ready_budget_seconds
+    checks = run_checks(svc, budget)
+    ok = all(check["state"] == "ok" for check in checks.values())
+    state = {"mongodb": "ok" if checks["database"]["state"] == "ok" else "unreachable",
+             "storage": svc.storage.description if svc.storage else None}
+    if "workers" in checks:
+        state["workers"] = checks["workers"]["detail"]
+    return jsonify({"status": "ready" if ok else "unavailable", **state, "checks": checks,
+                    "budget_seconds": budget}), 200 if ok else 503
 
 
 _FORM = """<!doctype html><html><head><meta charset="utf-8"><title>processContent</title>

@@ -16,7 +16,8 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from media_service.contract import ACTIVE_STATES, PRIVACY_KIND, PrivacyJobParams, privacy_job_id
 from media_service.logging_setup import job_context
 from media_service.paths import PathRefused, check_lengths, resolve_inside
-from media_service.web.auth import key_matches
+from media_service.web import deadlines
+from media_service.web.auth import count_wrong_key, key_matches
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ def require_key():
         given = request.headers["Authorization"][7:]
     if given and key_matches(given, settings.privacy_api_keys):
         return None
+    if given:
+        count_wrong_key()  # 429 once this client has sent too many
     return _text("Error: unauthorized", 401)
 
 
@@ -140,16 +143,20 @@ def process_status():
 
 
 @bp.post("/cancel_process")
+@deadlines.per_call  # it waits up to CANCEL_WAIT_SECONDS: far longer than one request's database budget
 def cancel_process():
     svc = _services()
     name = _relative_name(_file_name())
-    job = svc.mongo.request_cancel(privacy_job_id(name)) if name else None
+    with deadlines.call_deadline():
+        job = svc.mongo.request_cancel(privacy_job_id(name)) if name else None
     if job is None:
         return _text(NOT_RUNNING, 404)
     svc.notify_workers()
-    deadline = time.monotonic() + CANCEL_WAIT_SECONDS
-    while time.monotonic() < deadline:  # answer once the work has stopped and its outputs are gone
-        if svc.mongo.get_job(privacy_job_id(name))["state"] not in ACTIVE_STATES:
+    wait_until = time.monotonic() + CANCEL_WAIT_SECONDS
+    while time.monotonic() < wait_until:  # answer once the work has stopped and its outputs are gone
+        with deadlines.call_deadline():
+            state = svc.mongo.get_job(privacy_job_id(name))["state"]
+        if state not in ACTIVE_STATES:
             return _text("Success", 200)
         time.sleep(0.1)
     return _text("Success: cancelling", 202)

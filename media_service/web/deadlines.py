@@ -1,0 +1,27 @@
+"""Database deadlines that fit the route.
+
+Most routes make a few quick database calls: together they get `[MongoDB] timeout_seconds`
+(app.py starts that deadline before each request), so a down or hung server answers 503 at once.
+A route that waits for something (a job to stop) must not spend that budget on the wait: it is
+marked `per_call`, and each of its calls gets the budget on its own inside `call_deadline()`.
+"""
+from __future__ import annotations
+
+from flask import current_app
+
+import mongo_manager
+
+
+def per_call(view):
+    """Mark a view whose database calls each get their own deadline (app.py skips the request's)."""
+    view.own_database_deadlines = True
+    return view
+
+
+def wants_own_deadlines(view) -> bool:
+    return bool(getattr(view, "own_database_deadlines", False))
+
+
+def call_deadline():
+    """The deadline of one database call: `[MongoDB] timeout_seconds`."""
+    return mongo_manager.deadline(current_app.extensions["media"].settings.mongo_timeout_seconds)
