@@ -337,6 +337,8 @@ def test_four_jobs_in_two_workers_end_as_an_uninterrupted_run_through_an_electio
         time.sleep(0.5)
     finally:
         readiness.done.set()
+        if readiness.is_alive():
+            readiness.join(30)  # its last question answered before the service stops
         service.__exit__(None, None, None)
     assert got == reference
     # A 503 only from the fault until the new primary was known (plus the client's discovery of it).
