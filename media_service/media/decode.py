@@ -1,0 +1,248 @@
+"""One decode pass: every frame numbered and timed as the ffmpeg CLI does, the kept ones yielded."""
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+
+from media_service.media import MediaError, open_input
+from media_service.media.probe import MediaInfo
+from media_service.media.sampling import ResumePoint, Sampler, frames_to_skip
+
+log = logging.getLogger("video_processor")  # the door's name: log lines read as they did before the split
+
+
+@dataclass
+class SampledFrame:
+    number: int           # 1-based source frame number
+    time: float           # seconds from the first frame
+    pts: int
+    frame: av.VideoFrame
+
+
+# Frames a decoder gives are in display order, but where the container stores no presentation
+# times (AVI, packed B-frames) their stamps can come in decode order: this many frames are held
+# back so the stamps can be sorted back into display order.
+REORDER_WINDOW = 6
+
+
+def display_times(frames: Iterator[av.VideoFrame], step: Fraction,
+                  window: int = REORDER_WINDOW) -> Iterator[tuple[av.VideoFrame, int | Fraction]]:
+    """Each frame with its display time in the stream's time base: the smallest stamp (pts, else
+    the packet's dts) among the frames held, so stamps attached in decode order are put back in
+    display order; a frame with no stamp follows the newest by one frame interval (`step`).
+    With `window` 0 the frames' own stamps are used as they come."""
+    held: deque = deque()
+    stamps: list = []  # a heap
+    newest = None
+    for frame in frames:
+        stamp = frame.pts if frame.pts is not None else frame.dts
+        if stamp is None:
+            stamp = newest + step if newest is not None else 0
+        newest = stamp if newest is None else max(newest, stamp)
+        held.append(frame)
+        heapq.heappush(stamps, stamp)
+        if len(held) > window:
+            yield held.popleft(), heapq.heappop(stamps)
+    while held:
+        yield held.popleft(), heapq.heappop(stamps)
+
+
+@dataclass
+class DecodeStats:
+    """How a decode pass ended, to measure it against what the file holds: every frame seen
+    (decoded, or skipped on purpose because nothing needed it), the packets the decoder refused,
+    the error that ended reading, and the span of time the frames covered."""
+    frames_seen: int = 0
+    frames_decoded: int = 0          # of those, how many the decoder produced (the rest it skipped)
+    refused: int = 0                 # packets the decoder rejected as corrupt (it goes on, as ffmpeg does)
+    refused_times: list = field(default_factory=list)  # their times in seconds, where they had one
+    corrupt: int = 0                 # packets the demuxer flagged as damaged (a truncated last one)
+    stopped_by: str | None = None    # the error that ended reading early (damage, truncation)
+    first_time: float | None = None  # seconds, the first and last frame seen
+    last_time: float | None = None
+
+    def saw(self, seconds: float) -> None:
+        self.first_time = seconds if self.first_time is None else min(self.first_time, seconds)
+        self.last_time = seconds if self.last_time is None else max(self.last_time, seconds)
+
+
+@dataclass(frozen=True)
+class FrameLoss:
+    expected: int
+    seen: int
+    how: str              # how `expected` was worked out, for the message
+
+    @property
+    def lost(self) -> int:
+        return self.expected - self.seen
+
+
+def frame_loss(info: MediaInfo, stats: DecodeStats) -> FrameLoss | None:
+    """Frames the file holds that the decode did not give, or None. What a full decode yields is
+    the measure: AVI null chunks, packed B-frames, edit lists and wrong header counts lose nothing.
+    Damage is what FFmpeg reports (a reading error, packets the demuxer flags as corrupt or the
+    decoder refuses) or frames that end well short of the stream's declared duration (Matroska
+    stops silently at garbage). Once damage is certain, the frames missing at the end are sized by
+    the declared duration, or by the header's frame count at the nominal rate if that says more."""
+    interval = 1.0 / (info.nominal_fps or 25.0)
+    covered = (stats.last_time - stats.first_time + interval) if stats.first_time is not None else 0.0
+    tolerance = max(1, round(info.declared_duration / interval) // 100)  # rounding in headers, not damage
+    by_duration = max(0, round((info.declared_duration - covered) / interval)) if info.declared_duration else 0
+    if not (stats.stopped_by or stats.refused or stats.corrupt or by_duration > tolerance):
+        return None
+    by_count = max(0, round((info.declared_frames * interval - covered) / interval))
+    tail = max(by_duration, by_count) if max(by_duration, by_count) > tolerance else 0
+    reasons = []
+    if stats.stopped_by:
+        reasons.append(f"reading stopped: {stats.stopped_by}")
+    if stats.corrupt:
+        reasons.append(f"the demuxer flagged {stats.corrupt} packets as corrupt")
+    if stats.refused:
+        reasons.append(f"the decoder refused {stats.refused} packets")
+    if tail:
+        declared = (f"the {info.declared_duration:.2f} s the container declares" if by_duration >= by_count else
+                    f"the {info.declared_frames} frames its header declares")
+        reasons.append(f"the frames end at {covered:.2f} s of {declared}: {tail} frames at {info.nominal_fps:g} fps")
+    # A refused packet past the last frame seen is one of the tail's frames: count it once.
+    late = sum(1 for t in stats.refused_times if stats.last_time is not None and t > stats.last_time)
+    refused = stats.refused - late if tail else stats.refused
+    loss = FrameLoss(stats.frames_seen + refused + tail, stats.frames_seen, "; ".join(reasons))
+    return loss if loss.lost > 0 else None
+
+
+def decode_samples(path: Path | str, sampler: Sampler, info: MediaInfo, resume: ResumePoint | None = None,
+                   stats: DecodeStats | None = None,
+                   name: str | None = None) -> Iterator[tuple[SampledFrame, ResumePoint]]:
+    """Decode the video once and yield the kept frames, each with the resume point after it.
+
+    Frames are numbered and timed as a full decode by the ffmpeg CLI numbers and times them: every
+    frame the decoder gives counts, at its display time (`display_times`). Where the
+    container's timestamps can be trusted (`MediaInfo.frame_pts`), frames planned not to be kept
+    are decoded only when other frames refer to them (skip_frame NONREF per packet): on sources
+    with B-frames that spares about a third of the decoding; they still count in the numbers. With
+    `resume`, such a stream seeks to the last consumed frame; any other decodes from the start and
+    counts its way there. Packets the decoder refuses are counted and passed over, as the ffmpeg
+    CLI does; a reading error ends the stream; `stats` says what was seen.
+    """
+    stats = stats if stats is not None else DecodeStats()
+    with open_input(path, name) as container:
+        stream = container.streams.video[0]
+        codec = stream.codec_context
+        # Half the cores decode, the encoder's frame threads take the rest: on 2 cores one
+        # decoding thread beside x264 measured faster than frame threads fighting x264 for CPU.
+        codec.thread_type = "AUTO"
+        codec.thread_count = max(1, (os.cpu_count() or 2) // 2)
+        time_base = stream.time_base or Fraction(1, 90000)
+        rate = Fraction(stream.guessed_rate or stream.average_rate or info.nominal_fps or 25).limit_denominator(100000)
+        step = 1 / rate / time_base
+        skippable = frames_to_skip(info, sampler, time_base, resume)
+        skipped: list[int] = []  # timestamps handed to the decoder as skippable, not yet passed
+        number = 0
+        first_pts: int | None = None
+        skip_until: int | None = None    # a stream that seeked: frames up to this time were consumed
+        count_through = 0                # a stream read from the start: frames up to this number were
+        if resume is not None and info.frame_pts is not None:
+            number, first_pts, skip_until = resume.last_number, resume.first_pts, resume.last_pts
+            try:
+                container.seek(resume.last_pts, stream=stream, backward=True, any_frame=False)
+            except av.FFmpegError:
+                number, skip_until, count_through = 0, None, resume.last_number
+        elif resume is not None:
+            count_through = resume.last_number
+        if first_pts is not None:
+            stats.saw(float(first_pts * time_base))  # a resumed pass covers the time from the first frame
+        window = 0 if info.frame_pts is not None else REORDER_WINDOW  # planned: the stamps are the frames' own
+        for frame, pts in display_times(_decoded(container, stream, skippable, skipped, stats), step, window):
+            stats.frames_decoded += 1
+            # Skippable frames shown before this one were not decoded: count them all the same.
+            while skipped and skipped[0] <= pts:
+                passed = heapq.heappop(skipped)
+                if passed < pts and (skip_until is None or passed > skip_until):
+                    number += 1
+                    stats.saw(float(passed * time_base))
+            if skip_until is not None:
+                if pts <= skip_until:
+                    continue
+                skip_until = None
+            if first_pts is None:
+                first_pts = pts
+            number += 1
+            stats.saw(float(pts * time_base))
+            if number <= count_through:
+                continue
+            time_from_first = Fraction(pts - first_pts) * time_base
+            if sampler.keep(number, time_from_first):
+                yield (SampledFrame(number, float(time_from_first), int(pts), frame),
+                       ResumePoint(int(pts), number, sampler.next_sample, int(first_pts)))
+        # Skipped frames after the last decoded one were seen too (when damage ended the stream, one
+        # of them may have been the damaged frame: it was never decoded, so it cannot be told).
+        for passed in skipped:
+            if skip_until is None or passed > skip_until:
+                number += 1
+                stats.saw(float(passed * time_base))
+        stats.frames_seen = number
+
+
+def _decoded(container, stream, skippable: set[int], skipped: list[int],
+             stats: DecodeStats) -> Iterator[av.VideoFrame]:
+    """Frames in output order; packets of `skippable` frames go in with skip_frame NONREF (their
+    timestamps are pushed onto the heap `skipped`). A packet the decoder refuses is counted in
+    `stats` and passed over; a reading error ends the frames (kept in `stats`)."""
+    codec = stream.codec_context
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.FFmpegError as exc:
+            stats.stopped_by = exc.strerror or type(exc).__name__
+            log.warning("reading stopped: %s", stats.stopped_by)
+            yield from _flushed(codec, stats)
+            return
+        stats.corrupt += packet.is_corrupt
+        if skippable:
+            skip = packet.pts in skippable
+            codec.skip_frame = "NONREF" if skip else "DEFAULT"
+            if skip:
+                heapq.heappush(skipped, packet.pts)
+        try:
+            frames = packet.decode()
+        except av.FFmpegError as exc:
+            stats.refused += 1
+            if packet.pts is not None:
+                stats.refused_times.append(float(packet.pts * packet.time_base))
+            log.warning("the decoder refused a packet at %s: %s", packet.pts, exc.strerror or type(exc).__name__)
+            continue
+        yield from frames
+
+
+def _flushed(codec, stats: DecodeStats) -> Iterator[av.VideoFrame]:
+    """The frames a decoder still holds when reading ended early."""
+    try:
+        yield from codec.decode(None)
+    except av.FFmpegError as exc:
+        stats.refused += 1
+        log.warning("the decoder failed while flushing: %s", exc.strerror or type(exc).__name__)
+
+
+def rgb_frames(path: Path | str, name: str | None = None) -> Iterator[np.ndarray]:
+    """Every frame of a video, in order, as an RGB array at its coded size (a task video has no
+    rotation). A decoding error raises MediaError: a stored task video must decode whole."""
+    with open_input(path, name) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="rgb24")
+        except av.FFmpegError as exc:
+            raise MediaError("undecodable_media", f"{name or Path(path).name}: {exc.strerror}") from None
