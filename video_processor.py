@@ -21,7 +21,7 @@ from media_service.media.decode import (
     frame_loss,
     rgb_frames,
 )
-from media_service.media.encode import TaskEncoder, output_size, prepare_frame
+from media_service.media.encode import TaskEncoder, output_size, prepare_frame, task_video_size
 from media_service.media.frames import (
     DISPLAY_ROTATION,
     VideoFrame,
@@ -51,7 +51,7 @@ __all__ = [
     # frames
     "VideoFrame", "DISPLAY_ROTATION", "fit_even", "frame_to_rgb", "yuv420p_array", "yuv420p_frame", "frame_from_bgr",
     # encode
-    "output_size", "prepare_frame", "TaskEncoder",
+    "task_video_size", "output_size", "prepare_frame", "TaskEncoder",
     # verify
     "VideoCheck", "top_level_boxes", "check_task_video",
     # rewrite

@@ -193,8 +193,7 @@ class ContentPipeline:
             listing.close()
             raise vp.MediaError("no_frames", f"{source.name}: no readable images")
         width, height = max(w for w, _ in sizes), max(h for _, h in sizes)
-        size = vp.output_size(vp.MediaInfo("images", "images", width, height, 0, 0, 0, 0, len(readable),
-                                           False, False), self.settings.task_max_height)
+        size = vp.task_video_size(width, height, self.settings.task_max_height)
         rate = params.frame_rate
         start = checkpoint.get("resume", {}).get("position", 0)
 

@@ -11,13 +11,18 @@ from media_service.media.frames import DISPLAY_ROTATION, fit_even
 from media_service.media.probe import MediaInfo
 
 
-def output_size(info: MediaInfo, max_height: int) -> tuple[int, int]:
-    """Task video size: the displayed size, optionally downscaled, made even for yuv420p."""
-    width, height = info.width, info.height
+def task_video_size(width: int, height: int, max_height: int) -> tuple[int, int]:
+    """Task video size for a picture displayed at `width` x `height` (after rotation and pixel aspect):
+    downscaled to `max_height` when taller (0: never), made even for yuv420p."""
     if max_height and height > max_height:
         width, height = max(2, round(width * max_height / height / 2) * 2), max_height - max_height % 2
         return width, height
     return width + width % 2, height + height % 2
+
+
+def output_size(info: MediaInfo, max_height: int) -> tuple[int, int]:
+    """Task video size: the displayed size, optionally downscaled, made even for yuv420p."""
+    return task_video_size(info.width, info.height, max_height)
 
 
 def prepare_frame(frame: av.VideoFrame, rotation: int, size: tuple[int, int]) -> av.VideoFrame:
