@@ -16,6 +16,7 @@ from media_service.media.decode import (
     DecodeStats,
     FrameLoss,
     SampledFrame,
+    decode_frames_at,
     decode_samples,
     display_times,
     frame_loss,
@@ -47,7 +48,7 @@ __all__ = [
     "ResumePoint", "legacy_next", "Sampler", "frames_to_skip",
     # decode
     "SampledFrame", "REORDER_WINDOW", "display_times", "DecodeStats", "FrameLoss", "frame_loss", "decode_samples",
-    "rgb_frames",
+    "decode_frames_at", "rgb_frames",
     # frames
     "VideoFrame", "DISPLAY_ROTATION", "fit_even", "frame_to_rgb", "yuv420p_array", "yuv420p_frame", "frame_from_bgr",
     # encode

@@ -15,18 +15,6 @@ from media_service.paths import PathRefused
 log = logging.getLogger(__name__)
 
 
-class _Numbers:
-    """A sampler for `vp.decode_samples` that keeps the given source frame numbers. Its mode lets the
-    decoder skip nothing, so every frame is decoded and numbered as the content pipeline numbered it."""
-    mode, rate, next_sample = "numbers", 0, 0
-
-    def __init__(self, numbers):
-        self.numbers = frozenset(numbers)
-
-    def keep(self, number: int, time_from_first) -> bool:
-        return number in self.numbers
-
-
 def source_video(mongo, settings, task: dict) -> Path | None:
     """The video the task was cut from, if it is still in the content folder, unchanged (the size and
     modification time the content job recorded); else None (logged)."""
@@ -62,15 +50,11 @@ def source_frames(path: Path, numbers: list[int], settings) -> Iterator[np.ndarr
     Raises MediaError when the source no longer has them all (it was replaced since)."""
     info = vp.probe_video(path, settings.max_width, settings.max_height, name=path.name)
     size = vp.output_size(info, 0)
-    start, pts = numbers[0], info.frame_pts
-    resume = (vp.ResumePoint(last_pts=int(pts[start - 2]), last_number=start - 1, next_sample=0,
-                             first_pts=int(pts[0]))
-              if pts is not None and 1 < start <= len(pts) else None)
     found = 0
-    for sample, _ in vp.decode_samples(path, _Numbers(numbers), info, resume=resume, name=path.name):
+    for sample in vp.decode_frames_at(path, numbers, info, name=path.name):
         found += 1
         yield vp.prepare_frame(sample.frame, info.rotation, size).to_ndarray(format="rgb24")
-        if found == len(numbers):
-            return
+    if found == len(numbers):
+        return
     raise vp.MediaError("source_changed", f"{path.name} has {found} of the task's {len(numbers)} source "
                                           "frames now; build with [Dataset] source_resolution = false")

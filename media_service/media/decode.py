@@ -4,18 +4,20 @@ from __future__ import annotations
 import heapq
 import logging
 import os
+import sys
 from collections import deque
+from contextlib import closing
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import av
 import numpy as np
 
 from media_service.media import MediaError, open_input
-from media_service.media.probe import MediaInfo
-from media_service.media.sampling import ResumePoint, Sampler, frames_to_skip
+from media_service.media.probe import MediaInfo, probe_video
+from media_service.media.sampling import FrameNumbers, ResumePoint, Sampler, frames_to_skip
 
 log = logging.getLogger("video_processor")  # the door's name: log lines read as they did before the split
 
@@ -119,8 +121,8 @@ def frame_loss(info: MediaInfo, stats: DecodeStats) -> FrameLoss | None:
     return loss if loss.lost > 0 else None
 
 
-def decode_samples(path: Path | str, sampler: Sampler, info: MediaInfo, resume: ResumePoint | None = None,
-                   stats: DecodeStats | None = None,
+def decode_samples(path: Path | str, sampler: Sampler | FrameNumbers, info: MediaInfo,
+                   resume: ResumePoint | None = None, stats: DecodeStats | None = None,
                    name: str | None = None) -> Iterator[tuple[SampledFrame, ResumePoint]]:
     """Decode the video once and yield the kept frames, each with the resume point after it.
 
@@ -233,6 +235,27 @@ def _flushed(codec, stats: DecodeStats) -> Iterator[av.VideoFrame]:
     except av.FFmpegError as exc:
         stats.refused += 1
         log.warning("the decoder failed while flushing: %s", exc.strerror or type(exc).__name__)
+
+
+def decode_frames_at(path: Path | str, numbers: Iterable[int], info: MediaInfo | None = None,
+                     name: str | None = None) -> Iterator[SampledFrame]:
+    """The frames at `numbers` (1-based, numbered as a full decode by the ffmpeg CLI numbers them),
+    each once, in FFmpeg's output order (rising numbers). Where the probe could plan the decode
+    (`MediaInfo.frame_pts`) it starts near the first of them, as a resumed pass does; it stops after
+    the last. Fewer come when the video ends before the last number: the caller counts them.
+    `info` is the file's probe when the caller has it; else the file is probed here, with no size limit."""
+    wanted = FrameNumbers(numbers)
+    if not wanted.numbers:
+        return
+    info = info if info is not None else probe_video(path, sys.maxsize, sys.maxsize, name)
+    start, last, pts = min(wanted.numbers), max(wanted.numbers), info.frame_pts
+    resume = (ResumePoint(last_pts=int(pts[start - 2]), last_number=start - 1, next_sample=0, first_pts=int(pts[0]))
+              if pts is not None and 1 < start <= len(pts) else None)
+    with closing(decode_samples(path, wanted, info, resume=resume, name=name)) as samples:
+        for sample, _ in samples:
+            yield sample
+            if sample.number == last:
+                return
 
 
 def rgb_frames(path: Path | str, name: str | None = None) -> Iterator[np.ndarray]:

@@ -1,4 +1,5 @@
-"""Which decoded frames to keep: by timestamp, by the old service's frame numbers, or given numbers."""
+"""Which decoded frames to keep: by timestamp, by the old service's frame numbers, or given numbers;
+where a previous pass stopped."""
 from __future__ import annotations
 
 import math
@@ -77,11 +78,24 @@ class Sampler:
         return kept
 
 
-def frames_to_skip(info: MediaInfo, sampler: Sampler, time_base: Fraction,
+class FrameNumbers:
+    """Keeps the frames at the given 1-based numbers (`decode_frames_at`). Its mode, "numbers", plans
+    no skipping (`frames_to_skip`): every frame is decoded and numbered as a full decode numbers it."""
+    mode, rate, next_sample = "numbers", 0, 0
+
+    def __init__(self, numbers):
+        self.numbers = frozenset(numbers)
+
+    def keep(self, number: int, time_from_first: Fraction) -> bool:
+        return number in self.numbers
+
+
+def frames_to_skip(info: MediaInfo, sampler: Sampler | FrameNumbers, time_base: Fraction,
                    resume: ResumePoint | None) -> set[int]:
     """Timestamps of the frames the sampler will not keep, planned from the probe's list: the
     decoder may skip those of them that no other frame refers to. Empty when not safe to plan
-    (timestamps that are not the frames' own, or legacy sampling, which counts decoded frames)."""
+    (timestamps that are not the frames' own, or legacy sampling, which counts decoded frames)
+    and for given frame numbers (`FrameNumbers`: every frame is decoded)."""
     if info.frame_pts is None or sampler.mode != "timestamp":
         return set()
     plan = Sampler(sampler.rate, sampler.mode, 0, sampler.next_sample)
