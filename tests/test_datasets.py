@@ -243,6 +243,9 @@ def test_source_resolution_takes_each_frame_from_the_source_at_its_number_and_fa
     service = make_service(DATASET_SOURCE_RESOLUTION="true", CONTENT_TASK_MAX_HEIGHT="240")
     version = make_version(service, frames=20, per_task=5, size=(640, 480), render=render_scaled, rate=5)
     assert {(t["videoResolutionWidth"], t["videoResolutionHeight"]) for t in version.tasks} == {SIZE}
+    stat = (service.content / "object.mp4").stat()
+    cut_from = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    assert all(t["sourceFingerprint"] == cut_from for t in version.tasks)  # each task names the file it came from
     assert create(service, version.id).status_code == 201
     assert wait_built(service, version.id)["state"] == "done"
     numbers = [n for task in version.tasks for n in task["original_frames"]]
@@ -263,12 +266,19 @@ def test_source_resolution_takes_each_frame_from_the_source_at_its_number_and_fa
             assert flipped.shape[:2] == (480, 640) and abs(red_box(flipped)[0] - (640 - 2 * OBJECT[2])) <= 2
 
     # A source replaced since (another clip of as many frames), then one that is gone: new versions of
-    # the same tasks get the task videos' pictures, never another clip's.
+    # the same tasks get the task videos' pictures, never another clip's. The task doc tells that the
+    # file changed; for tasks cut before they carried a fingerprint, the content job's checkpoint does.
     doc = service.db.AnnotationDatasetVersion.find_one({"_id": version.id}, {"_id": 0, "taskList": 1,
                                                                            "labelAttributeList": 1})
-    for change in ("replaced", "gone"):
+    job = {"_id": f"content:{version.tasks[0]['uploadId']}"}
+    for change in ("replaced", "replaced, tasks cut before they carried it", "gone"):
         if change == "replaced":
             make_video(service.content / "object.mp4", 20, 10, size=(640, 480))
+            service.db.ProcessingJob.update_one(job, {"$unset": {"checkpoint.source": ""}})  # the task alone tells
+        elif change.startswith("replaced,"):
+            service.db.ProcessingJob.update_one(job, {"$set": {"checkpoint.source": cut_from}})
+            service.db.AnnotationTask.update_many({"uploadId": version.tasks[0]["uploadId"]},
+                                                  {"$unset": {"sourceFingerprint": ""}})
         else:
             (service.content / "object.mp4").unlink()
         again = ObjectId()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import video_processor as vp
-from media_service import metrics
+from media_service import contract, metrics
 from media_service.content import image_source
 from media_service.contract import ContentJobParams, ContentType, FrameAnnotator, RequestType, task_key, task_name
 from media_service.paths import ConfinedFile, ContentRoot, PathRefused
@@ -52,6 +52,7 @@ class Plan:
     close: callable = field(default=lambda: None)
     extra_upload_fields: dict = field(default_factory=dict)
     finished: callable = field(default=lambda: {})  # after the last frame: checks, more upload fields
+    task_fields: dict = field(default_factory=dict)  # more fields on every task doc
 
 
 class ContentPipeline:
@@ -153,7 +154,8 @@ class ContentPipeline:
         def finished() -> dict:
             return self._check_decoded(opened, info, stats)
 
-        return Plan(size, info.average_fps, max(expected, 1), frames(), close, finished=finished)
+        cut_from = {contract.SOURCE_FINGERPRINT: contract.source_fingerprint(known["size"], known["mtime_ns"])}
+        return Plan(size, info.average_fps, max(expected, 1), frames(), close, finished=finished, task_fields=cut_from)
 
     def _check_decoded(self, opened: ConfinedFile, info: vp.MediaInfo, stats: vp.DecodeStats) -> dict:
         """Frames lost in decoding must not pass silently: a source that changed while it was read
@@ -306,7 +308,7 @@ class ContentPipeline:
             "S3_url": self.storage.document_key(key),
             "status": 0, "auditStatus": 0, "taskStatus": 0, "completedFrames": 0,
             "AutoAnnotationVersion": params.auto_anno_version if self._annotates(params) else 0,
-            "datasetVersions": [], "createdAt": utcnow(),
+            "datasetVersions": [], "createdAt": utcnow(), **plan.task_fields,
         }
         if frames[0].placement is not None:
             task["imageFrames"] = [{"frameId": i, **f.placement} for i, f in enumerate(frames, 1)]

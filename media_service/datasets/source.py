@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 import video_processor as vp
-from media_service.contract import ContentJobParams, ContentType, content_job_id
+from media_service.contract import SOURCE_FINGERPRINT, ContentJobParams, ContentType, content_job_id
 from media_service.paths import PathRefused
 
 log = logging.getLogger(__name__)
@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 
 def source_video(mongo, settings, task: dict) -> Path | None:
     """The video the task was cut from, if it is still in the content folder, unchanged (the size and
-    modification time the content job recorded); else None (logged)."""
+    modification time on the task doc, or for a task cut before it carried them, in the content job's
+    checkpoint); else None (logged)."""
     job = mongo.get_job(content_job_id(task["uploadId"]))
     if not job or not job.get("params"):
         log.info("task %s: no record of its source; images at the task video's size", task["_id"])
@@ -35,7 +36,8 @@ def source_video(mongo, settings, task: dict) -> Path | None:
         log.info("task %s: its source %s is gone; images at the task video's size", task["_id"],
                  params.content_path)
         return None
-    known = (job.get("checkpoint") or {}).get("source")  # the file the content job read
+    # The file the task was cut from; a task cut before tasks carried it: the file the job last read.
+    known = task.get(SOURCE_FINGERPRINT) or (job.get("checkpoint") or {}).get("source")
     stat = path.stat()
     if known and (stat.st_size, stat.st_mtime_ns) != (known.get("size"), known.get("mtime_ns")):
         log.warning("task %s: its source %s changed since the task was cut; images at the task video's size",
