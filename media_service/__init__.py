@@ -2,6 +2,7 @@
 
 Core modules (config, logging_setup, services, jobs, storage, contract, paths) are what every
 feature stands on; `web/` holds the HTTP routes, `content/`, `privacy/`, `annotation/` and
-`datasets/` one feature each, `detectors/` the models. `mongo_manager` and `video_processor`
-stay at the project root as the one place for MongoDB and for PyAV.
+`datasets/` one feature each, `detectors/` the models, `media/` the video work with PyAV.
+`mongo_manager` and `video_processor` stay at the project root as the one place for MongoDB and
+the one door to PyAV's work.
 """
