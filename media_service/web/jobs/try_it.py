@@ -1,5 +1,5 @@
 """Try the service without the Node platform (`[App] try_it`: the embedded default, off in
-production; app.py registers this blueprint only when it is on, so otherwise `/jobs/try` is a 404).
+production; `jobs.register` adds this blueprint only when it is on, so otherwise `/jobs/try` is a 404).
 
 `POST /jobs/try`: pick a video, and the service saves it, creates the project and upload docs as
 Node would (contract.project_doc, contract.video_upload_doc) and queues the job through
