@@ -521,7 +521,7 @@ class MongoManager:
         return self.db[JOBS].update_many({"_id": {"$in": ids}, "state": "queued"},
                                          {"$set": {"not_before": utcnow()}}).modified_count
 
-    # -- the operator's jobs page (media_service/web/jobs_page.py) -----------------------------
+    # -- the operator's jobs pages (media_service/web/jobs/) -----------------------------------
     def list_jobs(self, kind: str | None = None, state: str | None = None, limit: int = 200) -> list[dict]:
         """Jobs of every kind (or of one kind, one state), newest first, without their checkpoints."""
         query = {**({"kind": kind} if kind else {}), **({"state": state} if state else {})}

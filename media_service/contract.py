@@ -8,6 +8,7 @@ Enums are plain ints in small namespaces (what MongoDB stores and Node compares 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
@@ -110,6 +111,23 @@ SOURCE_FINGERPRINT = "sourceFingerprint"
 def source_fingerprint(size: int, mtime_ns: int) -> dict:
     """The `sourceFingerprint` value: {"size": bytes, "mtime_ns": modification time in nanoseconds}."""
     return {"size": int(size), "mtime_ns": int(mtime_ns)}
+
+
+# -- documents Node creates (CONTRACT §2), made the same way by the jobs page's try-it form ---------
+def project_doc(project_id: ObjectId, name: str, now: datetime) -> dict:
+    """A new AnnotationProject, as Node creates it: no uploads and no labels yet."""
+    return {"_id": project_id, "name": name, "contentUploads": [], "labels": [], "createdAt": now, "updatedAt": now}
+
+
+def video_upload_doc(upload_id: ObjectId, project_id: ObjectId, source_file_path: str, frame_rate: int,
+                     now: datetime) -> dict:
+    """A new AnnotationContentUpload of a video, as Node creates it before it calls processContent:
+    processing, tasks only, the standard frames a task, no force write, no auto-annotation."""
+    return {"_id": upload_id, "projectId": project_id, "createdAt": now, "updatedAt": now,
+            "sourceFilePath": source_file_path, "progress": 0, "status": UploadStatus.PROCESSING,
+            "frame_rate": frame_rate, "frames_per_task": FRAMES_PER_TASK_STANDARD,
+            "content_type": ContentType.VIDEO, "force_write": 0, "request_annotation_version": 0,
+            "request_type": RequestType.TASKS_ONLY}
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ Chromium (Debian's chromium and chromium-driver, driven by Selenium) for the pag
 progress rising, cancel, retry, and the try-it flow up to its task video playing in a <video>."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -11,8 +12,11 @@ from pathlib import Path
 
 import requests
 from bson import ObjectId
+from flask import Flask, request
+from itsdangerous import base64_decode, base64_encode
 
-from media_service.web.jobs_page import SESSION_COOKIE, csrf_token, issue_session, session_valid
+from media_service.web.jobs import session as jobs_session
+from media_service.web.jobs.session import SESSION_COOKIE, csrf_token
 from tests.browser import js, wait_js
 from tests.conftest import NODE_KEY, ROOT
 from tests.helpers import fields_for, free_port, new_upload, post_node, wait_for_upload
@@ -51,13 +55,54 @@ def wait_job(service, job_id: str, states: tuple[str, ...], timeout: float = 30)
 
 
 # -- sessions (no browser) -------------------------------------------------------------------------
+def session_app(keys: tuple[str, ...], hours: float) -> Flask:
+    """A bare app with the jobs pages' session on `keys`: POST /in logs in (with a key, a lifetime and
+    a clock), GET /check says whether the request's cookie holds a valid session."""
+    app = Flask(__name__)
+    jobs_session.install(app, keys)
+
+    @app.post("/in")
+    def sign_in():
+        form = request.form
+        jobs_session.start_session(form["key"], float(form["hours"]), now=float(form["now"]) if "now" in form else None)
+        return ""
+
+    @app.get("/check")
+    def check():
+        return "valid" if jobs_session.session_valid(hours) else "refused"
+    return app
+
+
+def issue_session(key: str, hours: float, now: float | None = None, keys: tuple[str, ...] | None = None) -> str:
+    """The session cookie of a login with `key` (one of `keys`, by default the only one)."""
+    client = session_app(keys or (key,), hours).test_client()
+    client.post("/in", data={"key": key, "hours": hours, **({"now": now} if now is not None else {})})
+    return client.get_cookie(SESSION_COOKIE).value
+
+
+def session_valid(token: str, keys: tuple[str, ...], hours: float) -> bool:
+    client = session_app(keys, hours).test_client()
+    client.set_cookie(SESSION_COOKIE, token)
+    return client.get("/check").text == "valid"
+
+
 def test_session_tokens_are_signed_expire_and_never_hold_the_key():
     token = issue_session(NODE_KEY, hours=1)
-    assert NODE_KEY not in token and session_valid(token, (NODE_KEY,), 1)
+    payload, stamp, mac = token.split(".")
+    assert NODE_KEY not in token and NODE_KEY.encode() not in base64_decode(payload)
+    assert session_valid(token, (NODE_KEY,), 1)
     assert session_valid(token, ("other-key-1", NODE_KEY), 1)          # several keys: any signs
+    assert session_valid(token, (NODE_KEY, "other-key-1"), 1)
     assert not session_valid(token, ("other-key-1",), 1)               # its key removed: the session ends
-    expires, nonce, mac = token.split(".")
-    assert not session_valid(f"{int(expires) + 60}.{nonce}.{mac}", (NODE_KEY,), 1)   # tampered expiry
+    # Signed with the key its person logged in with, wherever that stands in the list.
+    first = issue_session("other-key-1", 1, keys=("other-key-1", NODE_KEY))
+    assert session_valid(first, ("other-key-1",), 1) and not session_valid(first, (NODE_KEY,), 1)
+    def with_expiry(later: int) -> str:  # the same signature on a payload whose expiry is `later` seconds on
+        data = json.loads(base64_decode(payload))
+        data["expires"] += later
+        return f"{base64_encode(json.dumps(data, separators=(',', ':'))).decode()}.{stamp}.{mac}"
+    assert session_valid(with_expiry(0), (NODE_KEY,), 1)                 # (the payload as signed)
+    assert not session_valid(with_expiry(60), (NODE_KEY,), 1)            # tampered expiry
     assert not session_valid(issue_session(NODE_KEY, 1, now=time.time() - 7200), (NODE_KEY,), 1)  # expired
     assert not session_valid(issue_session(NODE_KEY, 48), (NODE_KEY,), 1)  # longer than a session lasts now
     assert not session_valid("garbage", (NODE_KEY,), 1) and not session_valid("", (), 1)

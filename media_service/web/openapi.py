@@ -11,11 +11,10 @@ from __future__ import annotations
 import copy
 import functools
 import re
-from html import escape
 from pathlib import Path
 
 import yaml
-from flask import Blueprint, Flask, Response, current_app, jsonify, send_from_directory, url_for
+from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, send_from_directory
 
 SPEC_FILE = Path(__file__).with_name("openapi.yaml")
 STATIC_DIR = Path(__file__).with_name("static_docs")
@@ -25,7 +24,7 @@ ASSET_MAX_AGE = 3600
 # By suffix, not from the system's mime.types (which differ between hosts); the rest is text.
 ASSET_TYPES = {".js": "text/javascript", ".css": "text/css", ".png": "image/png", ".md": "text/markdown"}
 
-bp = Blueprint("openapi", __name__)
+bp = Blueprint("openapi", __name__, template_folder="templates")
 
 
 @functools.cache
@@ -89,32 +88,11 @@ def openapi_yaml():
                     content_type="application/yaml; charset=utf-8")
 
 
-_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<link rel="stylesheet" href="{css}">
-<link rel="icon" type="image/png" href="{icon}">
-</head>
-<body>
-<div id="swagger-ui" data-spec-url="{spec}"></div>
-<script src="{bundle}" charset="utf-8"></script>
-<script src="{init}" charset="utf-8"></script>
-</body>
-</html>
-"""
-
-
 @bp.get("/api/docs")
 def docs_page():
-    """Swagger UI; everything it loads comes from this service (no inline script either)."""
-    def asset(name: str) -> str:
-        return escape(url_for("openapi.docs_asset", filename=name))
-    page = _PAGE.format(title=escape(f"{source_spec()['info']['title']} API"), css=asset("swagger-ui.css"),
-                        icon=asset("favicon-32x32.png"), bundle=asset("swagger-ui-bundle.js"),
-                        init=asset("docs-init.js"), spec=escape(url_for("openapi.openapi_json")))
+    """Swagger UI; everything it loads comes from this service (no inline script either):
+    templates/openapi/docs.html."""
+    page = render_template("openapi/docs.html", title=f"{source_spec()['info']['title']} API")
     return Response(page, mimetype="text/html")
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-from html import escape
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
 from werkzeug.exceptions import BadRequest
 
 import video_processor as vp
@@ -40,7 +39,7 @@ from media_service.web.readiness import run_checks
 from mongo_manager import VideoBusy
 
 log = logging.getLogger(__name__)
-bp = Blueprint("platform", __name__, url_prefix="/api")
+bp = Blueprint("platform", __name__, url_prefix="/api", template_folder="templates")
 
 
 def services():
@@ -97,7 +96,7 @@ def process_content():
 
 def process_content_fields(fields: dict[str, str]):
     """CONTRACT §1 on these fields: validate, record a rejection, queue. The route's whole logic, also
-    called by the jobs page's try-it form (web/jobs_page.py) with the fields Node would send."""
+    called by the jobs page's try-it form (web/jobs/try_it.py) with the fields Node would send."""
     svc = services()
     result = validate_fields(fields, svc.settings.api_keys, svc.mongo.max_auto_annotation_version)
     if isinstance(result, Rejection) and result.body is AUTH_ERROR and fields.get("auth_key"):
@@ -333,16 +332,6 @@ def ready():
                     "budget_seconds": budget}), 200 if ok else 503
 
 
-_FORM = """<!doctype html><html><head><meta charset="utf-8"><title>processContent</title>
-<style>body{{font-family:sans-serif;max-width:40em;margin:2em auto}}label{{display:block;margin:.4em 0}}
-input,select{{width:100%}}</style></head><body>
-<h1>POST /api/processContent</h1>
-<p>Queue an uploaded video (or image folder) for cutting into annotation tasks. The answer comes at
-once; progress appears on the upload document and at <code>/api/processContent/status?upload_id=</code>.</p>
-<form method="post" action="/api/processContent" enctype="multipart/form-data">
-{fields}
-<button type="submit">Send</button></form></body></html>"""
-
 _FORM_FIELDS = [("upload_id", ""), ("auth_key", ""), ("project_id", ""), ("frame_rate", "5"),
                 ("content_path", "./contents/uploads/"), ("force_write", "0"), ("auto_anno_version", "0"),
                 ("request_type", "0"), ("content_type", "1")]
@@ -350,7 +339,5 @@ _FORM_FIELDS = [("upload_id", ""), ("auth_key", ""), ("project_id", ""), ("frame
 
 @bp.get("/processContent")
 def process_content_form():
-    fields = "\n".join(
-        f'<label>{escape(name)} <input name="{escape(name)}" value="{escape(value)}"'
-        f'{" type=password" if name == "auth_key" else ""}></label>' for name, value in _FORM_FIELDS)
-    return Response(_FORM.format(fields=fields), mimetype="text/html")
+    """A form for trying the route by hand (CONTRACT §1), from templates/platform/process_content.html."""
+    return Response(render_template("platform/process_content.html", fields=_FORM_FIELDS), mimetype="text/html")

@@ -1,0 +1,159 @@
+"""Try the service without the Node platform (`[App] try_it`: the embedded default, off in
+production; `jobs.register` adds this blueprint only when it is on, so otherwise `/jobs/try` is a 404).
+
+`POST /jobs/try`: pick a video, and the service saves it, creates the project and upload docs as
+Node would (contract.project_doc, contract.video_upload_doc) and queues the job through
+`POST /api/processContent`'s own code. Each try is recorded first, so `[Jobs] try_it_retention_hours`
+removes what it made (content/retention.py). The key and CSRF rules are session.py's.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+from pathlib import Path
+
+from bson import ObjectId
+from flask import Blueprint, g, jsonify, request, url_for
+from werkzeug.exceptions import RequestEntityTooLarge
+
+import mongo_manager
+from media_service.contract import ContentType, RequestType, content_job_id, project_doc, video_upload_doc
+from media_service.paths import ConfinedDir, PathRefused, resolve_inside
+from media_service.web import limits
+from media_service.web.jobs import headers, session
+from media_service.web.jobs.views import json_error, whole_number
+from media_service.web.platform import process_content_fields, services
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("try_it", __name__)
+
+
+@bp.before_request
+def allow_a_video():
+    """Before the key is checked (which may read the form): a video up to `[App] try_it_max_bytes`,
+    larger than other requests may be."""
+    settings = services().settings
+    request.max_content_length = settings.try_it_max_bytes
+    if request.mimetype == "multipart/form-data":  # files are spooled to disk; other bodies stay small
+        limits.allow(request.environ, settings.try_it_max_bytes)
+
+
+bp.before_request(session.require_key)
+bp.after_request(headers.page_headers)
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def _safe_name(original: str, ext: str) -> str:
+    """A name of our making: the original's letters, digits, `-` and `_` (at most 60), a random
+    suffix, the checked extension."""
+    stem = _UNSAFE.sub("-", Path(original.replace("\\", "/")).stem).strip("-_")[:60] or "video"
+    return f"{stem}-{secrets.token_hex(4)}.{ext}"
+
+
+def _node_content_path(path: Path) -> str:
+    """The path as Node sends it: relative to `[Folders] content_path_base` (./contents/uploads/...),
+    or absolute when the content folder lies elsewhere."""
+    base = services().settings.path("content_path_base")
+    try:
+        return "./" + path.relative_to(base).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _save_upload(storage_file, root: Path, folder: Path, ext: str, limit: int) -> Path:
+    name = _safe_name(storage_file.filename or "", ext)
+    written = 0
+    with ConfinedDir(root, folder) as target:
+        fd = target.create(name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := storage_file.stream.read(1 << 20):
+                    written += len(chunk)
+                    if written > limit:
+                        raise RequestEntityTooLarge()
+                    out.write(chunk)
+        except BaseException:
+            target.unlink(name)
+            raise
+    return folder / name
+
+
+def _restart_database_deadline() -> None:
+    """The request's database deadline started before the video was read; the writes after it get
+    their own (`[MongoDB] timeout_seconds`)."""
+    if "database_deadline" in g:
+        g.database_deadline.__exit__(None, None, None)
+        g.database_deadline = mongo_manager.deadline(services().settings.mongo_timeout_seconds)
+        g.database_deadline.__enter__()
+
+
+def _mark_try_it(upload_id: ObjectId, project_id: ObjectId, folder: str | None) -> None:
+    """Record the try, so `[Jobs] try_it_retention_hours` removes what it makes (content/retention.py)."""
+    _restart_database_deadline()  # reading the video's body may have taken the request's
+    services().mongo.record_try_it(upload_id, project_id, folder)
+
+
+@bp.post("/jobs/try")
+def try_it():
+    """POST /jobs/try (key; with the cookie also the CSRF token; only with `[App] try_it`, else 404):
+    multipart form with `frame_rate` and either `video` (a file, at most `[App] try_it_max_bytes`,
+    else 413; saved as `<content_base>/uploads/<new projectId>/<safe name>`) or `content_path` (a
+    file already inside `[Folders] content_base`, relative to it). Creates the AnnotationProject and
+    AnnotationContentUpload docs as Node does (CONTRACT §2), then runs POST /api/processContent's own
+    validation and queueing with the fields Node would send. Answers processContent's status and body
+    (202 once queued; 4xx with its message, recorded on the upload doc) plus job_id, project_id,
+    upload_id, content_path, job_url and tasks_url. 400 for a missing or bad frame rate or source,
+    415 for an extension not in `[Content] allowed_extensions`. Everything a try makes is removed
+    after `[Jobs] try_it_retention_hours` (content/retention.py; a file named by content_path stays)."""
+    svc = services()
+    settings = svc.settings
+    frame_rate = (request.form.get("frame_rate") or "").strip()
+    if not 0 < (whole_number(frame_rate) or 0) <= 1000:
+        return json_error(400, "frame_rate must be a whole number from 1 to 1000")
+    video = request.files.get("video")
+    typed_path = (request.form.get("content_path") or "").strip()
+    if (video is None or not video.filename) == (not typed_path):
+        return json_error(400, "send either a video file or a content_path, not both")
+    root = settings.content_root().root
+    project_id, upload_id = ObjectId(), ObjectId()
+    if video is not None and video.filename:
+        ext = Path(video.filename).suffix.lower().lstrip(".")
+        if ext not in settings.allowed_extensions:
+            return json_error(415, f"file extension '.{ext}' is not allowed; allowed: "
+                                   f"{', '.join(settings.allowed_extensions)}")
+        folder = root / "uploads" / str(project_id)
+        _mark_try_it(upload_id, project_id, folder.relative_to(root).as_posix())  # before anything is saved
+        try:
+            source = _save_upload(video, root, folder, ext, settings.try_it_max_bytes)
+        except PathRefused as exc:
+            return json_error(400, f"the upload cannot be saved in the content folder: {svc.redact.text(str(exc))}")
+        original = video.filename
+    else:
+        try:
+            source = resolve_inside(root, typed_path)
+        except PathRefused as exc:
+            return json_error(400, f"content_path cannot be used: {exc}")
+        if source is None:
+            return json_error(400, "content_path must name a file inside the content folder ([Folders] content_base)")
+        original = source.name
+        _mark_try_it(upload_id, project_id, None)  # it saved no file: the retention deletes none
+    _restart_database_deadline()
+    content_path = _node_content_path(source)
+    now = mongo_manager.utcnow()
+    svc.mongo.create_project_and_upload(
+        project_doc(project_id, f"Try it: {Path(original).name}"[:200], now),
+        video_upload_doc(upload_id, project_id, content_path, int(frame_rate), now))
+    log.info("try-it: upload %s of project %s created for %s", upload_id, project_id, svc.redact.text(content_path))
+    answer, status = process_content_fields({
+        "upload_id": str(upload_id), "auth_key": settings.api_keys[0], "project_id": str(project_id),
+        "frame_rate": frame_rate, "content_path": content_path, "force_write": "0", "auto_anno_version": "0",
+        "request_type": str(RequestType.TASKS_ONLY), "content_type": str(ContentType.VIDEO)})
+    job_id = content_job_id(upload_id)
+    return jsonify({**(answer.get_json(silent=True) or {}), "job_id": job_id, "project_id": str(project_id),
+                    "upload_id": str(upload_id), "content_path": svc.redact.text(content_path),
+                    "job_url": url_for("jobs_page.api_job", job_id=job_id),
+                    "tasks_url": url_for("jobs_page.upload_page", upload_id=str(upload_id))}), status
