@@ -71,21 +71,6 @@ class BuildResult:
     dropped_boxes: int = 0
     writes: int = 0                       # objects stored by this run (a resumed run skips stored ones)
     exports: dict = field(default_factory=dict)
-    cpu_seconds: dict = field(default_factory=dict)  # by stage, over every thread (bench/bench_dataset.py)
-
-
-class _Clock:
-    """CPU seconds of the calling thread, by stage (decode, jpeg, thumbnail, labels, augment,
-    storage, database)."""
-
-    def __init__(self):
-        self.seconds: dict[str, float] = {}
-        self._last = time.thread_time()
-
-    def lap(self, stage: str) -> None:
-        now = time.thread_time()
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._last
-        self._last = now
 
 
 def parse_version_id(raw: str) -> ObjectId:
@@ -190,9 +175,8 @@ class DatasetBuilder:
             check()
             progress(0.9, "exports")
             version = self.mongo.get_dataset_version(version_id)
-            started = time.process_time()  # the whole process: the archives are written by a pool
-            result.exports = self._exports(context, version, cache)
-            result.cpu_seconds["exports"] = time.process_time() - started
+            with metrics.cpu_stage("dataset", "exports"):  # the whole process: the archives are written by a pool
+                result.exports = self._exports(context, version, cache)
         except DatasetError:
             cache.remove()  # this build is over; the next one starts afresh
             raise
@@ -218,8 +202,8 @@ class DatasetBuilder:
         done = len(entries) - len(todo)
         lock = threading.Lock()
         with ThreadPoolExecutor(max_workers=self.settings.worker_threads, thread_name_prefix="dataset") as pool:
-            futures = {pool.submit(self._task, context, task, entries[str(task)], result, cache, lock, check): task
-                       for task in todo}
+            futures = {pool.submit(self._timed_task, context, task, entries[str(task)], result, cache, lock,
+                                   check): task for task in todo}
             for future in as_completed(futures):
                 task = futures[future]
                 try:
@@ -247,6 +231,12 @@ class DatasetBuilder:
         return f"task {task}: {text}"
 
     # -- one task ------------------------------------------------------------------------------
+    def _timed_task(self, *args) -> None:
+        """`_task`, its thread's CPU seconds by stage (decode, jpeg, thumbnail, labels, augment, urls,
+        storage, database) added to `metrics.cpu_seconds("dataset")`."""
+        with metrics.cpu_stages("dataset"):
+            self._task(*args)
+
     def _task(self, context: "_Version", task_id: ObjectId, entry: dict, result: BuildResult,
               cache: "_ObjectCache | _StoredInPlace", lock, check) -> None:
         started = time.monotonic()
@@ -254,27 +244,29 @@ class DatasetBuilder:
         if task is None or not task.get("S3_url"):
             raise StorageError(f"task {task_id} does not exist (or has no video)", permanent=True)
         hex_id = str(task_id)
+        metrics.lap("database")
         # Objects this same build stored before a crash are there already: not written again.
         resumed = entry.get("build") == context.build
         stored = set(self.storage.list_keys(f"dataset/{context.group}/{hex_id}/")) if resumed else set()
+        metrics.lap("storage")
         self.mongo.set_dataset_task(context.id, hex_id, {"build": context.build})
         frames = self.mongo.dataset_frames(task_id)
         scratch = self.settings.path("task_base") / f"dataset-{context.id}-{hex_id}"
         scratch.mkdir(parents=True, exist_ok=True)
-        clock = _Clock()
-        writer = _Writer(self.storage, stored, cache, self.settings.dataset_url_expiry_seconds, clock)
+        metrics.lap("database")
+        writer = _Writer(self.storage, stored, cache, self.settings.dataset_url_expiry_seconds)
         updates, counts, dropped = [], {}, 0
         try:
             pictures = self._pictures(task, scratch)
-            clock.lap("storage")
+            metrics.lap("storage")
             task_size = (task.get("videoResolutionWidth"), task.get("videoResolutionHeight"))
             decoded = 0
             for frame, rgb in zip(frames, pictures):
-                clock.lap("decode")
+                metrics.lap("decode")
                 check()
                 decoded += 1
                 fields, entry_fields, frame_dropped = self._frame(context, hex_id, frame, rgb, task_size, writer,
-                                                                  counts, clock)
+                                                                  counts)
                 updates.append((frame["_id"], fields, entry_fields))
                 dropped += frame_dropped
             if decoded != len(frames):
@@ -287,10 +279,8 @@ class DatasetBuilder:
         self.mongo.set_dataset_task(context.id, hex_id, {
             "state": "complete", "error": "none", "imageCount": writer.images, "imageDataSize": writer.image_bytes,
             "augmentationFileCounts": counts, "droppedBoxes": dropped})
-        clock.lap("database")
+        metrics.lap("database")
         with lock:
-            for stage, seconds in clock.seconds.items():
-                result.cpu_seconds[stage] = result.cpu_seconds.get(stage, 0.0) + seconds
             result.tasks_built += 1
             result.writes += writer.writes
             result.dropped_boxes += dropped
@@ -310,14 +300,14 @@ class DatasetBuilder:
         return vp.rgb_frames(video, name=task["taskName"])
 
     def _frame(self, context: "_Version", task: str, frame: dict, rgb: np.ndarray, task_size: tuple,
-               writer: "_Writer", counts: dict, clock: _Clock) -> tuple[dict, dict, int]:
+               writer: "_Writer", counts: dict) -> tuple[dict, dict, int]:
         frame_id = int(frame["frameId"])
         height, width = rgb.shape[:2]
         group, version_no = context.group, context.version_no
         # Boxes are measured in the task video's pixels; the picture may be the source's, larger.
         scale = (width / task_size[0], height / task_size[1]) if all(task_size) else (1.0, 1.0)
         labels = frame_labels(frame.get("boxes"), context.scheme, width, height, scale)
-        clock.lap("labels")
+        metrics.lap("labels")
         image_key = keys.frame_image_key(group, task, frame_id)
         thumb_key = keys.frame_thumbnail_key(group, task, frame_id)
         labels_key = keys.frame_labels_key(group, task, frame_id, version_no)
@@ -333,7 +323,7 @@ class DatasetBuilder:
                 continue
             done = augment.augment_frame(rgb, labels.boxes, request, seed=context.seed, task_id=task,
                                          frame_id=frame_id, settings=self.augmentation)
-            clock.lap("augment")
+            metrics.lap("augment")
             aug_dir = self.settings.dataset_augmentation_folder
             image = keys.augmentation_image_key(group, task, frame_id, aug_dir, request.aug_type)
             thumb = keys.augmentation_thumbnail_key(group, task, frame_id, aug_dir, request.aug_type)
@@ -352,7 +342,7 @@ class DatasetBuilder:
         fields = {"imageUrl": full(image_key), "thumbnailUrl": full(thumb_key), "awsUrl": writer.url(image_key),
                   "awsThumbnailUr": writer.url(thumb_key), "awsExpiredDate": expires,
                   "awsThumbnailExpiredDate": expires}
-        clock.lap("urls")
+        metrics.lap("urls")
         return fields, entry, labels.dropped
 
     # -- exports -------------------------------------------------------------------------------
@@ -531,9 +521,8 @@ class _StoredInPlace:
 class _Writer:
     """Stores one task's objects, skipping those already stored by this build, and counts them."""
 
-    def __init__(self, storage, stored: set[str], cache: "_ObjectCache | _StoredInPlace", expiry: int,
-                 clock: _Clock):
-        self.storage, self.stored, self.cache, self.expiry, self.clock = storage, stored, cache, expiry, clock
+    def __init__(self, storage, stored: set[str], cache: "_ObjectCache | _StoredInPlace", expiry: int):
+        self.storage, self.stored, self.cache, self.expiry = storage, stored, cache, expiry
         self.writes = self.images = self.image_bytes = 0
 
     def _put(self, key: str, data: bytes, content_type: str) -> None:
@@ -541,17 +530,17 @@ class _Writer:
             self.storage.put_bytes(key, data, content_type)
             self.writes += 1
         self.cache.put(key, data)
-        self.clock.lap("storage")
+        metrics.lap("storage")
 
     def image(self, key: str, thumbnail_key: str, rgb: np.ndarray, settings) -> None:
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         data = _jpeg(bgr, settings.dataset_jpeg_quality)
-        self.clock.lap("jpeg")
+        metrics.lap("jpeg")
         self._put(key, data, JPEG)
         self.images += 1
         self.image_bytes += len(data)
         thumbnail = _jpeg(_thumbnail(bgr, settings.dataset_thumbnail_size), settings.dataset_jpeg_quality)
-        self.clock.lap("thumbnail")
+        metrics.lap("thumbnail")
         self._put(thumbnail_key, thumbnail, JPEG)
 
     def text(self, key: str, text: str) -> None:
