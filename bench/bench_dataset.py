@@ -40,6 +40,7 @@ def build_once(content: Path, work: Path, storage_url: str, env_extra: dict, fra
     from app import create_app
     from media_service import metrics
     from media_service.config import load_settings
+    from media_service.datasets.augment import DEFAULT_SETTINGS
     from media_service.datasets.build import DatasetBuilder
     from tests.helpers import fields_for, new_upload, post_node, wait_for_upload
 
@@ -70,7 +71,11 @@ def build_once(content: Path, work: Path, storage_url: str, env_extra: dict, fra
             "_id": version_id, "dataSetGroupId": ObjectId(), "versionNo": "1.0.0",
             "taskList": [str(t["_id"]) for t in tasks],
             "labelAttributeList": [{"mainLabel": "Car", "isEnabled": True}, {"mainLabel": "Person", "isEnabled": True}],
-            "augmentationTypes": {"IMAGE_LEVEL": [{"properties": [{"id": a} for a in augmentations]}]}})
+            "augmentationTypes": {"IMAGE_LEVEL": [{"id": "BENCH", "properties": [
+                # CONTRACT §2's shape: a switch (flips, turns) applies when values[0] is true; a ranged
+                # augmentation without values takes its default range.
+                {"id": a, "values": [True] if getattr(DEFAULT_SETTINGS.augmenter(a), "default", None) is None else []}
+                for a in augmentations]}], "BOUNDING_BOX_LEVEL": []}})
         builder = DatasetBuilder(services.mongo, services.storage, settings)
         cpu_before, server_before = resource.getrusage(resource.RUSAGE_SELF), cpu_seconds_of(server_pid)
         stages_before = metrics.cpu_seconds("dataset")  # a second build in this process adds to the tally
