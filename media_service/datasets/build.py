@@ -5,10 +5,12 @@ The builder runs the version's tasks and says how far it got. For every task of 
 once and each frame handed to `frame_writer.TaskWriter` (images, thumbnails, label files,
 augmentations); the frame docs get their keys, URLs and `datasetVersions` entry in one batched write
 per task, and the task's `taskStatus` entry then says `complete` with its counts. `taskStatus` is
-the record a resumed build reads: complete tasks are skipped, and objects a crashed attempt of the
-same build already stored are not written again. A task that fails is recorded on its entry and
-retried by a later attempt, up to `[Dataset] task_attempts`. When every task is complete,
-`export_assembly` stores the standard exports (Ultralytics YOLO, COCO) and `samples.zip`.
+the record a resumed build reads: complete tasks are skipped (unless an earlier version of the
+service built them without recording each image's size and boxes for the exports), and objects a
+crashed attempt of the same build already stored are not written again. A task that fails is
+recorded on its entry and retried by a later attempt, up to `[Dataset] task_attempts`. When every
+task is complete, `export_assembly` stores the standard exports (Ultralytics YOLO, COCO) and
+`samples.zip`.
 """
 from __future__ import annotations
 
@@ -34,8 +36,10 @@ from media_service.datasets.frame_writer import (
     StoredInPlace,
     TaskWriter,
     Version,
+    is_recorded,
     object_cache,
     split_shares,
+    version_entry,
 )
 from media_service.datasets.labels import LabelScheme
 from media_service.jobs import database_unavailable
@@ -131,7 +135,8 @@ class DatasetBuilder:
                           split_shares(version))
         result = BuildResult(version_id, tasks=len(task_ids))
         entries = {entry["task"]: entry for entry in version["taskStatus"]["tasks"]}
-        todo = [task for task in task_ids if entries[str(task)]["state"] != "complete"]
+        todo = [task for task in task_ids
+                if entries[str(task)]["state"] != "complete" or not self._recorded(context, task)]
         cache = object_cache(self.storage, self.settings.path("task_base"), context)
         try:
             failures = self._build_tasks(context, todo, entries, result, cache, check, progress)
@@ -196,6 +201,13 @@ class DatasetBuilder:
         log.warning("task %s failed (attempt %d of %d): %s", task, attempts, self.settings.dataset_task_attempts,
                     text)
         return f"task {task}: {text}"
+
+    def _recorded(self, context: Version, task: ObjectId) -> bool:
+        """Whether a complete task's frames record what the exports read of each image (its size and
+        boxes). A task an earlier version of the service completed has no such record: it is built
+        again (the same bytes; objects this build stored already are not stored again)."""
+        return all(is_recorded(entry) for frame in self.mongo.dataset_frames(task)
+                   if (entry := version_entry(frame, context.id)) is not None)
 
     # -- one task ------------------------------------------------------------------------------
     def _timed_task(self, *args) -> None:

@@ -5,6 +5,11 @@ What the frame doc gets (keys, presigned URLs, its `datasetVersions` entry) come
 which writes it; the task's counts (images, bytes, augmentation files, dropped boxes) add up on the
 writer.
 
+Each image's part of the entry (the frame's entry itself, and each of its `augmentationImages`)
+records what the exports need of it and the build knows already (`imageBoxes`, `image_record`): its
+size and its label boxes in its own pixels, as computed (not rounded as in the label file). The
+exports read them there for every task, built in this attempt or in an earlier one.
+
 Objects a crashed attempt of the same build stored already are not stored again. `ObjectCache`
 keeps a local copy of every object the build stores (S3) for the exports to read back from disk;
 `StoredInPlace` takes its part on local storage, where the stored objects are read in place.
@@ -16,6 +21,7 @@ import os
 import random
 import shutil
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -27,13 +33,14 @@ from bson import ObjectId
 from media_service import metrics
 from media_service.contract import DatasetType
 from media_service.datasets import augment, keys
-from media_service.datasets.labels import LabelScheme, frame_labels
+from media_service.datasets.labels import Box, LabelScheme, frame_labels
 from media_service.storage import LocalStorage
 from mongo_manager import utcnow
 
 JPEG = "image/jpeg"
 TEXT = "text/plain"
 SPLITS = (DatasetType.TRAINING, DatasetType.VALIDATION, DatasetType.TESTING)
+RECORD = "imageBoxes"  # an image's size and boxes in its entry (`image_record`)
 
 
 @dataclass
@@ -74,6 +81,12 @@ def split_shares(version: dict) -> list[float]:
     return shares if sum(shares) > 0 else [80.0, 10.0, 10.0]
 
 
+def version_entry(frame: dict, version_id: ObjectId) -> dict | None:
+    """The frame's `datasetVersions` entry for the version (Node may store its id as a string)."""
+    return next((entry for entry in frame.get("datasetVersions") or []
+                 if isinstance(entry, dict) and str(entry.get("versionId")) == str(version_id)), None)
+
+
 def _split_of(frame: dict, version_id: ObjectId, seed: int, task: str, shares: list[float]) -> int:
     """The frame's `datasetType` for this version as Node set it; else drawn from the version's
     `splitCount` shares with its seed (the same on every rebuild)."""
@@ -91,6 +104,27 @@ def _split_of(frame: dict, version_id: ObjectId, seed: int, task: str, shares: l
             return kind
         draw -= share
     return DatasetType.TRAINING
+
+
+def image_record(width: int, height: int, boxes: Iterable[Box]) -> dict:
+    """An image's `imageBoxes`: its size, and its boxes `[x0, y0, x1, y1, class]` in its pixels."""
+    return {"width": int(width), "height": int(height),
+            "boxes": [[float(box.x0), float(box.y0), float(box.x1), float(box.y1), box.cls] for box in boxes]}
+
+
+def read_image_record(images: dict) -> tuple[int, int, list[Box]]:
+    """(width, height, boxes) of an image from its entry (the frame's, or one of its augmentations')."""
+    record = images.get(RECORD)
+    if record is None:
+        raise LookupError(f"an image of the version has no {RECORD} (its task was built by an earlier version of "
+                          "the service): the next attempt builds that task again")
+    return record["width"], record["height"], [Box(*box) for box in record["boxes"]]
+
+
+def is_recorded(entry: dict) -> bool:
+    """Whether every image of a frame's entry has its `imageBoxes` (a task an earlier version of the
+    service built has none)."""
+    return RECORD in entry and all(RECORD in images for images in (entry.get("augmentationImages") or {}).values())
 
 
 class ObjectCache:
@@ -174,7 +208,8 @@ class TaskWriter:
         full = self.storage.document_key
         expires = utcnow() + timedelta(seconds=settings.dataset_url_expiry_seconds)
         entry = {"datasetType": _split_of(frame, version.id, version.seed, task, version.shares),
-                 "textFiles": {labels.mode: full(labels_key)}, "augmentationImages": {}}
+                 "textFiles": {labels.mode: full(labels_key)}, "augmentationImages": {},
+                 RECORD: image_record(width, height, labels.boxes)}
         fraction = self.augmentation.fraction
         for request in version.augmentations:
             if not augment.is_selected(version.seed, task, frame_id, request.aug_type, fraction):
@@ -195,7 +230,8 @@ class TaskWriter:
             entry["augmentationImages"][request.aug_type] = {
                 "textFiles": {labels.mode: full(text)}, "imageUrl": full(image), "thumbnailUrl": full(thumb),
                 "awsImageUrl": self._url(image), "awsThumbnailUrl": self._url(thumb),
-                "awsThumbnailExpiredDate": expires, "droppedBoxes": done.dropped}
+                "awsThumbnailExpiredDate": expires, "droppedBoxes": done.dropped,
+                RECORD: image_record(done.width, done.height, done.boxes)}
         fields = {"imageUrl": full(image_key), "thumbnailUrl": full(thumb_key), "awsUrl": self._url(image_key),
                   "awsThumbnailUr": self._url(thumb_key), "awsExpiredDate": expires,
                   "awsThumbnailExpiredDate": expires}
