@@ -32,7 +32,7 @@ from bson import ObjectId
 
 from media_service import metrics
 from media_service.contract import DatasetType
-from media_service.datasets import augment, keys
+from media_service.datasets import augment, augment_image, keys
 from media_service.datasets.labels import Box, LabelScheme, frame_labels
 from media_service.storage import LocalStorage
 from mongo_manager import utcnow
@@ -212,9 +212,9 @@ class TaskWriter:
                  RECORD: image_record(width, height, labels.boxes)}
         fraction = self.augmentation.fraction
         for request in version.augmentations:
-            if not augment.is_selected(version.seed, task, frame_id, request.aug_type, fraction):
+            if not augment_image.is_selected(version.seed, task, frame_id, request.aug_type, fraction):
                 continue
-            done = augment.augment_frame(rgb, labels.boxes, request, seed=version.seed, task_id=task,
+            done = augment_image.augment_frame(rgb, labels.boxes, request, seed=version.seed, task_id=task,
                                          frame_id=frame_id, settings=self.augmentation)
             metrics.lap("augment")
             aug_dir = settings.dataset_augmentation_folder
