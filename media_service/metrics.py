@@ -7,11 +7,15 @@ MongoDB at scrape time, so they are right whichever process or host runs the job
 
 `setup(settings)` must run before the first metric is touched (Services.open does it); until then,
 and in processes that never call it, recording is a no-op.
+
+CPU seconds by stage (`cpu_stages`, `lap`, `cpu_stage`, `cpu_seconds`) are a tally of this process
+only, for the benches (`bench/bench_dataset.py`); they are not exported to Prometheus.
 """
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,6 +83,59 @@ def timed(name: str, **labels: str) -> Iterator[None]:
         yield
     finally:
         observe(name, time.perf_counter() - started, **labels)
+
+
+# -- CPU seconds by stage, this process only (the benches read them) ------------------------------
+_cpu: dict[tuple[str, str], float] = {}
+_cpu_lock = threading.Lock()
+_thread = threading.local()
+
+
+def _add_cpu(kind: str, seconds_by_stage: dict[str, float]) -> None:
+    with _cpu_lock:
+        for stage, seconds in seconds_by_stage.items():
+            _cpu[kind, stage] = _cpu.get((kind, stage), 0.0) + seconds
+
+
+@contextmanager
+def cpu_stages(kind: str) -> Iterator[None]:
+    """Within it, each `lap(stage)` of the calling thread charges that thread's CPU seconds since its
+    previous lap (or the start) to `stage`; they are added to the tally of `kind` at the end."""
+    outer = getattr(_thread, "clock", None)
+    seconds: dict[str, float] = {}
+    _thread.clock = (seconds, [time.thread_time()])
+    try:
+        yield
+    finally:
+        _thread.clock = outer
+        _add_cpu(kind, seconds)
+
+
+def lap(stage: str) -> None:
+    """Charge the calling thread's CPU seconds since its last lap to `stage` (outside `cpu_stages`: nothing)."""
+    clock = getattr(_thread, "clock", None)
+    if clock is None:
+        return
+    seconds, last = clock
+    now = time.thread_time()
+    seconds[stage] = seconds.get(stage, 0.0) + now - last[0]
+    last[0] = now
+
+
+@contextmanager
+def cpu_stage(kind: str, stage: str) -> Iterator[None]:
+    """The whole process's CPU seconds within it charged to `stage` (for work spread over a pool)."""
+    started = time.process_time()
+    try:
+        yield
+    finally:
+        _add_cpu(kind, {stage: time.process_time() - started})
+
+
+def cpu_seconds(kind: str) -> dict[str, float]:
+    """This process's CPU seconds of `kind` so far, by stage."""
+    with _cpu_lock:
+        return {stage: seconds for (of, stage), seconds in _cpu.items() if of == kind}
 
 
 def exposition(mongo) -> tuple[bytes, str]:

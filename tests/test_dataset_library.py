@@ -23,12 +23,10 @@ from media_service.datasets.augment import (
     DEFAULT_AUG_MAP,
     AugmentationSettings,
     AugmentationShapeError,
-    augment_frame,
-    frame_seed,
-    is_selected,
     request_for,
     requested_augmentations,
 )
+from media_service.datasets.augment_image import augment_frame, frame_seed, is_selected
 from media_service.datasets.exports import (
     ExportRecord,
     choose_samples,
@@ -276,7 +274,7 @@ def test_the_seed_frame_and_type_change_the_draws():
 def test_a_rebuild_in_another_process_writes_the_same_bytes():
     script = ("import hashlib, numpy as np, cv2\n"
               "from tests.test_dataset_library import frame_with_object, jpeg, OBJECT, TASK\n"
-              "from media_service.datasets.augment import augment_frame\n"
+              "from media_service.datasets.augment_image import augment_frame\n"
               "for aug in ('rotation', 'noise', 'crop', 'hue'):\n"
               "    out = augment_frame(frame_with_object(), [OBJECT], aug, seed=7, task_id=TASK, frame_id=9)\n"
               "    print(aug, hashlib.sha256(jpeg(out.image) + out.label_text.encode()).hexdigest())\n")

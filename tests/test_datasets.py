@@ -3,6 +3,7 @@ real HTTP, a real MongoDB, local storage and SeaweedFS; resume after kill -9; ba
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -364,6 +365,56 @@ def test_kill_9_half_way_then_the_warm_start_ends_like_an_uninterrupted_build(ma
     assert create(service, version.id).status_code == 201
     assert wait_built(service, version.id)["state"] == "done"
     assert build_snapshot(service, version) == resumed
+
+
+def test_the_exports_take_each_image_s_size_and_boxes_from_the_build_and_a_task_built_without_them_is_built_again(
+        make_service):
+    """Each image's entry records its size and its boxes in its pixels as the build computed them
+    (`imageBoxes`); the exports read them there, for tasks built in this attempt or an earlier one. A task
+    an earlier version of the service completed has no such record: a resumed build builds it again
+    (storing nothing again) and ends as an uninterrupted build."""
+    import shutil
+
+    from media_service.datasets.build import DatasetBuilder
+
+    service = make_service(APP_RUN_WORKERS="false")
+    version = make_version(service, frames=6, per_task=3)
+    builder = DatasetBuilder(service.services.mongo, service.services.storage, service.settings)
+    assert builder.build(version.id).tasks_built == 2
+    built = build_snapshot(service, version)
+    frame = service.db.AnnotationFrame.find_one({"taskId": version.tasks[0]["_id"], "frameId": 1})
+    (entry,) = frame["datasetVersions"]
+    assert entry["imageBoxes"] == {"width": 320, "height": 240, "boxes": [
+        [60.0, 40.0, 140.0, 100.0, 1], [200.0, 120.0, 240.0, 200.0, 0], [290.0, 200.0, 320.0, 240.0, 0]]}
+    turned = entry["augmentationImages"]["Rotate90"]["imageBoxes"]
+    assert (turned["width"], turned["height"]) == (240, 320) and len(turned["boxes"]) == 3
+    root = Path(service.settings.storage_url)
+    coco = zipfile.ZipFile(root / f"dataset/{version.group}/{version.id}/exports/coco.zip")
+    annotations = json.loads(coco.read("annotations/instances_train.json"))["annotations"]
+    assert {"bbox": [60.0, 40.0, 80.0, 60.0], "area": 4800.0} in [
+        {"bbox": a["bbox"], "area": a["area"]} for a in annotations]  # as built, not read back from the label text
+
+    def resume(recorded: bool) -> int:
+        """The version as a crash left it: the first task complete (recorded or not), the second pending."""
+        old, pending = version.tasks
+        if not recorded:
+            for frame in service.db.AnnotationFrame.find({"taskId": old["_id"]}):
+                augs = frame["datasetVersions"][0]["augmentationImages"]
+                service.db.AnnotationFrame.update_one({"_id": frame["_id"]}, {"$unset": {
+                    "datasetVersions.0.imageBoxes": "",
+                    **{f"datasetVersions.0.augmentationImages.{aug}.imageBoxes": "" for aug in augs}}})
+        service.db.AnnotationDatasetVersion.update_one(
+            {"_id": version.id, "taskStatus.tasks.task": str(pending["_id"])},
+            {"$set": {"taskStatus.state": "pending", "taskStatus.tasks.$.state": "pending"}})
+        shutil.rmtree(root / f"dataset/{version.group}/{version.id}")  # the exports were not made yet
+        stored = {p: p.stat().st_mtime_ns for p in (root / f"dataset/{version.group}").rglob("*.*")}
+        result = builder.build(version.id)
+        assert all(path.stat().st_mtime_ns == mtime for path, mtime in stored.items()) and result.writes == 0
+        assert build_snapshot(service, version) == built
+        return result.tasks_built
+
+    assert resume(recorded=True) == 1
+    assert resume(recorded=False) == 2
 
 
 def test_bad_unknown_and_empty_versions_and_missing_videos_are_clear_errors(make_service):

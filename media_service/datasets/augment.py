@@ -1,12 +1,11 @@
-"""Image-level augmentations of a dataset version, boxes transformed with the picture.
+"""What a dataset version asks for in augmentations, and the `[Augmentation]` settings that say how.
 
 The version asks for augmentations in `augmentationTypes.IMAGE_LEVEL[].properties[]`, each
 `{id, values}` with the platform's upper-case ids, in exactly CONTRACT §2's shape
 (`platform_properties`; any other shape is refused). Each id is looked up in `aug_map` (the old
-`[Augmentation]` setting of the same name), which names one of the augmenters below; that name, as
-the map writes it, is the platform's `<augType>`. An id no augmenter is mapped to fails the build.
-`albumentations` 2.0.x (MIT) does the work; boxes go through it
-in `pascal_voc` form (pixel corners), so they turn, flip, shear and crop with the image.
+`[Augmentation]` setting of the same name), which names one of the augmenters of `augmenters.py`;
+that name, as the map writes it, is the platform's `<augType>`. An id no augmenter is mapped to fails
+the build.
 
 Default map (`DEFAULT_AUG_MAP`, `DEFAULT_RANGE_MAP`): one augmenter per id the platform offers,
 with a mild default range, chosen so a trained model sees plausible frames of the same scene
@@ -43,148 +42,18 @@ applies only when `values[0]` is true; a ranged augmenter takes `values` as its 
 `aug_map` values may also be the old service's imgaug names (`Fliplr`, `Flipud`, `Affine`...);
 a map sending `flip_horizontal` to a vertical flip (the old service's swap) is refused.
 
-Boxes: clipped to the new picture, then dropped when less than `min_visibility` (default 0.3) of
-the transformed box is left inside it or less than `min_area` (default 1 px^2) is left: a sliver
-at the border is no longer the object. Rotations and shears give the box around the turned
-corners (`largest_box`), which is exact for the axis-aligned objects the boxes were drawn on.
-
-Determinism: whether a frame gets an augmentation (`is_selected`, share `fraction`) and the random
-draws of the augmentation (`frame_seed`) come from a hash of the version's seed, the task id, the
-frame id and the augmentation type only, so a rebuild, or a resumed build in another process,
-writes the same bytes, whatever the order frames are processed in.
+`augment_image.py` applies one of the plan's augmentations to one frame.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-import numpy as np
-
-from media_service.datasets.labels import Box, as_box
-
-Range = tuple[float, float]
-
-
-def _albumentations():
-    """The library, imported on first use, without its update check (a request to PyPI at import)."""
-    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-    import albumentations
-
-    return albumentations
-
-
-# -- augmenters --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Augmenter:
-    name: str
-    build: Callable[[Range | None, AugmentationSettings], list[Any]]
-    default: Range | None = None     # None: takes no parameter
-    symmetric: bool = False          # a single value v means -v..v (else exactly v)
-    fraction: bool = False           # values above 1 are percents
-    bounds: Range | None = None      # allowed values after conversion
-    spatial: bool = True             # moves pixels (boxes go through it); False: colours only
-
-
-def _border():
-    import cv2
-
-    return {"border_mode": cv2.BORDER_CONSTANT, "fill": 0}
-
-
-def _fixed(*names: str) -> Callable[[Range | None, AugmentationSettings], list[Any]]:
-    return lambda _r, _s: [getattr(_albumentations(), n)(p=1.0) for n in names]
-
-
-def _rotate(r, _s):
-    return [_albumentations().Rotate(limit=r, rotate_method="largest_box", crop_border=False, p=1.0, **_border())]
-
-
-def _blur(r, _s):
-    return [_albumentations().GaussianBlur(blur_limit=0, sigma_limit=r, p=1.0)]
-
-
-def _noise(r, _s):
-    return [_albumentations().GaussNoise(std_range=r, mean_range=(0.0, 0.0), per_channel=True, p=1.0)]
-
-
-def _shear(r, _s):
-    return [_albumentations().Affine(shear={"x": r, "y": (0.0, 0.0)}, fit_output=False, p=1.0, **_border())]
-
-
-def _brightness(r, _s):
-    return [_albumentations().RandomBrightnessContrast(brightness_limit=r, contrast_limit=(0.0, 0.0), p=1.0)]
-
-
-def _contrast(r, _s):
-    return [_albumentations().RandomBrightnessContrast(brightness_limit=(0.0, 0.0), contrast_limit=r, p=1.0)]
-
-
-def _hue(r, _s):  # OpenCV's 8-bit hue runs 0..180: half a degree per step
-    return [_albumentations().HueSaturationValue(hue_shift_limit=(r[0] / 2, r[1] / 2), sat_shift_limit=(0.0, 0.0),
-                                                 val_shift_limit=(0.0, 0.0), p=1.0)]
-
-
-def _saturation(r, _s):
-    return [_albumentations().HueSaturationValue(hue_shift_limit=(0.0, 0.0), sat_shift_limit=(r[0] * 255, r[1] * 255),
-                                                 val_shift_limit=(0.0, 0.0), p=1.0)]
-
-
-def _gray(_r, _s):
-    return [_albumentations().ToGray(num_output_channels=3, method="weighted_average", p=1.0)]
-
-
-def _crop(r, settings):
-    return [_albumentations().CropAndPad(percent=(-r[1], -r[0]), keep_size=settings.keep_size_crop,
-                                         sample_independently=True, p=1.0, **_border())]
-
-
-def _sharpen(r, _s):
-    return [_albumentations().Sharpen(alpha=r, lightness=(1.0, 1.0), p=1.0)]
-
-
-_SIGNED = {"symmetric": True, "bounds": (-1.0, 1.0), "fraction": True}   # -v..v, a fraction of full scale
-_COLOUR = {"spatial": False}
-
-AUGMENTERS: Mapping[str, Augmenter] = MappingProxyType({a.name: a for a in (
-    Augmenter("HorizontalFlip", _fixed("HorizontalFlip")),
-    Augmenter("VerticalFlip", _fixed("VerticalFlip")),
-    Augmenter("Rotate90", _fixed("Transpose", "HorizontalFlip")),      # clockwise
-    Augmenter("Rotate180", _fixed("HorizontalFlip", "VerticalFlip")),
-    Augmenter("Rotate270", _fixed("Transpose", "VerticalFlip")),       # counter-clockwise 90
-    Augmenter("Rotate", _rotate, (-15.0, 15.0), symmetric=True, bounds=(-180.0, 180.0)),
-    Augmenter("GaussianBlur", _blur, (0.5, 1.5), bounds=(0.01, 50.0), **_COLOUR),
-    Augmenter("GaussNoise", _noise, (0.02, 0.08), fraction=True, bounds=(0.0, 1.0), **_COLOUR),
-    Augmenter("Shear", _shear, (-10.0, 10.0), symmetric=True, bounds=(-45.0, 45.0)),
-    Augmenter("Brightness", _brightness, (-0.25, 0.25), **_SIGNED, **_COLOUR),
-    Augmenter("Contrast", _contrast, (-0.25, 0.25), **_SIGNED, **_COLOUR),
-    Augmenter("Hue", _hue, (-15.0, 15.0), symmetric=True, bounds=(-180.0, 180.0), **_COLOUR),
-    Augmenter("Saturation", _saturation, (-0.3, 0.3), **_SIGNED, **_COLOUR),
-    Augmenter("ToGray", _gray, **_COLOUR),
-    Augmenter("Crop", _crop, (0.0, 0.2), fraction=True, bounds=(0.0, 0.45)),
-    Augmenter("Sharpen", _sharpen, (0.2, 0.5), fraction=True, bounds=(0.0, 1.0), **_COLOUR),
-)})
-
-# Names an `aug_map` may use for the augmenters above: ours, albumentations' and the old imgaug ones.
-AUGMENTER_ALIASES: Mapping[str, str] = MappingProxyType({
-    "fliplr": "HorizontalFlip", "flipud": "VerticalFlip", "hflip": "HorizontalFlip", "vflip": "VerticalFlip",
-    "rot90": "Rotate90", "rotate90": "Rotate90", "rotate180": "Rotate180", "rotate270": "Rotate270",
-    "rotation": "Rotate", "randomrotate": "Rotate",
-    "blur": "GaussianBlur", "averageblur": "GaussianBlur",
-    "additivegaussiannoise": "GaussNoise", "noise": "GaussNoise",
-    "shearx": "Shear", "affineshear": "Shear",
-    "multiply": "Brightness", "multiplybrightness": "Brightness", "addtobrightness": "Brightness",
-    "randombrightness": "Brightness", "add": "Brightness",
-    "linearcontrast": "Contrast", "gammacontrast": "Contrast", "randomcontrast": "Contrast",
-    "addtohue": "Hue", "addtosaturation": "Saturation", "multiplysaturation": "Saturation",
-    "grayscale": "ToGray", "greyscale": "ToGray", "gray": "ToGray",
-    "crop": "Crop", "cropandpad": "Crop", "randomcrop": "Crop",
-})
+from media_service.datasets.augmenters import AUGMENTERS, Augmenter, Range, augmenter_name, parse_range
 
 DEFAULT_AUG_MAP: Mapping[str, str] = MappingProxyType({
     "flip_horizontal": "HorizontalFlip", "flip_vertical": "VerticalFlip",
@@ -216,62 +85,6 @@ def normalise_id(value: object) -> str:
     """A property id as looked up: lower case, runs of other characters made one `_`, aliases resolved."""
     text = re.sub(r"[^a-z0-9]+", "_", str(value).strip().lower()).strip("_")
     return ID_ALIASES.get(text, text)
-
-
-def augmenter_name(value: object) -> str:
-    """The augmenter an `aug_map` value names (ours, albumentations' or imgaug's spelling)."""
-    folded = re.sub(r"[^a-z0-9]+", "", str(value).lower())
-    for name in AUGMENTERS:
-        if name.lower() == folded:
-            return name
-    if folded in AUGMENTER_ALIASES:
-        return AUGMENTER_ALIASES[folded]
-    raise ValueError(f"unknown augmenter {value!r}; known: {', '.join(AUGMENTERS)}")
-
-
-# -- parameters ----------------------------------------------------------------------------------
-def parse_range(value: Any, augmenter: Augmenter) -> Range | None:
-    """A property's parameter as the augmenter's range: a number (or numeric text), a `[min, max]`
-    pair, `{"min": a, "max": b}`, `"a..b"`; None or empty: no parameter given."""
-    if value is None or value == "" or value == [] or value == {}:
-        return None
-    if augmenter.default is None:
-        return None  # takes no parameter: whatever the platform sends is ignored
-    pair: tuple[Any, Any] | None = None
-    if isinstance(value, Mapping):
-        low = next((value[k] for k in ("min", "low", "from", "start") if k in value), None)
-        high = next((value[k] for k in ("max", "high", "to", "end") if k in value), None)
-        if low is not None and high is not None:
-            pair = (low, high)
-        elif "value" in value or "values" in value:
-            return parse_range(value.get("value", value.get("values")), augmenter)
-        else:
-            raise ValueError(f"{augmenter.name}: cannot read a range from {value!r}")
-    elif isinstance(value, (list, tuple)):
-        if len(value) == 1:
-            return parse_range(value[0], augmenter)
-        if len(value) != 2:
-            raise ValueError(f"{augmenter.name}: a range has two numbers, got {value!r}")
-        pair = (value[0], value[1])
-    elif isinstance(value, str) and ".." in value:
-        low_text, _, high_text = value.partition("..")
-        pair = (low_text, high_text)
-    try:
-        if pair is None:
-            v = float(value)
-            numbers = (-abs(v), abs(v)) if augmenter.symmetric else (v, v)
-        else:
-            numbers = (float(pair[0]), float(pair[1]))
-    except (TypeError, ValueError):
-        raise ValueError(f"{augmenter.name}: {value!r} is not a number or a range") from None
-    if augmenter.fraction:
-        numbers = tuple(n / 100 if abs(n) > 1 else n for n in numbers)
-    low, high = sorted(numbers)
-    if not all(np.isfinite((low, high))):
-        raise ValueError(f"{augmenter.name}: {value!r} is not a finite range")
-    if augmenter.bounds and not (augmenter.bounds[0] <= low and high <= augmenter.bounds[1]):
-        raise ValueError(f"{augmenter.name}: {value!r} is outside {augmenter.bounds[0]}..{augmenter.bounds[1]}")
-    return (low, high)
 
 
 # -- settings ----------------------------------------------------------------------------------
@@ -512,85 +325,3 @@ def requested_augmentations(augmentation_types: Any,
         raise AugmentationShapeError(f"augmentation ids no augmenter is mapped to: {', '.join(unknown)} "
                                      "(add them to [Augmentation] aug_map, or to disabled_augs to leave them out)")
     return plan
-
-
-# -- determinism -------------------------------------------------------------------------------
-def _digest(*parts: object) -> bytes:
-    return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
-
-
-def frame_seed(seed: int, task_id: object, frame_id: object, aug_type: str) -> int:
-    """The random seed of one augmentation of one frame (32 bits), from the version's seed."""
-    return int.from_bytes(_digest("draw", int(seed), task_id, frame_id, aug_type)[:4], "big")
-
-
-def is_selected(seed: int, task_id: object, frame_id: object, aug_type: str, fraction: float = 1.0) -> bool:
-    """Whether this frame gets this augmentation: a stable draw below `fraction`."""
-    if fraction >= 1.0:
-        return True
-    draw = int.from_bytes(_digest("select", int(seed), task_id, frame_id, aug_type)[:8], "big") / 2**64
-    return draw < fraction
-
-
-# -- one frame ---------------------------------------------------------------------------------
-@dataclass
-class AugmentedFrame:
-    aug_type: str
-    image: np.ndarray                       # RGB, uint8
-    boxes: list[Box]                        # pixel corners in the new picture (to 1/1000 px), classes kept
-    dropped: int = 0                        # boxes that left the picture (or had no area to start with)
-
-    @property
-    def width(self) -> int:
-        return int(self.image.shape[1])
-
-    @property
-    def height(self) -> int:
-        return int(self.image.shape[0])
-
-    @property
-    def label_text(self) -> str:
-        """The augmented frame's label file (YOLO lines, or DEFAULT ones when classes are labels)."""
-        return "".join(box.yolo_line(self.width, self.height) + "\n" for box in self.boxes)
-
-
-def augment_frame(image: np.ndarray, boxes: Iterable[Box | Sequence[Any]], request: AugmentationRequest | str, *,
-                  seed: int, task_id: object, frame_id: object,
-                  settings: AugmentationSettings = DEFAULT_SETTINGS) -> AugmentedFrame:
-    """Apply one augmentation to one frame: `image` RGB uint8 (height, width, 3), `boxes` pixel
-    corners with their class (`Box` or `(x0, y0, x1, y1, cls)`). Same arguments, same bytes."""
-    if isinstance(request, str):
-        request = request_for(request, settings)
-    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
-        raise ValueError("image must be an RGB uint8 array of shape (height, width, 3)")
-    height, width = image.shape[:2]
-    kept: list[Box] = []
-    dropped = 0
-    for box in boxes:
-        box = as_box(box).clipped(width, height)
-        if box.width > 0 and box.height > 0:
-            kept.append(box)
-        else:
-            dropped += 1
-    A = _albumentations()
-    augmenter = AUGMENTERS[request.augmenter]
-    random_seed = frame_seed(seed, task_id, frame_id, request.aug_type)
-    if not augmenter.spatial:  # colours only: the boxes stay where they are
-        out = A.Compose(augmenter.build(request.params, settings), seed=random_seed)(image=np.ascontiguousarray(image))
-        return AugmentedFrame(request.aug_type, np.ascontiguousarray(out["image"], dtype=np.uint8), kept, dropped)
-    pipeline = A.Compose(augmenter.build(request.params, settings), seed=random_seed,
-                         bbox_params=A.BboxParams(format="pascal_voc", label_fields=["box_index"],
-                                                  min_visibility=settings.min_visibility,
-                                                  min_area=settings.min_area, clip=True, filter_invalid_bboxes=True))
-    corners = np.array([[b.x0, b.y0, b.x1, b.y1] for b in kept], dtype=np.float64).reshape(-1, 4)
-    out = pipeline(image=np.ascontiguousarray(image), bboxes=corners, box_index=list(range(len(kept))))
-    new_image = np.ascontiguousarray(out["image"], dtype=np.uint8)
-    new_h, new_w = new_image.shape[:2]
-    new_boxes = []
-    for coords, index in zip(out["bboxes"], out["box_index"], strict=True):
-        # albumentations works in float32: round to 1/1000 px so 49.9999988 is 50 again
-        moved = Box(*(round(float(c), 3) for c in coords[:4]), kept[int(round(float(index)))].cls)
-        moved = moved.clipped(new_w, new_h)
-        if moved.width > 0 and moved.height > 0:
-            new_boxes.append(moved)
-    return AugmentedFrame(request.aug_type, new_image, new_boxes, dropped + len(kept) - len(new_boxes))

@@ -138,10 +138,6 @@ class ExportSummary:
     coco_files: dict[str, Path] = field(default_factory=dict)
     zip_path: Path | None = None
 
-    @property
-    def image_count(self) -> int:
-        return sum(self.images.values())
-
 
 def _class_lookup(class_names: Sequence[str]) -> dict[str, int]:
     lookup: dict[str, int] = {}
@@ -288,16 +284,6 @@ def write_export(records: Iterable[ExportRecord], class_names: Sequence[str], fo
     if zip_path is not None:
         summary.zip_path = zip_folder(folder, zip_path)
     return summary
-
-
-def write_yolo_export(records: Iterable[ExportRecord], class_names: Sequence[str], folder: str | os.PathLike,
-                      zip_path: str | os.PathLike | None = None) -> ExportSummary:
-    return write_export(records, class_names, folder, formats=("yolo",), zip_path=zip_path)
-
-
-def write_coco_export(records: Iterable[ExportRecord], class_names: Sequence[str], folder: str | os.PathLike,
-                      zip_path: str | os.PathLike | None = None) -> ExportSummary:
-    return write_export(records, class_names, folder, formats=("coco",), zip_path=zip_path)
 
 
 def zip_folder(folder: str | os.PathLike, zip_path: str | os.PathLike) -> Path:

@@ -1,0 +1,93 @@
+"""The standard exports of a built version (Ultralytics YOLO and COCO, `exports.py`) and its
+`samples.zip`, assembled from what the build recorded and stored beside the version.
+
+Every image of the version comes with its split, size and boxes from its entry in the frame doc
+(`frame_writer.read_image_record`: what the build computed, for the tasks of this attempt and of
+earlier ones alike); its picture and its label file (`samples.zip` holds the version's own label
+files) are read from the build's local copy (`frame_writer.ObjectCache`, or the objects in place on
+local storage) or, for what is not there (a task built on another host), from storage.
+"""
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from bson import ObjectId
+
+from media_service.datasets import exports, keys
+from media_service.datasets.frame_writer import ObjectCache, StoredInPlace, Version, read_image_record, version_entry
+from media_service.datasets.labels import DEFAULT
+
+EXPORT_FETCHES = 8  # objects fetched at once for the exports
+
+
+def store_exports(mongo, storage, settings, version: Version, tasks: list[str],
+                  cache: ObjectCache | StoredInPlace) -> dict:
+    """The standard exports and samples.zip of the version's `tasks` (hex ids) stored; returns their
+    keys (`yolo`, `coco`, `sample`) and the YOLO export's image count (`fileCount`)."""
+    folder = settings.path("task_base") / f"dataset-{version.id}-exports"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    try:
+        records = _records(mongo, storage, version, tasks, cache, folder / "objects")
+        names = version.scheme.class_names if version.scheme.mode != DEFAULT else sorted(
+            {str(box.cls) for record in records for box in record.boxes})
+
+        def export(name: str) -> tuple[str, int]:
+            summary = exports.write_export(records, names, folder / name, formats=(name,),
+                                           zip_path=folder / f"{name}.zip")
+            key = keys.export_zip_key(version.group, version.id, name)
+            storage.put_file(key, summary.zip_path, "application/zip")
+            return key, sum(summary.images.values())  # fileCount: images, as the old service counted
+
+        def sample() -> str:
+            samples = exports.write_samples_zip(records, names, folder / "samples.zip",
+                                                settings.dataset_samples_per_split)
+            key = keys.samples_zip_key(version.group, version.id)
+            storage.put_file(key, samples.zip_path, "application/zip")
+            return key
+
+        # The archives are mostly file copies and uploads (outside the GIL): written side by side.
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="dataset-export") as pool:
+            yolo, coco, samples = pool.submit(export, "yolo"), pool.submit(export, "coco"), pool.submit(sample)
+            (yolo_key, yolo_images), (coco_key, _) = yolo.result(), coco.result()
+            return {"yolo": yolo_key, "coco": coco_key, "sample": samples.result(), "fileCount": yolo_images}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _records(mongo, storage, version: Version, tasks: list[str], cache: ObjectCache | StoredInPlace,
+             folder: Path) -> list[exports.ExportRecord]:
+    """Every image of the version with its size and boxes as recorded, its picture and label file
+    from the cached copy, else fetched into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    items = []
+    own = storage.own_key
+    for task in tasks:
+        for frame in mongo.dataset_frames(ObjectId(task)):
+            mine = version_entry(frame, version.id)
+            if mine is None:
+                continue
+            frame_id = int(frame["frameId"])
+            images = [(None, keys.frame_image_key(version.group, task, frame_id), mine)]
+            images += [(aug, own(entry["imageUrl"]), entry)
+                       for aug, entry in (mine.get("augmentationImages") or {}).items()]
+            items += [(task, frame_id, mine["datasetType"], aug, image_key,
+                       own(next(iter(entry["textFiles"].values()))), read_image_record(entry))
+                      for aug, image_key, entry in images]
+
+    def fetch(item) -> exports.ExportRecord:
+        task, frame_id, split, aug, image_key, text_key, (width, height, boxes) = item
+        local = cache.path(image_key)
+        if not local.is_file():
+            local = folder / f"{task}_{frame_id}_{aug or 'frame'}.jpg"
+            storage.get_file(image_key, local)
+        copy = cache.path(text_key)
+        text = (copy.read_bytes() if copy.is_file() else storage.get_bytes(text_key)).decode()
+        return exports.ExportRecord(task, frame_id, split, width, height, str(local), boxes, aug, label_text=text)
+
+    # Mostly waiting on storage (S3 round trips): several requests in flight, the order kept.
+    with ThreadPoolExecutor(max_workers=EXPORT_FETCHES, thread_name_prefix="dataset-export") as pool:
+        return list(pool.map(fetch, items))
+
