@@ -2,8 +2,9 @@
 
 A job is claimed atomically with a lease that a heartbeat renews; a worker that dies stops
 renewing, and once the lease expires any worker (in any process, on any host) claims the job
-again and resumes it from its last checkpoint. Failures retry with backoff up to
-`max_attempts`, then the job's handler records a final error a person can act on.
+again and resumes it from its last checkpoint. A failure that says retrying cannot help (a
+permanent `ServiceError`) fails the job at once; any other retries with backoff up to
+`max_attempts`. Either way the job's handler records a final error a person can act on.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from media_service import metrics
+from media_service.errors import GaveUp, ServiceError, is_permanent
 from media_service.logging_setup import job_context, set_log_fields
 from media_service.redact import Redactor
 from mongo_manager import LeaseLost, MongoManager, is_unavailable
@@ -33,20 +35,11 @@ class JobReleased(Exception):
     """The service is shutting down; the job was handed back at a commit boundary."""
 
 
-class PermanentError(Exception):
-    """Retrying cannot help (bad media, bad input): fail the job at once."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-
-
 class JobHandler(Protocol):
     kind: str
     def label(self, job: dict) -> str: ...
     def run(self, ctx: "JobContext") -> None: ...
-    def permanent_error(self, exc: Exception) -> PermanentError | None: ...
-    def on_failed(self, job: dict, error: PermanentError | Exception, final: bool) -> None: ...
+    def on_failed(self, job: dict, error: Exception, final: bool) -> None: ...
     def on_cancelled(self, job: dict) -> None: ...
 
 
@@ -269,7 +262,7 @@ class WorkerPool:
     def _execute(self, handler: JobHandler, ctx: JobContext) -> None:
         job, owner = ctx.job, ctx.owner
         if job["attempts"] > job["max_attempts"]:
-            error = PermanentError("too_many_attempts", f"gave up after {job['max_attempts']} attempts; "
+            error = GaveUp(f"gave up after {job['max_attempts']} attempts; "
                                    f"last error: {job.get('last_error') or 'the worker stopped unexpectedly'}")
             return self._fail(handler, ctx, error)
         log.info("job %s started (attempt %d/%d, stage %s)", job["_id"], job["attempts"], job["max_attempts"],
@@ -287,9 +280,8 @@ class WorkerPool:
             metrics.count("jobs_ended", kind=job["kind"], outcome="lease_lost")
             log.warning("job %s: lease lost, another worker continues it", job["_id"])
         except Exception as exc:
-            permanent = exc if isinstance(exc, PermanentError) else handler.permanent_error(exc)
-            if permanent is not None or job["attempts"] >= job["max_attempts"]:
-                return self._fail(handler, ctx, permanent or exc)
+            if is_permanent(exc) or job["attempts"] >= job["max_attempts"]:
+                return self._fail(handler, ctx, exc)
             delay = self.settings.retry_backoff_seconds * 2 ** (job["attempts"] - 1)
             error = self.redact.text(_describe(exc))
             log.warning("job %s failed (attempt %d/%d), retrying in %.0fs: %s", job["_id"], job["attempts"],
@@ -364,7 +356,7 @@ class WorkerPool:
 
     def _fail(self, handler: JobHandler, ctx: JobContext, error: Exception) -> None:
         described = self.redact.text(_describe(error))
-        log.error("job %s failed: %s", ctx.job["_id"], described, exc_info=not isinstance(error, PermanentError))
+        log.error("job %s failed: %s", ctx.job["_id"], described, exc_info=not isinstance(error, ServiceError))
         metrics.count("jobs_ended", kind=ctx.job["kind"], outcome="failed")
         handler.on_failed(ctx.job, error, final=True)
         self.mongo.finish_job(ctx.job["_id"], ctx.owner, "failed", described)

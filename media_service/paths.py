@@ -14,16 +14,12 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from media_service.errors import PathRefused
+
 MAX_NAME_BYTES = 255     # one path component, as Linux filesystems allow
 MAX_PATH_BYTES = 4096
 
 
-class PathRefused(ValueError):
-    """A path a caller named cannot be used; `code` is stable, the message is for a person."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
 
 
 def check_lengths(user_path: str) -> None:

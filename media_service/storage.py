@@ -14,17 +14,12 @@ from pathlib import Path
 from typing import Protocol
 
 from media_service import metrics
+from media_service.errors import StorageError
 from media_service.signed_urls import UrlSigner, signer_for
 
 log = logging.getLogger(__name__)
 
 
-class StorageError(RuntimeError):
-    """A storage operation failed; `permanent` when retrying cannot help (no bucket, no access)."""
-
-    def __init__(self, message: str, permanent: bool = False):
-        super().__init__(message)
-        self.permanent = permanent
 
 
 class Storage(Protocol):

@@ -264,7 +264,7 @@ def test_rekognition_type_1_over_its_http_protocol_with_retries_and_billable_cal
         failing, answer = request(service, project_id, "./rk.mp4", 1, 2, frame_rate=25, force_write=1)
         assert answer.status_code == 202
         upload = wait_for_upload(service.db, failing, timeout=120)
-        assert upload["status"] == 2 and "detector_failed" in upload["errorMessage"]["message"]
+        assert upload["status"] == 2 and "detector_misconfigured" in upload["errorMessage"]["message"]
         assert service.db.ProcessingJob.find_one({"_id": f"content:{failing}"})["attempts"] == 1
     finally:
         stand_in.close()

@@ -16,19 +16,13 @@ import numpy as np
 import pytest
 from skimage import data
 
-from media_service.detectors import (
-    BatchDetector,
-    Detection,
-    Detector,
-    DetectorError,
-    DetectorMisconfigured,
-    DetectorUnavailable,
-)
+from media_service.detectors import BatchDetector, Detection, Detector
 from media_service.detectors.centerface import CenterFace
 from media_service.detectors.darknet import Darknet
 from media_service.detectors.labels import COCO_TF_LABELS, darknet_label
 from media_service.detectors.rekognition import Rekognition, RekognitionAnnotator, RekognitionLabels, make_client
 from media_service.detectors.ssd_mobilenet import LocalDetector, SsdMobileNet, ssd_model_files
+from media_service.errors import DetectorError, DetectorMisconfigured, DetectorUnavailable
 from tests.faces import FaceScene, make_face_clip
 from tests.rekognition_stand_in import RekognitionStandIn, decode_image, signature_valid
 

@@ -16,8 +16,8 @@ import pytest
 import requests
 
 from media_service.contract import PrivacyOutputs
-from media_service.detectors import DetectorError
 from media_service.detectors.centerface import CenterFace
+from media_service.errors import DetectorError
 from media_service.privacy import blur
 from media_service.privacy.pipeline import BlurSettings, PrivacyPipeline
 from tests.conftest import ROOT, service_env

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from media_service.storage import LocalStorage, StorageError
+from media_service.errors import StorageError
+from media_service.storage import LocalStorage
 from tests.helpers import fields_for, new_upload, post_node, wait_for_upload
 from tests.media import decode_frames, ffprobe_stream, make_video, moov_before_mdat, read_number
 from tests.s3_server import BUCKET, S3_PORT

@@ -17,11 +17,10 @@ import video_processor as vp
 from media_service.annotation.annotator import Annotator
 from media_service.annotation.policy import LabelPolicy
 from media_service.contract import ANNOTATION_KIND, CANCELLED_CODE, ContentJobParams, is_untouched_auto_box
-from media_service.detectors import DetectorError, DetectorMisconfigured
 from media_service.detectors.factory import annotation_detector
-from media_service.jobs import JobContext, PermanentError
+from media_service.errors import PlatformStateError, is_permanent
+from media_service.jobs import JobContext
 from media_service.redact import Redactor
-from media_service.storage import StorageError
 from mongo_manager import MongoManager
 
 log = logging.getLogger(__name__)
@@ -69,7 +68,7 @@ class AnnotationJobHandler:
             ctx.checkpoint(checkpoint, "annotating", 0.0)
         tasks = self.mongo.video_tasks_in_order(params.project_id, params.video_name)
         if not tasks:
-            raise vp.MediaError("no_tasks", f"{params.video_name} has no tasks to annotate")
+            raise PlatformStateError("no_tasks", f"{params.video_name} has no tasks to annotate")
         annotator = self.annotators(params)
         scratch = self.settings.path("task_base") / f"annotate-{params.upload_id}"
         scratch.mkdir(parents=True, exist_ok=True)
@@ -114,26 +113,17 @@ class AnnotationJobHandler:
             boxes += annotator.annotate(batch, (batch[0].shape[1], batch[0].shape[0]))
         video.unlink(missing_ok=True)
         if len(boxes) != len(frames):
-            raise vp.MediaError("task_mismatch", f"{task['taskName']}: the stored video has {len(boxes)} frames, "
-                                                 f"the task {len(frames)} frame documents")
+            raise PlatformStateError("task_mismatch", f"{task['taskName']}: the stored video has {len(boxes)} "
+                                                      f"frames, the task {len(frames)} frame documents")
         self.mongo.set_frame_boxes({frame["_id"]: merge_boxes(frame.get("boxes") or [], fresh)
                                     for frame, fresh in zip(frames, boxes)})
         self.mongo.set_task_annotation_version(task["_id"], version)
         log.info("annotated %s: %d frames in %.1fs", task["taskName"], len(frames), time.monotonic() - started)
 
-    def permanent_error(self, exc: Exception) -> PermanentError | None:
-        if isinstance(exc, vp.MediaError):
-            return PermanentError(exc.code, str(exc))
-        if isinstance(exc, (DetectorMisconfigured, DetectorError)):
-            return PermanentError("detector_failed", str(exc))
-        if isinstance(exc, StorageError) and exc.permanent:
-            return PermanentError("storage_refused", str(exc))
-        return None
-
     def on_failed(self, job: dict, error: Exception, final: bool) -> None:
         if final:  # boxes already written stay (each task is whole); the upload says what happened
             reason = getattr(error, "code", None)
-            self.mongo.record_upload_error(job["params"]["upload_id"], 422 if reason else 500,
+            self.mongo.record_upload_error(job["params"]["upload_id"], 422 if is_permanent(error) else 500,
                                            self.redact.text(f"{reason}: {error}" if reason else f"failed: {error}"))
 
     def on_cancelled(self, job: dict) -> None:

@@ -17,13 +17,12 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from media_service.paths import PathRefused, fd_path, inside, open_confined
+from media_service.errors import ImageError, PathRefused
+from media_service.paths import fd_path, inside, open_confined
 
 MAX_IMAGE_BYTES = 256 * 1024 * 1024  # a zip member larger than this is refused (zip bombs)
 
 
-class ImageError(ValueError):
-    pass
 
 
 @dataclass

@@ -1,15 +1,11 @@
 """The `content` job kind: run an accepted processContent request; record how it ended."""
 from __future__ import annotations
 
-import video_processor as vp
-from media_service.content import image_source
 from media_service.content.pipeline import ALREADY_HAS_TASKS, ContentPipeline
 from media_service.contract import ALREADY_HAS_TASKS_CODE, CANCELLED_CODE, CONTENT_KIND, ContentJobParams
-from media_service.detectors import DetectorError, DetectorMisconfigured
-from media_service.jobs import JobContext, PermanentError
-from media_service.paths import PathRefused
+from media_service.errors import is_permanent
+from media_service.jobs import JobContext
 from media_service.redact import Redactor
-from media_service.storage import StorageError
 from mongo_manager import MongoManager
 
 
@@ -28,17 +24,6 @@ class ContentJobHandler:
     def run(self, ctx: JobContext) -> None:
         self.pipeline.run(ctx, ContentJobParams.from_doc(ctx.job["params"]))
 
-    def permanent_error(self, exc: Exception) -> PermanentError | None:
-        if isinstance(exc, (vp.MediaError, PathRefused)):
-            return PermanentError(exc.code, str(exc))
-        if isinstance(exc, image_source.ImageError):
-            return PermanentError("unreadable_images", str(exc))
-        if isinstance(exc, StorageError) and exc.permanent:
-            return PermanentError("storage_refused", str(exc))
-        if isinstance(exc, (DetectorMisconfigured, DetectorError)):
-            return PermanentError("detector_failed", str(exc))
-        return None
-
     def on_failed(self, job: dict, error: Exception, final: bool) -> None:
         if not final:
             return  # the upload stays "processing" while a retry is due
@@ -47,7 +32,7 @@ class ContentJobHandler:
         if reason == ALREADY_HAS_TASKS:
             code = ALREADY_HAS_TASKS_CODE
         else:
-            code = 422 if isinstance(error, PermanentError) else 500
+            code = 422 if is_permanent(error) else 500
         message = self.redact.text(f"{reason}: {error}" if reason else f"processing failed: {error}")
         # A failed upload keeps no half set of tasks: the UI would show them as usable.
         self.pipeline.remove_video_tasks(params.project_id, params.video_name, upload_id=params.upload_id)

@@ -19,7 +19,8 @@ import video_processor as vp
 from media_service import contract, metrics
 from media_service.content import image_source
 from media_service.contract import ContentJobParams, ContentType, FrameAnnotator, RequestType, task_key, task_name
-from media_service.paths import ConfinedFile, ContentRoot, PathRefused
+from media_service.errors import PathRefused, PlatformStateError
+from media_service.paths import ConfinedFile, ContentRoot
 from mongo_manager import MongoManager, utcnow
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,8 @@ class ContentPipeline:
         others = [t for t in self.mongo.find_video_tasks(params.project_id, params.video_name)
                   if str(t.get("uploadId")) != str(params.upload_id)]
         if others:
-            raise vp.MediaError(ALREADY_HAS_TASKS, "this video already has tasks; send force_write 1 to replace them")
+            raise PlatformStateError(ALREADY_HAS_TASKS,
+                                     "this video already has tasks; send force_write 1 to replace them")
 
     def _plan(self, params: ContentJobParams, root: Path, source: Path, checkpoint: dict) -> Plan:
         if params.content_type == ContentType.IMAGES:

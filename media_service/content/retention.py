@@ -16,7 +16,8 @@ import threading
 from datetime import timedelta
 
 from media_service.contract import ACTIVE_STATES, content_job_id
-from media_service.paths import PathRefused, resolve_inside
+from media_service.errors import PathRefused
+from media_service.paths import resolve_inside
 from mongo_manager import MongoManager, utcnow
 
 log = logging.getLogger(__name__)

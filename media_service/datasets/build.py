@@ -42,19 +42,13 @@ from media_service.datasets.frame_writer import (
     version_entry,
 )
 from media_service.datasets.labels import LabelScheme
+from media_service.errors import DatasetError, PlatformStateError, ServiceError, StorageError, is_permanent
 from media_service.jobs import database_unavailable
-from media_service.storage import StorageError
 from mongo_manager import MongoManager, utcnow
 
 log = logging.getLogger(__name__)
 
 
-class DatasetError(ValueError):
-    """The version cannot be built as it stands; `code` is stable, the message says what to change."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
 
 
 class TaskFailed(RuntimeError):
@@ -191,10 +185,10 @@ class DatasetBuilder:
         return failures
 
     def _task_failed(self, context: Version, task: ObjectId, entry: dict, exc: Exception) -> str:
-        text = f"{type(exc).__name__}: {exc}" if not isinstance(exc, (StorageError, vp.MediaError)) else str(exc)
+        text = str(exc) if isinstance(exc, ServiceError) else f"{type(exc).__name__}: {exc}"
         self.mongo.set_dataset_task(context.id, str(task), {"state": "pending", "error": text}, attempt=True)
         attempts = entry.get("attempts", 0) + 1
-        permanent = (isinstance(exc, StorageError) and exc.permanent) or isinstance(exc, vp.MediaError)
+        permanent = is_permanent(exc)
         if permanent or attempts >= self.settings.dataset_task_attempts:
             raise DatasetError("task_failed", f"task {task} failed{'' if permanent else f' {attempts} times'}: "
                                               f"{text}") from exc
@@ -246,8 +240,8 @@ class DatasetBuilder:
                 decoded += 1
                 updates.append((frame["_id"], *writer.frame(frame, rgb, task_size)))
             if decoded != len(frames):
-                raise vp.MediaError("task_mismatch", f"task {hex_id}: its video has {decoded} frames, "
-                                                     f"its frame documents {len(frames)}")
+                raise PlatformStateError("task_mismatch", f"task {hex_id}: its video has {decoded} frames, "
+                                                          f"its frame documents {len(frames)}")
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         metrics.count("frames", len(frames), stage="dataset")

@@ -5,10 +5,9 @@ import time
 
 from bson import ObjectId
 
-import video_processor as vp
 from media_service.contract import DATASET_KIND
-from media_service.datasets.build import BuildResult, DatasetBuilder, DatasetError
-from media_service.jobs import JobContext, PermanentError
+from media_service.datasets.build import BuildResult, DatasetBuilder
+from media_service.jobs import JobContext
 from media_service.redact import Redactor
 from mongo_manager import MongoManager
 
@@ -45,11 +44,6 @@ class DatasetJobHandler:
                     "tasks_built": result.tasks_built, "images": result.images, "size": result.size,
                     "dropped_boxes": result.dropped_boxes, "objects_written": result.writes})
         return result
-
-    def permanent_error(self, exc: Exception) -> PermanentError | None:
-        if isinstance(exc, (DatasetError, vp.MediaError)):
-            return PermanentError(exc.code, str(exc))
-        return None
 
     def on_failed(self, job: dict, error: Exception, final: bool) -> None:
         if final:

@@ -10,7 +10,7 @@ import numpy as np
 
 import video_processor as vp
 from media_service.contract import SOURCE_FINGERPRINT, ContentJobParams, ContentType, content_job_id
-from media_service.paths import PathRefused
+from media_service.errors import PathRefused
 
 log = logging.getLogger(__name__)
 

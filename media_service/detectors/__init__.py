@@ -22,19 +22,6 @@ from typing import Protocol, Sequence, runtime_checkable
 import numpy as np
 
 
-class DetectorError(RuntimeError):
-    """Detection failed on a frame (the caller decides whether to fail closed)."""
-
-
-class DetectorUnavailable(RuntimeError):
-    """The detector's service is down or throttling after its own retries: try the job again later,
-    never count its frames as detected."""
-
-
-class DetectorMisconfigured(RuntimeError):
-    """The detector cannot work as configured (model files, credentials): retrying cannot help."""
-
-
 @dataclass(frozen=True)
 class Detection:
     """A box (x1, y1) top-left to (x2, y2) bottom-right in pixels, a score 0..1 and a label."""

@@ -13,7 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from media_service.detectors import BatchDetector, Detection, DetectorError
+from media_service.detectors import BatchDetector, Detection
+from media_service.errors import DetectorError
 
 log = logging.getLogger(__name__)
 

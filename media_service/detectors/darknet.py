@@ -18,9 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from media_service.detectors import Detection, DetectorMisconfigured
+from media_service.detectors import Detection
 from media_service.detectors.labels import darknet_label
 from media_service.detectors.opencv_dnn import OpenCvDnnDetector
+from media_service.errors import DetectorMisconfigured
 
 log = logging.getLogger(__name__)
 

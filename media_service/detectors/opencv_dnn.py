@@ -8,7 +8,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from media_service.detectors import BatchDetector, Detection, DetectorError
+from media_service.detectors import BatchDetector, Detection
+from media_service.errors import DetectorError
 
 
 class OpenCvDnnDetector(BatchDetector):

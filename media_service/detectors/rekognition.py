@@ -19,8 +19,9 @@ from typing import Callable, Sequence, TypeVar
 import cv2
 import numpy as np
 
-from media_service.detectors import BatchDetector, Detection, DetectorError, DetectorMisconfigured, DetectorUnavailable
+from media_service.detectors import BatchDetector, Detection
 from media_service.detectors.labels import FACE
+from media_service.errors import DetectorError, DetectorMisconfigured, DetectorUnavailable
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -18,9 +18,10 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from media_service.detectors import BatchDetector, Detection, DetectorMisconfigured
+from media_service.detectors import BatchDetector, Detection
 from media_service.detectors.labels import COCO_TF_LABELS, FACE
 from media_service.detectors.opencv_dnn import OpenCvDnnDetector
+from media_service.errors import DetectorMisconfigured
 
 log = logging.getLogger(__name__)
 

@@ -11,13 +11,9 @@ from pathlib import Path
 
 import av
 
+from media_service.errors import MediaError
 
-class MediaError(ValueError):
-    """The media cannot be processed; `code` is stable, the message is for a person."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
+__all__ = ["MediaError", "open_input"]
 
 
 def open_input(path: Path | str, name: str | None = None) -> av.container.InputContainer:

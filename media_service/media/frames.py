@@ -5,7 +5,7 @@ import av
 import cv2
 import numpy as np
 
-from media_service.media import MediaError
+from media_service.errors import MediaError
 
 VideoFrame = av.VideoFrame  # for type hints outside this package
 

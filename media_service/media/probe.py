@@ -9,7 +9,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from media_service.media import MediaError, open_input
+from media_service.errors import MediaError
+from media_service.media import open_input
 
 log = logging.getLogger("video_processor")  # the door's name: log lines read as they did before the split
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import video_processor as vp
 from media_service.contract import PRIVACY_KIND, PrivacyJobParams
-from media_service.detectors import DetectorError, DetectorMisconfigured
 from media_service.detectors.centerface import CenterFace
 from media_service.detectors.rekognition import Rekognition, make_client
-from media_service.jobs import JobContext, PermanentError
-from media_service.paths import ConfinedDir, PathRefused
+from media_service.errors import PathRefused
+from media_service.jobs import JobContext
+from media_service.paths import ConfinedDir
 from media_service.privacy.pipeline import BlurSettings, PrivacyPipeline
 from mongo_manager import MongoManager
 
@@ -68,15 +67,6 @@ class PrivacyJobHandler:
                                       input_root=input_root, output_root=output_root,
                                       before_publish=ctx.stop_if_cancel_requested)
         ctx.report(counts)
-
-    def permanent_error(self, exc: Exception) -> PermanentError | None:
-        if isinstance(exc, (vp.MediaError, PathRefused)):
-            return PermanentError(exc.code, str(exc))
-        if isinstance(exc, DetectorError):  # fail_closed = fail_job
-            return PermanentError("detection_failed", str(exc))
-        if isinstance(exc, DetectorMisconfigured):
-            return PermanentError("detector_misconfigured", str(exc))
-        return None  # DetectorUnavailable and the rest: retried with backoff
 
     def _remove(self, job: dict, finished_too: bool = False) -> None:
         outputs = PrivacyJobParams.from_doc(job["params"]).outputs

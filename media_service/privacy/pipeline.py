@@ -23,7 +23,8 @@ import numpy as np
 import video_processor as vp
 from media_service import metrics
 from media_service.contract import PrivacyOutputs
-from media_service.detectors import Detection, DetectorError
+from media_service.detectors import Detection
+from media_service.errors import DetectorError
 from media_service.paths import ConfinedDir, ConfinedFile, fd_path
 from media_service.privacy import blur as face_blur
 from media_service.privacy.tracking import FaceTracker, Region

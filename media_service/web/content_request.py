@@ -16,7 +16,8 @@ from typing import Callable, Mapping
 from bson import ObjectId
 
 from media_service.contract import ContentType, RequestType
-from media_service.paths import ContentRoot, PathRefused
+from media_service.errors import PathRefused
+from media_service.paths import ContentRoot
 from media_service.web.auth import key_matches
 
 OBJECT_ID_HELP = ("invalid ObjectId, it must be a 12-byte input or a 24-character hex string "

@@ -14,8 +14,9 @@ from pathlib import Path, PurePosixPath
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from media_service.contract import ACTIVE_STATES, PRIVACY_KIND, PrivacyJobParams, privacy_job_id
+from media_service.errors import PathRefused
 from media_service.logging_setup import job_context
-from media_service.paths import PathRefused, check_lengths, resolve_inside
+from media_service.paths import check_lengths, resolve_inside
 from media_service.web import deadlines
 from media_service.web.auth import count_wrong_key, key_matches
 

@@ -10,7 +10,8 @@ import os
 
 from flask import Blueprint, Response, jsonify, request, send_file
 
-from media_service.paths import PathRefused, fd_path, open_confined
+from media_service.errors import PathRefused
+from media_service.paths import fd_path, open_confined
 from media_service.storage import LocalStorage
 from media_service.web.platform import services
 

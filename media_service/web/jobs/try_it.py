@@ -20,7 +20,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 import mongo_manager
 from media_service.contract import ContentType, RequestType, content_job_id, project_doc, video_upload_doc
-from media_service.paths import ConfinedDir, PathRefused, resolve_inside
+from media_service.errors import PathRefused
+from media_service.paths import ConfinedDir, resolve_inside
 from media_service.web import limits
 from media_service.web.jobs import headers, session
 from media_service.web.jobs.views import json_error, whole_number
