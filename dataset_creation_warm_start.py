@@ -46,12 +46,12 @@ def main(argv: list[str] | None = None) -> int:
             created, _ = queue_dataset_job(services.mongo, settings, version_id)
             if created:
                 log.info("dataset version %s: its build began and did not end; queued again", version_id)
-        pending = services.mongo.find_unfinished_jobs(kinds)
+        pending = services.mongo.jobs.unfinished(kinds)
         if not pending:
             log.info("nothing to resume")
             return 0
         ids = [job["_id"] for job in pending]
-        services.mongo.make_jobs_due_now(ids)
+        services.mongo.jobs.make_due_now(ids)
         log.info("%d unfinished jobs: %s", len(ids), ", ".join(ids))
         if args.no_run:
             return 0
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         with tqdm(total=len(ids), desc="resuming jobs", unit="job") as bar:
             while len(states) < len(ids) and time.monotonic() < deadline:
                 for job_id in ids:
-                    job = services.mongo.get_job(job_id)
+                    job = services.mongo.jobs.get(job_id)
                     if job_id not in states and job["state"] in FINAL_STATES:
                         states[job_id] = job["state"]
                         bar.update(1)

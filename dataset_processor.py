@@ -65,15 +65,14 @@ def build(services: Services, version_id) -> int:
     queue_dataset_job(mongo, settings, version_id)
     job_id = dataset_job_id(version_id)
     pool = WorkerPool(mongo, settings, [DatasetJobHandler(mongo, services.storage, settings)], threads=1)
-    owner = f"{pool.owner_prefix}:cli"
-    job = mongo.claim_job(job_id, owner, settings.lease_seconds)
-    if job is None:
+    claimed = pool.claim(job_id)
+    if claimed is None:
         log.info("another worker is building this version: following its progress")
     else:
-        threading.Thread(target=pool.run_claimed, args=(job, owner), name="dataset", daemon=True).start()
+        threading.Thread(target=pool.run_claimed, args=(claimed,), name="dataset", daemon=True).start()
     with tqdm(total=100, unit="%", desc=f"dataset {version_id}", disable=not sys.stderr.isatty()) as bar:
         while True:
-            job = mongo.get_job(job_id)
+            job = mongo.jobs.get(job_id)
             bar.update(max(0.0, (job.get("progress") or 0) - bar.n))
             if job["state"] in FINAL_STATES:
                 break

@@ -1,13 +1,14 @@
-"""Every MongoDB read and write of the service, each named after what it does.
+"""The door to MongoDB: the connection, and every read and write of the collections the Node
+platform owns or reads, each named after what it does.
 
-Collections the Node platform owns or reads keep its names and field names (CONTRACT §2).
-`ProcessingJob` is ours: one document per unit of background work, the single source of truth
-for queueing, leases and resume. Nothing here needs more than a MongoDB 6.0 server offers.
+Those collections keep Node's names and field names (CONTRACT §2). `ProcessingJob` is ours and
+has a store of its own, `MongoManager.jobs` (media_service/mongo/jobs.py): the single source of
+truth for queueing, leases and resume. Nothing here needs more than a MongoDB 6.0 server offers.
 """
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Iterable
 
 import pymongo
@@ -15,7 +16,6 @@ from bson import ObjectId
 from pymongo import ASCENDING, MongoClient, ReadPreference, ReturnDocument, UpdateOne, WriteConcern
 from pymongo.errors import (
     ConnectionFailure,
-    DuplicateKeyError,
     OperationFailure,
     PyMongoError,
     ServerSelectionTimeoutError,
@@ -23,10 +23,7 @@ from pymongo.errors import (
 from pymongo.uri_parser import parse_uri
 
 from media_service.contract import (
-    ACTIVE_STATES,
-    DATASET_KIND,
     DATASET_VERSIONS,
-    FINAL_STATES,
     FRAMES,
     JOBS,
     MASTER_DATA,
@@ -37,9 +34,10 @@ from media_service.contract import (
     ContentJobParams,
     UploadStatus,
     content_job_id,
-    dataset_job_id,
     task_index,
 )
+from media_service.mongo import utcnow
+from media_service.mongo.jobs import Job, JobStore, LeaseLost, VideoBusy  # noqa: F401 - the door's names
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +45,6 @@ log = logging.getLogger(__name__)
 def either_form(object_id: ObjectId) -> dict:
     """Matches a reference stored as an ObjectId or as its 24-hex string (LoopBack writes either)."""
     return {"$in": [object_id, str(object_id)]}
-
-
-def utcnow() -> datetime:
-    # MongoDB stores milliseconds; truncating here keeps values equal after a round trip.
-    now = datetime.now(timezone.utc)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def connect(uri: str, default_db: str, timeout_ms: int = 3000) -> "MongoManager":
@@ -92,18 +84,6 @@ def deadline(seconds: float):
     return pymongo.timeout(seconds)
 
 
-class LeaseLost(RuntimeError):
-    """Another worker owns the job now (our lease expired); stop without writing more."""
-
-
-class VideoBusy(RuntimeError):
-    """Another job holds this video (same project and video name) until it ends."""
-
-    def __init__(self, holder: str):
-        super().__init__(f"held by {holder}")
-        self.holder = holder
-
-
 class MongoManager:
     def __init__(self, client: MongoClient, db_name: str):
         self.client = client
@@ -121,6 +101,7 @@ class MongoManager:
         # whatever readPreference the URI names: a secondary may lag behind what was just written.
         self.db = client.get_database(db_name, write_concern=WriteConcern(**concern),
                                       read_preference=ReadPreference.PRIMARY)
+        self.jobs = JobStore(self.db[JOBS])  # ProcessingJob: every job read and write (media_service/mongo/jobs.py)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def ping(self) -> bool:
@@ -131,15 +112,8 @@ class MongoManager:
         self.db[TASKS].create_index([("uploadId", ASCENDING), ("taskName", ASCENDING)])
         self.db[TASKS].create_index([("projectId", ASCENDING), ("videoName", ASCENDING)])
         self.db[FRAMES].create_index([("taskId", ASCENDING), ("frameId", ASCENDING)])
-        self.db[JOBS].create_index([("state", ASCENDING), ("created_at", ASCENDING)])
-        # The claim's branch for cancel requests: without it every claim read every queued job
-        # (bench/bench_scale.py: 50 claimers fell to 25 claims/s; with it, 350).
-        self.db[JOBS].create_index([("state", ASCENDING), ("cancel_requested", ASCENDING), ("created_at", ASCENDING)])
-        self.db[JOBS].create_index([("kind", ASCENDING), ("key", ASCENDING)])
+        self.jobs.ensure_indexes()
         self.db[TRY_IT].create_index("createdAt")
-        # One job at a time per video: a job holds its video while queued or running.
-        self.db[JOBS].create_index("holds", unique=True, name="one_job_per_video",
-                                   partialFilterExpression={"holding": True})
         # Two task docs can never name one stored object (only docs with a key take part).
         try:
             self.db[TASKS].create_index("S3_url", unique=True, name="one_task_per_object",
@@ -322,10 +296,6 @@ class MongoManager:
         self.db[DATASET_VERSIONS].update_one({"_id": version_id}, {"$set": {
             "taskStatus.state": "failed", "taskStatus.error": message, "updatedAt": utcnow()}})
 
-    def enqueue_dataset_build(self, version_id: ObjectId, max_attempts: int) -> tuple[bool, dict]:
-        return self.enqueue_job(dataset_job_id(version_id), DATASET_KIND, str(version_id),
-                                {"version_id": str(version_id)}, max_attempts)
-
     def pending_dataset_versions(self) -> list[ObjectId]:
         """Versions whose build began and did not end (the warm start finishes them)."""
         return [doc["_id"] for doc in self.db[DATASET_VERSIONS].find({"taskStatus.state": "pending"}, {"_id": 1})]
@@ -349,185 +319,16 @@ class MongoManager:
         if writes:
             self.db[FRAMES].bulk_write(writes, ordered=True)
 
-    # -- jobs --------------------------------------------------------------------------------
-    def get_job(self, job_id: str) -> dict | None:
-        return self.db[JOBS].find_one({"_id": job_id})
-
-    def enqueue_job(self, job_id: str, kind: str, key: str, params: dict, max_attempts: int,
-                    holds: str | None = None) -> tuple[bool, dict]:
-        """Queue a job unless one with this id is queued or running.
-
-        Returns (created, job). A finished job with the same id is replaced by the new run;
-        an active one is returned untouched, so a repeated request starts nothing. With `holds`
-        (e.g. a video's name in its project), the job holds it until it ends: queuing a second
-        job for the same thing raises VideoBusy (a unique index decides, so it is atomic).
-        """
-        now = utcnow()
-        fresh = {
-            "kind": kind, "key": key, "state": "queued", "stage": "queued", "params": params,
-            "attempts": 0, "max_attempts": max_attempts, "lease_owner": None, "lease_expires": None,
-            "not_before": now, "created_at": now, "updated_at": now, "started_at": None,
-            "finished_at": None, "last_error": None, "checkpoint": {}, "progress": 0.0,
-            "cancel_requested": False, "holds": holds, "holding": holds is not None, "history": [],
-        }
-        try:
-            try:
-                self.db[JOBS].insert_one({"_id": job_id, **fresh, "run": 1})
-                return True, self.get_job(job_id)
-            except DuplicateKeyError as exc:
-                if "one_job_per_video" in str(exc):
-                    raise
-            replaced = self.db[JOBS].find_one_and_update(
-                {"_id": job_id, "state": {"$in": list(FINAL_STATES)}},
-                {"$set": fresh, "$inc": {"run": 1}}, return_document=ReturnDocument.AFTER)
-        except DuplicateKeyError:
-            holder = self.db[JOBS].find_one({"holds": holds, "holding": True}, {"_id": 1})
-            raise VideoBusy(holder["_id"] if holder else "another job") from None
-        if replaced:
-            return True, replaced
-        return False, self.get_job(job_id)
-
-    def claim_next_job(self, owner: str, lease_seconds: float, kinds: Iterable[str]) -> dict | None:
-        """Atomically take the oldest runnable job: queued and due, cancel-requested, or
-        running under a lease that expired (its worker died)."""
-        now = utcnow()
-        query = {"kind": {"$in": list(kinds)}, "$or": [
-            {"state": "queued", "not_before": {"$lte": now}},
-            {"state": "queued", "cancel_requested": True},
-            {"state": "running", "lease_expires": {"$lt": now}},
-        ]}
-        return self.db[JOBS].find_one_and_update(
-            query,
-            {"$set": {"state": "running", "lease_owner": owner,
-                      "lease_expires": now + timedelta(seconds=lease_seconds),
-                      "updated_at": now, "started_at": now},
-             "$inc": {"attempts": 1}},
-            sort=[("created_at", ASCENDING)], return_document=ReturnDocument.AFTER)
-
-    def claim_job(self, job_id: str, owner: str, lease_seconds: float) -> dict | None:
-        """Take this one job, when it is due (queued) or its worker died (lease expired)."""
-        now = utcnow()
-        return self.db[JOBS].find_one_and_update(
-            {"_id": job_id, "$or": [{"state": "queued"}, {"state": "running", "lease_expires": {"$lt": now}}]},
-            {"$set": {"state": "running", "lease_owner": owner,
-                      "lease_expires": now + timedelta(seconds=lease_seconds), "updated_at": now, "started_at": now},
-             "$inc": {"attempts": 1}}, return_document=ReturnDocument.AFTER)
-
-    def renew_lease(self, job_id: str, owner: str, lease_seconds: float) -> dict:
-        """Extend our lease; returns the job (to see cancel requests). Raises LeaseLost."""
-        now = utcnow()
-        job = self.db[JOBS].find_one_and_update(
-            {"_id": job_id, "lease_owner": owner, "state": "running"},
-            {"$set": {"lease_expires": now + timedelta(seconds=lease_seconds), "updated_at": now}},
-            return_document=ReturnDocument.AFTER)
-        if job is None:
-            raise LeaseLost(job_id)
-        return job
-
-    def save_checkpoint(self, job_id: str, owner: str, checkpoint: dict, stage: str, progress: float,
-                        eta_seconds: float | None = None) -> bool:
-        """Save the resume point; returns whether a cancel was requested (a commit boundary is where
-        a job learns of it, in whichever process holds it). Raises LeaseLost."""
-        job = self.db[JOBS].find_one_and_update(
-            {"_id": job_id, "lease_owner": owner, "state": "running"},
-            {"$set": {"checkpoint": checkpoint, "stage": stage, "progress": progress, "eta_seconds": eta_seconds,
-                      "updated_at": utcnow()}},
-            projection={"cancel_requested": True})
-        if job is None:
-            raise LeaseLost(job_id)
-        return bool(job.get("cancel_requested"))
-
-    def set_job_stage(self, job_id: str, owner: str, stage: str) -> None:
-        self.db[JOBS].update_one({"_id": job_id, "lease_owner": owner},
-                                 {"$set": {"stage": stage, "updated_at": utcnow()}})
-
-    def set_job_result(self, job_id: str, owner: str, result: dict) -> None:
-        self.db[JOBS].update_one({"_id": job_id, "lease_owner": owner}, {"$set": {"result": result}})
-
-    def finish_job(self, job_id: str, owner: str, state: str, error: str | None = None) -> bool:
-        """End our job. A job asked to cancel never ends `done`: False, and the caller cancels it."""
-        now = utcnow()
-        query = {"_id": job_id, "lease_owner": owner, "state": "running"}
-        if state == "done":
-            query["cancel_requested"] = {"$ne": True}
-        result = self.db[JOBS].update_one(
-            query,
-            {"$set": {"state": state, "stage": state, "finished_at": now, "updated_at": now, "holding": False,
-                      "lease_owner": None, "lease_expires": None, "last_error": error,
-                      **({"progress": 100.0} if state == "done" else {})}})
-        return result.matched_count == 1
-
-    def retry_job_later(self, job_id: str, owner: str, error: str, delay_seconds: float) -> bool:
-        """Queue the job again after `delay_seconds`; each failed attempt stays in its `history`."""
-        now = utcnow()
-        retry_at = now + timedelta(seconds=delay_seconds)
-        result = self.db[JOBS].update_one(
-            {"_id": job_id, "lease_owner": owner, "state": "running"},
-            {"$set": {"state": "queued", "stage": "retry_wait", "last_error": error, "updated_at": now,
-                      "not_before": retry_at, "lease_owner": None, "lease_expires": None},
-             "$push": {"history": {"$each": [{"failed_at": now, "error": error, "retry_at": retry_at}],
-                                   "$slice": -20}}})
-        return result.matched_count == 1
-
-    def release_job(self, job_id: str, owner: str) -> bool:
-        """Hand a job back on shutdown; a graceful stop does not count as an attempt."""
-        now = utcnow()
-        result = self.db[JOBS].update_one(
-            {"_id": job_id, "lease_owner": owner, "state": "running"},
-            {"$set": {"state": "queued", "stage": "released", "not_before": now, "updated_at": now,
-                      "lease_owner": None, "lease_expires": None},
-             "$inc": {"attempts": -1}})
-        return result.matched_count == 1
-
-    def cancel_requested(self, job_id: str) -> bool:
-        job = self.db[JOBS].find_one({"_id": job_id}, {"cancel_requested": True})
-        return bool(job and job.get("cancel_requested"))
-
-    def request_cancel(self, job_id: str) -> dict | None:
-        return self.db[JOBS].find_one_and_update(
-            {"_id": job_id, "state": {"$in": list(ACTIVE_STATES)}},
-            {"$set": {"cancel_requested": True, "updated_at": utcnow()}},
-            return_document=ReturnDocument.AFTER)
-
-    def job_summary(self) -> dict:
-        """{"states": {(kind, state): n}, "queued": {kind: (n, age of the oldest in seconds)}}."""
-        now = utcnow()
-        states = {(row["_id"]["kind"], row["_id"]["state"]): row["n"] for row in self.db[JOBS].aggregate(
-            [{"$group": {"_id": {"kind": "$kind", "state": "$state"}, "n": {"$sum": 1}}}])}
-        queued = {row["_id"]: (row["n"], max(0.0, (now - row["oldest"]).total_seconds()))
-                  for row in self.db[JOBS].aggregate([{"$match": {"state": "queued"}},
-                                                      {"$group": {"_id": "$kind", "n": {"$sum": 1},
-                                                                  "oldest": {"$min": "$created_at"}}}])}
-        return {"states": states, "queued": queued}
-
     def uploads_left_waiting(self, older_than: datetime) -> list[dict]:
         """Uploads Node created (status 0) whose request never reached the service: no job exists
         for them, and they were created before `older_than` (a newer one may still be on its way)."""
         waiting = list(self.db[UPLOADS].find({"status": 0, "createdAt": {"$lt": older_than}}))
         if not waiting:
             return []
-        known = {job["_id"] for job in self.db[JOBS].find(
-            {"_id": {"$in": [f"content:{upload['_id']}" for upload in waiting]}}, {"_id": 1})}
-        return [upload for upload in waiting if f"content:{upload['_id']}" not in known]
-
-    def find_unfinished_jobs(self, kinds: Iterable[str]) -> list[dict]:
-        return list(self.db[JOBS].find({"kind": {"$in": list(kinds)}, "state": {"$in": list(ACTIVE_STATES)}}))
-
-    def make_jobs_due_now(self, job_ids: Iterable[str]) -> int:
-        """Warm start: queued jobs waiting out a backoff become due, expired leases stay claimable."""
-        ids = list(job_ids)
-        if not ids:
-            return 0
-        return self.db[JOBS].update_many({"_id": {"$in": ids}, "state": "queued"},
-                                         {"$set": {"not_before": utcnow()}}).modified_count
+        known = self.jobs.existing(content_job_id(upload["_id"]) for upload in waiting)
+        return [upload for upload in waiting if content_job_id(upload["_id"]) not in known]
 
     # -- the operator's jobs pages (media_service/web/jobs/) -----------------------------------
-    def list_jobs(self, kind: str | None = None, state: str | None = None, limit: int = 200) -> list[dict]:
-        """Jobs of every kind (or of one kind, one state), newest first, without their checkpoints."""
-        query = {**({"kind": kind} if kind else {}), **({"state": state} if state else {})}
-        return list(self.db[JOBS].find(query, {"checkpoint": 0}).sort([("created_at", -1), ("_id", 1)])
-                    .limit(limit))
-
     def upload_tasks(self, upload_id: ObjectId) -> list[dict]:
         """An upload's task docs, task-0 first (the fields a person looks at)."""
         tasks = list(self.db[TASKS].find({"uploadId": upload_id}, {
@@ -535,32 +336,6 @@ class MongoManager:
             "videoResolutionWidth": 1, "videoResolutionHeight": 1, "videoDuration": 1, "S3_url": 1,
             "status": 1, "taskStatus": 1, "AutoAnnotationVersion": 1}))
         return sorted(tasks, key=lambda task: task_index(task.get("taskName", "")))
-
-    def retry_job(self, job_id: str, states: Iterable[str] = ("failed",)) -> dict | None:
-        """An operator's retry: a job in one of `states` is queued again, due now, with its params,
-        its attempts reset and a fresh start (no checkpoint: a failed run's partial output was
-        removed). The error it ended with moves to its history. Atomic: None when the job is not in
-        one of `states` (any more). A job that held its video holds it again: VideoBusy when another
-        job holds it now."""
-        job = self.db[JOBS].find_one({"_id": job_id}, {"holds": 1, "last_error": 1, "finished_at": 1, "state": 1})
-        if job is None:
-            return None
-        now = utcnow()
-        entry = {"failed_at": job.get("finished_at"), "error": job.get("last_error"), "ended": job.get("state"),
-                 "retried_at": now, "retried_by": "operator"}
-        try:
-            return self.db[JOBS].find_one_and_update(
-                {"_id": job_id, "state": {"$in": list(states)}},
-                {"$set": {"state": "queued", "stage": "queued", "attempts": 0, "not_before": now, "updated_at": now,
-                          "lease_owner": None, "lease_expires": None, "started_at": None, "finished_at": None,
-                          "last_error": None, "checkpoint": {}, "progress": 0.0, "eta_seconds": None,
-                          "cancel_requested": False, "holding": job.get("holds") is not None},
-                 "$unset": {"result": ""}, "$inc": {"run": 1},
-                 "$push": {"history": {"$each": [entry], "$slice": -20}}},
-                return_document=ReturnDocument.AFTER)
-        except DuplicateKeyError:
-            holder = self.db[JOBS].find_one({"holds": job.get("holds"), "holding": True}, {"_id": 1})
-            raise VideoBusy(holder["_id"] if holder else "another job") from None
 
     def reopen_upload(self, upload_id: ObjectId) -> dict | None:
         """Before a retried run: the upload is processing again (status 0, no error, progress 0).
@@ -606,7 +381,7 @@ class MongoManager:
         """The try's job (when ended), upload and project docs, then its record (last: a crash before
         leaves it to the next sweep). A project that holds another upload (a person added one) stays.
         Returns whether the project went."""
-        self.db[JOBS].delete_one({"_id": content_job_id(upload_id), "state": {"$in": list(FINAL_STATES)}})
+        self.jobs.delete_ended(content_job_id(upload_id))
         self.db[UPLOADS].delete_one({"_id": upload_id})
         others = self.db[UPLOADS].find_one({"projectId": either_form(project_id)}, {"_id": 1})
         removed = others is None and self.db[PROJECTS].delete_one({"_id": project_id}).deleted_count == 1

@@ -57,10 +57,10 @@ def life_cycles(uri: str, cycles: int) -> dict:
     started = time.perf_counter()
     for number in range(cycles):
         began = time.perf_counter()
-        mongo.enqueue_job(f"noop:{number}", "noop", str(number), {}, 3)
-        job = mongo.claim_next_job("bench", 60, ["noop"])
-        mongo.save_checkpoint(job["_id"], "bench", {"next_task": 1}, "tasks", 50.0)
-        mongo.finish_job(job["_id"], "bench", "done")
+        mongo.jobs.enqueue(f"noop:{number}", "noop", str(number), {}, 3)
+        job = mongo.jobs.claim("bench", 60, ["noop"])
+        mongo.jobs.save_checkpoint(job.id, "bench", {"next_task": 1}, "tasks", 50.0)
+        mongo.jobs.finish(job.id, "bench", "done")
         timings.append(time.perf_counter() - began)
     elapsed = time.perf_counter() - started
     concern = mongo.db.write_concern.document
@@ -169,11 +169,11 @@ def claimer(uri: str, db_name: str, threads: int) -> dict:
         owner, mine = f"{os.getpid()}:{index}", []
         while True:
             began = time.perf_counter()
-            job = mongo.claim_next_job(owner, 60, ["noop"])
+            job = mongo.jobs.claim(owner, 60, ["noop"])
             mine.append(time.perf_counter() - began)
             if job is None:
                 break
-            mongo.finish_job(job["_id"], owner, "done")
+            mongo.jobs.finish(job.id, owner, "done")
         with lock:
             timings.extend(mine[:-1])
 
@@ -198,7 +198,7 @@ def claim_path(uri: str, processes: int, threads: int, jobs: int, mongod_pids: l
     if proposed_index:  # see claim_plan: the cancel_requested branch then reads one key, not the queue
         mongo.db.ProcessingJob.create_index([("state", 1), ("cancel_requested", 1), ("created_at", 1)])
     for number in range(jobs):
-        mongo.enqueue_job(f"noop:{number}", "noop", str(number), {}, 3)
+        mongo.jobs.enqueue(f"noop:{number}", "noop", str(number), {}, 3)
     before = sum(cpu_seconds(pid) for pid in mongod_pids)
     started = time.perf_counter()
     children = [subprocess.Popen([sys.executable, "-m", "bench.bench_scale", "--claimer", uri, db_name, str(threads)],
@@ -229,7 +229,7 @@ def claim_plan(uri: str) -> dict:
     mongo.client.drop_database("bench_plan")
     mongo.ensure_indexes()
     for number in range(2000):
-        mongo.enqueue_job(f"noop:{number}", "noop", str(number), {}, 3)
+        mongo.jobs.enqueue(f"noop:{number}", "noop", str(number), {}, 3)
     mongo.db.ProcessingJob.update_many({"_id": {"$in": [f"noop:{n}" for n in range(1000)]}},
                                        {"$set": {"state": "done"}})
     now = utcnow()

@@ -22,7 +22,7 @@ from media_service import metrics
 from media_service.errors import GaveUp, ServiceError, is_permanent
 from media_service.logging_setup import job_context, set_log_fields
 from media_service.redact import Redactor
-from mongo_manager import LeaseLost, MongoManager, is_unavailable
+from mongo_manager import Job, JobStore, LeaseLost, MongoManager, is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +37,18 @@ class JobReleased(Exception):
 
 class JobHandler(Protocol):
     kind: str
-    def label(self, job: dict) -> str: ...
+    def label(self, job: Job) -> str: ...
     def run(self, ctx: "JobContext") -> None: ...
-    def on_failed(self, job: dict, error: Exception, final: bool) -> None: ...
-    def on_cancelled(self, job: dict) -> None: ...
+    def on_failed(self, job: Job, error: Exception, final: bool) -> None: ...
+    def on_cancelled(self, job: Job) -> None: ...
 
 
 @dataclass
 class JobContext:
     """What a running job sees of the machinery: cheap checks and checkpoints."""
-    job: dict
+    job: Job
     owner: str
-    mongo: MongoManager
+    store: JobStore
     lease_seconds: float
     stopping: threading.Event
     lost: threading.Event
@@ -61,30 +61,30 @@ class JobContext:
 
     def check(self) -> None:
         if self.lost.is_set():
-            raise LeaseLost(self.job["_id"])
+            raise LeaseLost(self.job.id)
         if self.cancel.is_set():
-            raise JobCancelled(self.job["_id"])
+            raise JobCancelled(self.job.id)
 
     def stop_if_cancel_requested(self) -> None:
         """A last look at the database before the job publishes its end (an upload's status 1, a
         finished dataset): a cancel that came after the last commit stops it before Node sees it."""
         self.check()
-        if self.mongo.cancel_requested(self.job["_id"]):
+        if self.store.cancel_requested(self.job.id):
             self.cancel.set()
-            raise JobCancelled(self.job["_id"])
+            raise JobCancelled(self.job.id)
 
     def at_commit_boundary(self) -> None:
         self.check()
         if self.stopping.is_set():
-            raise JobReleased(self.job["_id"])
+            raise JobReleased(self.job.id)
 
     def checkpoint(self, checkpoint: dict, stage: str, progress: float) -> None:
         """Save the resume point and progress (0-100) with an ETA from this attempt's measured rate."""
         self._enter_stage(stage)
         self.eta_seconds = self._eta(progress)
-        if self.mongo.save_checkpoint(self.job["_id"], self.owner, checkpoint, stage, progress, self.eta_seconds):
+        if self.store.save_checkpoint(self.job.id, self.owner, checkpoint, stage, progress, self.eta_seconds):
             self.cancel.set()  # the next check() stops the job
-        self.job["checkpoint"] = checkpoint
+        self.job.checkpoint = checkpoint
 
     def _eta(self, progress: float) -> float | None:
         done, elapsed = progress - self.progress_at_start, time.monotonic() - self.started
@@ -94,20 +94,20 @@ class JobContext:
 
     def set_stage(self, stage: str) -> None:
         self._enter_stage(stage)
-        self.mongo.set_job_stage(self.job["_id"], self.owner, stage)
+        self.store.set_stage(self.job.id, self.owner, stage)
 
     def _enter_stage(self, stage: str | None) -> None:
         """Time the stage that ends here (media_job_stage_seconds) and name the new one in the logs."""
         now = time.monotonic()
         if stage != self.stage:
             if self.stage is not None:
-                metrics.observe("stage_seconds", now - self.stage_started, kind=self.job["kind"], stage=self.stage)
+                metrics.observe("stage_seconds", now - self.stage_started, kind=self.job.kind, stage=self.stage)
             self.stage, self.stage_started = stage, now
             set_log_fields(stage=stage)
 
     def report(self, result: dict) -> None:
         """What the run produced (counts a status page shows), kept on the job."""
-        self.mongo.set_job_result(self.job["_id"], self.owner, result)
+        self.store.set_result(self.job.id, self.owner, result)
 
 
 class _Heartbeat(threading.Thread):
@@ -116,33 +116,33 @@ class _Heartbeat(threading.Thread):
     worker: the job stops as if it were lost, so two workers never write at once."""
 
     def __init__(self, ctx: JobContext, interval: float):
-        super().__init__(name=f"heartbeat-{ctx.job['_id']}", daemon=True)
+        super().__init__(name=f"heartbeat-{ctx.job.id}", daemon=True)
         self.ctx, self.interval, self.done = ctx, interval, threading.Event()
 
     def run(self) -> None:
         renewed = time.monotonic()
         while not self.done.wait(self.interval):
             try:
-                job = self.ctx.mongo.renew_lease(self.ctx.job["_id"], self.ctx.owner, self.ctx.lease_seconds)
+                job = self.ctx.store.renew_lease(self.ctx.job.id, self.ctx.owner, self.ctx.lease_seconds)
                 renewed = time.monotonic()
                 if job.get("cancel_requested"):
                     self.ctx.cancel.set()
             except LeaseLost:
-                log.warning("lease on %s lost; stopping it", self.ctx.job["_id"])
+                log.warning("lease on %s lost; stopping it", self.ctx.job.id)
                 self.ctx.lost.set()
                 return
             except Exception as exc:  # a database hiccup: the lease still has time, try again
-                log.warning("lease renewal of %s failed: %s", self.ctx.job["_id"], exc)
+                log.warning("lease renewal of %s failed: %s", self.ctx.job.id, exc)
                 if time.monotonic() - renewed >= self.ctx.lease_seconds:
                     log.warning("lease on %s expired while the database was unreachable; stopping it",
-                                self.ctx.job["_id"])
+                                self.ctx.job.id)
                     self.ctx.lost.set()
                     return
 
 
 class WorkerPool:
     def __init__(self, mongo: MongoManager, settings, handlers: list[JobHandler], threads: int | None = None):
-        self.mongo = mongo
+        self.store = mongo.jobs
         self.settings = settings
         self.handlers = {h.kind: h for h in handlers}
         self.size = threads or settings.worker_threads
@@ -189,8 +189,8 @@ class WorkerPool:
             leftover = list(self._running.values())
         for ctx in leftover:  # still mid-task after the grace period: hand the job back now
             ctx.lost.set()
-            if self.mongo.release_job(ctx.job["_id"], ctx.owner):
-                log.info("released %s after the grace period", ctx.job["_id"])
+            if self.store.release(ctx.job.id, ctx.owner):
+                log.info("released %s after the grace period", ctx.job.id)
 
     # -- the loop ----------------------------------------------------------------------------
     def _loop(self, owner: str) -> None:
@@ -200,112 +200,113 @@ class WorkerPool:
         _lower_thread_priority(self.settings.worker_nice)
         while not self.stopping.is_set():
             try:
-                job = self._claim(owner)
+                ctx = self._claim(owner)
             except Exception as exc:
                 metrics.count("mongodb_errors", where="worker")
                 log.warning("claiming failed: %s", self.redact.text(str(exc)))
                 self.stopping.wait(self.settings.poll_seconds)
                 continue
-            if job is None:
+            if ctx is None:
                 self.wake.wait(self.settings.poll_seconds)
                 self.wake.clear()
                 continue
             try:
-                self.run_claimed(job, owner)
+                self.run_claimed(ctx)
             except Exception as exc:
                 log.error("job %s could not be closed (%s); its lease will expire and it will be claimed again",
-                          job["_id"], self.redact.text(_describe(exc)))
+                          ctx.job.id, self.redact.text(_describe(exc)))
                 self.stopping.wait(self.settings.poll_seconds)
 
-    def _claim(self, owner: str) -> dict | None:
+    def claim(self, job_id: str) -> JobContext | None:
+        """Take this one job for a caller that runs it itself (`run_claimed`): dataset_processor.py.
+        None when it is not due, or another worker holds it."""
+        return self._claim(f"{self.owner_prefix}:cli", job_id)
+
+    def _claim(self, owner: str, job_id: str | None = None) -> JobContext | None:
         """The oldest due job of a kind this process runs fewer of than its limit ([Jobs] limits):
         a long job of one kind never takes every thread, so the other kinds keep moving. Claims are
         made one at a time, so the counts hold."""
         with self._claim_lock:
             with self._lock:
-                running = [ctx.job["kind"] for ctx in self._running.values()]
+                running = [ctx.job.kind for ctx in self._running.values()]
             kinds = [kind for kind in self.handlers if running.count(kind) < self.limits.get(kind, self.size)]
-            job = self.mongo.claim_next_job(owner, self.settings.lease_seconds, kinds) if kinds else None
-            if job is not None:
-                self._register(job, owner)
-            return job
+            if job_id is None and not kinds:
+                return None
+            job = self.store.claim(owner, self.settings.lease_seconds, kinds, job_id=job_id)
+            if job is None:
+                return None
+            ctx = JobContext(job, owner, self.store, self.settings.lease_seconds, self.stopping,
+                             threading.Event(), threading.Event(), progress_at_start=job.progress)
+            with self._lock:
+                self._running[job.id] = ctx
+            return ctx
 
-    def _register(self, job: dict, owner: str) -> JobContext:
-        ctx = JobContext(job, owner, self.mongo, self.settings.lease_seconds, self.stopping,
-                         threading.Event(), threading.Event(), progress_at_start=job.get("progress") or 0.0)
-        with self._lock:
-            self._running[job["_id"]] = ctx
-        return ctx
-
-    def run_claimed(self, job: dict, owner: str) -> None:
-        handler = self.handlers[job["kind"]]
-        with self._lock:
-            ctx = self._running.get(job["_id"])
-        if ctx is None:  # claimed by a caller of its own (dataset_processor.py)
-            ctx = self._register(job, owner)
-        if job.get("cancel_requested"):
+    def run_claimed(self, ctx: JobContext) -> None:
+        job = ctx.job
+        handler = self.handlers[job.kind]
+        if job.cancel_requested:
             ctx.cancel.set()
         heartbeat = _Heartbeat(ctx, self.settings.heartbeat_seconds)
         heartbeat.start()
-        params = job.get("params") or {}
-        about = {name: str(params[name]) for name in ("upload_id", "version_id", "filename") if name in params}
+        about = {name: str(job.params[name]) for name in ("upload_id", "version_id", "filename")
+                 if name in job.params}
         try:
-            with job_context(handler.label(job), job_id=job["_id"], kind=job["kind"], **about):
+            with job_context(handler.label(job), job_id=job.id, kind=job.kind, **about):
                 self._execute(handler, ctx)
         finally:
             ctx._enter_stage(None)
             heartbeat.done.set()
             heartbeat.join()
             with self._lock:
-                self._running.pop(job["_id"], None)
+                self._running.pop(job.id, None)
 
     def _execute(self, handler: JobHandler, ctx: JobContext) -> None:
         job, owner = ctx.job, ctx.owner
-        if job["attempts"] > job["max_attempts"]:
-            error = GaveUp(f"gave up after {job['max_attempts']} attempts; "
-                                   f"last error: {job.get('last_error') or 'the worker stopped unexpectedly'}")
+        if job.attempts > job.max_attempts:
+            error = GaveUp(f"gave up after {job.max_attempts} attempts; "
+                                   f"last error: {job.last_error or 'the worker stopped unexpectedly'}")
             return self._fail(handler, ctx, error)
-        log.info("job %s started (attempt %d/%d, stage %s)", job["_id"], job["attempts"], job["max_attempts"],
-                 job.get("stage"))
+        log.info("job %s started (attempt %d/%d, stage %s)", job.id, job.attempts, job.max_attempts,
+                 job.stage)
         try:
             ctx.check()
             self._through_failovers(ctx, lambda: handler.run(ctx), resume=True)
         except JobCancelled:
             self._cancel(handler, ctx)
         except JobReleased:
-            metrics.count("jobs_ended", kind=job["kind"], outcome="released")
-            self.mongo.release_job(job["_id"], owner)
-            log.info("job %s handed back for shutdown at a commit boundary", job["_id"])
+            metrics.count("jobs_ended", kind=job.kind, outcome="released")
+            self.store.release(job.id, owner)
+            log.info("job %s handed back for shutdown at a commit boundary", job.id)
         except LeaseLost:
-            metrics.count("jobs_ended", kind=job["kind"], outcome="lease_lost")
-            log.warning("job %s: lease lost, another worker continues it", job["_id"])
+            metrics.count("jobs_ended", kind=job.kind, outcome="lease_lost")
+            log.warning("job %s: lease lost, another worker continues it", job.id)
         except Exception as exc:
-            if is_permanent(exc) or job["attempts"] >= job["max_attempts"]:
+            if is_permanent(exc) or job.attempts >= job.max_attempts:
                 return self._fail(handler, ctx, exc)
-            delay = self.settings.retry_backoff_seconds * 2 ** (job["attempts"] - 1)
+            delay = self.settings.retry_backoff_seconds * 2 ** (job.attempts - 1)
             error = self.redact.text(_describe(exc))
-            log.warning("job %s failed (attempt %d/%d), retrying in %.0fs: %s", job["_id"], job["attempts"],
-                        job["max_attempts"], delay, error, exc_info=not isinstance(exc, OSError))
-            metrics.count("jobs_ended", kind=job["kind"], outcome="retry")
+            log.warning("job %s failed (attempt %d/%d), retrying in %.0fs: %s", job.id, job.attempts,
+                        job.max_attempts, delay, error, exc_info=not isinstance(exc, OSError))
+            metrics.count("jobs_ended", kind=job.kind, outcome="retry")
             handler.on_failed(job, exc, final=False)
-            self.mongo.retry_job_later(job["_id"], owner, error, delay)
+            self.store.retry_later(job.id, owner, error, delay)
         else:
-            if self._through_failovers(ctx, lambda: self.mongo.finish_job(job["_id"], owner, "done")):
-                metrics.count("jobs_ended", kind=job["kind"], outcome="done")
-                log.info("job %s done", job["_id"])
-            elif (self.mongo.get_job(job["_id"]) or {}).get("cancel_requested"):
+            if self._through_failovers(ctx, lambda: self.store.finish(job.id, owner, "done")):
+                metrics.count("jobs_ended", kind=job.kind, outcome="done")
+                log.info("job %s done", job.id)
+            elif (self.store.get(job.id) or {}).get("cancel_requested"):
                 # Asked to cancel after its last commit: the request was answered "stopping", so
                 # what the run made is removed as at any other point.
                 self._cancel(handler, ctx)
             else:
-                metrics.count("jobs_ended", kind=job["kind"], outcome="lease_lost")
-                log.warning("job %s: finished, but another worker holds it now", job["_id"])
+                metrics.count("jobs_ended", kind=job.kind, outcome="lease_lost")
+                log.warning("job %s: finished, but another worker holds it now", job.id)
 
     def _cancel(self, handler: JobHandler, ctx: JobContext) -> None:
-        metrics.count("jobs_ended", kind=ctx.job["kind"], outcome="cancelled")
+        metrics.count("jobs_ended", kind=ctx.job.kind, outcome="cancelled")
         handler.on_cancelled(ctx.job)
-        self.mongo.finish_job(ctx.job["_id"], ctx.owner, "cancelled", "cancelled on request")
-        log.info("job %s cancelled; its outputs were removed", ctx.job["_id"])
+        self.store.finish(ctx.job.id, ctx.owner, "cancelled", "cancelled on request")
+        log.info("job %s cancelled; its outputs were removed", ctx.job.id)
 
     def _through_failovers(self, ctx: JobContext, step, resume: bool = False):
         """Run `step` (the job, or the write that closes it) through a replica set's election.
@@ -323,11 +324,11 @@ class WorkerPool:
                 if not database_unavailable(exc):
                     raise
                 log.warning("job %s: the database is unavailable (%s); going on when a primary answers",
-                            ctx.job["_id"], self.redact.text(str(exc)))
+                            ctx.job.id, self.redact.text(str(exc)))
                 metrics.count("mongodb_errors", where="worker")
             job = self._wait_for_primary(ctx, ours=resume)
             if resume:
-                ctx.job["checkpoint"] = job.get("checkpoint") or {}
+                ctx.job.checkpoint = job.get("checkpoint") or {}
             elif job is None:
                 return False  # the lease ran out while no primary answered: the job is not ours now
             elif job.get("state") == "done":
@@ -340,26 +341,26 @@ class WorkerPool:
             if ours:
                 ctx.check()
                 if self.stopping.is_set():
-                    raise JobReleased(ctx.job["_id"])
+                    raise JobReleased(ctx.job.id)
             elif ctx.lost.is_set():
                 return None
             self.stopping.wait(self.settings.poll_seconds)
             try:
-                job = self.mongo.get_job(ctx.job["_id"])
+                job = self.store.get(ctx.job.id)
             except Exception as exc:
                 if database_unavailable(exc):
                     continue
                 raise
             if ours and (job is None or job.get("state") != "running" or job.get("lease_owner") != ctx.owner):
-                raise LeaseLost(ctx.job["_id"])
+                raise LeaseLost(ctx.job.id)
             return job
 
     def _fail(self, handler: JobHandler, ctx: JobContext, error: Exception) -> None:
         described = self.redact.text(_describe(error))
-        log.error("job %s failed: %s", ctx.job["_id"], described, exc_info=not isinstance(error, ServiceError))
-        metrics.count("jobs_ended", kind=ctx.job["kind"], outcome="failed")
+        log.error("job %s failed: %s", ctx.job.id, described, exc_info=not isinstance(error, ServiceError))
+        metrics.count("jobs_ended", kind=ctx.job.kind, outcome="failed")
         handler.on_failed(ctx.job, error, final=True)
-        self.mongo.finish_job(ctx.job["_id"], ctx.owner, "failed", described)
+        self.store.finish(ctx.job.id, ctx.owner, "failed", described)
 
 
 def database_unavailable(exc: BaseException) -> bool:

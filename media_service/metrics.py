@@ -150,7 +150,7 @@ def exposition(mongo) -> tuple[bytes, str]:
             depth = GaugeMetricFamily("media_queue_depth", "Jobs waiting to run", labels=["kind"])
             oldest = GaugeMetricFamily("media_queue_oldest_seconds", "Age of the oldest job waiting",
                                        labels=["kind"])
-            summary = mongo.job_summary()
+            summary = mongo.jobs.summary()
             for (kind, state), number in sorted(summary["states"].items()):
                 by_state.add_metric([kind, state], number)
             for kind, (number, age) in sorted(summary["queued"].items()):

@@ -104,16 +104,13 @@ class DyingHandler:
     def run(self, ctx):
         raise SystemExit("worker thread ends")
 
-    def permanent_error(self, exc):
-        return None
-
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_2_ready_is_503_when_a_worker_thread_is_gone(make_service):
     service = make_service()
     pool = service.services.pool
     pool.handlers["dying"] = DyingHandler()
-    service.services.mongo.enqueue_job("dying:1", "dying", "1", {}, 1)
+    service.services.mongo.jobs.enqueue("dying:1", "dying", "1", {}, 1)
     pool.notify()
     wait_for(lambda: pool.alive() < pool.size)
     ready = requests.get(f"{service.url}/api/ready", timeout=10)

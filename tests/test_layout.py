@@ -1,10 +1,11 @@
 """The package layout's one import rule (issue 9), checked on the source itself.
 
 entry points -> services -> web and feature jobs -> feature pipelines -> the job pool ->
-detectors, video_processor (the media package's door), storage, mongo_manager -> contract, config,
-logging, paths. A module imports only from layers below its own (or its own room); features never
-import each other; the web layer imports no feature; only the media package imports PyAV, and the
-rest reach it through its door video_processor; only mongo_manager imports pymongo.
+detectors, video_processor (the media package's door), storage, mongo_manager (the mongo package's
+door) -> contract, config, errors, logging, paths. A module imports only from layers below its own
+(or its own room); features never import each other; the web layer imports no feature; only the
+media package imports PyAV and only the mongo package (with mongo_manager) imports pymongo, and the
+rest reach each through its door.
 """
 from __future__ import annotations
 
@@ -24,11 +25,12 @@ FOUNDATION = {"media_service", "media_service.contract", "media_service.config",
               "media_service.paths", "media_service.redact", "media_service.metrics", "media_service.signed_urls",
               "media_service.legacy_config"}
 MEDIA = "media_service.media"
+MONGO = "media_service.mongo"
 # Only these (a module, or a package with all its modules) may import these third-party packages:
 # the one place for each concern.
-OWNERS = {"av": {MEDIA}, "pymongo": {"mongo_manager"}}
+OWNERS = {"av": {MEDIA}, "pymongo": {MONGO, "mongo_manager"}}
 # A package the rest of the code reaches only through its door, a module in the same room.
-DOORS = {MEDIA: "video_processor"}
+DOORS = {MEDIA: "video_processor", MONGO: "mongo_manager"}
 
 
 def within(module: str, owner: str) -> bool:
@@ -59,9 +61,10 @@ def room(module: str) -> tuple[int, str]:
         return 6, "foundation"
     if parts[:2] == ["media_service", "detectors"]:
         return 5, "detectors"
-    if within(module, MEDIA) or module in DOORS.values():
-        return 5, "media"  # the media package and its door video_processor
-    return 5, module  # mongo_manager, storage, embedded_mongo: one concern each
+    for package, door in DOORS.items():
+        if within(module, package) or module == door:
+            return 5, package  # a package and its door: video_processor, mongo_manager
+    return 5, module  # storage, embedded_mongo: one concern each
 
 
 def imports_of(path: Path, known: set[str]) -> set[str]:

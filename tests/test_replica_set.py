@@ -74,9 +74,9 @@ def test_a_claim_reads_a_few_index_keys_however_long_the_queue(mongo_uri):
     try:
         mongo.ensure_indexes()
         for number in range(300):
-            mongo.enqueue_job(f"noop:{number:03d}", "noop", str(number), {}, 3)
+            mongo.jobs.enqueue(f"noop:{number:03d}", "noop", str(number), {}, 3)
         mongo.db.command("profile", 2)
-        assert mongo.claim_next_job("owner", 60, ["noop"])["_id"] == "noop:000"
+        assert mongo.jobs.claim("owner", 60, ["noop"]).id == "noop:000"
         mongo.db.command("profile", 0)
         claim = mongo.db["system.profile"].find_one({"command.findAndModify": "ProcessingJob"})
         assert claim["keysExamined"] <= 5 and claim["docsExamined"] <= 5, claim

@@ -21,7 +21,7 @@ from media_service.detectors.factory import annotation_detector
 from media_service.errors import PlatformStateError, is_permanent
 from media_service.jobs import JobContext
 from media_service.redact import Redactor
-from mongo_manager import MongoManager
+from mongo_manager import Job, MongoManager
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +56,12 @@ class AnnotationJobHandler:
         self.annotators = annotator_factory(mongo, settings)
         self.redact = Redactor.from_settings(settings)
 
-    def label(self, job: dict) -> str:
-        return f"upload={job['params']['upload_id']}"
+    def label(self, job: Job) -> str:
+        return f"upload={job.params['upload_id']}"
 
     def run(self, ctx: JobContext) -> None:
-        params = ContentJobParams.from_doc(ctx.job["params"])
-        checkpoint = dict(ctx.job.get("checkpoint") or {})
+        params = ContentJobParams.from_doc(ctx.job.params)
+        checkpoint = dict(ctx.job.checkpoint)
         if not checkpoint:
             self.mongo.mark_upload_started(params.upload_id, params, new_run=True)
             checkpoint = {"next_task": 0, "annotated": 0, "skipped": 0}
@@ -120,12 +120,12 @@ class AnnotationJobHandler:
         self.mongo.set_task_annotation_version(task["_id"], version)
         log.info("annotated %s: %d frames in %.1fs", task["taskName"], len(frames), time.monotonic() - started)
 
-    def on_failed(self, job: dict, error: Exception, final: bool) -> None:
+    def on_failed(self, job: Job, error: Exception, final: bool) -> None:
         if final:  # boxes already written stay (each task is whole); the upload says what happened
             reason = getattr(error, "code", None)
-            self.mongo.record_upload_error(job["params"]["upload_id"], 422 if is_permanent(error) else 500,
+            self.mongo.record_upload_error(job.params["upload_id"], 422 if is_permanent(error) else 500,
                                            self.redact.text(f"{reason}: {error}" if reason else f"failed: {error}"))
 
-    def on_cancelled(self, job: dict) -> None:
-        self.mongo.record_upload_error(job["params"]["upload_id"], CANCELLED_CODE,
+    def on_cancelled(self, job: Job) -> None:
+        self.mongo.record_upload_error(job.params["upload_id"], CANCELLED_CODE,
                                        "annotation was cancelled on request")

@@ -6,7 +6,7 @@ from media_service.contract import ALREADY_HAS_TASKS_CODE, CANCELLED_CODE, CONTE
 from media_service.errors import is_permanent
 from media_service.jobs import JobContext
 from media_service.redact import Redactor
-from mongo_manager import MongoManager
+from mongo_manager import Job, MongoManager
 
 
 class ContentJobHandler:
@@ -18,16 +18,16 @@ class ContentJobHandler:
         self.pipeline = ContentPipeline(mongo, storage, settings, annotators)
         self.redact = Redactor.from_settings(settings)
 
-    def label(self, job: dict) -> str:
-        return f"upload={job['params']['upload_id']}"
+    def label(self, job: Job) -> str:
+        return f"upload={job.params['upload_id']}"
 
     def run(self, ctx: JobContext) -> None:
-        self.pipeline.run(ctx, ContentJobParams.from_doc(ctx.job["params"]))
+        self.pipeline.run(ctx, ContentJobParams.from_doc(ctx.job.params))
 
-    def on_failed(self, job: dict, error: Exception, final: bool) -> None:
+    def on_failed(self, job: Job, error: Exception, final: bool) -> None:
         if not final:
             return  # the upload stays "processing" while a retry is due
-        params = ContentJobParams.from_doc(job["params"])
+        params = ContentJobParams.from_doc(job.params)
         reason = getattr(error, "code", None)
         if reason == ALREADY_HAS_TASKS:
             code = ALREADY_HAS_TASKS_CODE
@@ -38,7 +38,7 @@ class ContentJobHandler:
         self.pipeline.remove_video_tasks(params.project_id, params.video_name, upload_id=params.upload_id)
         self.mongo.record_upload_error(params.upload_id, code, message)
 
-    def on_cancelled(self, job: dict) -> None:
-        params = ContentJobParams.from_doc(job["params"])
+    def on_cancelled(self, job: Job) -> None:
+        params = ContentJobParams.from_doc(job.params)
         self.pipeline.remove_video_tasks(params.project_id, params.video_name, upload_id=params.upload_id)
         self.mongo.record_upload_error(params.upload_id, CANCELLED_CODE, "processing was cancelled on request")

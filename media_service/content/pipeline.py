@@ -67,7 +67,7 @@ class ContentPipeline:
 
     # -- the job -----------------------------------------------------------------------------
     def run(self, ctx, params: ContentJobParams) -> None:
-        checkpoint = dict(ctx.job.get("checkpoint") or {})
+        checkpoint = dict(ctx.job.checkpoint)
         upload_id, project_id = params.upload_id, params.project_id
         fresh = not checkpoint
 

@@ -32,7 +32,7 @@ def sweep(mongo: MongoManager, storage, settings) -> int:
         return 0  # 0 keeps them for ever
     removed = 0
     for record in mongo.expired_try_its(utcnow() - timedelta(hours=hours)):
-        job = mongo.get_job(content_job_id(record["_id"]))
+        job = mongo.jobs.get(content_job_id(record["_id"]))
         if job and job["state"] in ACTIVE_STATES:
             continue  # never pull documents from under a run; the next sweep sees it ended
         if mongo.claim_try_it(record["_id"], settings.lease_seconds) is None:

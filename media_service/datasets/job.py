@@ -9,12 +9,12 @@ from media_service.contract import DATASET_KIND
 from media_service.datasets.build import BuildResult, DatasetBuilder
 from media_service.jobs import JobContext
 from media_service.redact import Redactor
-from mongo_manager import MongoManager
+from mongo_manager import Job, MongoManager
 
 
 def queue_dataset_job(mongo: MongoManager, settings, version_id: ObjectId) -> tuple[bool, dict]:
     # Each task has its own limit of attempts ([Dataset] task_attempts); the job gets one more.
-    return mongo.enqueue_dataset_build(version_id, settings.dataset_task_attempts + 1)
+    return mongo.jobs.enqueue_dataset_build(version_id, settings.dataset_task_attempts + 1)
 
 
 class DatasetJobHandler:
@@ -25,11 +25,11 @@ class DatasetJobHandler:
         self.builder = DatasetBuilder(mongo, storage, settings)
         self.redact = Redactor.from_settings(settings)
 
-    def label(self, job: dict) -> str:
-        return f"dataset={job['key']}"
+    def label(self, job: Job) -> str:
+        return f"dataset={job.key}"
 
     def run(self, ctx: JobContext) -> BuildResult:
-        version_id = ObjectId(ctx.job["params"]["version_id"])
+        version_id = ObjectId(ctx.job.params["version_id"])
         last = [0.0]
 
         def progress(fraction: float, stage: str) -> None:  # at most once a second, and at the end
@@ -45,11 +45,11 @@ class DatasetJobHandler:
                     "dropped_boxes": result.dropped_boxes, "objects_written": result.writes})
         return result
 
-    def on_failed(self, job: dict, error: Exception, final: bool) -> None:
+    def on_failed(self, job: Job, error: Exception, final: bool) -> None:
         if final:
             code = getattr(error, "code", None)
-            self.mongo.fail_dataset(ObjectId(job["params"]["version_id"]),
+            self.mongo.fail_dataset(ObjectId(job.params["version_id"]),
                                     self.redact.text(f"{code}: {error}" if code else str(error)))
 
-    def on_cancelled(self, job: dict) -> None:
-        self.mongo.fail_dataset(ObjectId(job["params"]["version_id"]), "the build was cancelled on request")
+    def on_cancelled(self, job: Job) -> None:
+        self.mongo.fail_dataset(ObjectId(job.params["version_id"]), "the build was cancelled on request")

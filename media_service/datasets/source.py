@@ -19,7 +19,7 @@ def source_video(mongo, settings, task: dict) -> Path | None:
     """The video the task was cut from, if it is still in the content folder, unchanged (the size and
     modification time on the task doc, or for a task cut before it carried them, in the content job's
     checkpoint); else None (logged)."""
-    job = mongo.get_job(content_job_id(task["uploadId"]))
+    job = mongo.jobs.get(content_job_id(task["uploadId"]))
     if not job or not job.get("params"):
         log.info("task %s: no record of its source; images at the task video's size", task["_id"])
         return None

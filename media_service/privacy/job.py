@@ -11,7 +11,7 @@ from media_service.errors import PathRefused
 from media_service.jobs import JobContext
 from media_service.paths import ConfinedDir
 from media_service.privacy.pipeline import BlurSettings, PrivacyPipeline
-from mongo_manager import MongoManager
+from mongo_manager import Job, MongoManager
 
 
 def make_detector(settings):
@@ -52,11 +52,11 @@ class PrivacyJobHandler:
         return PrivacyPipeline(self._detector, blur_settings(self.settings),
                                self.settings.max_width, self.settings.max_height)
 
-    def label(self, job: dict) -> str:
-        return f"video={job['key']}"
+    def label(self, job: Job) -> str:
+        return f"video={job.key}"
 
     def run(self, ctx: JobContext) -> None:
-        params = PrivacyJobParams.from_doc(ctx.job["params"])
+        params = PrivacyJobParams.from_doc(ctx.job.params)
         input_root, output_root = roots(self.settings)
         ctx.set_stage("blurring")
 
@@ -68,8 +68,8 @@ class PrivacyJobHandler:
                                       before_publish=ctx.stop_if_cancel_requested)
         ctx.report(counts)
 
-    def _remove(self, job: dict, finished_too: bool = False) -> None:
-        outputs = PrivacyJobParams.from_doc(job["params"]).outputs
+    def _remove(self, job: Job, finished_too: bool = False) -> None:
+        outputs = PrivacyJobParams.from_doc(job.params).outputs
         names = [outputs.temp.name, outputs.log_temp.name]
         if finished_too:
             names += [outputs.final.name, outputs.log_final.name]
@@ -80,9 +80,9 @@ class PrivacyJobHandler:
         except PathRefused:  # the folder is gone or was swapped: nothing of ours to remove there
             pass
 
-    def on_failed(self, job: dict, error: Exception, final: bool) -> None:
+    def on_failed(self, job: Job, error: Exception, final: bool) -> None:
         self._remove(job)
 
-    def on_cancelled(self, job: dict) -> None:
+    def on_cancelled(self, job: Job) -> None:
         # A cancel that came after the output was renamed (the job's last step) removes it too.
         self._remove(job, finished_too=True)

@@ -81,7 +81,7 @@ def _reject(rejection: Rejection):
     svc = services()
     body, message = svc.redact.value(rejection.body), svc.redact.text(rejection.message)
     if rejection.upload_id is not None:
-        job = svc.mongo.get_job(content_job_id(rejection.upload_id))
+        job = svc.mongo.jobs.get(content_job_id(rejection.upload_id))
         if not (job and job["state"] in ACTIVE_STATES):
             svc.mongo.record_upload_error(rejection.upload_id, rejection.record_code or rejection.status, message,
                                           only_if_waiting=True)
@@ -109,7 +109,7 @@ def process_content_fields(fields: dict[str, str]):
         upload = svc.mongo.get_upload(result.upload_id)
         if upload is None:
             return _reject(Rejection(404, {"message": f"upload {result.upload_id} not found"}))
-        job = svc.mongo.get_job(content_job_id(result.upload_id))
+        job = svc.mongo.jobs.get(content_job_id(result.upload_id))
         if job and job["state"] in ACTIVE_STATES:
             log.info("processContent repeated while %s; nothing new started", job["state"])
             return jsonify({**_job_state(job), "message": "already queued or running"}), 200
@@ -197,7 +197,7 @@ def _queue(request: ContentRequest, upload: dict) -> tuple[bool, dict]:
         auto_anno_version=request.auto_anno_version, frames_per_task=_frames_per_task(upload),
         content_path=request.content_path, source=str(request.source), video_name=name)
     kind = ANNOTATION_KIND if request.request_type == RequestType.ANNOTATIONS_ONLY else CONTENT_KIND
-    return svc.mongo.enqueue_job(content_job_id(request.upload_id), kind, str(request.upload_id),
+    return svc.mongo.jobs.enqueue(content_job_id(request.upload_id), kind, str(request.upload_id),
                                  params.to_doc(), svc.settings.max_attempts,
                                  holds=video_hold(request.project_id, name))
 
@@ -246,7 +246,7 @@ def content_status():
     upload_id, error = _authorised_id(request.args, "upload_id")
     if error:
         return error
-    job = services().mongo.get_job(content_job_id(upload_id))
+    job = services().mongo.jobs.get(content_job_id(upload_id))
     if job is None:
         return jsonify({"message": f"no job for upload {upload_id}"}), 404
     return jsonify(_job_state(job)), 200
@@ -259,9 +259,9 @@ def cancel_content():
     if error:
         return error
     with job_context(f"upload={upload_id}"):
-        job = services().mongo.request_cancel(content_job_id(upload_id))
+        job = services().mongo.jobs.request_cancel(content_job_id(upload_id))
         if job is None:
-            ended = services().mongo.get_job(content_job_id(upload_id))
+            ended = services().mongo.jobs.get(content_job_id(upload_id))
             if ended is None:
                 return jsonify({"message": "no job for this upload"}), 404
             return jsonify({**_job_state(ended), "message": f"the job has already ended ({ended['state']}); "
@@ -292,7 +292,7 @@ def create_dataset():
         if state == "complete":
             return jsonify({"data_version_id": str(version_id), "state": "complete",
                             "message": "this version is already built; edit it on the platform to rebuild"}), 200
-        created, job = svc.mongo.enqueue_dataset_build(version_id, svc.settings.dataset_task_attempts + 1)
+        created, job = svc.mongo.jobs.enqueue_dataset_build(version_id, svc.settings.dataset_task_attempts + 1)
         answer = {"data_version_id": str(version_id), "state": job["state"], "progress": job.get("progress", 0)}
         if not created:
             return jsonify({**answer, "message": "already queued or running"}), 200

@@ -113,7 +113,7 @@ def process_video():
         return _text(f"Error: unsupported file type (accepted: {', '.join(svc.settings.privacy_extensions)})", 415)
     with job_context(f"video={name}"):
         params = PrivacyJobParams(name, str(source), str(PrivacyJobParams.output_dir_for(output_dir, name)))
-        created, job = svc.mongo.enqueue_job(privacy_job_id(name), PRIVACY_KIND, name, params.to_doc(),
+        created, job = svc.mongo.jobs.enqueue(privacy_job_id(name), PRIVACY_KIND, name, params.to_doc(),
                                              svc.settings.max_attempts)
         log.info("process_video: %s", "queued" if created else f"already {job['state']}")
     svc.notify_workers()
@@ -124,7 +124,7 @@ def process_video():
 def process_status():
     svc = _services()
     name = _relative_name(request.args.get("filename", "").strip())
-    job = svc.mongo.get_job(privacy_job_id(name)) if name else None
+    job = svc.mongo.jobs.get(privacy_job_id(name)) if name else None
     wants_json = request.args.get("format") == "json" or (
         request.accept_mimetypes.best_match(["text/plain", "application/json"]) == "application/json")
     if job is None:
@@ -149,14 +149,14 @@ def cancel_process():
     svc = _services()
     name = _relative_name(_file_name())
     with deadlines.call_deadline():
-        job = svc.mongo.request_cancel(privacy_job_id(name)) if name else None
+        job = svc.mongo.jobs.request_cancel(privacy_job_id(name)) if name else None
     if job is None:
         return _text(NOT_RUNNING, 404)
     svc.notify_workers()
     wait_until = time.monotonic() + CANCEL_WAIT_SECONDS
     while time.monotonic() < wait_until:  # answer once the work has stopped and its outputs are gone
         with deadlines.call_deadline():
-            state = svc.mongo.get_job(privacy_job_id(name))["state"]
+            state = svc.mongo.jobs.get(privacy_job_id(name))["state"]
         if state not in ACTIVE_STATES:
             return _text("Success", 200)
         time.sleep(0.1)

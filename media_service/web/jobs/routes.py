@@ -70,7 +70,7 @@ def page():
     `[App] try_it`, the try-it form."""
     kind, state, limit = _list_args()
     settings = services().settings
-    jobs = [job_view(job) for job in services().mongo.list_jobs(kind, state, limit)]
+    jobs = [job_view(job) for job in services().mongo.jobs.list(kind, state, limit)]
     return render_template("jobs/page.html", jobs=jobs, csrf=session.page_csrf(), poll_ms=POLL_MS,
                            try_it=settings.try_it, try_it_mib=settings.try_it_max_bytes / 2 ** 20,
                            extensions=settings.allowed_extensions, kind=kind or "", state=state or "", limit=limit,
@@ -87,7 +87,7 @@ def upload_page(upload_id: str):
     if upload is None:
         return render_template("jobs/upload.html", upload=None, upload_id=upload_id, job=None, tasks=[],
                                csrf=session.page_csrf()), 404
-    job = services().mongo.get_job(content_job_id(object_id))
+    job = services().mongo.jobs.get(content_job_id(object_id))
     return render_template("jobs/upload.html", upload=upload_view(upload), upload_id=upload_id,
                            job=job_view(job) if job else None, tasks=tasks_view(object_id), csrf=session.page_csrf(),
                            local_storage=isinstance(services().storage, LocalStorage))
@@ -103,7 +103,7 @@ def api_jobs():
     updated_at, started_at, finished_at, history, result, params (server paths shown relative to
     their folders), can_cancel, can_retry, upload_id and tasks_url (content and annotation jobs), url."""
     kind, state, limit = _list_args()
-    jobs = [job_view(job) for job in services().mongo.list_jobs(kind, state, limit)]
+    jobs = [job_view(job) for job in services().mongo.jobs.list(kind, state, limit)]
     return jsonify({"jobs": jobs, "count": len(jobs)}), 200
 
 
@@ -113,7 +113,7 @@ def api_job(job_id: str):
     the list, and for content and annotation jobs its `upload` (status, progress, task_count, error)
     and `tasks` (name, frames, size, key, video_url: this service's /jobs/media/... for local
     storage, a presigned URL for S3). 404 for an unknown id."""
-    job = services().mongo.get_job(job_id)
+    job = services().mongo.jobs.get(job_id)
     if job is None:
         return json_error(404, f"no job {services().redact.text(job_id)}")
     view = job_view(job)
@@ -132,7 +132,7 @@ def api_retry(job_id: str):
     job; 200 when it is already queued or running again; 404 unknown; 409 when it is not failed or
     cancelled, or another job holds the same video now."""
     svc = services()
-    job = svc.mongo.get_job(job_id)
+    job = svc.mongo.jobs.get(job_id)
     if job is None:
         return json_error(404, f"no job {svc.redact.text(job_id)}")
     if job["state"] not in RETRYABLE_STATES:
@@ -142,14 +142,14 @@ def api_retry(job_id: str):
     with job_context(f"job={job_id}"):
         before = svc.mongo.reopen_upload(upload_id) if upload_id else None
         try:
-            retried = svc.mongo.retry_job(job_id, RETRYABLE_STATES)
+            retried = svc.mongo.jobs.retry(job_id, RETRYABLE_STATES)
         except VideoBusy as busy:
             if before is not None:
                 svc.mongo.restore_upload(upload_id, before)
             return json_error(409, f"another job ({svc.redact.text(str(busy.holder))}) holds this video now; retry "
                                    "when it has ended")
         if retried is None:  # it changed meanwhile: another retry, or Node sent the upload again
-            current = svc.mongo.get_job(job_id)
+            current = svc.mongo.jobs.get(job_id)
             if current and current["state"] in ACTIVE_STATES:
                 return jsonify({"message": "already queued or running", "job": job_view(current)}), 200
             if before is not None:
@@ -167,10 +167,10 @@ def api_cancel(job_id: str):
     content job's upload gets status 2, error_code 499). 202 with the job; 404 unknown; 409 when it
     is not queued or running."""
     svc = services()
-    job = svc.mongo.get_job(job_id)
+    job = svc.mongo.jobs.get(job_id)
     if job is None:
         return json_error(404, f"no job {svc.redact.text(job_id)}")
-    requested = svc.mongo.request_cancel(job_id)
+    requested = svc.mongo.jobs.request_cancel(job_id)
     if requested is None:
         return json_error(409, f"only a queued or running job can be cancelled; this one is {job['state']}",
                           job=job_view(job))

@@ -1,0 +1,237 @@
+"""The worker pool's decisions (retry, backoff, give up, per-kind limits, cancel, shutdown) against
+its job store on a real mongod, in this process: handlers that do exactly what a test needs, and
+every assertion on the ProcessingJob document the pool wrote. (The kill -9 tests in test_jobs.py
+cover what only another process can show.)"""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from media_service.config import load_settings
+from media_service.errors import MediaError, StorageError
+from media_service.jobs import WorkerPool
+from mongo_manager import connect
+from tests.conftest import drop_database, service_env
+
+
+def wait_for(condition, timeout: float = 30, what: str = "the state"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.02)
+    raise AssertionError(f"{what} was not reached in {timeout}s")
+
+
+class Handler:
+    """A job kind whose run is `behaviour(ctx)`; it records what the pool told it."""
+
+    def __init__(self, kind: str, behaviour):
+        self.kind, self.behaviour = kind, behaviour
+        self.failed: list[tuple[str, bool]] = []
+        self.cancelled: list[str] = []
+
+    def label(self, job):
+        return job.id
+
+    def run(self, ctx):
+        self.behaviour(ctx)
+
+    def on_failed(self, job, error, final):
+        self.failed.append((getattr(error, "code", type(error).__name__), final))
+
+    def on_cancelled(self, job):
+        self.cancelled.append(job.id)
+
+
+@pytest.fixture
+def make_pool(tmp_path, mongo_uri):
+    made = []
+
+    def make(handlers, threads: int = 2, **env):
+        settings = load_settings(service_env(tmp_path, mongo_uri, **env))
+        mongo = connect(mongo_uri, settings.mongo_db_name)
+        pool = WorkerPool(mongo, settings, handlers, threads=threads)
+        made.append((pool, mongo, settings.mongo_db_name))
+        return pool, mongo.jobs
+
+    yield make
+    for pool, mongo, name in made:
+        pool.shutdown(grace=5)
+        mongo.close()
+        drop_database(mongo_uri, name)
+
+
+def new_id(kind: str) -> str:
+    return f"{kind}:{uuid.uuid4().hex[:8]}"
+
+
+def ended(store, job_id):
+    return lambda: (job := store.get(job_id)) and job["state"] in ("done", "failed", "cancelled") and job
+
+
+def test_a_transient_error_is_retried_until_the_job_succeeds(make_pool):
+    def flaky(ctx):
+        if ctx.job.attempts < 3:
+            raise ConnectionResetError(f"attempt {ctx.job.attempts} lost its connection")
+
+    handler = Handler("flaky", flaky)
+    pool, store = make_pool([handler])
+    job_id = new_id("flaky")
+    store.enqueue(job_id, "flaky", "k", {}, max_attempts=3)
+    pool.start()
+    job = wait_for(ended(store, job_id))
+    assert (job["state"], job["attempts"], job["last_error"]) == ("done", 3, None)
+    assert [entry["error"] for entry in job["history"]] == [f"attempt {n} lost its connection" for n in (1, 2)]
+    assert handler.failed == [("ConnectionResetError", False)] * 2
+
+
+def test_the_backoff_doubles_with_each_attempt(make_pool):
+    handler = Handler("flaky", lambda ctx: (_ for _ in ()).throw(StorageError("S3 answered 503")))
+    pool, store = make_pool([handler], JOBS_RETRY_BACKOFF_SECONDS="40")
+    job_id = new_id("flaky")
+    store.enqueue(job_id, "flaky", "k", {}, max_attempts=5)
+    pool.start()
+    waits = []
+    for attempt in (1, 2):
+        job = wait_for(lambda: (job := store.get(job_id))["stage"] == "retry_wait"
+                       and len(job["history"]) == attempt and job)
+        entry = job["history"][-1]
+        waits.append((entry["retry_at"] - entry["failed_at"]).total_seconds())
+        assert job["state"] == "queued" and job["last_error"] == "storage_unavailable: S3 answered 503"
+        store.make_due_now([job_id])  # the test does not wait out the backoff
+        pool.notify()
+    assert waits == [pytest.approx(40, abs=0.01), pytest.approx(80, abs=0.01)]
+
+
+def test_a_permanent_error_fails_the_job_at_once_with_its_code(make_pool):
+    def bad_media(ctx):
+        raise MediaError("no_video_stream", "clip.mp4 has no video stream")
+
+    handler = Handler("media", bad_media)
+    pool, store = make_pool([handler])
+    job_id = new_id("media")
+    store.enqueue(job_id, "media", "k", {}, max_attempts=3)
+    pool.start()
+    job = wait_for(ended(store, job_id))
+    assert (job["state"], job["attempts"]) == ("failed", 1)
+    assert job["last_error"] == "no_video_stream: clip.mp4 has no video stream"
+    assert handler.failed == [("no_video_stream", True)]
+
+
+def test_a_transient_error_fails_the_job_after_max_attempts(make_pool):
+    def always(ctx):
+        raise TimeoutError("the detector did not answer")
+
+    handler = Handler("slow", always)
+    pool, store = make_pool([handler])
+    job_id = new_id("slow")
+    store.enqueue(job_id, "slow", "k", {}, max_attempts=2)
+    pool.start()
+    job = wait_for(ended(store, job_id))
+    assert (job["state"], job["attempts"], job["last_error"]) == ("failed", 2, "the detector did not answer")
+    assert handler.failed == [("TimeoutError", False), ("TimeoutError", True)]
+
+
+def test_a_job_whose_workers_kept_dying_gives_up_with_too_many_attempts(make_pool):
+    runs = []
+    handler = Handler("dies", runs.append)
+    pool, store = make_pool([handler])
+    job_id = new_id("dies")
+    store.enqueue(job_id, "dies", "k", {}, max_attempts=2)
+    # Two workers claimed it and died holding it: its lease has expired, and a claim is attempt 3.
+    store.collection.update_one({"_id": job_id}, {"$set": {
+        "state": "running", "attempts": 2, "lease_owner": "dead-host:1:0",
+        "lease_expires": store.get(job_id)["created_at"] - timedelta(seconds=1)}})
+    pool.start()
+    job = wait_for(ended(store, job_id))
+    assert job["state"] == "failed" and job["last_error"].startswith("too_many_attempts: gave up after 2 attempts")
+    assert runs == [] and handler.failed == [("too_many_attempts", True)]
+
+
+def test_a_kind_never_runs_more_jobs_than_its_limit_and_the_others_keep_moving(make_pool):
+    release = threading.Event()
+    running = []
+    slow = Handler("slow", lambda ctx: (running.append(ctx.job.id), release.wait(30)))
+    quick = Handler("quick", lambda ctx: None)
+    pool, store = make_pool([slow, quick], threads=3, JOBS_LIMITS="slow: 1")
+    first, second, other = new_id("slow"), new_id("slow"), new_id("quick")
+    store.enqueue(first, "slow", "1", {}, max_attempts=1)
+    store.enqueue(second, "slow", "2", {}, max_attempts=1)
+    store.enqueue(other, "quick", "3", {}, max_attempts=1)
+    pool.start()
+    wait_for(lambda: running == [first] and store.get(other)["state"] == "done", what="one slow job and the quick")
+    # Two threads are free, yet the second slow job waits for the first: the limit is one.
+    for _ in range(10):
+        pool.notify()
+        time.sleep(0.05)
+        assert store.get(second)["state"] == "queued"
+    release.set()
+    wait_for(lambda: store.get(second)["state"] == "done")
+    assert running == [first, second]
+
+
+def test_a_cancel_request_stops_the_job_at_its_next_check(make_pool):
+    started = threading.Event()
+
+    def until_cancelled(ctx):
+        started.set()
+        while True:
+            ctx.checkpoint({"at": 1}, "working", 10.0)  # where a worker in any process learns of it
+            ctx.check()
+            time.sleep(0.02)
+
+    handler = Handler("long", until_cancelled)
+    pool, store = make_pool([handler])
+    job_id = new_id("long")
+    store.enqueue(job_id, "long", "k", {}, max_attempts=1)
+    pool.start()
+    assert started.wait(30)
+    store.request_cancel(job_id)
+    job = wait_for(ended(store, job_id))
+    assert (job["state"], job["last_error"]) == ("cancelled", "cancelled on request")
+    assert handler.cancelled == [job_id] and handler.failed == []
+
+
+def test_shutdown_hands_a_running_job_back_at_a_commit_boundary_without_counting_the_attempt(make_pool):
+    started = threading.Event()
+
+    def committing(ctx):
+        started.set()
+        while True:
+            ctx.checkpoint({"next_task": 1}, "tasks", 20.0)
+            ctx.at_commit_boundary()
+            time.sleep(0.02)
+
+    pool, store = make_pool([Handler("tasks", committing)])
+    job_id = new_id("tasks")
+    store.enqueue(job_id, "tasks", "k", {}, max_attempts=3)
+    pool.start()
+    assert started.wait(30)
+    pool.shutdown(grace=10)
+    job = store.get(job_id)
+    assert (job["state"], job["stage"], job["attempts"], job["lease_owner"]) == ("queued", "released", 0, None)
+    assert job["checkpoint"] == {"next_task": 1}
+
+
+def test_shutdown_releases_a_job_that_reaches_no_boundary_within_the_grace_period(make_pool):
+    started, release = threading.Event(), threading.Event()
+
+    def stuck(ctx):
+        started.set()
+        release.wait(30)
+
+    pool, store = make_pool([Handler("stuck", stuck)])
+    job_id = new_id("stuck")
+    store.enqueue(job_id, "stuck", "k", {}, max_attempts=3)
+    pool.start()
+    assert started.wait(30)
+    pool.shutdown(grace=0.5)
+    job = store.get(job_id)
+    release.set()
+    assert (job["state"], job["stage"], job["attempts"]) == ("queued", "released", 0)
