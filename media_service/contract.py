@@ -43,10 +43,6 @@ class ContentType:
 FRAMES_PER_TASK_STANDARD = 120
 
 
-class TaskStatus:
-    NOT_STARTED, IN_PROGRESS, COMPLETED = 0, 1, 2
-
-
 class DatasetType:
     TRAINING, VALIDATION, TESTING = 1, 2, 3
 
@@ -144,10 +140,6 @@ class PrivacyOutputs:
         stem, ext = source.stem, source.suffix
         return cls(output_dir / f"{stem}-processed{ext}", output_dir / f"{stem}-processed-temp{ext}",
                    output_dir / f"{stem}-processed.regions.json", output_dir / f"{stem}-processed-temp.regions.json")
-
-    def remove_partial(self) -> None:
-        for path in (self.temp, self.log_temp):
-            path.unlink(missing_ok=True)
 
 
 # -- auto-annotation boxes (CONTRACT §2) --------------------------------------------------------

@@ -26,7 +26,6 @@ class Storage(Protocol):
     description: str
 
     def put_file(self, key: str, path: Path, content_type: str) -> None: ...
-    def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
     def list_keys(self, prefix: str) -> list[str]: ...
     def get_bytes(self, key: str) -> bytes: ...
@@ -93,9 +92,6 @@ class LocalStorage:
         if self.signer is None:
             return self._path(key).as_uri()
         return self.signer.url(_check_key(key), expires_seconds)
-
-    def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
 
     def delete(self, key: str) -> None:
         target = self._path(key)
@@ -202,16 +198,6 @@ class S3Storage:
         """A presigned GET URL (SigV4 allows at most 7 days)."""
         return self.client.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": self._key(key)},
                                                   ExpiresIn=min(expires_seconds, 7 * 24 * 3600))
-
-    def exists(self, key: str) -> bool:
-        from botocore.exceptions import ClientError
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-            return True
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))

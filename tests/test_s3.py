@@ -62,4 +62,4 @@ def test_local_storage_refuses_keys_that_escape(tmp_path):
     storage = LocalStorage(tmp_path / "store")
     for key in ("../x", "/etc/passwd", "a/../../b", "", "a//b"):
         with pytest.raises(StorageError):
-            storage.exists(key)
+            storage.get_bytes(key)
