@@ -71,6 +71,13 @@ def new_id(kind: str) -> str:
     return f"{kind}:{uuid.uuid4().hex[:8]}"
 
 
+def start_with_one_job(pool, store, kind: str, max_attempts: int) -> str:
+    job_id = new_id(kind)
+    store.enqueue(job_id, kind, "k", {}, max_attempts=max_attempts)
+    pool.start()
+    return job_id
+
+
 def ended(store, job_id):
     return lambda: (job := store.get(job_id)) and job["state"] in ("done", "failed", "cancelled") and job
 
@@ -82,9 +89,7 @@ def test_a_transient_error_is_retried_until_the_job_succeeds(make_pool):
 
     handler = Handler("flaky", flaky)
     pool, store = make_pool([handler])
-    job_id = new_id("flaky")
-    store.enqueue(job_id, "flaky", "k", {}, max_attempts=3)
-    pool.start()
+    job_id = start_with_one_job(pool, store, "flaky", max_attempts=3)
     job = wait_for(ended(store, job_id))
     assert (job["state"], job["attempts"], job["last_error"]) == ("done", 3, None)
     assert [entry["error"] for entry in job["history"]] == [f"attempt {n} lost its connection" for n in (1, 2)]
@@ -94,9 +99,7 @@ def test_a_transient_error_is_retried_until_the_job_succeeds(make_pool):
 def test_the_backoff_doubles_with_each_attempt(make_pool):
     handler = Handler("flaky", lambda ctx: (_ for _ in ()).throw(StorageError("S3 answered 503")))
     pool, store = make_pool([handler], JOBS_RETRY_BACKOFF_SECONDS="40")
-    job_id = new_id("flaky")
-    store.enqueue(job_id, "flaky", "k", {}, max_attempts=5)
-    pool.start()
+    job_id = start_with_one_job(pool, store, "flaky", max_attempts=5)
     waits = []
     for attempt in (1, 2):
         job = wait_for(lambda: (job := store.get(job_id))["stage"] == "retry_wait"
@@ -115,9 +118,7 @@ def test_a_permanent_error_fails_the_job_at_once_with_its_code(make_pool):
 
     handler = Handler("media", bad_media)
     pool, store = make_pool([handler])
-    job_id = new_id("media")
-    store.enqueue(job_id, "media", "k", {}, max_attempts=3)
-    pool.start()
+    job_id = start_with_one_job(pool, store, "media", max_attempts=3)
     job = wait_for(ended(store, job_id))
     assert (job["state"], job["attempts"]) == ("failed", 1)
     assert job["last_error"] == "no_video_stream: clip.mp4 has no video stream"
@@ -130,9 +131,7 @@ def test_a_transient_error_fails_the_job_after_max_attempts(make_pool):
 
     handler = Handler("slow", always)
     pool, store = make_pool([handler])
-    job_id = new_id("slow")
-    store.enqueue(job_id, "slow", "k", {}, max_attempts=2)
-    pool.start()
+    job_id = start_with_one_job(pool, store, "slow", max_attempts=2)
     job = wait_for(ended(store, job_id))
     assert (job["state"], job["attempts"], job["last_error"]) == ("failed", 2, "the detector did not answer")
     assert handler.failed == [("TimeoutError", False), ("TimeoutError", True)]
@@ -188,9 +187,7 @@ def test_a_cancel_request_stops_the_job_at_its_next_check(make_pool):
 
     handler = Handler("long", until_cancelled)
     pool, store = make_pool([handler])
-    job_id = new_id("long")
-    store.enqueue(job_id, "long", "k", {}, max_attempts=1)
-    pool.start()
+    job_id = start_with_one_job(pool, store, "long", max_attempts=1)
     assert started.wait(30)
     store.request_cancel(job_id)
     job = wait_for(ended(store, job_id))
@@ -198,40 +195,24 @@ def test_a_cancel_request_stops_the_job_at_its_next_check(make_pool):
     assert handler.cancelled == [job_id] and handler.failed == []
 
 
-def test_shutdown_hands_a_running_job_back_at_a_commit_boundary_without_counting_the_attempt(make_pool):
-    started = threading.Event()
-
-    def committing(ctx):
-        started.set()
-        while True:
-            ctx.checkpoint({"next_task": 1}, "tasks", 20.0)
-            ctx.at_commit_boundary()
-            time.sleep(0.02)
-
-    pool, store = make_pool([Handler("tasks", committing)])
-    job_id = new_id("tasks")
-    store.enqueue(job_id, "tasks", "k", {}, max_attempts=3)
-    pool.start()
-    assert started.wait(30)
-    pool.shutdown(grace=10)
-    job = store.get(job_id)
-    assert (job["state"], job["stage"], job["attempts"], job["lease_owner"]) == ("queued", "released", 0, None)
-    assert job["checkpoint"] == {"next_task": 1}
-
-
-def test_shutdown_releases_a_job_that_reaches_no_boundary_within_the_grace_period(make_pool):
+@pytest.mark.parametrize("reaches_a_boundary, grace", [(True, 10), (False, 0.5)], ids=["at_a_boundary", "after_grace"])
+def test_shutdown_hands_a_running_job_back_without_counting_the_attempt(make_pool, reaches_a_boundary, grace):
+    """At its next commit boundary; or, when it reaches none, once the grace period is over."""
     started, release = threading.Event(), threading.Event()
 
-    def stuck(ctx):
+    def run(ctx):
+        ctx.checkpoint({"next_task": 1}, "tasks", 20.0)
         started.set()
-        release.wait(30)
+        while not release.is_set():
+            if reaches_a_boundary:
+                ctx.at_commit_boundary()
+            time.sleep(0.02)
 
-    pool, store = make_pool([Handler("stuck", stuck)])
-    job_id = new_id("stuck")
-    store.enqueue(job_id, "stuck", "k", {}, max_attempts=3)
-    pool.start()
+    pool, store = make_pool([Handler("tasks", run)])
+    job_id = start_with_one_job(pool, store, "tasks", max_attempts=3)
     assert started.wait(30)
-    pool.shutdown(grace=0.5)
+    pool.shutdown(grace=grace)
     job = store.get(job_id)
     release.set()
-    assert (job["state"], job["stage"], job["attempts"]) == ("queued", "released", 0)
+    assert (job["state"], job["stage"], job["attempts"], job["lease_owner"]) == ("queued", "released", 0, None)
+    assert job["checkpoint"] == {"next_task": 1}
