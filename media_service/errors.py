@@ -35,16 +35,10 @@ class MediaError(ServiceError, ValueError):
     frames_lost, undecodable_media, resolution_too_large, frame_conversion, source_changed,
     too_many_hidden_frames."""
 
-    def __init__(self, code: str, message: str):
-        super().__init__(code, message)
-
 
 class PathRefused(ServiceError, ValueError):
     """A path a caller named cannot be used: outside_root, own_folder, source_missing,
     not_a_regular_file, unreadable, path_changed, unusable_path, path_too_long, name_too_long."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(code, message)
 
 
 class PlatformStateError(ServiceError):
@@ -52,16 +46,10 @@ class PlatformStateError(ServiceError):
     force_write is 0), no_tasks (nothing to annotate), task_mismatch (a stored task video and its
     frame documents disagree)."""
 
-    def __init__(self, code: str, message: str):
-        super().__init__(code, message)
-
 
 class DatasetError(ServiceError, ValueError):
     """A dataset version cannot be built as asked: bad_id, unknown_version, no_group, no_tasks,
     bad_task_list, bad_augmentations, task_failed."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(code, message)
 
 
 class ImageError(_OneCode, ValueError):
