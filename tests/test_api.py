@@ -13,7 +13,7 @@ import requests
 from bson import ObjectId
 
 from tests.conftest import NODE_KEY
-from tests.helpers import fields_for, new_upload, post_node, wait_for_upload
+from tests.helpers import fields_for, new_upload, post, post_node, upload_doc, wait_for_upload
 from tests.media import ffprobe_stream, make_video
 
 BAD_ID = "not-an-object-id"
@@ -22,29 +22,10 @@ OID_TEXT = ("invalid ObjectId, it must be a 12-byte input or a 24-character hex 
 
 
 @pytest.fixture
-def idle_service(make_service):
-    """The API alone: no workers, so accepted jobs stay queued where the test can see them."""
-    return make_service(APP_RUN_WORKERS="false")
-
-
-@pytest.fixture
 def upload(idle_service):
     make_video(idle_service.content / "uploads" / "clip.mp4", 10, 25)
     upload_id, project_id = new_upload(idle_service.db, "./uploads/clip.mp4")
     return upload_id, project_id
-
-
-def post(service, fields, kind="node"):
-    url = f"{service.url}/api/processContent"
-    if kind == "node":
-        return post_node(url, fields)
-    if kind == "urlencoded":
-        return requests.post(url, data=fields, timeout=30)
-    return requests.post(url, json=fields, timeout=30)
-
-
-def upload_doc(service, upload_id):
-    return service.db.AnnotationContentUpload.find_one({"_id": upload_id})
 
 
 # (change to the valid request, status, exact body) in the contract's order.

@@ -24,30 +24,14 @@ from tests.helpers import (
     fields_for,
     free_port,
     new_upload,
+    post,
     post_node,
+    upload_doc,
+    wait_for,
     wait_for_upload,
     wait_until_ready,
 )
 from tests.media import make_video
-
-
-def post(service, fields):
-    return post_node(f"{service.url}/api/processContent", fields)
-
-
-def upload_doc(service, upload_id):
-    return service.db.AnnotationContentUpload.find_one({"_id": upload_id})
-
-
-def wait_for(condition, timeout: float = 60, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not reached in time")
-
 
 # -- 1, 2: jobs survive their database ----------------------------------------------------------
 
@@ -197,11 +181,6 @@ def test_4_five_requests_for_one_video_start_one_run(make_service):
 
 # -- 5, 6: unauthenticated callers write nothing that matters ----------------------------------
 
-@pytest.fixture
-def idle(make_service):
-    return make_service(APP_RUN_WORKERS="false")
-
-
 def test_5_a_wrong_key_never_changes_a_finished_upload(service):
     make_video(service.content / "done.mp4", 10, 25)
     upload_id, project_id = new_upload(service.db, "./done.mp4")
@@ -213,15 +192,15 @@ def test_5_a_wrong_key_never_changes_a_finished_upload(service):
         assert upload_doc(service, upload_id) == finished
 
 
-def test_6_a_key_sent_in_the_wrong_field_is_masked_in_the_answer_and_the_upload_doc(idle):
-    make_video(idle.content / "m.mp4", 5, 25)
-    upload_id, project_id = new_upload(idle.db, "./m.mp4")
+def test_6_a_key_sent_in_the_wrong_field_is_masked_in_the_answer_and_the_upload_doc(idle_service):
+    make_video(idle_service.content / "m.mp4", 5, 25)
+    upload_id, project_id = new_upload(idle_service.db, "./m.mp4")
     for field in ("frame_rate", "force_write", "request_type", "auto_anno_version", "project_id"):
-        idle.db.AnnotationContentUpload.update_one({"_id": upload_id}, {"$set": {"status": 0}})
-        answer = post(idle, fields_for(upload_id, project_id, "./m.mp4", **{field: NODE_KEY}))
+        idle_service.db.AnnotationContentUpload.update_one({"_id": upload_id}, {"$set": {"status": 0}})
+        answer = post(idle_service, fields_for(upload_id, project_id, "./m.mp4", **{field: NODE_KEY}))
         assert answer.status_code == 400
         assert NODE_KEY not in answer.text and "***" in answer.text, field
-        doc = upload_doc(idle, upload_id)
+        doc = upload_doc(idle_service, upload_id)
         assert doc["status"] == 2 and NODE_KEY not in json.dumps(doc["errorMessage"]), field
 
 
@@ -251,28 +230,28 @@ def test_6_keys_in_query_strings_never_reach_the_access_log(tmp_path):
 
 # -- 7 to 11: paths are checked where they are used -----------------------------------------------
 
-def test_7_a_source_swapped_for_a_link_after_the_202_is_not_followed(idle, tmp_path):
-    make_video(idle.content / "swap.mp4", 20, 25)
+def test_7_a_source_swapped_for_a_link_after_the_202_is_not_followed(idle_service, tmp_path):
+    make_video(idle_service.content / "swap.mp4", 20, 25)
     outside = make_video(tmp_path / "outside" / "secret.mp4", 20, 25)
-    upload_id, project_id = new_upload(idle.db, "./swap.mp4")
-    assert post(idle, fields_for(upload_id, project_id, "./swap.mp4")).status_code == 202
-    (idle.content / "swap.mp4").unlink()
-    (idle.content / "swap.mp4").symlink_to(outside)  # after the check, before the worker reads it
-    idle.services.start_workers()
-    upload = wait_for_upload(idle.db, upload_id)
+    upload_id, project_id = new_upload(idle_service.db, "./swap.mp4")
+    assert post(idle_service, fields_for(upload_id, project_id, "./swap.mp4")).status_code == 202
+    (idle_service.content / "swap.mp4").unlink()
+    (idle_service.content / "swap.mp4").symlink_to(outside)  # after the check, before the worker reads it
+    idle_service.services.start_workers()
+    upload = wait_for_upload(idle_service.db, upload_id)
     assert upload["status"] == 2 and "outside_root" in upload["errorMessage"]["message"]
-    assert idle.db.AnnotationTask.count_documents({}) == 0
+    assert idle_service.db.AnnotationTask.count_documents({}) == 0
 
 
-def test_7_a_folder_on_the_path_swapped_for_a_link_is_refused(idle, tmp_path):
-    make_video(idle.content / "sub" / "v.mp4", 20, 25)
+def test_7_a_folder_on_the_path_swapped_for_a_link_is_refused(idle_service, tmp_path):
+    make_video(idle_service.content / "sub" / "v.mp4", 20, 25)
     make_video(tmp_path / "elsewhere" / "v.mp4", 20, 25)
-    upload_id, project_id = new_upload(idle.db, "./sub/v.mp4")
-    assert post(idle, fields_for(upload_id, project_id, "./sub/v.mp4")).status_code == 202
-    (idle.content / "sub").rename(idle.content / "was-sub")
-    (idle.content / "sub").symlink_to(tmp_path / "elsewhere")
-    idle.services.start_workers()
-    upload = wait_for_upload(idle.db, upload_id)
+    upload_id, project_id = new_upload(idle_service.db, "./sub/v.mp4")
+    assert post(idle_service, fields_for(upload_id, project_id, "./sub/v.mp4")).status_code == 202
+    (idle_service.content / "sub").rename(idle_service.content / "was-sub")
+    (idle_service.content / "sub").symlink_to(tmp_path / "elsewhere")
+    idle_service.services.start_workers()
+    upload = wait_for_upload(idle_service.db, upload_id)
     assert upload["status"] == 2 and "outside_root" in upload["errorMessage"]["message"]
 
 
@@ -312,28 +291,28 @@ def test_8_image_folder_members_that_link_outside_are_skipped_and_reported(servi
         "3.png": "a link to outside the content folder", "5.png": "not a regular file"}
 
 
-def test_9_a_fifo_never_blocks_a_worker(idle):
-    os.mkfifo(idle.content / "pipe.mp4")
-    upload_id, project_id = new_upload(idle.db, "./pipe.mp4")
-    answer = post(idle, fields_for(upload_id, project_id, "./pipe.mp4"))
+def test_9_a_fifo_never_blocks_a_worker(idle_service):
+    os.mkfifo(idle_service.content / "pipe.mp4")
+    upload_id, project_id = new_upload(idle_service.db, "./pipe.mp4")
+    answer = post(idle_service, fields_for(upload_id, project_id, "./pipe.mp4"))
     assert answer.status_code == 400 and "not a regular file" in answer.json()["message"]
     # Swapped in after the request was accepted: the job fails at once instead of waiting forever.
-    make_video(idle.content / "later.mp4", 10, 25)
-    upload_id, project_id = new_upload(idle.db, "./later.mp4")
-    assert post(idle, fields_for(upload_id, project_id, "./later.mp4")).status_code == 202
-    (idle.content / "later.mp4").unlink()
-    os.mkfifo(idle.content / "later.mp4")
-    idle.services.start_workers()
-    upload = wait_for_upload(idle.db, upload_id, timeout=30)
+    make_video(idle_service.content / "later.mp4", 10, 25)
+    upload_id, project_id = new_upload(idle_service.db, "./later.mp4")
+    assert post(idle_service, fields_for(upload_id, project_id, "./later.mp4")).status_code == 202
+    (idle_service.content / "later.mp4").unlink()
+    os.mkfifo(idle_service.content / "later.mp4")
+    idle_service.services.start_workers()
+    upload = wait_for_upload(idle_service.db, upload_id, timeout=30)
     assert upload["status"] == 2 and "not_a_regular_file" in upload["errorMessage"]["message"]
 
 
 @pytest.mark.parametrize("path", ["./" + "n" * 300 + ".mp4", "./" + "/".join(["d" * 200] * 25) + "/x.mp4"])
-def test_10_names_too_long_for_the_filesystem_are_400_and_recorded(idle, path):
-    upload_id, project_id = new_upload(idle.db, path)
-    answer = post(idle, fields_for(upload_id, project_id, path))
+def test_10_names_too_long_for_the_filesystem_are_400_and_recorded(idle_service, path):
+    upload_id, project_id = new_upload(idle_service.db, path)
+    answer = post(idle_service, fields_for(upload_id, project_id, path))
     assert answer.status_code == 400, answer.text
-    assert upload_doc(idle, upload_id)["errorMessage"]["error_code"] == 400
+    assert upload_doc(idle_service, upload_id)["errorMessage"]["error_code"] == 400
 
 
 def test_10_a_privacy_file_name_of_a_megabyte_is_400(make_service, tmp_path):
@@ -365,21 +344,21 @@ def test_11_the_services_own_folders_are_never_content(make_service, tmp_path):
 
 # -- 12 to 15: requests must name things that exist and belong together ------------------------
 
-def test_12_the_upload_must_belong_to_the_named_project_which_must_exist(idle):
-    make_video(idle.content / "p.mp4", 5, 25)
-    upload_id, project_a = new_upload(idle.db, "./p.mp4")
+def test_12_the_upload_must_belong_to_the_named_project_which_must_exist(idle_service):
+    make_video(idle_service.content / "p.mp4", 5, 25)
+    upload_id, project_a = new_upload(idle_service.db, "./p.mp4")
     project_b = ObjectId()
-    idle.db.AnnotationProject.insert_one({"_id": project_b, "contentUploads": []})
-    answer = post(idle, fields_for(upload_id, project_b, "./p.mp4"))
+    idle_service.db.AnnotationProject.insert_one({"_id": project_b, "contentUploads": []})
+    answer = post(idle_service, fields_for(upload_id, project_b, "./p.mp4"))
     assert answer.status_code == 400 and str(project_a) in answer.json()["message"]
-    assert upload_doc(idle, upload_id)["errorMessage"]["error_code"] == 400
+    assert upload_doc(idle_service, upload_id)["errorMessage"]["error_code"] == 400
     orphan = ObjectId()
-    idle.db.AnnotationContentUpload.insert_one({"_id": orphan, "projectId": (ghost := ObjectId()), "status": 0})
-    answer = post(idle, fields_for(orphan, ghost, "./p.mp4"))
+    idle_service.db.AnnotationContentUpload.insert_one({"_id": orphan, "projectId": (ghost := ObjectId()), "status": 0})
+    answer = post(idle_service, fields_for(orphan, ghost, "./p.mp4"))
     assert answer.status_code == 404 and "project" in answer.json()["message"]
-    assert upload_doc(idle, orphan)["errorMessage"]["error_code"] == 404
-    assert idle.db.ProcessingJob.count_documents({}) == 0
-    assert idle.db.AnnotationProject.find_one({"_id": project_b})["contentUploads"] == []
+    assert upload_doc(idle_service, orphan)["errorMessage"]["error_code"] == 404
+    assert idle_service.db.ProcessingJob.count_documents({}) == 0
+    assert idle_service.db.AnnotationProject.find_one({"_id": project_b})["contentUploads"] == []
 
 
 def test_13_stored_errors_name_no_server_paths_and_status_needs_the_key(service):
@@ -412,30 +391,30 @@ def test_13_the_privacy_api_without_a_key_answers_only_loopback(make_service, tm
 
 @pytest.mark.parametrize("kind", ["node", "urlencoded", "json"])
 @pytest.mark.parametrize("field", ["upload_id", "project_id"])
-def test_14_an_object_id_with_a_trailing_newline_is_400(idle, kind, field):
-    make_video(idle.content / "n.mp4", 5, 25)
-    upload_id, project_id = new_upload(idle.db, "./n.mp4")
+def test_14_an_object_id_with_a_trailing_newline_is_400(idle_service, kind, field):
+    make_video(idle_service.content / "n.mp4", 5, 25)
+    upload_id, project_id = new_upload(idle_service.db, "./n.mp4")
     fields = fields_for(upload_id, project_id, "./n.mp4")
     fields[field] += "\n"
-    url = f"{idle.url}/api/processContent"
+    url = f"{idle_service.url}/api/processContent"
     answer = {"node": lambda: post_node(url, fields), "urlencoded": lambda: requests.post(url, data=fields),
               "json": lambda: requests.post(url, json=fields)}[kind]()
     assert answer.status_code == 400 and "invalid ObjectId" in answer.text
 
 
-def test_15_a_chunked_body_over_the_limit_is_413_and_deep_json_is_400(idle):
-    upload_id, project_id = new_upload(idle.db, "./x.mp4")
+def test_15_a_chunked_body_over_the_limit_is_413_and_deep_json_is_400(idle_service):
+    upload_id, project_id = new_upload(idle_service.db, "./x.mp4")
     body = "&".join(f"{k}={v}" for k, v in fields_for(upload_id, project_id, "./x.mp4").items())
     body = (body + "&pad=" + "y" * 1_100_000).encode()
-    host, port = idle.url.rsplit("//", 1)[1].split(":")
+    host, port = idle_service.url.rsplit("//", 1)[1].split(":")
     with socket.create_connection((host, int(port))) as sock:
         sock.sendall(b"POST /api/processContent HTTP/1.1\r\nHost: x\r\n"
                      b"Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n"
                      + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
         answer = sock.recv(65536).decode(errors="replace")
     assert answer.startswith("HTTP/1.1 413"), answer[:200]
-    assert upload_doc(idle, upload_id)["status"] == 0 and idle.db.ProcessingJob.count_documents({}) == 0
-    deep = requests.post(f"{idle.url}/api/processContent", data="[" * 100_000 + "]" * 100_000,
+    assert upload_doc(idle_service, upload_id)["status"] == 0 and idle_service.db.ProcessingJob.count_documents({}) == 0
+    deep = requests.post(f"{idle_service.url}/api/processContent", data="[" * 100_000 + "]" * 100_000,
                          headers={"Content-Type": "application/json"})
     assert deep.status_code == 400 and "nested" in deep.json()["message"]
 
