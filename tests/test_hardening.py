@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -15,7 +13,6 @@ import pytest
 import requests
 from bson import ObjectId
 from pymongo import MongoClient
-from pymongo.errors import DuplicateKeyError
 
 from media_service.embedded_mongo import EmbeddedMongo
 from tests.conftest import NODE_KEY, ROOT
@@ -140,68 +137,10 @@ def test_3_and_6_gunicorn_takes_mongo_uri_from_the_secrets_file_and_logs_no_quer
 
 # -- 4: one video, one run ----------------------------------------------------------------------
 
-def test_4_five_requests_for_one_video_start_one_run(make_service):
-    service = make_service(APP_RUN_WORKERS="false")
-    make_video(service.content / "same.mp4", 30, 25)
-    project_id = ObjectId()
-    service.db.AnnotationProject.insert_one({"_id": project_id, "contentUploads": []})
-    uploads = [ObjectId() for _ in range(5)]
-    for upload_id in uploads:
-        service.db.AnnotationContentUpload.insert_one({"_id": upload_id, "projectId": project_id, "status": 0})
-    answers = [None] * 5
-    barrier = threading.Barrier(5)
-
-    def send(i):
-        barrier.wait()
-        answers[i] = post(service, fields_for(uploads[i], project_id, "./same.mp4"))
-
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(5)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(a.status_code for a in answers) == [202, 409, 409, 409, 409]
-    refused = [u for u, a in zip(uploads, answers) if a.status_code == 409]
-    assert all("being processed for another upload" in upload_doc(service, u)["errorMessage"]["message"]
-               for u in refused)
-    winner = next(u for u, a in zip(uploads, answers) if a.status_code == 202)
-    service.services.start_workers()
-    assert wait_for_upload(service.db, winner)["status"] == 1
-    tasks = list(service.db.AnnotationTask.find({"projectId": project_id}))
-    assert len(tasks) == 1 and tasks[0]["uploadId"] == winner
-    assert len(list(Path(service.settings.storage_url).rglob("*.mp4"))) == 1
-    # The database itself refuses a second task doc naming the same object.
-    with pytest.raises(DuplicateKeyError):
-        service.db.AnnotationTask.insert_one({"projectId": project_id, "S3_url": tasks[0]["S3_url"]})
-    # Once the run has ended, the next request for the video meets its tasks: 409, recorded as 200.
-    service.db.AnnotationContentUpload.update_one({"_id": refused[0]}, {"$set": {"status": 0}})  # as Node does
-    assert post(service, fields_for(refused[0], project_id, "./same.mp4")).status_code == 409
-    assert upload_doc(service, refused[0])["errorMessage"]["error_code"] == 200
 
 
 # -- 5, 6: unauthenticated callers write nothing that matters ----------------------------------
 
-def test_5_a_wrong_key_never_changes_a_finished_upload(service):
-    make_video(service.content / "done.mp4", 10, 25)
-    upload_id, project_id = new_upload(service.db, "./done.mp4")
-    assert post(service, fields_for(upload_id, project_id, "./done.mp4")).status_code == 202
-    finished = wait_for_upload(service.db, upload_id)
-    assert finished["status"] == 1
-    for change in ({"auth_key": "wrong-key"}, {"frame_rate": "x"}, {"content_path": "../../etc/passwd.mp4"}):
-        post(service, fields_for(upload_id, project_id, "./done.mp4", **change))
-        assert upload_doc(service, upload_id) == finished
-
-
-def test_6_a_key_sent_in_the_wrong_field_is_masked_in_the_answer_and_the_upload_doc(idle_service):
-    make_video(idle_service.content / "m.mp4", 5, 25)
-    upload_id, project_id = new_upload(idle_service.db, "./m.mp4")
-    for field in ("frame_rate", "force_write", "request_type", "auto_anno_version", "project_id"):
-        idle_service.db.AnnotationContentUpload.update_one({"_id": upload_id}, {"$set": {"status": 0}})
-        answer = post(idle_service, fields_for(upload_id, project_id, "./m.mp4", **{field: NODE_KEY}))
-        assert answer.status_code == 400
-        assert NODE_KEY not in answer.text and "***" in answer.text, field
-        doc = upload_doc(idle_service, upload_id)
-        assert doc["status"] == 2 and NODE_KEY not in json.dumps(doc["errorMessage"]), field
 
 
 def test_6_keys_in_query_strings_never_reach_the_access_log(tmp_path):
@@ -307,13 +246,6 @@ def test_9_a_fifo_never_blocks_a_worker(idle_service):
     assert upload["status"] == 2 and "not_a_regular_file" in upload["errorMessage"]["message"]
 
 
-@pytest.mark.parametrize("path", ["./" + "n" * 300 + ".mp4", "./" + "/".join(["d" * 200] * 25) + "/x.mp4"])
-def test_10_names_too_long_for_the_filesystem_are_400_and_recorded(idle_service, path):
-    upload_id, project_id = new_upload(idle_service.db, path)
-    answer = post(idle_service, fields_for(upload_id, project_id, path))
-    assert answer.status_code == 400, answer.text
-    assert upload_doc(idle_service, upload_id)["errorMessage"]["error_code"] == 400
-
 
 def test_10_a_privacy_file_name_of_a_megabyte_is_400(make_service, tmp_path):
     (tmp_path / "videos").mkdir()
@@ -344,35 +276,6 @@ def test_11_the_services_own_folders_are_never_content(make_service, tmp_path):
 
 # -- 12 to 15: requests must name things that exist and belong together ------------------------
 
-def test_12_the_upload_must_belong_to_the_named_project_which_must_exist(idle_service):
-    make_video(idle_service.content / "p.mp4", 5, 25)
-    upload_id, project_a = new_upload(idle_service.db, "./p.mp4")
-    project_b = ObjectId()
-    idle_service.db.AnnotationProject.insert_one({"_id": project_b, "contentUploads": []})
-    answer = post(idle_service, fields_for(upload_id, project_b, "./p.mp4"))
-    assert answer.status_code == 400 and str(project_a) in answer.json()["message"]
-    assert upload_doc(idle_service, upload_id)["errorMessage"]["error_code"] == 400
-    orphan = ObjectId()
-    idle_service.db.AnnotationContentUpload.insert_one({"_id": orphan, "projectId": (ghost := ObjectId()), "status": 0})
-    answer = post(idle_service, fields_for(orphan, ghost, "./p.mp4"))
-    assert answer.status_code == 404 and "project" in answer.json()["message"]
-    assert upload_doc(idle_service, orphan)["errorMessage"]["error_code"] == 404
-    assert idle_service.db.ProcessingJob.count_documents({}) == 0
-    assert idle_service.db.AnnotationProject.find_one({"_id": project_b})["contentUploads"] == []
-
-
-def test_13_stored_errors_name_no_server_paths_and_status_needs_the_key(service):
-    (service.content / "broken.mp4").write_bytes(b"not a video at all" * 50)
-    upload_id, project_id = new_upload(service.db, "./broken.mp4")
-    assert post(service, fields_for(upload_id, project_id, "./broken.mp4")).status_code == 202
-    upload = wait_for_upload(service.db, upload_id)
-    job = service.db.ProcessingJob.find_one({"_id": f"content:{upload_id}"})
-    status = requests.get(f"{service.url}/api/processContent/status", params={"upload_id": str(upload_id)},
-                          headers={"X-API-Key": NODE_KEY}).json()
-    for text in (upload["errorMessage"]["message"], job["last_error"], status["error"]):
-        assert "unreadable_media" in text and "/tmp" not in text and "/proc" not in text, text
-    assert requests.get(f"{service.url}/api/processContent/status",
-                        params={"upload_id": str(upload_id)}).status_code == 401
 
 
 def test_13_the_privacy_api_without_a_key_answers_only_loopback(make_service, tmp_path):
@@ -388,35 +291,6 @@ def test_13_the_privacy_api_without_a_key_answers_only_loopback(make_service, tm
                           PRIVACY_ALLOW_REMOTE_WITHOUT_KEY="true")
     assert opened.app.test_client().post("/process_video", data=b"x.mp4", environ_base=remote).status_code == 404
 
-
-@pytest.mark.parametrize("kind", ["node", "urlencoded", "json"])
-@pytest.mark.parametrize("field", ["upload_id", "project_id"])
-def test_14_an_object_id_with_a_trailing_newline_is_400(idle_service, kind, field):
-    make_video(idle_service.content / "n.mp4", 5, 25)
-    upload_id, project_id = new_upload(idle_service.db, "./n.mp4")
-    fields = fields_for(upload_id, project_id, "./n.mp4")
-    fields[field] += "\n"
-    url = f"{idle_service.url}/api/processContent"
-    answer = {"node": lambda: post_node(url, fields), "urlencoded": lambda: requests.post(url, data=fields),
-              "json": lambda: requests.post(url, json=fields)}[kind]()
-    assert answer.status_code == 400 and "invalid ObjectId" in answer.text
-
-
-def test_15_a_chunked_body_over_the_limit_is_413_and_deep_json_is_400(idle_service):
-    upload_id, project_id = new_upload(idle_service.db, "./x.mp4")
-    body = "&".join(f"{k}={v}" for k, v in fields_for(upload_id, project_id, "./x.mp4").items())
-    body = (body + "&pad=" + "y" * 1_100_000).encode()
-    host, port = idle_service.url.rsplit("//", 1)[1].split(":")
-    with socket.create_connection((host, int(port))) as sock:
-        sock.sendall(b"POST /api/processContent HTTP/1.1\r\nHost: x\r\n"
-                     b"Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
-        answer = sock.recv(65536).decode(errors="replace")
-    assert answer.startswith("HTTP/1.1 413"), answer[:200]
-    assert upload_doc(idle_service, upload_id)["status"] == 0 and idle_service.db.ProcessingJob.count_documents({}) == 0
-    deep = requests.post(f"{idle_service.url}/api/processContent", data="[" * 100_000 + "]" * 100_000,
-                         headers={"Content-Type": "application/json"})
-    assert deep.status_code == 400 and "nested" in deep.json()["message"]
 
 
 # -- 16, 17: media that changes or lies ----------------------------------------------------------
