@@ -103,3 +103,9 @@ def drop_database(uri: str, name: str) -> None:
 @pytest.fixture
 def service(make_service):
     return make_service()
+
+
+@pytest.fixture
+def idle_service(make_service):
+    """The API alone: no workers, so accepted jobs stay queued where the test can see them."""
+    return make_service(APP_RUN_WORKERS="false")

@@ -37,6 +37,20 @@ def post_node(url: str, fields: dict[str, str]) -> requests.Response:
     return requests.post(url, data=body, headers={"Content-Type": content_type}, timeout=30)
 
 
+def post(service, fields, kind="node"):
+    """POST /api/processContent to a test's service: as Node sends it, or url-encoded, or JSON."""
+    url = f"{service.url}/api/processContent"
+    if kind == "node":
+        return post_node(url, fields)
+    if kind == "urlencoded":
+        return requests.post(url, data=fields, timeout=30)
+    return requests.post(url, json=fields, timeout=30)
+
+
+def upload_doc(service, upload_id):
+    return service.db.AnnotationContentUpload.find_one({"_id": upload_id})
+
+
 def new_upload(db, content_path: str, frame_rate: int = 5, content_type: int = 1,
                frames_per_task: int = 120) -> tuple[ObjectId, ObjectId]:
     """What Node creates before it calls processContent."""
@@ -72,6 +86,17 @@ def wait_for_upload(db, upload_id, timeout: float = 120, progress_seen: list | N
             return db.AnnotationContentUpload.find_one({"_id": upload_id})
         time.sleep(0.1)
     raise AssertionError(f"upload {upload_id} did not finish in {timeout}s: {doc}")
+
+
+def wait_for(condition, timeout: float = 60, interval: float = 0.05):
+    """The first true value of `condition()`, asked every `interval` seconds until `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not reached in time")
 
 
 def free_port() -> int:

@@ -7,13 +7,15 @@ import math
 import threading
 import time
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 import requests
 from bson import ObjectId
+from pymongo.errors import DuplicateKeyError
 
 from tests.conftest import NODE_KEY
-from tests.helpers import fields_for, new_upload, post_node, wait_for_upload
+from tests.helpers import fields_for, new_upload, post, post_node, upload_doc, wait_for_upload
 from tests.media import ffprobe_stream, make_video
 
 BAD_ID = "not-an-object-id"
@@ -22,29 +24,10 @@ OID_TEXT = ("invalid ObjectId, it must be a 12-byte input or a 24-character hex 
 
 
 @pytest.fixture
-def idle_service(make_service):
-    """The API alone: no workers, so accepted jobs stay queued where the test can see them."""
-    return make_service(APP_RUN_WORKERS="false")
-
-
-@pytest.fixture
 def upload(idle_service):
     make_video(idle_service.content / "uploads" / "clip.mp4", 10, 25)
     upload_id, project_id = new_upload(idle_service.db, "./uploads/clip.mp4")
     return upload_id, project_id
-
-
-def post(service, fields, kind="node"):
-    url = f"{service.url}/api/processContent"
-    if kind == "node":
-        return post_node(url, fields)
-    if kind == "urlencoded":
-        return requests.post(url, data=fields, timeout=30)
-    return requests.post(url, json=fields, timeout=30)
-
-
-def upload_doc(service, upload_id):
-    return service.db.AnnotationContentUpload.find_one({"_id": upload_id})
 
 
 # (change to the valid request, status, exact body) in the contract's order.
@@ -96,6 +79,19 @@ def test_first_failure_wins(idle_service, upload):
     assert post(idle_service, fields).json() == {"x": "frame_rate need to be an integer"}
 
 
+@pytest.mark.parametrize("kind", ["node", "urlencoded", "json"])
+@pytest.mark.parametrize("field", ["upload_id", "project_id"])
+def test_an_object_id_with_a_trailing_newline_is_400(idle_service, kind, field):
+    make_video(idle_service.content / "n.mp4", 5, 25)
+    upload_id, project_id = new_upload(idle_service.db, "./n.mp4")
+    fields = fields_for(upload_id, project_id, "./n.mp4")
+    fields[field] += "\n"
+    url = f"{idle_service.url}/api/processContent"
+    answer = {"node": lambda: post_node(url, fields), "urlencoded": lambda: requests.post(url, data=fields),
+              "json": lambda: requests.post(url, json=fields)}[kind]()
+    assert answer.status_code == 400 and "invalid ObjectId" in answer.text
+
+
 @pytest.mark.parametrize("request_type,version,fragment", [
     ("x", "0", "request_type need to be an integer."),
     ("0", "x", "auto_anno_version need to be an integer."),
@@ -138,6 +134,14 @@ def test_symlink_out_of_the_content_root_is_refused(idle_service, upload, tmp_pa
     assert response.status_code == 400
 
 
+@pytest.mark.parametrize("path", ["./" + "n" * 300 + ".mp4", "./" + "/".join(["d" * 200] * 25) + "/x.mp4"])
+def test_names_too_long_for_the_filesystem_are_400_and_recorded(idle_service, path):
+    upload_id, project_id = new_upload(idle_service.db, path)
+    answer = post(idle_service, fields_for(upload_id, project_id, path))
+    assert answer.status_code == 400, answer.text
+    assert upload_doc(idle_service, upload_id)["errorMessage"]["error_code"] == 400
+
+
 def test_node_request_is_accepted_and_queued(idle_service, upload):
     upload_id, project_id = upload
     started = time.monotonic()
@@ -174,6 +178,45 @@ def test_concurrent_duplicates_queue_one_job(idle_service, upload):
     assert idle_service.db.ProcessingJob.count_documents({}) == 1
 
 
+def test_five_requests_for_one_video_start_one_run(make_service):
+    service = make_service(APP_RUN_WORKERS="false")
+    make_video(service.content / "same.mp4", 30, 25)
+    project_id = ObjectId()
+    service.db.AnnotationProject.insert_one({"_id": project_id, "contentUploads": []})
+    uploads = [ObjectId() for _ in range(5)]
+    for upload_id in uploads:
+        service.db.AnnotationContentUpload.insert_one({"_id": upload_id, "projectId": project_id, "status": 0})
+    answers = [None] * 5
+    barrier = threading.Barrier(5)
+
+    def send(i):
+        barrier.wait()
+        answers[i] = post(service, fields_for(uploads[i], project_id, "./same.mp4"))
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(a.status_code for a in answers) == [202, 409, 409, 409, 409]
+    refused = [u for u, a in zip(uploads, answers) if a.status_code == 409]
+    assert all("being processed for another upload" in upload_doc(service, u)["errorMessage"]["message"]
+               for u in refused)
+    winner = next(u for u, a in zip(uploads, answers) if a.status_code == 202)
+    service.services.start_workers()
+    assert wait_for_upload(service.db, winner)["status"] == 1
+    tasks = list(service.db.AnnotationTask.find({"projectId": project_id}))
+    assert len(tasks) == 1 and tasks[0]["uploadId"] == winner
+    assert len(list(Path(service.settings.storage_url).rglob("*.mp4"))) == 1
+    # The database itself refuses a second task doc naming the same object.
+    with pytest.raises(DuplicateKeyError):
+        service.db.AnnotationTask.insert_one({"projectId": project_id, "S3_url": tasks[0]["S3_url"]})
+    # Once the run has ended, the next request for the video meets its tasks: 409, recorded as 200.
+    service.db.AnnotationContentUpload.update_one({"_id": refused[0]}, {"$set": {"status": 0}})  # as Node does
+    assert post(service, fields_for(refused[0], project_id, "./same.mp4")).status_code == 409
+    assert upload_doc(service, refused[0])["errorMessage"]["error_code"] == 200
+
+
 def test_second_configured_key_works_and_auto_annotation_is_queued(idle_service, upload):
     upload_id, project_id = upload
     response = post(idle_service, fields_for(upload_id, project_id, "./uploads/clip.mp4", auth_key="second-key",
@@ -186,6 +229,23 @@ def test_second_configured_key_works_and_auto_annotation_is_queued(idle_service,
 def test_unknown_upload_is_404(idle_service):
     response = post(idle_service, fields_for(ObjectId(), ObjectId(), "./uploads/clip.mp4"))
     assert response.status_code == 404
+
+
+def test_the_upload_must_belong_to_the_named_project_which_must_exist(idle_service):
+    make_video(idle_service.content / "p.mp4", 5, 25)
+    upload_id, project_a = new_upload(idle_service.db, "./p.mp4")
+    project_b = ObjectId()
+    idle_service.db.AnnotationProject.insert_one({"_id": project_b, "contentUploads": []})
+    answer = post(idle_service, fields_for(upload_id, project_b, "./p.mp4"))
+    assert answer.status_code == 400 and str(project_a) in answer.json()["message"]
+    assert upload_doc(idle_service, upload_id)["errorMessage"]["error_code"] == 400
+    orphan = ObjectId()
+    idle_service.db.AnnotationContentUpload.insert_one({"_id": orphan, "projectId": (ghost := ObjectId()), "status": 0})
+    answer = post(idle_service, fields_for(orphan, ghost, "./p.mp4"))
+    assert answer.status_code == 404 and "project" in answer.json()["message"]
+    assert upload_doc(idle_service, orphan)["errorMessage"]["error_code"] == 404
+    assert idle_service.db.ProcessingJob.count_documents({}) == 0
+    assert idle_service.db.AnnotationProject.find_one({"_id": project_b})["contentUploads"] == []
 
 
 def test_keys_never_reach_the_logs(idle_service, upload, caplog):
@@ -232,6 +292,43 @@ def test_every_configured_key_is_compared_in_constant_time_with_no_early_exit(mo
         assert auth.key_matches(given, keys) is expected
         assert RecordingKey.compared == list(keys)
         assert [b for _, b in digests] == [k.encode() for k in keys]
+
+
+def test_a_wrong_key_never_changes_a_finished_upload(service):
+    make_video(service.content / "done.mp4", 10, 25)
+    upload_id, project_id = new_upload(service.db, "./done.mp4")
+    assert post(service, fields_for(upload_id, project_id, "./done.mp4")).status_code == 202
+    finished = wait_for_upload(service.db, upload_id)
+    assert finished["status"] == 1
+    for change in ({"auth_key": "wrong-key"}, {"frame_rate": "x"}, {"content_path": "../../etc/passwd.mp4"}):
+        post(service, fields_for(upload_id, project_id, "./done.mp4", **change))
+        assert upload_doc(service, upload_id) == finished
+
+
+def test_a_key_sent_in_the_wrong_field_is_masked_in_the_answer_and_the_upload_doc(idle_service):
+    make_video(idle_service.content / "m.mp4", 5, 25)
+    upload_id, project_id = new_upload(idle_service.db, "./m.mp4")
+    for field in ("frame_rate", "force_write", "request_type", "auto_anno_version", "project_id"):
+        idle_service.db.AnnotationContentUpload.update_one({"_id": upload_id}, {"$set": {"status": 0}})
+        answer = post(idle_service, fields_for(upload_id, project_id, "./m.mp4", **{field: NODE_KEY}))
+        assert answer.status_code == 400
+        assert NODE_KEY not in answer.text and "***" in answer.text, field
+        doc = upload_doc(idle_service, upload_id)
+        assert doc["status"] == 2 and NODE_KEY not in json.dumps(doc["errorMessage"]), field
+
+
+def test_stored_errors_name_no_server_paths_and_status_needs_the_key(service):
+    (service.content / "broken.mp4").write_bytes(b"not a video at all" * 50)
+    upload_id, project_id = new_upload(service.db, "./broken.mp4")
+    assert post(service, fields_for(upload_id, project_id, "./broken.mp4")).status_code == 202
+    upload = wait_for_upload(service.db, upload_id)
+    job = service.db.ProcessingJob.find_one({"_id": f"content:{upload_id}"})
+    status = requests.get(f"{service.url}/api/processContent/status", params={"upload_id": str(upload_id)},
+                          headers={"X-API-Key": NODE_KEY}).json()
+    for text in (upload["errorMessage"]["message"], job["last_error"], status["error"]):
+        assert "unreadable_media" in text and "/tmp" not in text and "/proc" not in text, text
+    assert requests.get(f"{service.url}/api/processContent/status",
+                        params={"upload_id": str(upload_id)}).status_code == 401
 
 
 def test_other_routes(idle_service):

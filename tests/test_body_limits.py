@@ -2,11 +2,13 @@
 Werkzeug's server, and gunicorn's gevent worker as in production) is sent chunked bodies far over
 the limit; each is answered 413 and the process's peak memory (`VmHWM`, reset through
 /proc/<pid>/clear_refs before each request) grows by less than a few MB. Bodies within the limit
-still work, the try-it page's upload up to its own larger limit included."""
+still work, the try-it page's upload up to its own larger limit included. In process: a chunked body
+over the limit is 413 before anything is written, and JSON nested too deep is 400."""
 from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +19,7 @@ from bson import ObjectId
 from pymongo import MongoClient
 
 from tests.conftest import NODE_KEY, ROOT, service_env
-from tests.helpers import clean_service_env, free_port, wait_until_ready
+from tests.helpers import clean_service_env, fields_for, free_port, new_upload, upload_doc, wait_until_ready
 
 MIB = 1 << 20
 LIMIT = MIB                # [App] max_request_bytes
@@ -164,3 +166,20 @@ def test_chunked_bodies_within_the_limit_still_work(server, mongo_uri):
         upload = db.AnnotationContentUpload.find_one({"_id": ObjectId(answer.json()["upload_id"])})
     saved = server.log.parent / "content" / upload["sourceFilePath"].removeprefix("./")
     assert saved.stat().st_size >= 3 * MIB
+
+
+def test_a_chunked_body_over_the_limit_is_413_and_deep_json_is_400(idle_service):
+    upload_id, project_id = new_upload(idle_service.db, "./x.mp4")
+    body = "&".join(f"{k}={v}" for k, v in fields_for(upload_id, project_id, "./x.mp4").items())
+    body = (body + "&pad=" + "y" * 1_100_000).encode()
+    host, port = idle_service.url.rsplit("//", 1)[1].split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"POST /api/processContent HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
+        answer = sock.recv(65536).decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 413"), answer[:200]
+    assert upload_doc(idle_service, upload_id)["status"] == 0 and idle_service.db.ProcessingJob.count_documents({}) == 0
+    deep = requests.post(f"{idle_service.url}/api/processContent", data="[" * 100_000 + "]" * 100_000,
+                         headers={"Content-Type": "application/json"})
+    assert deep.status_code == 400 and "nested" in deep.json()["message"]

@@ -10,11 +10,22 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 from bson import ObjectId
 
+from media_service.embedded_mongo import EmbeddedMongo
 from tests.conftest import ROOT, service_env
 from tests.held_worker import HeldWorker
-from tests.helpers import fields_for, free_port, post_node, wait_for_upload, wait_until_ready
+from tests.helpers import (
+    fields_for,
+    free_port,
+    new_upload,
+    post,
+    post_node,
+    wait_for,
+    wait_for_upload,
+    wait_until_ready,
+)
 from tests.media import decode_frames, make_video, read_number
 from tests.s3_server import BUCKET, S3_PORT, HoldingProxy, s3_objects
 
@@ -359,6 +370,48 @@ def test_kill_9_of_service_and_database_then_run_sh_resumes_on_the_same_data(tmp
             service.terminate()
             assert service.wait(60) == 0
     assert "Detected unclean shutdown" in (tmp_path / "data" / "mongod.log").read_text()
+
+
+@pytest.fixture
+def own_mongo(tmp_path):
+    """A MongoDB server of this test's own, which the test stops and starts again."""
+    server = EmbeddedMongo(tmp_path / "own-db", port=free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_an_outage_ends_every_job_without_a_restart_and_answers_503_meanwhile(make_service, own_mongo, tmp_path):
+    service = make_service(MONGO_URI=own_mongo.uri, MONGODB_TIMEOUT_SECONDS="1", JOBS_LEASE_SECONDS="3",
+                           JOBS_HEARTBEAT_SECONDS="0.5", CONTENT_FRAMES_PER_TASK="3")
+    uploads = []
+    for name in ("a.mp4", "b.mp4"):
+        make_video(service.content / name, 500, 25, size=(480, 360))
+        upload_id, project_id = new_upload(service.db, f"./{name}", frames_per_task=3)
+        assert post(service, fields_for(upload_id, project_id, f"./{name}", frame_rate=25)).status_code == 202
+        uploads.append(upload_id)
+    wait_for(lambda: service.db.ProcessingJob.count_documents({"state": "running",
+                                                               "checkpoint.next_task": {"$gte": 2}}))
+
+    own_mongo.stop()  # the database goes away while both jobs run
+    started = time.monotonic()
+    ready = requests.get(f"{service.url}/api/ready", timeout=10)
+    assert ready.status_code == 503 and ready.json()["mongodb"] == "unreachable"
+    refused = post(service, fields_for(ObjectId(), ObjectId(), "./a.mp4"))
+    assert refused.status_code == 503 and refused.json()["status"] == 503
+    assert time.monotonic() - started < 6  # within a couple of seconds each, not pymongo's 30
+    time.sleep(6)  # longer than a lease: workers' closing writes fail meanwhile
+    own_mongo.start()
+
+    assert requests.get(f"{service.url}/api/ready", timeout=10).json()["workers"] == "2 of 2 alive"
+    for upload_id in uploads:
+        assert wait_for_upload(service.db, upload_id, timeout=120)["status"] == 1
+    # A new upload after the outage is taken too: the pool kept all its threads.
+    make_video(service.content / "c.mp4", 20, 25)
+    upload_id, project_id = new_upload(service.db, "./c.mp4", frames_per_task=3)
+    assert post(service, fields_for(upload_id, project_id, "./c.mp4")).status_code == 202
+    assert wait_for_upload(service.db, upload_id, timeout=60)["status"] == 1
+    assert requests.get(f"{service.url}/api/ready", timeout=10).status_code == 200
 
 
 def test_a_long_job_of_one_kind_never_starves_another(make_service, tmp_path):

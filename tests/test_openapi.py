@@ -32,11 +32,6 @@ MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "25"))
 SEED = int(os.environ.get("SCHEMATHESIS_SEED", "14"))
 
 
-@pytest.fixture
-def idle_service(make_service):
-    return make_service(APP_RUN_WORKERS="false")
-
-
 def operations(spec: dict) -> set[tuple[str, str]]:
     return openapi.spec_operations(spec)
 

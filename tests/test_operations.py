@@ -1,15 +1,27 @@
-"""Operations (issue 14): metrics across processes, structured logs."""
+"""Operations (issue 14): metrics across processes, structured logs, gunicorn with the secrets file, and
+access logs that never carry a key."""
 from __future__ import annotations
 
 import json
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import requests
+from bson import ObjectId
+from pymongo import MongoClient
 
-from tests.conftest import ROOT
-from tests.helpers import fields_for, new_upload, post_node, wait_for_upload, wait_until_ready
+from tests.conftest import NODE_KEY, ROOT
+from tests.helpers import (
+    clean_service_env,
+    fields_for,
+    free_port,
+    new_upload,
+    post_node,
+    wait_for_upload,
+    wait_until_ready,
+)
 from tests.media import make_video
 from tests.test_embedded_mongo import LOCAL_KEY, embedded_env, node_client
 
@@ -105,3 +117,64 @@ def test_logs_never_carry_a_password_a_key_or_a_presigned_signature():
     assert "AKID" not in joined and "X-Amz-Expires=600" in joined and "ValueError" in lines[2]["exception"]
     assert all(line["job_id"] == "content:x" and line["upload_id"] == "x" for line in lines[:3])
     assert "job_id" not in lines[3]
+
+
+def test_gunicorn_takes_mongo_uri_from_the_secrets_file_and_logs_no_query_string(mongo_uri, tmp_path):
+    db_name = "t_" + ObjectId().__str__()
+    secrets = tmp_path / "secrets.ini"
+    secrets.write_text(f"[MongoDB]\nuri = {mongo_uri.split('?')[0].rstrip('/')}/{db_name}?directConnection=true\n"
+                       f"[App]\nAPI_key = {NODE_KEY}\n")
+    port = free_port()
+    env = clean_service_env()
+    env.update({"CONFIG_SECRETS_FILE": str(secrets), "PORT": str(port), "IP_BIND_IP": "127.0.0.1",
+                "APP_DATA_DIR": str(tmp_path / "data"), "JOBS_LAYOUT": "none",
+                "MONGODB_EMBEDDED_PORT": str(free_port())})
+    log = tmp_path / "gunicorn.log"
+    server = subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), "wsgi:app", "-k", "gevent",
+                               "--access-logfile", "-"], cwd=ROOT, env=env, stdout=open(log, "w"),
+                              stderr=subprocess.STDOUT)
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}", server)
+        upload_id = ObjectId()
+        with MongoClient(mongo_uri) as client:
+            db = client[db_name]
+            db.AnnotationContentUpload.insert_one({"_id": upload_id, "status": 0})
+            key = "k+y/w=" + NODE_KEY  # not a configured key, but a query string with characters encoded
+            answer = requests.get(f"http://127.0.0.1:{port}/api/processContent/status",
+                                  params={"upload_id": str(upload_id), "auth_key": NODE_KEY, "x": key})
+            assert answer.status_code == 404  # no job for this upload: the server found the secrets file's db
+            assert post_node(f"http://127.0.0.1:{port}/api/processContent",
+                             fields_for(upload_id, ObjectId(), "./x.mp4", frame_rate="x")).status_code == 400
+            assert db.AnnotationContentUpload.find_one({"_id": upload_id})["status"] == 2
+            client.drop_database(db_name)
+    finally:
+        server.terminate()
+        server.wait(60)
+    assert not (tmp_path / "data" / "mongod.port").exists() and not (tmp_path / "data" / "mongo").exists()
+    text = log.read_text()
+    assert "GET /api/processContent/status HTTP/1.1" in text
+    assert "auth_key" not in text and NODE_KEY not in text and "k%2By%2Fw%3D" not in text
+
+
+def test_keys_in_query_strings_never_reach_the_access_log(tmp_path):
+    key = "k+y/w=secret key"
+    env = clean_service_env()
+    port = free_port()
+    env.update({"PORT": str(port), "MONGODB_EMBEDDED_PORT": str(free_port()), "APP_API_KEY": key,
+                "APP_DATA_DIR": str(tmp_path / "data"), "STORAGE_URL": str(tmp_path / "storage")})
+    log = tmp_path / "app.log"
+    server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=open(log, "w"),
+                              stderr=subprocess.STDOUT)
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}", server)
+        for params in ({"upload_id": str(ObjectId()), "auth_key": key},
+                       f"upload_id={ObjectId()}&auth_key=k%2By%2fw%3Dsecret+key"):
+            requests.get(f"http://127.0.0.1:{port}/api/processContent/status", params=params)
+        requests.post(f"http://127.0.0.1:{port}/api/processContent", data={"upload_id": "zz", "x": key})
+    finally:
+        server.terminate()
+        server.wait(60)
+    text = log.read_text()
+    assert "GET /api/processContent/status HTTP/1.1" in text
+    for form in (key, "k%2By%2Fw%3D", "k%2By%2fw%3D", "secret+key", "secret%20key"):
+        assert form not in text, form

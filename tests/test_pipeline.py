@@ -1,6 +1,7 @@
 """Video to annotation tasks, end to end: HTTP request → worker → storage + MongoDB (issue 3)."""
 from __future__ import annotations
 
+import os
 import shutil
 from fractions import Fraction
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from bson import ObjectId
 
 from tests.conftest import SHARED_MEDIA
-from tests.helpers import fields_for, new_upload, post_node, wait_for_upload
+from tests.helpers import fields_for, new_upload, post, post_node, upload_doc, wait_for, wait_for_upload
 from tests.media import (
     decode_frames,
     expected_samples,
@@ -120,6 +121,19 @@ def test_several_tasks_and_progress(service, tmp_path):
     assert project["contentUploads"] == [upload["_id"]]
 
 
+@pytest.mark.parametrize("on_doc,expected", [(20, 20), (None, 120), ("abc", 120), (0, 120)])
+def test_tasks_are_cut_by_the_frames_per_task_node_set(service, on_doc, expected):
+    make_video(service.content / "fpt.mp4", 150, 25)
+    upload_id, project_id = new_upload(service.db, "./fpt.mp4")
+    service.db.AnnotationContentUpload.update_one({"_id": upload_id}, {"$set": {"frames_per_task": on_doc}}
+                                                  if on_doc is not None else {"$unset": {"frames_per_task": ""}})
+    assert post(service, fields_for(upload_id, project_id, "./fpt.mp4", frame_rate=25)).status_code == 202
+    assert wait_for_upload(service.db, upload_id)["status"] == 1
+    counts = [t["frameCount"] for t in service.db.AnnotationTask.find({"uploadId": upload_id}).sort("frameStart")]
+    assert counts[0] == min(expected, 150) and sum(counts) == 150
+    assert upload_doc(service, upload_id)["frames_per_task"] == expected
+
+
 def test_created_at_and_source_path_are_set_when_the_run_starts_not_when_it_is_queued(make_service, tmp_path):
     """Node's UI marks an upload timed out three hours after its createdAt (CONTRACT §2): the old
     service reset it, and sourceFilePath, when processing began."""
@@ -223,6 +237,42 @@ def test_corrupt_tail_keeps_the_frames_that_decode(make_service, tmp_path):
             assert read_number(picture) == number
 
 
+def test_a_source_truncated_while_it_is_read_fails_instead_of_a_partial_success(service):
+    clip = make_video(service.content / "shrinks.mp4", 600, 25, size=(480, 360))
+    upload_id, project_id = new_upload(service.db, "./shrinks.mp4", frames_per_task=3)
+    assert post(service, fields_for(upload_id, project_id, "./shrinks.mp4", frame_rate=25)).status_code == 202
+    wait_for(lambda: (service.db.ProcessingJob.find_one({"_id": f"content:{upload_id}"}) or {}).get(
+        "checkpoint", {}).get("next_task", 0) >= 2, interval=0.005)
+    os.truncate(clip, clip.stat().st_size // 3)  # overwritten in place while the worker reads it
+    upload = wait_for_upload(service.db, upload_id)
+    assert upload["status"] == 2 and upload["errorMessage"]["message"].startswith("source_changed")
+    assert service.db.AnnotationTask.count_documents({"uploadId": upload_id}) == 0
+
+
+def _damage_middle(path: Path) -> None:
+    """Garbage over a stretch in the middle of the file (its size and the probe's count unchanged)."""
+    data = bytearray(path.read_bytes())
+    start = len(data) // 2
+    data[start:start + len(data) // 5] = bytes((i * 131) % 256 for i in range(len(data) // 5))
+    path.write_bytes(bytes(data))
+
+
+def test_frames_lost_in_decoding_fail_beyond_the_tolerance_and_are_recorded_within_it(make_service):
+    strict = make_service()
+    clip = make_video(strict.content / "damaged.mkv", 120, 25)
+    _damage_middle(clip)
+    upload_id, project_id = new_upload(strict.db, "./damaged.mkv")
+    assert post(strict, fields_for(upload_id, project_id, "./damaged.mkv")).status_code == 202
+    upload = wait_for_upload(strict.db, upload_id)
+    assert upload["status"] == 2 and upload["errorMessage"]["message"].startswith("frames_lost"), upload
+    lenient = make_service(CONTENT_MAX_LOST_FRAMES_PERCENT="90")
+    upload_id, project_id = new_upload(lenient.db, "./damaged.mkv")
+    assert post(lenient, fields_for(upload_id, project_id, "./damaged.mkv")).status_code == 202
+    upload = wait_for_upload(lenient.db, upload_id)
+    assert upload["status"] == 1 and upload["framesExpected"] == 120
+    assert 0 < upload["framesDecoded"] < 120
+
+
 @pytest.mark.parametrize("kind,code", [("truncated", "unreadable_media"), ("text", "unreadable_media")])
 def test_unusable_files_fail_clearly(service, tmp_path, kind, code):
     path = tmp_path / f"{kind}.mp4"
@@ -238,6 +288,17 @@ def test_unusable_files_fail_clearly(service, tmp_path, kind, code):
     assert code in upload["errorMessage"]["message"]
     assert not list((service.content.parent / "tasks").rglob("*.mp4"))
     assert not Path(service.settings.storage_url, "contents").exists()
+
+
+@pytest.mark.parametrize("name,ext", [("photo.mp4", ".png"), ("photo.mov", ".jpg")])
+def test_a_still_image_named_as_a_video_is_refused_pointing_at_content_type_2(service, name, ext):
+    ok, data = cv2.imencode(ext, np.full((120, 160, 3), 90, np.uint8))
+    (service.content / name).write_bytes(data.tobytes())
+    upload_id, project_id = new_upload(service.db, f"./{name}")
+    assert post(service, fields_for(upload_id, project_id, f"./{name}")).status_code == 202
+    upload = wait_for_upload(service.db, upload_id)
+    message = upload["errorMessage"]["message"]
+    assert upload["status"] == 2 and message.startswith("still_image") and "content_type 2" in message
 
 
 def test_resolution_limit(make_service, tmp_path):

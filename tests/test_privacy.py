@@ -19,7 +19,7 @@ from media_service.contract import PrivacyOutputs
 from media_service.detectors.centerface import CenterFace
 from media_service.errors import DetectorError
 from media_service.privacy import blur
-from media_service.privacy.pipeline import BlurSettings, PrivacyPipeline
+from media_service.privacy.pipeline import BlurSettings, PrivacyPipeline, TooManyBlackedOut
 from tests.conftest import ROOT, service_env
 from tests.faces import FaceScene, make_face_clip
 from tests.media import ffprobe_stream, make_video, moov_before_mdat, psnr
@@ -166,6 +166,14 @@ def test_names_never_leave_the_input_directory(privacy, tmp_path):
     assert service.db.ProcessingJob.count_documents({"kind": "privacy"}) == 0
 
 
+def test_a_privacy_file_name_of_a_megabyte_is_400(make_service, tmp_path):
+    (tmp_path / "videos").mkdir()
+    service = make_service(PRIVACYPAL_VIDEO_DIRECTORY=str(tmp_path / "videos"))
+    for name in (b"x" * 1_000_000, b"a" * 300 + b".mp4"):
+        answer = requests.post(f"{service.url}/process_video", data=name)
+        assert (answer.status_code, answer.text) == (400, "Error: invalid file name")
+
+
 def test_key_required_when_configured(make_service, tmp_path):
     videos = tmp_path / "videos"
     make_face_clip(videos / "k.mp4", frames=4, audio=False)
@@ -180,6 +188,29 @@ def test_key_required_when_configured(make_service, tmp_path):
     status = requests.get(f"{service.url}/process_status", params={"filename": "k.mp4", "format": "json"},
                           headers={"Authorization": "Bearer privacy-key"})
     assert status.status_code == 200 and status.json()["filename"] == "k.mp4"
+
+
+def test_the_privacy_api_without_a_key_answers_only_loopback(make_service, tmp_path):
+    (tmp_path / "videos").mkdir()
+    service = make_service(PRIVACYPAL_VIDEO_DIRECTORY=str(tmp_path / "videos"))
+    client = service.app.test_client()
+    remote = {"REMOTE_ADDR": "10.1.2.3"}
+    assert client.post("/process_video", data=b"x.mp4", environ_base=remote).status_code == 403
+    assert client.get("/process_status?filename=x.mp4", environ_base=remote).status_code == 403
+    assert client.get("/health", environ_base=remote).status_code == 200
+    assert client.post("/process_video", data=b"x.mp4", environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code == 404
+    opened = make_service(PRIVACYPAL_VIDEO_DIRECTORY=str(tmp_path / "videos"),
+                          PRIVACY_ALLOW_REMOTE_WITHOUT_KEY="true")
+    assert opened.app.test_client().post("/process_video", data=b"x.mp4", environ_base=remote).status_code == 404
+
+
+def test_unknown_files_get_the_old_servers_answers(make_service, tmp_path):
+    (tmp_path / "videos").mkdir()
+    service = make_service(PRIVACYPAL_VIDEO_DIRECTORY=str(tmp_path / "videos"))
+    status = requests.get(f"{service.url}/process_status", params={"filename": "nope.mp4"})
+    assert (status.status_code, status.text) == (404, "Process does not exist")
+    cancel = requests.post(f"{service.url}/cancel_process", data=b"nope.mp4")
+    assert (cancel.status_code, cancel.text) == (404, "Process does not exist in the current runtime")
 
 
 def test_unreadable_file_fails_cleanly(privacy):
@@ -283,6 +314,16 @@ def test_fail_closed_hides_the_whole_frame_or_fails_the_job(tmp_path, strong_det
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f-processed.regions.json", "f.mp4"]
 
 
+def test_too_many_blacked_out_frames_is_not_a_success(tmp_path):
+    source = tmp_path / "dark.mp4"
+    make_face_clip(source, frames=20, audio=False)
+    outputs = PrivacyOutputs.for_source(source, tmp_path)
+    with pytest.raises(TooManyBlackedOut):
+        PrivacyPipeline(FailingOn(CenterFace(0.2, 2), {3, 4}), settings(max_blacked_out_percent=5), 7680,
+                        4320).run(source, outputs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dark.mp4"]
+
+
 @pytest.mark.parametrize("mode", ["mosaic", "fill", "box"])
 def test_other_blur_modes_hide_the_faces(tmp_path, strong_detector, mode):
     source = tmp_path / "m.mp4"
@@ -306,6 +347,31 @@ def test_a_large_region_is_blurred_as_a_full_size_gaussian_would(size):
                                  sigmaX=size / cells / 2)
     blur.hide_regions([plane], [(0, 0, size, size)], "box", cells)
     assert np.abs(plane.astype(int) - reference.astype(int)).max() <= 3
+
+
+def test_a_face_left_visible_by_the_blur_is_hidden_harder(tmp_path):
+    judge = CenterFace(threshold=0.3, threads=2)
+    source = tmp_path / "weak.mp4"
+    make_face_clip(source, frames=12, audio=False)
+    outputs = PrivacyOutputs.for_source(source, tmp_path)
+    # A blur far too weak to hide anything on its own: 48 cells across a face.
+    PrivacyPipeline(CenterFace(0.2, 2), settings(cells=48, detect_every=2), 7680, 4320).run(source, outputs)
+    log = json.loads(outputs.log_final.read_text())
+    assert log["hidden_harder"] + log["filled"] > 0
+    assert {r.get("check") for r in log["regions"]} >= {"hidden harder"} or log["filled"]
+    for frame in upright_frames(outputs.final):
+        assert judge.detect(np.ascontiguousarray(frame[:, :, ::-1])) == []
+
+
+def test_the_default_blur_leaves_nothing_a_detector_sees_at_0_3(make_service, tmp_path):
+    videos = tmp_path / "videos"
+    make_face_clip(videos / "d.mp4", frames=30, size=(640, 360), audio=False)
+    service = make_service(PRIVACYPAL_VIDEO_DIRECTORY=str(videos))
+    assert requests.post(f"{service.url}/process_video", data=b"d.mp4").status_code == 202
+    assert wait_done(service.url, "d.mp4")["state"] == "done"
+    judge = CenterFace(threshold=0.3, threads=2)
+    for number, frame in enumerate(upright_frames(videos / "d-processed.mp4"), 1):
+        assert judge.detect(np.ascontiguousarray(frame[:, :, ::-1])) == [], number
 
 
 def test_audio_the_mp4_cannot_hold_is_reencoded(tmp_path):
@@ -337,6 +403,28 @@ def test_rekognition_back_end_over_its_http_protocol(make_service, tmp_path, str
     output = videos / "rk-processed.mp4"
     assert_faces_hidden(scene, upright_frames(videos / "rk.mp4"), upright_frames(output), strong_detector)
     assert json.loads((videos / "rk-processed.regions.json").read_text())["detector"] == "rekognition"
+
+
+def test_a_detector_outage_is_retried_not_blacked_out(make_service, tmp_path):
+    stand_in = RekognitionStandIn(face_detector=CenterFace(threshold=0.2, threads=2))
+    stand_in.throttle = 4  # throttled past botocore's retries (2 attempts a call), twice
+    videos = tmp_path / "videos"
+    make_face_clip(videos / "out.mp4", frames=8, audio=False)
+    service = make_service(PRIVACYPAL_VIDEO_DIRECTORY=str(videos), PRIVACY_DETECTOR="rekognition",
+                           PRIVACY_REKOGNITION_ENDPOINT_URL=stand_in.url, S3_ACCESS_KEY_ID="AKIDEXAMPLE",
+                           S3_SECRET_ACCESS_KEY="secret", REKOGNITION_MAX_ATTEMPTS="2",
+                           JOBS_RETRY_BACKOFF_SECONDS="0.2", PRIVACY_DETECT_EVERY="2")
+    try:
+        assert requests.post(f"{service.url}/process_video", data=b"out.mp4").status_code == 202
+        state = wait_done(service.url, "out.mp4")
+    finally:
+        stand_in.close()
+    job = service.db.ProcessingJob.find_one({"_id": "privacy:out.mp4"})
+    assert state["state"] == "done" and job["attempts"] >= 2  # the outage cost attempts, not frames
+    assert "ThrottlingException" in job["history"][0]["error"]
+    assert state["result"]["blacked_out_frames"] == 0
+    log = json.loads((videos / "out-processed.regions.json").read_text())
+    assert log["blacked_out_frames"] == 0 and not [r for r in log["regions"] if r["origin"] == "fail-closed"]
 
 
 def test_odd_size_and_variable_frame_rate_keep_their_geometry_and_timestamps(tmp_path):

@@ -7,9 +7,10 @@ import shutil
 import threading
 import time
 
+import pytest
 import requests
 
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_for
 from tests.s3_server import BUCKET, S3_PORT
 
 BUDGET = 0.8
@@ -95,3 +96,26 @@ def test_mongodb_down_answers_503_within_the_budget_not_the_database_timeout(tmp
     assert body["checks"]["database"]["state"] == "unavailable" and body["checks"]["storage"]["state"] == "ok"
     assert body["budget_seconds"] == BUDGET
     assert took < 5, f"took {took:.1f} s: the 10 s database deadline, not the {BUDGET} s budget"
+
+
+class DyingHandler:
+    """A job kind whose run ends its worker thread the hard way (what an unhandled BaseException does)."""
+    kind = "dying"
+
+    def label(self, job):
+        return "dying"
+
+    def run(self, ctx):
+        raise SystemExit("worker thread ends")
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_ready_is_503_when_a_worker_thread_is_gone(make_service):
+    service = make_service()
+    pool = service.services.pool
+    pool.handlers["dying"] = DyingHandler()
+    service.services.mongo.jobs.enqueue("dying:1", "dying", "1", {}, 1)
+    pool.notify()
+    wait_for(lambda: pool.alive() < pool.size)
+    ready = requests.get(f"{service.url}/api/ready", timeout=10)
+    assert ready.status_code == 503 and ready.json()["workers"] == f"{pool.size - 1} of {pool.size} alive"
