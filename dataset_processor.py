@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return FAILED
-    configure_logging(settings.log_level, settings.secrets(), settings.log_format)
+    configure_logging(settings.app.log_level, settings.secrets(), settings.app.log_format)
     services = Services.open(settings)
     try:
         return build(services, version_id)
@@ -65,7 +65,7 @@ def build(services: Services, version_id) -> int:
     job_id = dataset_job_id(version_id)
     pool = WorkerPool(mongo, settings, [DatasetJobHandler(mongo, services.storage, settings)], threads=1)
     owner = f"{pool.owner_prefix}:cli"
-    job = mongo.claim_job(job_id, owner, settings.lease_seconds)
+    job = mongo.claim_job(job_id, owner, settings.jobs.lease_seconds)
     if job is None:
         log.info("another worker is building this version: following its progress")
     else:

@@ -152,7 +152,7 @@ class WorkerPool:
         self.mongo = mongo
         self.settings = settings
         self.handlers = {h.kind: h for h in handlers}
-        self.size = threads or settings.worker_threads
+        self.size = threads or settings.cores.worker_threads
         self.owner_prefix = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.redact = Redactor.from_settings(settings)
         self.stopping = threading.Event()
@@ -161,7 +161,7 @@ class WorkerPool:
         self._running: dict[str, JobContext] = {}
         self._lock = threading.Lock()
         self._claim_lock = threading.Lock()
-        self.limits = dict(settings.job_limits)
+        self.limits = dict(settings.jobs.limits)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -182,7 +182,7 @@ class WorkerPool:
 
     def shutdown(self, grace: float | None = None) -> None:
         """Stop claiming; running jobs stop at their next commit (or are abandoned after `grace`)."""
-        grace = self.settings.shutdown_grace_seconds if grace is None else grace
+        grace = self.settings.jobs.shutdown_grace_seconds if grace is None else grace
         self.stopping.set()
         self.wake.set()
         deadline = threading.Event()
@@ -204,17 +204,17 @@ class WorkerPool:
         """Never ends before shutdown: whatever one job does to the database or the handler, the
         thread goes on. A job left running by such an error keeps its lease until it expires, and is
         then claimed again (resumed from its checkpoint, or failed after max_attempts)."""
-        _lower_thread_priority(self.settings.worker_nice)
+        _lower_thread_priority(self.settings.jobs.worker_nice)
         while not self.stopping.is_set():
             try:
                 job = self._claim(owner)
             except Exception as exc:
                 metrics.count("mongodb_errors", where="worker")
                 log.warning("claiming failed: %s", self.redact.text(str(exc)))
-                self.stopping.wait(self.settings.poll_seconds)
+                self.stopping.wait(self.settings.jobs.poll_seconds)
                 continue
             if job is None:
-                self.wake.wait(self.settings.poll_seconds)
+                self.wake.wait(self.settings.jobs.poll_seconds)
                 self.wake.clear()
                 continue
             try:
@@ -222,7 +222,7 @@ class WorkerPool:
             except Exception as exc:
                 log.error("job %s could not be closed (%s); its lease will expire and it will be claimed again",
                           job["_id"], self.redact.text(_describe(exc)))
-                self.stopping.wait(self.settings.poll_seconds)
+                self.stopping.wait(self.settings.jobs.poll_seconds)
 
     def _claim(self, owner: str) -> dict | None:
         """The oldest due job of a kind this process runs fewer of than its limit ([Jobs] limits):
@@ -232,13 +232,13 @@ class WorkerPool:
             with self._lock:
                 running = [ctx.job["kind"] for ctx in self._running.values()]
             kinds = [kind for kind in self.handlers if running.count(kind) < self.limits.get(kind, self.size)]
-            job = self.mongo.claim_next_job(owner, self.settings.lease_seconds, kinds) if kinds else None
+            job = self.mongo.claim_next_job(owner, self.settings.jobs.lease_seconds, kinds) if kinds else None
             if job is not None:
                 self._register(job, owner)
             return job
 
     def _register(self, job: dict, owner: str) -> JobContext:
-        ctx = JobContext(job, owner, self.mongo, self.settings.lease_seconds, self.stopping,
+        ctx = JobContext(job, owner, self.mongo, self.settings.jobs.lease_seconds, self.stopping,
                          threading.Event(), threading.Event(), progress_at_start=job.get("progress") or 0.0)
         with self._lock:
             self._running[job["_id"]] = ctx
@@ -252,7 +252,7 @@ class WorkerPool:
             ctx = self._register(job, owner)
         if job.get("cancel_requested"):
             ctx.cancel.set()
-        heartbeat = _Heartbeat(ctx, self.settings.heartbeat_seconds)
+        heartbeat = _Heartbeat(ctx, self.settings.jobs.heartbeat_seconds)
         heartbeat.start()
         params = job.get("params") or {}
         about = {name: str(params[name]) for name in ("upload_id", "version_id", "filename") if name in params}
@@ -290,7 +290,7 @@ class WorkerPool:
             permanent = exc if isinstance(exc, PermanentError) else handler.permanent_error(exc)
             if permanent is not None or job["attempts"] >= job["max_attempts"]:
                 return self._fail(handler, ctx, permanent or exc)
-            delay = self.settings.retry_backoff_seconds * 2 ** (job["attempts"] - 1)
+            delay = self.settings.jobs.retry_backoff_seconds * 2 ** (job["attempts"] - 1)
             error = self.redact.text(_describe(exc))
             log.warning("job %s failed (attempt %d/%d), retrying in %.0fs: %s", job["_id"], job["attempts"],
                         job["max_attempts"], delay, error, exc_info=not isinstance(exc, OSError))
@@ -351,7 +351,7 @@ class WorkerPool:
                     raise JobReleased(ctx.job["_id"])
             elif ctx.lost.is_set():
                 return None
-            self.stopping.wait(self.settings.poll_seconds)
+            self.stopping.wait(self.settings.jobs.poll_seconds)
             try:
                 job = self.mongo.get_job(ctx.job["_id"])
             except Exception as exc:

@@ -186,7 +186,7 @@ def test_kill_9_during_auto_annotation_ends_like_an_uninterrupted_run(make_servi
         crash.services.pool.shutdown(grace=5)
     upload_id, answer = request(crash, project_id, f"./{clip_name}", request_type, 1, frame_rate=25)
     assert answer.status_code == 202
-    env = service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=crash.settings.mongo_db_name, JOBS_LEASE_SECONDS="2",
+    env = service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=crash.settings.mongodb.db_name, JOBS_LEASE_SECONDS="2",
                       JOBS_HEARTBEAT_SECONDS="0.5")
     victim = start_worker(env, tmp_path / "victim.log")
     wait_for_job(crash.db, f"content:{upload_id}", lambda job: job["state"] == "running"

@@ -265,7 +265,7 @@ def test_readiness_fails_without_mongodb(tmp_path):
                                          APP_RUN_WORKERS="false"))
     import mongo_manager
     from media_service.services import Services
-    services = Services(settings, mongo_manager.connect(settings.mongo_uri, "x", timeout_ms=300), None)
+    services = Services(settings, mongo_manager.connect(settings.mongodb.uri, "x", timeout_ms=300), None)
     app = create_app(settings, services=services)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -408,7 +408,7 @@ def image_folder(service, name: str, count: int = 3):
 def test_image_folders_take_rates_up_to_the_configured_limit(make_service, limit):
     service = make_service(**({"CONTENT_MAX_IMAGE_FRAME_RATE": str(limit)} if limit else {}))
     limit = limit or 60  # the default
-    assert service.settings.max_image_frame_rate == limit
+    assert service.settings.content.max_image_frame_rate == limit
     refused_path = image_folder(service, "too-fast")
     for rate in (limit + 1, 999999999):
         upload_id, project_id = new_upload(service.db, refused_path, content_type=2)

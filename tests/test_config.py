@@ -13,17 +13,18 @@ from tests.conftest import ROOT
 
 def test_defaults_from_the_committed_file():
     settings = load_settings({})
-    assert settings.port == 8081 and settings.frames_per_task == 120
-    assert settings.storage_url == "./data/storage" and settings.api_keys == ()
+    assert settings.ip.port == 8081 and settings.content.frames_per_task == 120
+    assert settings.storage.url == "./data/storage" and settings.app.api_keys == ()
 
 
 def test_env_overrides_by_section_and_key():
     settings = load_settings({"CONTENT_FRAMES_PER_TASK": "60", "APP_API_KEY": "alpha-key, beta-key", "PORT": "9000",
                               "MONGO_URI": "mongodb://db:27017/x", "STORAGE_URL": "s3://bucket/pre",
                               "JOBS_MAX_ATTEMPTS": "5", "CONTENT_DELETE_SOURCE": "yes"})
-    assert settings.frames_per_task == 60 and settings.api_keys == ("alpha-key", "beta-key") and settings.port == 9000
-    assert settings.mongo_uri == "mongodb://db:27017/x" and settings.storage_url == "s3://bucket/pre"
-    assert settings.max_attempts == 5 and settings.delete_source is True
+    assert settings.content.frames_per_task == 60 and settings.app.api_keys == ("alpha-key", "beta-key")
+    assert settings.ip.port == 9000
+    assert settings.mongodb.uri == "mongodb://db:27017/x" and settings.storage.url == "s3://bucket/pre"
+    assert settings.jobs.max_attempts == 5 and settings.content.delete_source is True
 
 
 @pytest.mark.parametrize("env,fragment", [
@@ -55,14 +56,14 @@ def test_secrets_are_refused_in_the_file_and_hidden(tmp_path):
     old = tmp_path / "config.cfg"
     old.write_text("[App]\nAPI_key = operators-secret\n[S3]\nsecret_access_key = s3-secret-x\n")
     settings = load_settings({}, old)
-    assert settings.api_keys == ("operators-secret",)
+    assert settings.app.api_keys == ("operators-secret",)
     (notice,) = settings.notices
     assert "[App] API_key" in notice and "[S3] secret_access_key" in notice and "CONFIG_SECRETS_FILE" in notice
     assert "operators-secret" not in notice and "s3-secret-x" not in notice
     secrets = tmp_path / "secrets.ini"
     secrets.write_text("[App]\nAPI_key = from-file\n[S3]\nsecret_access_key = s3-secret\n")
     settings = load_settings({"CONFIG_SECRETS_FILE": str(secrets)})
-    assert settings.api_keys == ("from-file",)
+    assert settings.app.api_keys == ("from-file",)
     assert "from-file" not in repr(settings) and "s3-secret" not in repr(settings)
     with pytest.raises(ConfigError) as error:
         load_settings({"MONGODB_PORT": "x", "APP_API_KEY": "hush"})
@@ -80,8 +81,8 @@ def test_production_env_example_loads_and_requires_the_privacy_key():
     example = ROOT / "deploy" / "media-service.env.example"
     env = dict(line.split("=", 1) for line in example.read_text().splitlines() if line and not line.startswith("#"))
     settings = load_settings(env)
-    assert settings.privacy_require_key and settings.privacy_api_keys == ("CHANGE-ME",)
-    assert settings.privacy_input_dir == "/srv/privacy/in" and settings.privacy_output_dir == "/srv/privacy/out"
+    assert settings.privacy.require_key and settings.privacy.api_keys == ("CHANGE-ME",)
+    assert settings.privacy.input_dir == "/srv/privacy/in" and settings.privacy.output_dir == "/srv/privacy/out"
     del env["PRIVACY_API_KEY"]
     with pytest.raises(ConfigError) as error:
         load_settings(env)
@@ -109,8 +110,8 @@ def test_the_configuration_reference_is_generated_from_the_options_and_covers_co
 def test_the_old_bucket_name_selects_s3_unless_storage_url_is_set(tmp_path):
     old = tmp_path / "old.cfg"
     old.write_text("[S3]\nbucket_name = old-platform-bucket\nregion = eu-west-1\n")
-    assert load_settings({}, old).storage_url == "s3://old-platform-bucket"
-    assert load_settings({"STORAGE_URL": "s3://new-bucket/pre"}, old).storage_url == "s3://new-bucket/pre"
+    assert load_settings({}, old).storage.url == "s3://old-platform-bucket"
+    assert load_settings({"STORAGE_URL": "s3://new-bucket/pre"}, old).storage.url == "s3://new-bucket/pre"
     plain = tmp_path / "plain.cfg"
     plain.write_text("[S3]\nregion = eu-west-1\n")
-    assert load_settings({}, plain).storage_url == "./data/storage"
+    assert load_settings({}, plain).storage.url == "./data/storage"

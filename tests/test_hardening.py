@@ -188,7 +188,7 @@ def test_4_five_requests_for_one_video_start_one_run(make_service):
     assert wait_for_upload(service.db, winner)["status"] == 1
     tasks = list(service.db.AnnotationTask.find({"projectId": project_id}))
     assert len(tasks) == 1 and tasks[0]["uploadId"] == winner
-    assert len(list(Path(service.settings.storage_url).rglob("*.mp4"))) == 1
+    assert len(list(Path(service.settings.storage.url).rglob("*.mp4"))) == 1
     # The database itself refuses a second task doc naming the same object.
     with pytest.raises(DuplicateKeyError):
         service.db.AnnotationTask.insert_one({"projectId": project_id, "S3_url": tasks[0]["S3_url"]})

@@ -32,8 +32,8 @@ def annotator_factory(mongo: MongoManager, settings):
     def make(params: ContentJobParams) -> Annotator:
         policy = LabelPolicy.build(mongo.project_labels(params.project_id), settings)
         return Annotator(annotation_detector(settings), policy, params.auto_anno_version,
-                         settings.inference_detect_max_side, settings.inference_batch_size,
-                         settings.inference_detect_every)
+                         settings.inference.detect_max_side, settings.inference.batch_size,
+                         settings.inference.detect_every)
     return make
 
 
@@ -71,7 +71,7 @@ class AnnotationJobHandler:
         if not tasks:
             raise vp.MediaError("no_tasks", f"{params.video_name} has no tasks to annotate")
         annotator = self.annotators(params)
-        scratch = self.settings.path("task_base") / f"annotate-{params.upload_id}"
+        scratch = self.settings.folders.path("task_base") / f"annotate-{params.upload_id}"
         scratch.mkdir(parents=True, exist_ok=True)
         try:
             for index in range(checkpoint["next_task"], len(tasks)):

@@ -49,13 +49,13 @@ class LabelPolicy:
                 own.setdefault(name.lower(), name)
                 colors[name] = str(entry.get("color") or PALETTE[int(hashlib.sha1(name.encode()).hexdigest(), 16)
                                                                  % len(PALETTE)])
-        renamed = _pairs(settings.annotation_label_map, "label_map")
+        renamed = _pairs(settings.annotation.label_map, "label_map")
         names = {label: own[target.lower()] for label, target in renamed.items() if target.lower() in own}
         for lower, name in own.items():
             names.setdefault(lower, name)
-        scores = {label: float(value) for label, value in _pairs(settings.annotation_min_scores, "min_scores").items()}
-        allowed = frozenset(label.lower() for label in settings.annotation_allow_labels) or None
-        return cls(names, colors, scores, allowed, settings.annotation_max_boxes)
+        scores = {label: float(value) for label, value in _pairs(settings.annotation.min_scores, "min_scores").items()}
+        allowed = frozenset(label.lower() for label in settings.annotation.allow_labels) or None
+        return cls(names, colors, scores, allowed, settings.annotation.max_boxes)
 
     def keep(self, detections: list[Detection]) -> list[tuple[str, Detection]]:
         """(project label, detection) for the detections that become boxes, best first."""

@@ -206,7 +206,7 @@ class TaskWriter:
         self._image(image_key, thumb_key, rgb)
         self._text(labels_key, labels.text)
         full = self.storage.document_key
-        expires = utcnow() + timedelta(seconds=settings.dataset_url_expiry_seconds)
+        expires = utcnow() + timedelta(seconds=settings.dataset.url_expiry_seconds)
         entry = {"datasetType": _split_of(frame, version.id, version.seed, task, version.shares),
                  "textFiles": {labels.mode: full(labels_key)}, "augmentationImages": {},
                  RECORD: image_record(width, height, labels.boxes)}
@@ -217,7 +217,7 @@ class TaskWriter:
             done = augment_image.augment_frame(rgb, labels.boxes, request, seed=version.seed, task_id=task,
                                          frame_id=frame_id, settings=self.augmentation)
             metrics.lap("augment")
-            aug_dir = settings.dataset_augmentation_folder
+            aug_dir = settings.dataset.augmentation_folder
             image = keys.augmentation_image_key(group, task, frame_id, aug_dir, request.aug_type)
             thumb = keys.augmentation_thumbnail_key(group, task, frame_id, aug_dir, request.aug_type)
             text = keys.augmentation_labels_key(group, task, frame_id, aug_dir, request.aug_type, version_no)
@@ -248,14 +248,14 @@ class TaskWriter:
 
     def _image(self, key: str, thumbnail_key: str, rgb: np.ndarray) -> int:
         """Store the picture and its thumbnail; returns the picture's size in bytes."""
-        quality = self.settings.dataset_jpeg_quality
+        quality = self.settings.dataset.jpeg_quality
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         data = _jpeg(bgr, quality)
         metrics.lap("jpeg")
         self._put(key, data, JPEG)
         self.images += 1
         self.image_bytes += len(data)
-        thumbnail = _jpeg(_thumbnail(bgr, self.settings.dataset_thumbnail_size), quality)
+        thumbnail = _jpeg(_thumbnail(bgr, self.settings.dataset.thumbnail_size), quality)
         metrics.lap("thumbnail")
         self._put(thumbnail_key, thumbnail, JPEG)
         return len(data)
@@ -264,7 +264,7 @@ class TaskWriter:
         self._put(key, text.encode(), TEXT)
 
     def _url(self, key: str) -> str:
-        return self.storage.url(key, self.settings.dataset_url_expiry_seconds)
+        return self.storage.url(key, self.settings.dataset.url_expiry_seconds)
 
 
 def _thumbnail(bgr: np.ndarray, size: int) -> np.ndarray:

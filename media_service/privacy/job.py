@@ -16,25 +16,25 @@ from mongo_manager import MongoManager
 
 
 def make_detector(settings):
-    if settings.privacy_detector == "rekognition":
-        client = make_client(settings.s3_region, settings.privacy_rekognition_endpoint_url,
-                             settings.s3_access_key_id, settings.s3_secret_access_key,
-                             settings.rekognition_retry_mode, settings.rekognition_max_attempts)
+    if settings.privacy.detector == "rekognition":
+        client = make_client(settings.s3.region, settings.privacy.rekognition_endpoint_url,
+                             settings.s3.access_key_id, settings.s3.secret_access_key,
+                             settings.rekognition.retry_mode, settings.rekognition.max_attempts)
         return Rekognition(client)
-    return CenterFace(settings.privacy_threshold, settings.privacy_detector_threads)
+    return CenterFace(settings.privacy.threshold, settings.privacy.detector_threads)
 
 
 def blur_settings(settings) -> BlurSettings:
-    return BlurSettings(settings.privacy_detect_every, settings.privacy_detect_width, settings.privacy_hold_frames,
-                        settings.privacy_pad, settings.privacy_blur_mode, settings.privacy_blur_cells,
-                        settings.privacy_fail_closed, settings.x264_preset, settings.privacy_x264_crf,
-                        settings.privacy_verify_threshold, settings.privacy_max_blacked_out_percent)
+    return BlurSettings(settings.privacy.detect_every, settings.privacy.detect_width, settings.privacy.hold_frames,
+                        settings.privacy.pad, settings.privacy.blur_mode, settings.privacy.blur_cells,
+                        settings.privacy.fail_closed, settings.content.x264_preset, settings.privacy.x264_crf,
+                        settings.privacy.verify_threshold, settings.privacy.max_blacked_out_percent)
 
 
 def roots(settings) -> tuple[Path, Path]:
     """The configured input folder and output folder (the input folder when none is set)."""
-    input_root = settings.path("privacy_input_dir")
-    return input_root, settings.path("privacy_output_dir") if settings.privacy_output_dir else input_root
+    input_root = settings.privacy.path("input_dir")
+    return input_root, settings.privacy.path("output_dir") if settings.privacy.output_dir else input_root
 
 
 class PrivacyJobHandler:
@@ -51,7 +51,7 @@ class PrivacyJobHandler:
             if self._detector is None:
                 self._detector = make_detector(self.settings)
         return PrivacyPipeline(self._detector, blur_settings(self.settings),
-                               self.settings.max_width, self.settings.max_height)
+                               self.settings.content.max_width, self.settings.content.max_height)
 
     def label(self, job: dict) -> str:
         return f"video={job['key']}"
