@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Callable
 
 
@@ -91,6 +95,91 @@ def _limits(raw: str) -> tuple[tuple[str, int], ...]:
             raise ValueError(f"'{entry}' is not 'kind: n' with n >= 1")
         found.append((kind.strip(), int(number)))
     return tuple(found)
+
+
+def _pairs(value: Callable[[str], Any], kind: str) -> Callable[[str], Mapping[str, Any]]:
+    """`name: value` entries, comma-separated (`person: Staff, cell phone: Phone`), names as written."""
+    @_kind(kind)
+    def parse(raw: str) -> Mapping[str, Any]:
+        found = {}
+        for entry in _list(raw):
+            name, sep, text = entry.partition(":")
+            if not sep or not name.strip() or not text.strip():
+                raise ValueError(f"'{entry}' is not 'name: value'")
+            found[name.strip()] = value(text.strip())
+        return MappingProxyType(found)
+    return parse
+
+
+def _score(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+
+
+def _structured(raw: str) -> Any:
+    """An old service's value: JSON, else `a: x, b: y` (or `a=x`) pairs, else `a, b` items (never eval;
+    `legacy_config` has already turned a Python literal into JSON). Empty: None."""
+    text = raw.strip()
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if items and all(":" in item or "=" in item for item in items):
+        return {re.split(r"[:=]", item, maxsplit=1)[0].strip(): re.split(r"[:=]", item, maxsplit=1)[1].strip()
+                for item in items}
+    return items
+
+
+def _by_id(value: Callable[[Any], Any] = lambda v: v, kind: str = "JSON object or id: value pairs"
+           ) -> Callable[[str], Mapping[str, Any]]:
+    """A mapping by property id (JSON object or `id: value` pairs); empty: none."""
+    @_kind(kind)
+    def parse(raw: str) -> Mapping[str, Any]:
+        given = _structured(raw)
+        if given and not isinstance(given, Mapping):
+            raise ValueError("must be a mapping of property id to value (a JSON object or id: value pairs)")
+        return MappingProxyType({str(key): value(item) for key, item in (given or {}).items()})
+    return parse
+
+
+def _divisor(value: Any) -> float:
+    try:
+        divisor = float(value)
+    except (TypeError, ValueError):
+        divisor = float("nan")
+    if not divisor > 0:
+        raise ValueError(f"divides by {value!r}: it must be a positive number")
+    return divisor
+
+
+@_kind("JSON list or comma-separated list")
+def _ids(raw: str) -> tuple[str, ...]:
+    given = _structured(raw)
+    if isinstance(given, str):
+        given = [given]
+    if not isinstance(given, (list, type(None))):
+        raise ValueError("must be a list of property ids (a JSON list or comma-separated)")
+    return tuple(str(item) for item in given or ())
+
+
+@_kind("true or false (empty: true)")
+def _bool_true(raw: str) -> bool:
+    return _bool(raw) if raw.strip() else True
+
+
+@_kind("number above 0, at most 1 (empty: 1)")
+def _share(raw: str) -> float:
+    if not raw.strip():
+        return 1.0
+    value = float(raw.strip())
+    if not 0.0 < value <= 1.0:
+        raise ValueError("must be within (0, 1]")
+    return value
 
 
 @dataclass(frozen=True)

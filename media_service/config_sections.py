@@ -5,18 +5,27 @@ docs/CONFIGURATION.md.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from media_service.config_options import (
     Section,
     _bool,
+    _bool_true,
+    _by_id,
     _choice,
+    _divisor,
     _float,
+    _ids,
     _int,
     _limits,
     _list,
     _networks,
     _option,
+    _pairs,
+    _score,
+    _share,
     _text,
 )
 
@@ -357,11 +366,11 @@ class InferenceSection(Section):
 @dataclass(frozen=True, repr=False)
 class AnnotationSection(Section):
     """[Annotation]: which detections become boxes, under which labels."""
-    label_map: tuple[str, ...] = _option("Annotation", "label_map", _list, "",
-                                         doc="Detector labels renamed to project labels (name: Project "
-                                             "label, ...), before the case-insensitive match.")
-    min_scores: tuple[str, ...] = _option("Annotation", "min_scores", _list, "",
-                                          doc="Per-label minimum score (label: 0.6, ...).")
+    label_map: Mapping[str, str] = _option("Annotation", "label_map", _pairs(str, "name: label, ... pairs"), "",
+                                           doc="Detector labels renamed to project labels (name: Project "
+                                               "label, ...), before the case-insensitive match.")
+    min_scores: Mapping[str, float] = _option("Annotation", "min_scores", _pairs(_score, "label: number, ... pairs"),
+                                              "", doc="Per-label minimum score (label: 0.6, ...).")
     allow_labels: tuple[str, ...] = _option("Annotation", "allow_labels", _list, "",
                                             doc="Only these detector labels (empty: all).")
     max_boxes: int = _option("Annotation", "max_boxes_per_frame", _int(1, 1000), "50",
@@ -395,18 +404,19 @@ class DatasetSection(Section):
 @dataclass(frozen=True, repr=False)
 class AugmentationSection(Section):
     """[Augmentation]: what the platform's augmentation ids mean."""
-    aug_map: str = _option("Augmentation", "aug_map", _text, "",
-                           doc="Which augmenter each platform property id means (JSON or id: Augmenter "
-                               "pairs), over the defaults.")
-    range_map: str = _option("Augmentation", "range_map", _text, "",
-                             doc="The old service's divisors by property id: the platform's values for "
-                                 "that id are divided by it (e.g. {'BLUR': 10}: UI 15 is sigma 1.5).")
-    default_ranges: str = _option("Augmentation", "default_ranges", _text, "",
-                                  doc="Parameter ranges by property id when the platform sends none "
-                                      "(JSON, e.g. {\"rotation\": 30}).")
-    disabled_augs: str = _option("Augmentation", "disabled_augs", _text, "",
-                                 doc="Property ids never applied.")
-    keep_size_crop: str = _option("Augmentation", "keep_size_crop", _text, "",
-                                  doc="A crop keeps the picture's size.")
-    fraction: str = _option("Augmentation", "fraction", _text, "",
-                            doc="Share of frames each requested augmentation is applied to (empty: all).")
+    aug_map: Mapping[str, Any] = _option("Augmentation", "aug_map", _by_id(), "",
+                                         doc="Which augmenter each platform property id means (JSON or id: Augmenter "
+                                             "pairs), over the defaults.")
+    range_map: Mapping[str, float] = _option("Augmentation", "range_map",
+                                             _by_id(_divisor, "JSON object or id: number pairs (numbers above 0)"), "",
+                                             doc="The old service's divisors by property id: the platform's values for "
+                                                 "that id are divided by it (e.g. {'BLUR': 10}: UI 15 is sigma 1.5).")
+    default_ranges: Mapping[str, Any] = _option("Augmentation", "default_ranges", _by_id(), "",
+                                                doc="Parameter ranges by property id when the platform sends none "
+                                                    "(JSON, e.g. {\"rotation\": 30}).")
+    disabled_augs: tuple[str, ...] = _option("Augmentation", "disabled_augs", _ids, "",
+                                             doc="Property ids never applied.")
+    keep_size_crop: bool = _option("Augmentation", "keep_size_crop", _bool_true, "",
+                                   doc="A crop keeps the picture's size.")
+    fraction: float = _option("Augmentation", "fraction", _share, "",
+                              doc="Share of frames each requested augmentation is applied to (empty: all).")

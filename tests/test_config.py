@@ -115,3 +115,41 @@ def test_the_old_bucket_name_selects_s3_unless_storage_url_is_set(tmp_path):
     plain = tmp_path / "plain.cfg"
     plain.write_text("[S3]\nregion = eu-west-1\n")
     assert load_settings({}, plain).storage.url == "./data/storage"
+
+
+@pytest.mark.parametrize("env,fragment", [
+    ({"ANNOTATION_LABEL_MAP": "person Staff"}, "[Annotation] label_map"),
+    ({"ANNOTATION_LABEL_MAP": "person: Staff, : Phone"}, "[Annotation] label_map"),
+    ({"ANNOTATION_MIN_SCORES": "face: high"}, "[Annotation] min_scores"),
+    ({"AUGMENTATION_AUG_MAP": "[\"Fliplr\"]"}, "[Augmentation] aug_map"),
+    ({"AUGMENTATION_AUG_MAP": "Fliplr, Flipud"}, "[Augmentation] aug_map"),
+    ({"AUGMENTATION_RANGE_MAP": "blur: 0"}, "[Augmentation] range_map"),
+    ({"AUGMENTATION_RANGE_MAP": "blur: ten"}, "[Augmentation] range_map"),
+    ({"AUGMENTATION_DEFAULT_RANGES": "rotation"}, "[Augmentation] default_ranges"),
+    ({"AUGMENTATION_DISABLED_AUGS": "{\"noise\": 1}"}, "[Augmentation] disabled_augs"),
+    ({"AUGMENTATION_KEEP_SIZE_CROP": "maybe"}, "[Augmentation] keep_size_crop"),
+    ({"AUGMENTATION_FRACTION": "2"}, "[Augmentation] fraction"),
+    ({"AUGMENTATION_FRACTION": "half"}, "[Augmentation] fraction"),
+])
+def test_bad_annotation_and_augmentation_values_stop_start_up_naming_the_key(env, fragment):
+    """Parsed in load_settings, not per job: a typo stops start-up instead of failing every job
+    (retried max_attempts times) in a worker."""
+    with pytest.raises(ConfigError) as error:
+        load_settings(env)
+    assert fragment in str(error.value)
+
+
+def test_annotation_and_augmentation_values_are_typed_at_start_up():
+    settings = load_settings({"ANNOTATION_LABEL_MAP": "person: Staff, Cell Phone: Phone",
+                              "ANNOTATION_MIN_SCORES": "face: 0.7", "AUGMENTATION_AUG_MAP": "mirror_x: Fliplr",
+                              "AUGMENTATION_RANGE_MAP": '{"BLUR": 10}', "AUGMENTATION_DEFAULT_RANGES": "rotation: 30",
+                              "AUGMENTATION_DISABLED_AUGS": "noise, sharpen", "AUGMENTATION_KEEP_SIZE_CROP": "false",
+                              "AUGMENTATION_FRACTION": "0.5"})
+    annotation, augmentation = settings.annotation, settings.augmentation
+    assert annotation.label_map == {"person": "Staff", "Cell Phone": "Phone"} and annotation.min_scores == {"face": 0.7}
+    assert augmentation.aug_map == {"mirror_x": "Fliplr"} and augmentation.range_map == {"BLUR": 10.0}
+    assert augmentation.default_ranges == {"rotation": "30"} and augmentation.disabled_augs == ("noise", "sharpen")
+    assert augmentation.keep_size_crop is False and augmentation.fraction == 0.5
+    defaults = load_settings({}).augmentation
+    assert (defaults.aug_map, defaults.range_map, defaults.default_ranges, defaults.disabled_augs) == ({}, {}, {}, ())
+    assert defaults.keep_size_crop is True and defaults.fraction == 1.0  # empty in config.cfg: the old defaults

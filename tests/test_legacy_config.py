@@ -98,7 +98,7 @@ def test_the_service_starts_on_an_old_config_and_builds_a_version_with_its_aug_m
     assert settings.mongodb.db_name == db and settings.app.api_keys == (NODE_KEY,)
     assert settings.content.allowed_extensions == ("avi", "mp4") and settings.inference.type == "darknet"
     assert (settings.inference.net_width, settings.inference.net_height) == (416, 416)
-    assert settings.augmentation.keep_size_crop == "true" and settings.augmentation.disabled_augs == "NOISE"
+    assert settings.augmentation.keep_size_crop is True and settings.augmentation.disabled_augs == ("NOISE",)
     notices = "\n".join(settings.notices)
     for key in ("gpu_device_id", "weight_tf", "clip_base", "aug_base", "[App] API_key"):
         assert notices.count(key) == 1, key

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 def annotator_factory(mongo: MongoManager, settings):
     """What the content job calls for request_type 1: an annotator for this run's project and version."""
     def make(params: ContentJobParams) -> Annotator:
-        policy = LabelPolicy.build(mongo.project_labels(params.project_id), settings)
+        policy = LabelPolicy.build(mongo.project_labels(params.project_id), settings.annotation)
         return Annotator(annotation_detector(settings), policy, params.auto_anno_version,
                          settings.inference.detect_max_side, settings.inference.batch_size,
                          settings.inference.detect_every)

@@ -97,13 +97,7 @@ def _task_ids(version: dict) -> list[ObjectId]:
 class DatasetBuilder:
     def __init__(self, mongo: MongoManager, storage, settings):
         self.mongo, self.storage, self.settings = mongo, storage, settings
-        self.augmentation = augment.AugmentationSettings.from_config(
-            {key: value for key, value in (("aug_map", settings.augmentation.aug_map),
-                                           ("range_map", settings.augmentation.range_map),
-                                           ("default_ranges", settings.augmentation.default_ranges),
-                                           ("disabled_augs", settings.augmentation.disabled_augs),
-                                           ("keep_size_crop", settings.augmentation.keep_size_crop),
-                                           ("fraction", settings.augmentation.fraction)) if value != ""})
+        self.augmentation = augment.AugmentationSettings.from_config(settings.augmentation)
 
     # -- the whole version ---------------------------------------------------------------------
     def build(self, version_id: ObjectId, check: Callable[[], None] = lambda: None,
