@@ -62,7 +62,7 @@ def main() -> None:
             deface_s = time.perf_counter() - started
 
             started = time.perf_counter()
-            pipeline = PrivacyPipeline(make_detector(settings), blur_settings(settings),
+            pipeline = PrivacyPipeline(make_detector(settings), blur_settings(settings.privacy, settings.content),
                                        settings.content.max_width, settings.content.max_height)
             ours = PrivacyOutputs.for_source(source, work)
             pipeline.run(source, ours)

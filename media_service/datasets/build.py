@@ -227,7 +227,7 @@ class DatasetBuilder:
         scratch = self.settings.folders.path("task_base") / f"dataset-{context.id}-{hex_id}"
         scratch.mkdir(parents=True, exist_ok=True)
         metrics.lap("database")
-        writer = TaskWriter(self.storage, self.settings, self.augmentation, context, hex_id, stored, cache)
+        writer = TaskWriter(self.storage, self.settings.dataset, self.augmentation, context, hex_id, stored, cache)
         updates = []
         try:
             pictures = self._pictures(task, scratch)
@@ -264,7 +264,7 @@ class DatasetBuilder:
             path = source.source_video(self.mongo, self.settings, task)
             numbers = task.get("original_frames")
             if path is not None and numbers:
-                return source.source_frames(path, numbers, self.settings)
+                return source.source_frames(path, numbers, self.settings.content)
         video = scratch / "task.mp4"
         self.storage.get_file(self.storage.own_key(task["S3_url"]), video)
         return vp.rgb_frames(video, name=task["taskName"])

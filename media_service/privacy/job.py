@@ -24,11 +24,13 @@ def make_detector(settings):
     return CenterFace(settings.privacy.threshold, settings.privacy.detector_threads)
 
 
-def blur_settings(settings) -> BlurSettings:
-    return BlurSettings(settings.privacy.detect_every, settings.privacy.detect_width, settings.privacy.hold_frames,
-                        settings.privacy.pad, settings.privacy.blur_mode, settings.privacy.blur_cells,
-                        settings.privacy.fail_closed, settings.content.x264_preset, settings.privacy.x264_crf,
-                        settings.privacy.verify_threshold, settings.privacy.max_blacked_out_percent)
+def blur_settings(privacy, content) -> BlurSettings:
+    """The pipeline's settings from the [Privacy] section (the encoder's preset is [Content]'s)."""
+    return BlurSettings(detect_every=privacy.detect_every, detect_width=privacy.detect_width,
+                        hold_frames=privacy.hold_frames, pad=privacy.pad, mode=privacy.blur_mode,
+                        cells=privacy.blur_cells, fail_closed=privacy.fail_closed, preset=content.x264_preset,
+                        crf=privacy.x264_crf, verify_threshold=privacy.verify_threshold,
+                        max_blacked_out_percent=privacy.max_blacked_out_percent)
 
 
 def roots(settings) -> tuple[Path, Path]:
@@ -50,7 +52,7 @@ class PrivacyJobHandler:
         with self._lock:  # the model loads once, on first use; sessions are safe to share
             if self._detector is None:
                 self._detector = make_detector(self.settings)
-        return PrivacyPipeline(self._detector, blur_settings(self.settings),
+        return PrivacyPipeline(self._detector, blur_settings(self.settings.privacy, self.settings.content),
                                self.settings.content.max_width, self.settings.content.max_height)
 
     def label(self, job: dict) -> str:
