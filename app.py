@@ -31,17 +31,17 @@ log = logging.getLogger("app")
 
 def create_app(settings=None, services: Services | None = None, start_workers: bool | None = None) -> Flask:
     settings = settings or load_settings()
-    configure_logging(settings.log_level, settings.secrets(), settings.log_format)
+    configure_logging(settings.app.log_level, settings.secrets(), settings.app.log_format)
     services = services or Services.open(settings)
 
     app = Flask(__name__)
     app.url_map.strict_slashes = False  # /api/processContent/ too, as a proxy or an old client may send it
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.config["MAX_CONTENT_LENGTH"] = settings.app.max_request_bytes
     app.json.sort_keys = False
     app.extensions["media"] = services
-    app.wsgi_app = BodyLimit(app.wsgi_app, settings.max_request_bytes)
-    app.extensions["failed_keys"] = FailedKeys(settings.failed_key_limit, settings.failed_key_window_seconds,
-                                               settings.trusted_proxies)
+    app.wsgi_app = BodyLimit(app.wsgi_app, settings.app.max_request_bytes)
+    app.extensions["failed_keys"] = FailedKeys(settings.app.failed_key_limit, settings.app.failed_key_window_seconds,
+                                               settings.app.trusted_proxies)
 
     @app.before_request
     def start_clock():
@@ -67,7 +67,7 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
         # A route that waits (web/deadlines.py) gives each of its calls that deadline instead.
         if deadlines.wants_own_deadlines(app.view_functions.get(request.endpoint)):
             return
-        g.database_deadline = mongo_manager.deadline(settings.mongo_timeout_seconds)
+        g.database_deadline = mongo_manager.deadline(settings.mongodb.timeout_seconds)
         g.database_deadline.__enter__()
 
     @app.teardown_request
@@ -79,7 +79,7 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
     app.register_blueprint(platform.bp)
     from media_service.web import openapi  # /openapi.json, /openapi.yaml, /api/docs
     app.register_blueprint(openapi.bp)
-    if settings.privacy_enabled:
+    if settings.privacy.enabled:
         from media_service.web import privacy
         app.register_blueprint(privacy.bp)
     from media_service.web import jobs  # GET /jobs and /api/jobs: the operator's jobs pages
@@ -88,7 +88,7 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
     app.register_blueprint(stored_objects.bp)
 
     from media_service.web import cors
-    cors.install(app, settings.cors_origins)
+    cors.install(app, settings.app.cors_origins)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
@@ -102,8 +102,8 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
             metrics.count("mongodb_errors", where="request")
             if mongo_manager.is_slow_call(exc):  # the server answers, one call ran out of time
                 log.warning("%s %s: a database call passed its %.1f s deadline (%s)", request.method, request.path,
-                            settings.mongo_timeout_seconds, exc)
-                message = (f"a database call took longer than its {settings.mongo_timeout_seconds:g} s deadline; "
+                            settings.mongodb.timeout_seconds, exc)
+                message = (f"a database call took longer than its {settings.mongodb.timeout_seconds:g} s deadline; "
                            "try again shortly")
             else:
                 log.warning("%s %s: the database is unavailable (%s)", request.method, request.path, exc)
@@ -112,23 +112,23 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
         log.exception("unhandled error")
         return jsonify({"message": "internal server error", "status": 500}), 500
 
-    if settings.run_workers if start_workers is None else start_workers:
+    if settings.app.run_workers if start_workers is None else start_workers:
         services.start_workers()
     return app
 
 
 def ensure_local_api_key(settings):
     """With no key configured, the embedded default makes one (in a file, never in the log)."""
-    if settings.api_keys:
+    if settings.app.api_keys:
         return settings
-    key_file = Path(settings.data_dir) / "api_key"
+    key_file = Path(settings.app.data_dir) / "api_key"
     if not key_file.exists():
         key_file.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(24))
     logging.getLogger("app").warning("no APP_API_KEY set: using the key in %s (send it as auth_key)", key_file)
-    return settings.replace(api_keys=(key_file.read_text().strip(),))
+    return settings.replace(app={"api_keys": (key_file.read_text().strip(),)})
 
 
 class _PathOnlyLog(WSGIRequestHandler):
@@ -146,10 +146,10 @@ def main() -> None:
         settings = load_settings()
     except ConfigError as exc:
         raise SystemExit(f"configuration error: {exc}")
-    configure_logging(settings.log_level, settings.secrets(), settings.log_format)
+    configure_logging(settings.app.log_level, settings.secrets(), settings.app.log_format)
     settings = ensure_local_api_key(settings)
     app = create_app(settings)
-    server = make_server(settings.bind_ip, settings.port, app, threaded=True, request_handler=_PathOnlyLog)
+    server = make_server(settings.ip.bind_ip, settings.ip.port, app, threaded=True, request_handler=_PathOnlyLog)
     stopped = threading.Event()
 
     def stop(*_):
@@ -159,9 +159,9 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info("serving on http://%s:%d (GET /api/processContent for a form)", settings.bind_ip, settings.port)
+    log.info("serving on http://%s:%d (GET /api/processContent for a form)", settings.ip.bind_ip, settings.ip.port)
     server.serve_forever()
-    log.info("stopping: workers finish their current task (up to %.0fs)", settings.shutdown_grace_seconds)
+    log.info("stopping: workers finish their current task (up to %.0fs)", settings.jobs.shutdown_grace_seconds)
     app.extensions["media"].close()
     log.info("stopped")
 

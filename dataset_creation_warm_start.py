@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.secrets(), settings.log_format)
+    configure_logging(settings.app.log_level, settings.secrets(), settings.app.log_format)
     services = Services.open(settings)
     try:
         requeue_uploads_left_waiting(services, settings)
@@ -87,14 +87,14 @@ def requeue_uploads_left_waiting(services: Services, settings) -> None:
     """Uploads at status 0 with no job, older than `[Jobs] warm_start_min_age_seconds`: their request
     goes through the route itself (the same checks, the same durable job, a rejection recorded on
     the upload doc). The job id is the upload's, so nothing is ever queued twice."""
-    older_than = utcnow() - timedelta(seconds=settings.warm_start_min_age_seconds)
+    older_than = utcnow() - timedelta(seconds=settings.jobs.warm_start_min_age_seconds)
     waiting = services.mongo.uploads_left_waiting(older_than)
     if not waiting:
         return
     settings = ensure_local_api_key(settings)
     client = create_app(settings, services, start_workers=False).test_client()
     for upload in waiting:
-        answer = client.post("/api/processContent", data=node_fields(upload, settings.api_keys[0]))
+        answer = client.post("/api/processContent", data=node_fields(upload, settings.app.api_keys[0]))
         message = (answer.get_json(silent=True) or {}).get("message", answer.status_code)
         log.info("upload %s was left at status 0 with no job (Node's request never arrived): sent again, %s %s",
                  upload["_id"], answer.status_code, message)

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return FAILED
-    configure_logging(settings.log_level, settings.secrets(), settings.log_format)
+    configure_logging(settings.app.log_level, settings.secrets(), settings.app.log_format)
     services = Services.open(settings)
     try:
         return build(services, version_id)

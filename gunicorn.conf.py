@@ -21,7 +21,7 @@ try:
 except ConfigError as exc:
     sys.exit(f"configuration error: {exc}")
 
-bind = f"{_settings.bind_ip}:{_settings.port}"
+bind = f"{_settings.ip.bind_ip}:{_settings.ip.port}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
 worker_connections = 1000
@@ -38,7 +38,7 @@ _here = Path(__file__).resolve().parent
 
 
 def on_starting(server):
-    configure_logging(_settings.log_level, _settings.secrets(), _settings.log_format)
+    configure_logging(_settings.app.log_level, _settings.secrets(), _settings.app.log_format)
     if mongo_uri_for(_settings) is None:
         embedded = from_settings(_settings)
         try:
@@ -60,7 +60,7 @@ def on_exit(server):
     for child in _children:
         child.terminate()
         try:
-            child.wait(_settings.shutdown_grace_seconds + 5)
+            child.wait(_settings.jobs.shutdown_grace_seconds + 5)
         except subprocess.TimeoutExpired:
             child.kill()
     for embedded in _embedded:  # the database last, once the workers have handed their jobs back

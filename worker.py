@@ -25,7 +25,7 @@ def main() -> None:
         settings = load_settings()
     except ConfigError as exc:
         raise SystemExit(f"configuration error: {exc}")
-    configure_logging(settings.log_level, settings.secrets(), settings.log_format)
+    configure_logging(settings.app.log_level, settings.secrets(), settings.app.log_format)
     services = Services.open(settings)
     services.start_workers(args.threads)
     stop = threading.Event()
@@ -35,7 +35,7 @@ def main() -> None:
     # Python handler once the main thread runs again, so a wait without timeout could miss SIGTERM.
     while not stop.wait(0.5):
         pass
-    log.info("stopping: running jobs stop at their next commit (up to %.0fs)", settings.shutdown_grace_seconds)
+    log.info("stopping: running jobs stop at their next commit (up to %.0fs)", settings.jobs.shutdown_grace_seconds)
     services.close()
 
 

@@ -68,13 +68,13 @@ def main() -> None:
         settings = load_settings(dict(os.environ))
         detector = annotation_detector(settings)
         frames = sampled_frames(work / "clip.mp4", args.rate)
-        side = settings.inference_detect_max_side
+        side = settings.inference.detect_max_side
         small = [cv2.resize(rgb, (side, round(side * 1080 / 1920)), interpolation=cv2.INTER_AREA)
                  for _, rgb in frames]
         detector.detect_batch(small[:4])  # warm up
         started = time.perf_counter()
-        for start in range(0, len(small), settings.inference_batch_size):
-            detector.detect_batch(small[start:start + settings.inference_batch_size])
+        for start in range(0, len(small), settings.inference.batch_size):
+            detector.detect_batch(small[start:start + settings.inference.batch_size])
         detector_fps = len(small) / (time.perf_counter() - started)
 
         ours, ours_found = detector.faces, 0

@@ -62,8 +62,8 @@ def main() -> None:
             deface_s = time.perf_counter() - started
 
             started = time.perf_counter()
-            pipeline = PrivacyPipeline(make_detector(settings), blur_settings(settings),
-                                       settings.max_width, settings.max_height)
+            pipeline = PrivacyPipeline(make_detector(settings), blur_settings(settings.privacy, settings.content),
+                                       settings.content.max_width, settings.content.max_height)
             ours = PrivacyOutputs.for_source(source, work)
             pipeline.run(source, ours)
             ours_s = time.perf_counter() - started
@@ -75,8 +75,8 @@ def main() -> None:
                            "frames_with_faces_left": faces_left(work / f"deface-{height}p.mp4", judge)[0]},
                 "service": {"fps": round(frames / ours_s, 2),
                             "frames_with_faces_left": faces_left(ours.final, judge)[0],
-                            "detect_every": settings.privacy_detect_every,
-                            "detect_width": settings.privacy_detect_width},
+                            "detect_every": settings.privacy.detect_every,
+                            "detect_width": settings.privacy.detect_width},
                 "speed_ratio": round(deface_s / ours_s, 2)}), flush=True)
 
 

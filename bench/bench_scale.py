@@ -142,7 +142,7 @@ def many_workers(uri: str, work: Path, workers: int, jobs: int, images: int) -> 
     duplicates = list(mongo.db.AnnotationFrame.aggregate([
         {"$group": {"_id": {"task": "$taskId", "frame": "$frameId"}, "n": {"$sum": 1}}},
         {"$match": {"n": {"$gt": 1}}}]))
-    result = {"workers": workers, "threads_each": settings.worker_threads, "jobs": jobs,
+    result = {"workers": workers, "threads_each": settings.cores.worker_threads, "jobs": jobs,
               "seconds": round((last - first).total_seconds(), 2),
               "jobs_per_second": round(jobs / (last - first).total_seconds(), 2),
               "claim_latency_p50_s": round(percentile(latency, 50), 3),

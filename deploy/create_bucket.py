@@ -63,15 +63,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     storage = open_storage(settings)
     if not isinstance(storage, S3Storage):
-        print(f"STORAGE_URL is a local folder ({settings.storage_url}): no bucket to create")
+        print(f"STORAGE_URL is a local folder ({settings.storage.url}): no bucket to create")
         return 0
     from botocore.exceptions import BotoCoreError, ClientError
     try:
-        outcome = ensure_bucket(storage, settings.s3_region, args.wait)
+        outcome = ensure_bucket(storage, settings.s3.region, args.wait)
     except (BotoCoreError, ClientError) as exc:
-        print(f"bucket {storage.bucket} at {settings.s3_endpoint_url or 'AWS'}: {exc}", file=sys.stderr)
+        print(f"bucket {storage.bucket} at {settings.s3.endpoint_url or 'AWS'}: {exc}", file=sys.stderr)
         return 1
-    print(f"bucket {storage.bucket} at {settings.s3_endpoint_url or 'AWS'}: {outcome}")
+    print(f"bucket {storage.bucket} at {settings.s3.endpoint_url or 'AWS'}: {outcome}")
     return 0
 
 

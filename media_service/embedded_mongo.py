@@ -202,8 +202,8 @@ def _version(binary: Path) -> str:
 
 
 def from_settings(settings) -> EmbeddedMongo:
-    return EmbeddedMongo(Path(settings.data_dir), settings.embedded_mongo_port, settings.mongod_path,
-                         settings.embedded_mongo_cache_gb, settings.mongo_db_name)
+    return EmbeddedMongo(Path(settings.app.data_dir), settings.mongodb.embedded_port, settings.mongodb.mongod_path,
+                         settings.mongodb.embedded_cache_gb, settings.mongodb.db_name)
 
 
 class ReplicaSet:

@@ -145,7 +145,7 @@ class WorkerPool:
         self.store = mongo.jobs
         self.settings = settings
         self.handlers = {h.kind: h for h in handlers}
-        self.size = threads or settings.worker_threads
+        self.size = threads or settings.cores.worker_threads
         self.owner_prefix = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.redact = Redactor.from_settings(settings)
         self.stopping = threading.Event()
@@ -154,7 +154,7 @@ class WorkerPool:
         self._running: dict[str, JobContext] = {}
         self._lock = threading.Lock()
         self._claim_lock = threading.Lock()
-        self.limits = dict(settings.job_limits)
+        self.limits = dict(settings.jobs.limits)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -175,7 +175,7 @@ class WorkerPool:
 
     def shutdown(self, grace: float | None = None) -> None:
         """Stop claiming; running jobs stop at their next commit (or are abandoned after `grace`)."""
-        grace = self.settings.shutdown_grace_seconds if grace is None else grace
+        grace = self.settings.jobs.shutdown_grace_seconds if grace is None else grace
         self.stopping.set()
         self.wake.set()
         deadline = threading.Event()
@@ -197,17 +197,17 @@ class WorkerPool:
         """Never ends before shutdown: whatever one job does to the database or the handler, the
         thread goes on. A job left running by such an error keeps its lease until it expires, and is
         then claimed again (resumed from its checkpoint, or failed after max_attempts)."""
-        _lower_thread_priority(self.settings.worker_nice)
+        _lower_thread_priority(self.settings.jobs.worker_nice)
         while not self.stopping.is_set():
             try:
                 ctx = self._claim(owner)
             except Exception as exc:
                 metrics.count("mongodb_errors", where="worker")
                 log.warning("claiming failed: %s", self.redact.text(str(exc)))
-                self.stopping.wait(self.settings.poll_seconds)
+                self.stopping.wait(self.settings.jobs.poll_seconds)
                 continue
             if ctx is None:
-                self.wake.wait(self.settings.poll_seconds)
+                self.wake.wait(self.settings.jobs.poll_seconds)
                 self.wake.clear()
                 continue
             try:
@@ -215,7 +215,7 @@ class WorkerPool:
             except Exception as exc:
                 log.error("job %s could not be closed (%s); its lease will expire and it will be claimed again",
                           ctx.job.id, self.redact.text(_describe(exc)))
-                self.stopping.wait(self.settings.poll_seconds)
+                self.stopping.wait(self.settings.jobs.poll_seconds)
 
     def claim(self, job_id: str) -> JobContext | None:
         """Take this one job for a caller that runs it itself (`run_claimed`): dataset_processor.py.
@@ -232,10 +232,10 @@ class WorkerPool:
             kinds = [kind for kind in self.handlers if running.count(kind) < self.limits.get(kind, self.size)]
             if job_id is None and not kinds:
                 return None
-            job = self.store.claim(owner, self.settings.lease_seconds, kinds, job_id=job_id)
+            job = self.store.claim(owner, self.settings.jobs.lease_seconds, kinds, job_id=job_id)
             if job is None:
                 return None
-            ctx = JobContext(job, owner, self.store, self.settings.lease_seconds, self.stopping,
+            ctx = JobContext(job, owner, self.store, self.settings.jobs.lease_seconds, self.stopping,
                              threading.Event(), threading.Event(), progress_at_start=job.progress)
             with self._lock:
                 self._running[job.id] = ctx
@@ -246,7 +246,7 @@ class WorkerPool:
         handler = self.handlers[job.kind]
         if job.cancel_requested:
             ctx.cancel.set()
-        heartbeat = _Heartbeat(ctx, self.settings.heartbeat_seconds)
+        heartbeat = _Heartbeat(ctx, self.settings.jobs.heartbeat_seconds)
         heartbeat.start()
         about = {name: str(job.params[name]) for name in ("upload_id", "version_id", "filename")
                  if name in job.params}
@@ -283,7 +283,7 @@ class WorkerPool:
         except Exception as exc:
             if is_permanent(exc) or job.attempts >= job.max_attempts:
                 return self._fail(handler, ctx, exc)
-            delay = self.settings.retry_backoff_seconds * 2 ** (job.attempts - 1)
+            delay = self.settings.jobs.retry_backoff_seconds * 2 ** (job.attempts - 1)
             error = self.redact.text(_describe(exc))
             log.warning("job %s failed (attempt %d/%d), retrying in %.0fs: %s", job.id, job.attempts,
                         job.max_attempts, delay, error, exc_info=not isinstance(exc, OSError))
@@ -344,7 +344,7 @@ class WorkerPool:
                     raise JobReleased(ctx.job.id)
             elif ctx.lost.is_set():
                 return None
-            self.stopping.wait(self.settings.poll_seconds)
+            self.stopping.wait(self.settings.jobs.poll_seconds)
             try:
                 job = self.store.get(ctx.job.id)
             except Exception as exc:

@@ -32,7 +32,7 @@ def setup(settings) -> None:
     """Point prometheus_client's multiprocess mode at this data folder and create the metrics."""
     if _metrics:
         return
-    folder = Path(settings.data_dir).expanduser().resolve() / "metrics"
+    folder = Path(settings.app.data_dir).expanduser().resolve() / "metrics"
     folder.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(folder))
     _forget_dead_processes(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))

@@ -68,8 +68,9 @@ class Redactor:
 
     @classmethod
     def from_settings(cls, settings) -> "Redactor":
-        roots = {"content": settings.content_base, "scratch": settings.task_base, "data": settings.data_dir,
-                 "privacy-input": settings.privacy_input_dir, "privacy-output": settings.privacy_output_dir}
-        if not settings.storage_url.startswith("s3://"):
-            roots["storage"] = settings.storage_url
+        roots = {"content": settings.folders.content_base, "scratch": settings.folders.task_base,
+                 "data": settings.app.data_dir, "privacy-input": settings.privacy.input_dir,
+                 "privacy-output": settings.privacy.output_dir}
+        if not settings.storage.url.startswith("s3://"):
+            roots["storage"] = settings.storage.url
         return cls(settings.secrets(), {label: Path(root).expanduser() for label, root in roots.items() if root})

@@ -46,7 +46,7 @@ class Services:
             uri = embedded.start()
         else:
             log.info("using MongoDB at %s", _without_credentials(uri))
-        mongo = mongo_manager.connect(uri, settings.mongo_db_name, int(settings.mongo_timeout_seconds * 1000))
+        mongo = mongo_manager.connect(uri, settings.mongodb.db_name, int(settings.mongodb.timeout_seconds * 1000))
         try:
             mongo.ensure_indexes()
         except BaseException:
@@ -64,14 +64,14 @@ class Services:
         handlers = [ContentJobHandler(self.mongo, self.storage, self.settings, annotators),
                     AnnotationJobHandler(self.mongo, self.storage, self.settings),
                     DatasetJobHandler(self.mongo, self.storage, self.settings), *self.extra_handlers]
-        if self.settings.privacy_enabled:
+        if self.settings.privacy.enabled:
             handlers.append(PrivacyJobHandler(self.mongo, self.settings))
         return handlers
 
     def start_workers(self, threads: int | None = None) -> WorkerPool:
         self.pool = WorkerPool(self.mongo, self.settings, self.handlers(), threads)
         self.pool.start()
-        if self.settings.try_it_retention_hours > 0:
+        if self.settings.jobs.try_it_retention_hours > 0:
             self.sweeper = TryItSweeper(self.mongo, self.storage, self.settings)
             self.sweeper.start()
         return self.pool

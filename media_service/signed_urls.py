@@ -41,10 +41,10 @@ class UrlSigner:
 def signer_for(settings) -> UrlSigner | None:
     """The service's signer: `[App] url_signing_key`, else one derived from the first API key (every
     process of a deployment shares it); None when neither is set (local URLs are then file://)."""
-    if settings.url_signing_key:
-        secret = settings.url_signing_key.encode()
-    elif settings.api_keys:
-        secret = hmac.new(settings.api_keys[0].encode(), b"local storage URLs", hashlib.sha256).digest()
+    if settings.app.url_signing_key:
+        secret = settings.app.url_signing_key.encode()
+    elif settings.app.api_keys:
+        secret = hmac.new(settings.app.api_keys[0].encode(), b"local storage URLs", hashlib.sha256).digest()
     else:
         return None
-    return UrlSigner(secret, settings.public_url or f"http://127.0.0.1:{settings.port}")
+    return UrlSigner(secret, settings.app.public_url or f"http://127.0.0.1:{settings.ip.port}")

@@ -236,11 +236,11 @@ _PERMANENT = {"AccessDenied", "NoSuchBucket", "InvalidAccessKeyId", "SignatureDo
 
 
 def open_storage(settings) -> Storage:
-    url = settings.storage_url
+    url = settings.storage.url
     if url.startswith("s3://"):
         bucket, _, prefix = url[5:].partition("/")
-        return S3Storage(bucket, prefix, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region,
-                         access_key_id=settings.s3_access_key_id,
-                         secret_access_key=settings.s3_secret_access_key, attempts=settings.s3_upload_attempts,
-                         check_timeout=settings.ready_budget_seconds)
+        return S3Storage(bucket, prefix, endpoint_url=settings.s3.endpoint_url, region=settings.s3.region,
+                         access_key_id=settings.s3.access_key_id,
+                         secret_access_key=settings.s3.secret_access_key, attempts=settings.s3.upload_attempts,
+                         check_timeout=settings.app.ready_budget_seconds)
     return LocalStorage(Path(url).expanduser(), signer_for(settings))

@@ -89,7 +89,7 @@ def make_service(tmp_path, mongo_uri):
     for server, live in started:
         server.shutdown()
         live.services.close(grace=5)
-    for db_name in {live.settings.mongo_db_name for _, live in started}:
+    for db_name in {live.settings.mongodb.db_name for _, live in started}:
         drop_database(mongo_uri, db_name)
 
 

@@ -186,7 +186,7 @@ def test_kill_9_during_auto_annotation_ends_like_an_uninterrupted_run(make_servi
         crash.services.pool.shutdown(grace=5)
     upload_id, answer = request(crash, project_id, f"./{clip_name}", request_type, 1, frame_rate=25)
     assert answer.status_code == 202
-    env = service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=crash.settings.mongo_db_name, JOBS_LEASE_SECONDS="2",
+    env = service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=crash.settings.mongodb.db_name, JOBS_LEASE_SECONDS="2",
                       JOBS_HEARTBEAT_SECONDS="0.5")
     victim = start_worker(env, tmp_path / "victim.log")
     wait_for_job(crash.db, f"content:{upload_id}", lambda job: job["state"] == "running"
@@ -216,7 +216,7 @@ def test_the_label_policy_maps_filters_and_counts():
                               "ANNOTATION_MIN_SCORES": "face: 0.7", "ANNOTATION_ALLOW_LABELS": "",
                               "ANNOTATION_MAX_BOXES_PER_FRAME": "3"})
     policy = LabelPolicy.build([{"label": "staff"}, {"label": "FACE", "color": "#123456"}, {"label": "Phone"}],
-                               settings)
+                               settings.annotation)
 
     def det(label, score):
         return Detection(0, 0, 10, 10, score, label)
@@ -227,7 +227,7 @@ def test_the_label_policy_maps_filters_and_counts():
     assert policy.left_out == {"car": 1, "dog": 1}
     assert policy.colors["FACE"] == "#123456" and policy.colors["staff"].startswith("#")
     only_faces = LabelPolicy.build([{"label": "Face"}, {"label": "Person"}],
-                                   load_settings({"ANNOTATION_ALLOW_LABELS": "face"}))
+                                   load_settings({"ANNOTATION_ALLOW_LABELS": "face"}).annotation)
     assert [label for label, _ in only_faces.keep([det("person", 0.9), det("face", 0.9)])] == ["Face"]
 
 
@@ -290,7 +290,7 @@ def test_detect_every_k_detects_fewer_frames_and_moves_boxes_between(tmp_path):
 
     scene = FaceScene(24, 640, 360)
     frames = [scene.render(n)[:, :, ::-1].copy() for n in range(1, 25)]  # RGB
-    policy = LabelPolicy.build([{"label": "Face"}], settings)
+    policy = LabelPolicy.build([{"label": "Face"}], settings.annotation)
     annotator = Annotator(Counting(), policy, 1, 640, 8, detect_every=3)
     assert annotator.batch_size == 24
     boxes = annotator.annotate(frames, (640, 360))

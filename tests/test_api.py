@@ -207,7 +207,7 @@ def test_five_requests_for_one_video_start_one_run(make_service):
     assert wait_for_upload(service.db, winner)["status"] == 1
     tasks = list(service.db.AnnotationTask.find({"projectId": project_id}))
     assert len(tasks) == 1 and tasks[0]["uploadId"] == winner
-    assert len(list(Path(service.settings.storage_url).rglob("*.mp4"))) == 1
+    assert len(list(Path(service.settings.storage.url).rglob("*.mp4"))) == 1
     # The database itself refuses a second task doc naming the same object.
     with pytest.raises(DuplicateKeyError):
         service.db.AnnotationTask.insert_one({"projectId": project_id, "S3_url": tasks[0]["S3_url"]})
@@ -362,7 +362,7 @@ def test_readiness_fails_without_mongodb(tmp_path):
                                          APP_RUN_WORKERS="false"))
     import mongo_manager
     from media_service.services import Services
-    services = Services(settings, mongo_manager.connect(settings.mongo_uri, "x", timeout_ms=300), None)
+    services = Services(settings, mongo_manager.connect(settings.mongodb.uri, "x", timeout_ms=300), None)
     app = create_app(settings, services=services)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -505,7 +505,7 @@ def image_folder(service, name: str, count: int = 3):
 def test_image_folders_take_rates_up_to_the_configured_limit(make_service, limit):
     service = make_service(**({"CONTENT_MAX_IMAGE_FRAME_RATE": str(limit)} if limit else {}))
     limit = limit or 60  # the default
-    assert service.settings.max_image_frame_rate == limit
+    assert service.settings.content.max_image_frame_rate == limit
     refused_path = image_folder(service, "too-fast")
     for rate in (limit + 1, 999999999):
         upload_id, project_id = new_upload(service.db, refused_path, content_type=2)

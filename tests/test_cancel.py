@@ -26,8 +26,8 @@ SLOW_HEARTBEAT = {"JOBS_HEARTBEAT_SECONDS": "60", "JOBS_LEASE_SECONDS": "180"}
 
 
 def worker_env(api, mongo_uri: str, tmp_path: Path, **extra: str) -> dict:
-    return service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=api.settings.mongo_db_name,
-                       STORAGE_URL=api.settings.storage_url, **SLOW_HEARTBEAT, **extra)
+    return service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=api.settings.mongodb.db_name,
+                       STORAGE_URL=api.settings.storage.url, **SLOW_HEARTBEAT, **extra)
 
 
 def cancel_upload(api, upload_id) -> requests.Response:
@@ -35,7 +35,7 @@ def cancel_upload(api, upload_id) -> requests.Response:
 
 
 def stored_videos(api) -> list[Path]:
-    return sorted(Path(api.settings.storage_url).rglob("*.mp4"))
+    return sorted(Path(api.settings.storage.url).rglob("*.mp4"))
 
 
 # Where a run can be when the cancel comes: the hold points of tests/held_worker.py. "end" is the

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
+from media_service.config import load_settings
 from media_service.datasets import keys
 from media_service.datasets.augment import (
     DEFAULT_AUG_MAP,
@@ -237,7 +238,7 @@ def test_a_box_pushed_out_by_a_crop_is_dropped():
     assert [b.cls for b in out.boxes] == [0] and out.dropped == 1
     assert iou(out.boxes[0], red_extent(out.image)) > 0.8
     smaller = augment_frame(image, [centre, corner], request, seed=3, task_id=TASK, frame_id=1,
-                            settings=AugmentationSettings.from_config({"keep_size_crop": "false"}))
+                            settings=AugmentationSettings.from_config(keep_size_crop=False))
     assert smaller.image.shape == (FH - 96, FW - 128, 3) and [b.cls for b in smaller.boxes] == [0]
     assert smaller.boxes[0] == Box(130 - 64, 90 - 48, 190 - 64, 150 - 48, 0)
 
@@ -289,15 +290,17 @@ def test_a_rebuild_in_another_process_writes_the_same_bytes():
 
 
 def test_settings_and_the_versions_augmentation_list():
-    settings = AugmentationSettings.from_config({
-        "aug_map": "mirror_x: Fliplr", "default_ranges": '{"rotation": 30}', "disabled_augs": "noise, sharpen",
-        "keep_size_crop": "true", "fraction": "0.5"})
+    settings = AugmentationSettings.from_config(load_settings({
+        "AUGMENTATION_AUG_MAP": "mirror_x: Fliplr", "AUGMENTATION_DEFAULT_RANGES": '{"rotation": 30}',
+        "AUGMENTATION_DISABLED_AUGS": "noise, sharpen", "AUGMENTATION_KEEP_SIZE_CROP": "true",
+        "AUGMENTATION_FRACTION": "0.5"}).augmentation)
     assert settings.aug_map["mirror_x"] == "HorizontalFlip" and settings.aug_map["flip_vertical"] == "VerticalFlip"
     assert settings.default_range("rotation") == (-30.0, 30.0) and settings.fraction == 0.5
     with pytest.raises(ValueError, match="swapped"):
-        AugmentationSettings.from_config({"aug_map": '{"flip_horizontal": "Flipud"}'})
+        AugmentationSettings.from_config(load_settings({"AUGMENTATION_AUG_MAP": '{"flip_horizontal": "Flipud"}'})
+                                         .augmentation)
     with pytest.raises(ValueError, match="unknown augmenter"):
-        AugmentationSettings.from_config({"aug_map": {"blur": "MotionWobble"}})
+        AugmentationSettings.from_config(aug_map={"blur": "MotionWobble"})
     # CONTRACT §2's shape: the platform's ids, switches by values[0], ranges from the UI's values.
     version_types = {"IMAGE_LEVEL": [
         {"id": "FLIP", "properties": [{"id": "FLIP_HORIZONTAL", "values": [True]},

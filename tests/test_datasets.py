@@ -140,7 +140,7 @@ def yolo_box(line: str, width: int, height: int) -> tuple[str, tuple[float, floa
 
 
 def stored(service, key: str) -> bytes:
-    return (Path(service.settings.storage_url) / key).read_bytes()
+    return (Path(service.settings.storage.url) / key).read_bytes()
 
 
 def decode(data: bytes) -> np.ndarray:
@@ -294,7 +294,7 @@ def test_source_resolution_takes_each_frame_from_the_source_at_its_number_and_fa
 
 
 def objects(service) -> dict[str, bytes]:
-    root = Path(service.settings.storage_url)
+    root = Path(service.settings.storage.url)
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted((root / "dataset").rglob("*"))
             if p.is_file() and not p.name.startswith(".")}
 
@@ -324,7 +324,7 @@ def test_kill_9_half_way_then_the_warm_start_ends_like_an_uninterrupted_build(ma
     service = make_service(APP_RUN_WORKERS="false")
     version = make_version(service, frames=120, per_task=30)
     assert create(service, version.id).status_code == 201
-    env = service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=service.settings.mongo_db_name, JOBS_LEASE_SECONDS="2",
+    env = service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=service.settings.mongodb.db_name, JOBS_LEASE_SECONDS="2",
                       JOBS_HEARTBEAT_SECONDS="0.5")
     victim = start_worker(env, tmp_path / "victim.log")
     deadline = time.monotonic() + 120
@@ -338,7 +338,7 @@ def test_kill_9_half_way_then_the_warm_start_ends_like_an_uninterrupted_build(ma
     doc = service.db.AnnotationDatasetVersion.find_one({"_id": version.id})
     assert doc["taskStatus"]["state"] == "pending"
     assert 1 <= sum(e["state"] == "complete" for e in doc["taskStatus"]["tasks"]) < 4  # killed half-way
-    root = Path(service.settings.storage_url)
+    root = Path(service.settings.storage.url)
     before = {p: p.stat().st_mtime_ns for p in root.rglob("*.*") if not p.name.startswith(".")}
     warm = subprocess.run([sys.executable, "dataset_creation_warm_start.py"], cwd=ROOT, env={**os.environ, **env},
                           capture_output=True, text=True, timeout=300)
@@ -388,7 +388,7 @@ def test_the_exports_take_each_image_s_size_and_boxes_from_the_build_and_a_task_
         [60.0, 40.0, 140.0, 100.0, 1], [200.0, 120.0, 240.0, 200.0, 0], [290.0, 200.0, 320.0, 240.0, 0]]}
     turned = entry["augmentationImages"]["Rotate90"]["imageBoxes"]
     assert (turned["width"], turned["height"]) == (240, 320) and len(turned["boxes"]) == 3
-    root = Path(service.settings.storage_url)
+    root = Path(service.settings.storage.url)
     coco = zipfile.ZipFile(root / f"dataset/{version.group}/{version.id}/exports/coco.zip")
     annotations = json.loads(coco.read("annotations/instances_train.json"))["annotations"]
     assert {"bbox": [60.0, 40.0, 80.0, 60.0], "area": 4800.0} in [
@@ -431,7 +431,7 @@ def test_bad_unknown_and_empty_versions_and_missing_videos_are_clear_errors(make
 
     version = make_version(service)
     missing = version.tasks[1]
-    (Path(service.settings.storage_url) / missing["S3_url"]).unlink()  # its video is gone
+    (Path(service.settings.storage.url) / missing["S3_url"]).unlink()  # its video is gone
     assert create(service, version.id).status_code == 201
     job = wait_built(service, version.id)
     doc = service.db.AnnotationDatasetVersion.find_one({"_id": version.id})
@@ -521,7 +521,7 @@ def test_on_s3_the_exports_read_the_build_s_own_copies_and_fetch_only_what_is_no
                            S3_ACCESS_KEY_ID="test", S3_SECRET_ACCESS_KEY="test-secret")
     storage = CountedReads(service.services.storage)
     builder = DatasetBuilder(service.services.mongo, storage, service.settings)
-    task_base = service.settings.path("task_base")
+    task_base = service.settings.folders.path("task_base")
     cached = make_version(service, frames=6, per_task=3)
     builder.build(cached.id)
     assert storage.reads == []  # every image and label file of the exports came from the build's copies
@@ -552,7 +552,7 @@ def test_on_s3_the_exports_read_the_build_s_own_copies_and_fetch_only_what_is_no
 def test_dataset_processor_builds_and_tells_outcomes_apart_by_exit_code(make_service, mongo_uri, tmp_path):
     service = make_service(APP_RUN_WORKERS="false")
     version = make_version(service, frames=4, per_task=4)
-    env = {**os.environ, **service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=service.settings.mongo_db_name)}
+    env = {**os.environ, **service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=service.settings.mongodb.db_name)}
 
     def run(*args):
         return subprocess.run(["./dataset_processor.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -567,7 +567,7 @@ def test_dataset_processor_builds_and_tells_outcomes_apart_by_exit_code(make_ser
     again = run("-v", str(version.id))
     assert again.returncode == 3 and "already complete" in again.stdout
     service.db.AnnotationDatasetVersion.update_one({"_id": version.id}, {"$unset": {"taskStatus": ""}})
-    (Path(service.settings.storage_url) / version.tasks[0]["S3_url"]).unlink()
+    (Path(service.settings.storage.url) / version.tasks[0]["S3_url"]).unlink()
     failed = run("-v", str(version.id))
     assert failed.returncode == 1 and "is missing" in failed.stderr
 
@@ -613,5 +613,5 @@ def test_an_augmentation_id_the_service_does_not_know_fails_the_build_at_once_na
     doc = service.db.AnnotationDatasetVersion.find_one({"_id": version.id})
     assert job["state"] == "failed" and job["attempts"] == 1, job  # no retry can make the id known
     assert "SPARKLE" in job["last_error"] and "aug_map" in job["last_error"]
-    assert not list((Path(service.settings.storage_url) / "dataset").rglob("*.jpg"))  # nothing was built
+    assert not list((Path(service.settings.storage.url) / "dataset").rglob("*.jpg"))  # nothing was built
     assert (doc.get("taskStatus") or {}).get("state") != "complete"

@@ -117,7 +117,7 @@ def test_dockerfile_runs_the_readme_command_and_checks_readiness():
     assert " ".join(cmd) == GUNICORN_COMMAND and GUNICORN_COMMAND in (ROOT / "README.md").read_text()
     healthcheck = [value for name, value in stage if name == "HEALTHCHECK"][-1]
     assert "/api/ready" in healthcheck
-    assert [value for name, value in stage if name == "EXPOSE"] == [str(load_settings({}).port)]
+    assert [value for name, value in stage if name == "EXPOSE"] == [str(load_settings({}).ip.port)]
     workdir = [value for name, value in stage if name == "WORKDIR"][-1]
     assert workdir == "/app"
 
@@ -291,9 +291,9 @@ def test_every_variable_set_is_a_real_setting(model):
 def test_env_examples_load_as_production_settings(example):
     env = read_env_file(DEPLOY / example)
     settings = load_settings(env)
-    assert settings.mongo_uri, "production needs MONGO_URI: the image has no embedded MongoDB"
-    assert settings.storage_url.startswith("s3://") and settings.api_keys
-    assert settings.privacy_require_key and settings.privacy_api_keys
+    assert settings.mongodb.uri, "production needs MONGO_URI: the image has no embedded MongoDB"
+    assert settings.storage.url.startswith("s3://") and settings.app.api_keys
+    assert settings.privacy.require_key and settings.privacy.api_keys
     for name in secret_variables() & set(env):  # placeholders only: no real secret in the repository
         value = urlsplit(env[name]).password if name == "MONGO_URI" else env[name]
         assert value.startswith("CHANGE-ME"), f"{example}: {name} is not a placeholder"
@@ -338,9 +338,9 @@ def test_uploads_volume_is_where_content_base_points(model):
         service = model["services"][name]
         settings = load_settings(service["environment"])
         mounts = {volume["target"]: volume["source"] for volume in service["volumes"] if volume["type"] == "volume"}
-        content_base = posixpath.normpath(posixpath.join(workdir, settings.content_base))
+        content_base = posixpath.normpath(posixpath.join(workdir, settings.folders.content_base))
         assert mounts.get(content_base) == "uploads", (name, content_base, mounts)
-        for folder in (settings.privacy_input_dir, settings.privacy_output_dir):
+        for folder in (settings.privacy.input_dir, settings.privacy.output_dir):
             target = posixpath.normpath(posixpath.join(workdir, folder))
             assert any(target == t or target.startswith(t + "/") for t in mounts), (name, folder, mounts)
     assert model["volumes"]["uploads"]["name"] == "media-service-uploads"
@@ -372,7 +372,7 @@ def gunicorn_graceful_timeout() -> float:
 
 
 def test_stop_grace_covers_the_shutdown_grace(model):
-    grace = load_settings(model["services"]["worker"]["environment"]).shutdown_grace_seconds
+    grace = load_settings(model["services"]["worker"]["environment"]).jobs.shutdown_grace_seconds
     assert seconds(model["services"]["worker"]["stop_grace_period"]) >= grace + 5
     assert seconds(model["services"]["app"]["stop_grace_period"]) >= gunicorn_graceful_timeout() + 5
 
@@ -449,7 +449,7 @@ def test_unit_runs_the_readme_command(unit):
 @pytest.mark.parametrize("unit", ["media-service.service", "media-worker.service"])
 def test_unit_stop_timeout_covers_the_shutdown_grace(unit):
     service = read_unit(DEPLOY / unit)["Service"]
-    grace = load_settings({}).shutdown_grace_seconds
+    grace = load_settings({}).jobs.shutdown_grace_seconds
     assert service["KillSignal"] == ["SIGTERM"]
     # control-group: SIGTERM reaches worker.py at once, not after gunicorn's own graceful stop.
     assert service.get("KillMode", ["control-group"]) == ["control-group"]

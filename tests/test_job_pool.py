@@ -55,9 +55,9 @@ def make_pool(tmp_path, mongo_uri):
 
     def make(handlers, threads: int = 2, **env):
         settings = load_settings(service_env(tmp_path, mongo_uri, **env))
-        mongo = connect(mongo_uri, settings.mongo_db_name)
+        mongo = connect(mongo_uri, settings.mongodb.db_name)
         pool = WorkerPool(mongo, settings, handlers, threads=threads)
-        made.append((pool, mongo, settings.mongo_db_name))
+        made.append((pool, mongo, settings.mongodb.db_name))
         return pool, mongo.jobs
 
     yield make

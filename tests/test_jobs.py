@@ -91,7 +91,7 @@ def crash_setup(make_service, mongo_uri, tmp_path, reference, **env):
     upload_id, project_id, _ = reference
     env.setdefault("STORAGE_URL", str(tmp_path / "crash-store"))
     api = make_service(APP_RUN_WORKERS="false", CONTENT_FRAMES_PER_TASK=PER_TASK, STORAGE_URL=env["STORAGE_URL"])
-    worker_env = service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=api.settings.mongo_db_name,
+    worker_env = service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=api.settings.mongodb.db_name,
                              CONTENT_FRAMES_PER_TASK=PER_TASK, JOBS_LEASE_SECONDS="2",
                              JOBS_HEARTBEAT_SECONDS="0.5", **env)
     queue(api, upload_id, project_id, "long.mp4")
@@ -196,7 +196,7 @@ def test_kill_9_during_an_s3_upload_then_restart_ends_like_an_uninterrupted_run(
 
 def test_two_worker_processes_run_every_job_exactly_once(make_service, mongo_uri, tmp_path):
     api = make_service(APP_RUN_WORKERS="false", CONTENT_FRAMES_PER_TASK="5")
-    env = service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=api.settings.mongo_db_name, CONTENT_FRAMES_PER_TASK="5")
+    env = service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=api.settings.mongodb.db_name, CONTENT_FRAMES_PER_TASK="5")
     workers = [start_worker(env, tmp_path / f"w{i}.log") for i in range(2)]
     uploads = []
     try:
@@ -233,17 +233,17 @@ def test_warm_start_resumes_and_second_run_changes_nothing(make_service, mongo_u
     api.db.ProcessingJob.update_one({"_id": f"content:{upload_id}"}, {"$set": {
         "state": "running", "lease_owner": "dead-host:1:0", "lease_expires": api.db.ProcessingJob.find_one(
             {"_id": f"content:{upload_id}"})["created_at"]}})
-    env = {**os.environ, **service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=api.settings.mongo_db_name)}
+    env = {**os.environ, **service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=api.settings.mongodb.db_name)}
     first = subprocess.run([sys.executable, "dataset_creation_warm_start.py"], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
     assert wait_for_upload(api.db, upload_id, timeout=5)["status"] == 1
-    before = snapshot(api.db, Path(api.settings.storage_url), upload_id)
+    before = snapshot(api.db, Path(api.settings.storage.url), upload_id)
     jobs_before = list(api.db.ProcessingJob.find({}))
     second = subprocess.run([sys.executable, "dataset_creation_warm_start.py"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=300)
     assert second.returncode == 0 and "nothing to resume" in second.stderr
-    assert snapshot(api.db, Path(api.settings.storage_url), upload_id) == before
+    assert snapshot(api.db, Path(api.settings.storage.url), upload_id) == before
     assert list(api.db.ProcessingJob.find({})) == jobs_before
 
 
@@ -263,7 +263,7 @@ def test_cancel_removes_partial_outputs(make_service, tmp_path):
     assert service.db.ProcessingJob.find_one({"_id": f"content:{upload_id}"})["state"] == "cancelled"
     assert service.db.AnnotationTask.count_documents({"uploadId": upload_id}) == 0
     assert service.db.AnnotationFrame.count_documents({}) == 0
-    assert not list(Path(service.settings.storage_url).rglob("*.mp4"))
+    assert not list(Path(service.settings.storage.url).rglob("*.mp4"))
 
 
 def test_a_job_failing_every_attempt_is_retried_then_ends_as_status_2(make_service, tmp_path):
@@ -294,7 +294,7 @@ def test_warm_start_while_the_service_runs_a_job_leaves_it_to_the_service(make_s
     queue(service, upload_id, ObjectId(), "long.mp4")
     job_id = f"content:{upload_id}"
     wait_for_job(service.db, job_id, lambda job: job.get("checkpoint", {}).get("next_task", 0) >= 1)
-    env = {**os.environ, **service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=service.settings.mongo_db_name,
+    env = {**os.environ, **service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=service.settings.mongodb.db_name,
                                        CONTENT_FRAMES_PER_TASK=PER_TASK)}
     warm = subprocess.run([sys.executable, "dataset_creation_warm_start.py"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
@@ -468,7 +468,7 @@ def test_warm_start_sends_again_what_node_sent_while_the_service_was_down(make_s
     queued = ObjectId()
     queue(api, queued, ObjectId(), "missed.mp4", frame_rate=5)  # has its job already
     db.AnnotationContentUpload.update_one({"_id": queued}, {"$set": {"createdAt": hour_ago}})
-    env = {**os.environ, **service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=api.settings.mongo_db_name,
+    env = {**os.environ, **service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=api.settings.mongodb.db_name,
                                        JOBS_WARM_START_MIN_AGE_SECONDS="600")}
     first = subprocess.run([sys.executable, "dataset_creation_warm_start.py"], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=300)

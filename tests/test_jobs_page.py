@@ -224,7 +224,7 @@ def test_the_api_lists_retries_and_cancels(make_service):
 
 def test_task_videos_stream_with_range_requests_from_local_storage_only(make_service):
     service = make_service(APP_RUN_WORKERS="false")
-    storage = Path(service.settings.storage_url)
+    storage = Path(service.settings.storage.url)
     key = "contents/p/task-0-v/task-0-v.mp4"
     (storage / key).parent.mkdir(parents=True)
     data = bytes(range(256)) * 40

@@ -20,8 +20,8 @@ from tests.conftest import ROOT
 
 ENTRY_POINTS = {"app", "wsgi", "worker", "dataset_processor", "dataset_creation_warm_start", "gunicorn.conf"}
 FEATURES = ("content", "privacy", "annotation", "datasets")
-FOUNDATION = {"media_service", "media_service.contract", "media_service.config", "media_service.errors",
-              "media_service.logging_setup",
+FOUNDATION = {"media_service", "media_service.contract", "media_service.config", "media_service.config_options",
+              "media_service.config_sections", "media_service.errors", "media_service.logging_setup",
               "media_service.paths", "media_service.redact", "media_service.metrics", "media_service.signed_urls",
               "media_service.legacy_config"}
 MEDIA = "media_service.media"

@@ -94,11 +94,11 @@ def test_the_service_starts_on_an_old_config_and_builds_a_version_with_its_aug_m
                               "STORAGE_URL": str(tmp_path / "storage"), "APP_PUBLIC_URL": url,
                               "FOLDERS_CONTENT_PATH_BASE": str(tmp_path / "content"), "JOBS_POLL_SECONDS": "0.1"})
     # Old keys, old meanings.
-    assert settings.mongo_host == address.hostname and settings.mongo_port == address.port
-    assert settings.mongo_db_name == db and settings.api_keys == (NODE_KEY,)
-    assert settings.allowed_extensions == ("avi", "mp4") and settings.inference_type == "darknet"
-    assert (settings.inference_net_width, settings.inference_net_height) == (416, 416)
-    assert settings.augmentation_keep_size_crop == "true" and settings.augmentation_disabled_augs == "NOISE"
+    assert settings.mongodb.host == address.hostname and settings.mongodb.port == address.port
+    assert settings.mongodb.db_name == db and settings.app.api_keys == (NODE_KEY,)
+    assert settings.content.allowed_extensions == ("avi", "mp4") and settings.inference.type == "darknet"
+    assert (settings.inference.net_width, settings.inference.net_height) == (416, 416)
+    assert settings.augmentation.keep_size_crop is True and settings.augmentation.disabled_augs == ("NOISE",)
     notices = "\n".join(settings.notices)
     for key in ("gpu_device_id", "weight_tf", "clip_base", "aug_base", "[App] API_key"):
         assert notices.count(key) == 1, key

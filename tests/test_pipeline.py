@@ -54,7 +54,7 @@ def process(service, source: Path, frame_rate: int = 5, timeout: float = 120, pe
 
 
 def stored_file(service, key: str) -> Path:
-    return Path(service.settings.storage_url) / key
+    return Path(service.settings.storage.url) / key
 
 
 def check_tasks(service, upload, tasks, expected_frames: list[int], rate: int, size: tuple[int, int],
@@ -150,7 +150,7 @@ def test_created_at_and_source_path_are_set_when_the_run_starts_not_when_it_is_q
     response = post_node(f"{service.url}/api/processContent", fields_for(upload_id, project_id, "./uploads/late.mp4"))
     assert response.status_code == 202
     assert service.db.AnnotationContentUpload.find_one({"_id": upload_id})["createdAt"] == long_ago
-    worker = make_service(MONGODB_DB_NAME=service.settings.mongo_db_name)
+    worker = make_service(MONGODB_DB_NAME=service.settings.mongodb.db_name)
     upload = wait_for_upload(worker.db, upload_id)
     job = worker.db.ProcessingJob.find_one({"_id": f"content:{upload_id}"})
     assert upload["status"] == 1 and clip.exists()
@@ -287,7 +287,7 @@ def test_unusable_files_fail_clearly(service, tmp_path, kind, code):
     assert upload["errorMessage"]["error_code"] == 422
     assert code in upload["errorMessage"]["message"]
     assert not list((service.content.parent / "tasks").rglob("*.mp4"))
-    assert not Path(service.settings.storage_url, "contents").exists()
+    assert not Path(service.settings.storage.url, "contents").exists()
 
 
 @pytest.mark.parametrize("name,ext", [("photo.mp4", ".png"), ("photo.mov", ".jpg")])
@@ -328,7 +328,7 @@ def test_force_write_replaces_earlier_tasks(service, tmp_path):
     tasks = list(service.db.AnnotationTask.find({"projectId": project_id}))
     assert len(tasks) == 1 and service.db.AnnotationTask.count_documents({"_id": {"$in": old_ids}}) == 0
     assert service.db.AnnotationFrame.count_documents({"taskId": {"$in": old_ids}}) == 0
-    stored = sorted(p.name for p in Path(service.settings.storage_url).rglob("*.mp4"))
+    stored = sorted(p.name for p in Path(service.settings.storage.url).rglob("*.mp4"))
     assert stored == ["task-0-again.mp4"] and service.db.AnnotationFrame.count_documents({}) == 4
 
 

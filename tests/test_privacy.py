@@ -245,7 +245,7 @@ def test_a_killed_worker_ends_in_a_finished_job_not_a_stuck_one(make_service, mo
     videos = tmp_path / "videos"
     make_face_clip(videos / "crash.mp4", frames=120, audio=True)
     api = make_service(APP_RUN_WORKERS="false", PRIVACYPAL_VIDEO_DIRECTORY=str(videos))
-    env = {**os.environ, **service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=api.settings.mongo_db_name,
+    env = {**os.environ, **service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=api.settings.mongodb.db_name,
                                        PRIVACYPAL_VIDEO_DIRECTORY=str(videos), PRIVACY_DETECT_EVERY="1",
                                        JOBS_LEASE_SECONDS="2", JOBS_HEARTBEAT_SECONDS="0.5")}
     assert requests.post(f"{api.url}/process_video", data=b"crash.mp4").status_code == 202

@@ -105,7 +105,7 @@ def running_service(folder: Path, uri: str, **env: str):
     finally:
         server.shutdown()
         server.app.extensions["media"].close(grace=5)
-        drop_database(uri, settings.mongo_db_name)
+        drop_database(uri, settings.mongodb.db_name)
 
 
 @dataclass
@@ -189,7 +189,7 @@ def queue_four_jobs(seed: Seed, folder: Path, uri: str) -> tuple[Run, object]:
     assert len(jobs) == 4
     # A 1 s server selection in the workers: pymongo's one retry of a write gives up well inside the
     # election (as it does with the defaults, 3 s against 10 s), so the jobs must ride it out.
-    env = service_env(folder, uri, MONGODB_DB_NAME=api.settings.mongo_db_name, PRIVACYPAL_VIDEO_DIRECTORY=videos,
+    env = service_env(folder, uri, MONGODB_DB_NAME=api.settings.mongodb.db_name, PRIVACYPAL_VIDEO_DIRECTORY=videos,
                       JOBS_LEASE_SECONDS=LEASE, JOBS_HEARTBEAT_SECONDS="0.5", MONGODB_TIMEOUT_SECONDS="1")
     return Run(api, env, folder, jobs), service
 

@@ -92,7 +92,7 @@ def test_an_expired_try_is_removed_whole_by_the_workers_sweep_and_nothing_else(m
 
     expire(service, old_id)
     # A worker process sweeps when it starts (then every hour, or every retention when shorter).
-    make_service(MONGODB_DB_NAME=service.settings.mongo_db_name)
+    make_service(MONGODB_DB_NAME=service.settings.mongodb.db_name)
     wait_until(lambda: service.db.TryItUpload.count_documents({"_id": old_id}) == 0, what="the sweep")
     assert everything_of(service, old_id, old_project, old_folder) == {
         "upload": 0, "project": 0, "tasks": 0, "frames": 0, "job": 0, "record": 0, "objects": 0, "folder": False}
@@ -112,7 +112,7 @@ def test_a_try_of_a_file_already_in_the_content_folder_keeps_that_file(make_serv
     upload_id, project_id = ObjectId(answer.json()["upload_id"]), ObjectId(answer.json()["project_id"])
     assert wait_for_upload(service.db, upload_id)["status"] == 1
     expire(service, upload_id)
-    make_service(MONGODB_DB_NAME=service.settings.mongo_db_name)
+    make_service(MONGODB_DB_NAME=service.settings.mongodb.db_name)
     wait_until(lambda: service.db.TryItUpload.count_documents({"_id": upload_id}) == 0, what="the sweep")
     assert everything_of(service, upload_id, project_id, clip)["folder"] and clip.exists()
     assert service.db.AnnotationContentUpload.count_documents({"_id": upload_id}) == 0

@@ -29,10 +29,10 @@ log = logging.getLogger(__name__)
 def annotator_factory(mongo: MongoManager, settings):
     """What the content job calls for request_type 1: an annotator for this run's project and version."""
     def make(params: ContentJobParams) -> Annotator:
-        policy = LabelPolicy.build(mongo.project_labels(params.project_id), settings)
+        policy = LabelPolicy.build(mongo.project_labels(params.project_id), settings.annotation)
         return Annotator(annotation_detector(settings), policy, params.auto_anno_version,
-                         settings.inference_detect_max_side, settings.inference_batch_size,
-                         settings.inference_detect_every)
+                         settings.inference.detect_max_side, settings.inference.batch_size,
+                         settings.inference.detect_every)
     return make
 
 
@@ -70,7 +70,7 @@ class AnnotationJobHandler:
         if not tasks:
             raise PlatformStateError("no_tasks", f"{params.video_name} has no tasks to annotate")
         annotator = self.annotators(params)
-        scratch = self.settings.path("task_base") / f"annotate-{params.upload_id}"
+        scratch = self.settings.folders.path("task_base") / f"annotate-{params.upload_id}"
         scratch.mkdir(parents=True, exist_ok=True)
         try:
             for index in range(checkpoint["next_task"], len(tasks)):

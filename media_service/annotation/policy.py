@@ -19,17 +19,6 @@ PALETTE = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#4
            "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#800000", "#aaffc3", "#000075")
 
 
-def _pairs(entries: tuple[str, ...], setting: str) -> dict[str, str]:
-    """`a: b` entries as {a (lower case): b}."""
-    found = {}
-    for entry in entries:
-        name, sep, value = entry.partition(":")
-        if not sep or not name.strip() or not value.strip():
-            raise ValueError(f"[Annotation] {setting}: '{entry}' is not 'name: value'")
-        found[name.strip().lower()] = value.strip()
-    return found
-
-
 @dataclass
 class LabelPolicy:
     names: dict[str, str]            # detector label (lower case) -> project label as the project writes it
@@ -40,7 +29,9 @@ class LabelPolicy:
     left_out: Counter = field(default_factory=Counter)   # detector labels the project lacks
 
     @classmethod
-    def build(cls, project_labels: list[dict], settings) -> "LabelPolicy":
+    def build(cls, project_labels: list[dict], annotation) -> "LabelPolicy":
+        """The policy for a project's labels under the `[Annotation]` section (its values parsed at
+        start-up: `label_map` and `min_scores` are mappings)."""
         own = {}
         colors = {}
         for entry in project_labels:
@@ -49,13 +40,13 @@ class LabelPolicy:
                 own.setdefault(name.lower(), name)
                 colors[name] = str(entry.get("color") or PALETTE[int(hashlib.sha1(name.encode()).hexdigest(), 16)
                                                                  % len(PALETTE)])
-        renamed = _pairs(settings.annotation_label_map, "label_map")
+        renamed = {label.lower(): target for label, target in annotation.label_map.items()}
         names = {label: own[target.lower()] for label, target in renamed.items() if target.lower() in own}
         for lower, name in own.items():
             names.setdefault(lower, name)
-        scores = {label: float(value) for label, value in _pairs(settings.annotation_min_scores, "min_scores").items()}
-        allowed = frozenset(label.lower() for label in settings.annotation_allow_labels) or None
-        return cls(names, colors, scores, allowed, settings.annotation_max_boxes)
+        scores = {label.lower(): score for label, score in annotation.min_scores.items()}
+        allowed = frozenset(label.lower() for label in annotation.allow_labels) or None
+        return cls(names, colors, scores, allowed, annotation.max_boxes)
 
     def keep(self, detections: list[Detection]) -> list[tuple[str, Detection]]:
         """(project label, detection) for the detections that become boxes, best first."""

@@ -125,18 +125,20 @@ class ContentPipeline:
                                                  "mtime_ns": opened.fingerprint.mtime_ns})
         if (known["size"], known["mtime_ns"]) != (opened.fingerprint.size, opened.fingerprint.mtime_ns):
             raise vp.MediaError("source_changed", f"{opened.name} changed since this upload's run began")
-        info = vp.probe_video(opened.path, self.settings.max_width, self.settings.max_height, name=opened.name)
+        info = vp.probe_video(opened.path, self.settings.content.max_width, self.settings.content.max_height,
+                              name=opened.name)
         log.info("probed %s: %s %dx%d rot=%d fps=%.3f avg=%.3f frames=%d vfr=%s audio=%s", opened.name,
                  info.codec, info.width, info.height, info.rotation, info.nominal_fps, info.average_fps,
                  info.frame_count, info.variable_frame_rate, info.has_audio)
         rate = params.frame_rate
         # legacy: the old service's rule on OpenCV's CAP_PROP_FPS, the stream's nominal rate
-        legacy = self.settings.sampling_mode == "legacy"
-        sampler = vp.Sampler(rate, self.settings.sampling_mode, info.nominal_fps if legacy else info.average_fps)
+        legacy = self.settings.content.sampling_mode == "legacy"
+        sampler = vp.Sampler(rate, self.settings.content.sampling_mode,
+                             info.nominal_fps if legacy else info.average_fps)
         resume = vp.ResumePoint.from_doc(checkpoint.get("resume"))
         if resume:
             sampler.next_sample = resume.next_sample
-        size = vp.output_size(info, self.settings.task_max_height)
+        size = vp.output_size(info, self.settings.content.task_max_height)
         if legacy:
             expected = sampler.count(info.frame_count)
         else:
@@ -173,14 +175,14 @@ class ContentPipeline:
             return {}
         share = 100.0 * loss.lost / loss.expected
         detail = f"decoded {loss.seen} of the {loss.expected} frames the file holds ({loss.how})"
-        if share > self.settings.max_lost_frames_percent:
+        if share > self.settings.content.max_lost_frames_percent:
             raise vp.MediaError("frames_lost", f"{opened.name}: {detail}; at most "
-                                               f"{self.settings.max_lost_frames_percent:g}% may be lost")
+                                               f"{self.settings.content.max_lost_frames_percent:g}% may be lost")
         log.warning("%s: %s; accepted (%.1f%% lost)", opened.name, detail, share)
         return {"framesExpected": loss.expected, "framesDecoded": loss.seen}
 
     def _plan_images(self, params: ContentJobParams, root: Path, source: Path, checkpoint: dict) -> Plan:
-        listing = image_source.list_images(root, source, self.settings.image_extensions)
+        listing = image_source.list_images(root, source, self.settings.content.image_extensions)
         readable, skipped, sizes = [], list(listing.skipped), []
         for ref in listing.images:  # a first pass for sizes: tasks of one upload share one size
             try:
@@ -197,7 +199,7 @@ class ContentPipeline:
             listing.close()
             raise vp.MediaError("no_frames", f"{source.name}: no readable images")
         width, height = max(w for w, _ in sizes), max(h for _, h in sizes)
-        size = vp.task_video_size(width, height, self.settings.task_max_height)
+        size = vp.task_video_size(width, height, self.settings.content.task_max_height)
         rate = params.frame_rate
         start = checkpoint.get("resume", {}).get("position", 0)
 
@@ -229,7 +231,7 @@ class ContentPipeline:
         Commits stay in task order (one at a time); a failed commit stops the encoding at once.
         """
         per_task = params.frames_per_task
-        scratch = self.settings.path("task_base") / str(params.upload_id)
+        scratch = self.settings.folders.path("task_base") / str(params.upload_id)
         index = checkpoint["next_task"]
         encoder: vp.TaskEncoder | None = None
         frames: list[Frame] = []
@@ -264,8 +266,8 @@ class ContentPipeline:
                         pending.result()  # raise a commit's error now, not a task later
                     if encoder is None:
                         encoder = vp.TaskEncoder(scratch / f"{task_name(index, params.video_name)}.mp4",
-                                                 plan.size, params.frame_rate, self.settings.x264_preset,
-                                                 self.settings.x264_crf)
+                                                 plan.size, params.frame_rate, self.settings.content.x264_preset,
+                                                 self.settings.content.x264_crf)
                     if annotator is not None:  # detected on a smaller copy, a batch at a time
                         to_annotate.append((frame, vp.frame_to_rgb(frame.picture,
                                                                    *annotator.input_size(plan.size))))
@@ -343,7 +345,7 @@ class ContentPipeline:
         return removed
 
     def _maybe_delete_source(self, content: ContentRoot, source: Path) -> None:
-        if not self.settings.delete_source:
+        if not self.settings.content.delete_source:
             return
         try:
             confirmed = content.resolve(str(source))  # never outside the content folder

@@ -27,7 +27,7 @@ MAX_INTERVAL_SECONDS = 3600.0  # a try lives at most its retention plus this (or
 
 def sweep(mongo: MongoManager, storage, settings) -> int:
     """Remove every expired try whose job has ended; returns how many were removed."""
-    hours = settings.try_it_retention_hours
+    hours = settings.jobs.try_it_retention_hours
     if hours <= 0:
         return 0  # 0 keeps them for ever
     removed = 0
@@ -35,7 +35,7 @@ def sweep(mongo: MongoManager, storage, settings) -> int:
         job = mongo.jobs.get(content_job_id(record["_id"]))
         if job and job["state"] in ACTIVE_STATES:
             continue  # never pull documents from under a run; the next sweep sees it ended
-        if mongo.claim_try_it(record["_id"], settings.lease_seconds) is None:
+        if mongo.claim_try_it(record["_id"], settings.jobs.lease_seconds) is None:
             continue  # another process is removing it
         try:
             _remove(mongo, storage, settings, record)
@@ -83,7 +83,7 @@ class TryItSweeper(threading.Thread):
     def __init__(self, mongo: MongoManager, storage, settings):
         super().__init__(name="try-it-sweeper", daemon=True)
         self.mongo, self.storage, self.settings = mongo, storage, settings
-        self.interval = min(MAX_INTERVAL_SECONDS, settings.try_it_retention_hours * 3600)
+        self.interval = min(MAX_INTERVAL_SECONDS, settings.jobs.try_it_retention_hours * 3600)
         self.stopping = threading.Event()
 
     def run(self) -> None:

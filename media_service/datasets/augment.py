@@ -46,10 +46,9 @@ a map sending `flip_horizontal` to a vertical flip (the old service's swap) is r
 """
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
@@ -88,24 +87,6 @@ def normalise_id(value: object) -> str:
 
 
 # -- settings ----------------------------------------------------------------------------------
-def _parse_text(value: Any) -> Any:
-    """A setting from a config file: JSON, else `a: x, b: y` pairs, else `a, b` items (never eval)."""
-    if not isinstance(value, str):
-        return value
-    text = value.strip()
-    if not text:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if items and all(":" in item or "=" in item for item in items):
-        return {re.split(r"[:=]", item, maxsplit=1)[0].strip(): re.split(r"[:=]", item, maxsplit=1)[1].strip()
-                for item in items}
-    return items
-
-
 def _bool(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on")
@@ -168,13 +149,13 @@ class AugmentationSettings:
         object.__setattr__(self, "names", MappingProxyType(names))
 
     @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None = None, **overrides: Any) -> AugmentationSettings:
-        """Settings from the `[Augmentation]` section (strings as read from a file or the environment,
-        or Python values) and keyword overrides. `aug_map` and `default_ranges` are merged over the
-        defaults (an operator names only what changes); the other keys replace them.
-        Keys: aug_map, range_map, default_ranges, keep_size_crop, disabled_augs, min_visibility, min_area,
-        fraction."""
-        values = {**(section or {}), **overrides}
+    def from_config(cls, section: Any = None, **overrides: Any) -> AugmentationSettings:
+        """Settings from the `[Augmentation]` section (`settings.augmentation`, its values parsed at
+        start-up by `media_service.config`) and keyword overrides (the same typed values).
+        `aug_map` and `default_ranges` are merged over the defaults (an operator names only what
+        changes); the other keys replace them. Keys: aug_map, range_map, default_ranges,
+        keep_size_crop, disabled_augs, min_visibility, min_area, fraction."""
+        values = {**({f.name: getattr(section, f.name) for f in fields(section)} if section else {}), **overrides}
         known = {"aug_map", "range_map", "default_ranges", "keep_size_crop", "disabled_augs", "min_visibility",
                  "min_area", "fraction"}
         unknown = set(values) - known
@@ -182,20 +163,14 @@ class AugmentationSettings:
             raise ValueError(f"unknown augmentation settings: {', '.join(sorted(unknown))}")
         kwargs: dict[str, Any] = {}
         for key in ("aug_map", "default_ranges", "range_map"):
-            given = _parse_text(values.get(key))
-            if given and not isinstance(given, Mapping):
-                raise ValueError(f"{key} must be a mapping of property id to value: {values[key]!r}")
             base = {"aug_map": DEFAULT_AUG_MAP, "default_ranges": DEFAULT_RANGE_MAP}.get(key, {})
             kwargs[key] = {**{normalise_id(k): v for k, v in base.items()},
-                           **{normalise_id(k): v for k, v in (given or {}).items()}}
-        if values.get("disabled_augs") not in (None, ""):
-            disabled = _parse_text(values["disabled_augs"])
-            kwargs["disabled_augs"] = frozenset([disabled] if isinstance(disabled, str) else disabled or ())
-        if values.get("keep_size_crop") not in (None, ""):
-            kwargs["keep_size_crop"] = _bool(values["keep_size_crop"])
-        for key in ("min_visibility", "min_area", "fraction"):
-            if values.get(key) not in (None, ""):
-                kwargs[key] = float(values[key])
+                           **{normalise_id(k): v for k, v in (values.get(key) or {}).items()}}
+        if values.get("disabled_augs") is not None:
+            kwargs["disabled_augs"] = frozenset(values["disabled_augs"])
+        for key in ("keep_size_crop", "min_visibility", "min_area", "fraction"):
+            if values.get(key) is not None:
+                kwargs[key] = values[key]
         return cls(**kwargs)
 
     def augmenter(self, aug_id: str) -> Augmenter | None:

@@ -91,13 +91,7 @@ def _task_ids(version: dict) -> list[ObjectId]:
 class DatasetBuilder:
     def __init__(self, mongo: MongoManager, storage, settings):
         self.mongo, self.storage, self.settings = mongo, storage, settings
-        self.augmentation = augment.AugmentationSettings.from_config(
-            {key: value for key, value in (("aug_map", settings.augmentation_aug_map),
-                                           ("range_map", settings.augmentation_range_map),
-                                           ("default_ranges", settings.augmentation_default_ranges),
-                                           ("disabled_augs", settings.augmentation_disabled_augs),
-                                           ("keep_size_crop", settings.augmentation_keep_size_crop),
-                                           ("fraction", settings.augmentation_fraction)) if value != ""})
+        self.augmentation = augment.AugmentationSettings.from_config(settings.augmentation)
 
     # -- the whole version ---------------------------------------------------------------------
     def build(self, version_id: ObjectId, check: Callable[[], None] = lambda: None,
@@ -131,7 +125,7 @@ class DatasetBuilder:
         entries = {entry["task"]: entry for entry in version["taskStatus"]["tasks"]}
         todo = [task for task in task_ids
                 if entries[str(task)]["state"] != "complete" or not self._recorded(context, task)]
-        cache = object_cache(self.storage, self.settings.path("task_base"), context)
+        cache = object_cache(self.storage, self.settings.folders.path("task_base"), context)
         try:
             failures = self._build_tasks(context, todo, entries, result, cache, check, progress)
             if failures:
@@ -167,7 +161,7 @@ class DatasetBuilder:
         failures: list[str] = []
         done = len(entries) - len(todo)
         lock = threading.Lock()
-        with ThreadPoolExecutor(max_workers=self.settings.worker_threads, thread_name_prefix="dataset") as pool:
+        with ThreadPoolExecutor(max_workers=self.settings.cores.worker_threads, thread_name_prefix="dataset") as pool:
             futures = {pool.submit(self._timed_task, context, task, entries[str(task)], result, cache, lock,
                                    check): task for task in todo}
             for future in as_completed(futures):
@@ -189,10 +183,10 @@ class DatasetBuilder:
         self.mongo.set_dataset_task(context.id, str(task), {"state": "pending", "error": text}, attempt=True)
         attempts = entry.get("attempts", 0) + 1
         permanent = is_permanent(exc)
-        if permanent or attempts >= self.settings.dataset_task_attempts:
+        if permanent or attempts >= self.settings.dataset.task_attempts:
             raise DatasetError("task_failed", f"task {task} failed{'' if permanent else f' {attempts} times'}: "
                                               f"{text}") from exc
-        log.warning("task %s failed (attempt %d of %d): %s", task, attempts, self.settings.dataset_task_attempts,
+        log.warning("task %s failed (attempt %d of %d): %s", task, attempts, self.settings.dataset.task_attempts,
                     text)
         return f"task {task}: {text}"
 
@@ -224,10 +218,10 @@ class DatasetBuilder:
         metrics.lap("storage")
         self.mongo.set_dataset_task(context.id, hex_id, {"build": context.build})
         frames = self.mongo.dataset_frames(task_id)
-        scratch = self.settings.path("task_base") / f"dataset-{context.id}-{hex_id}"
+        scratch = self.settings.folders.path("task_base") / f"dataset-{context.id}-{hex_id}"
         scratch.mkdir(parents=True, exist_ok=True)
         metrics.lap("database")
-        writer = TaskWriter(self.storage, self.settings, self.augmentation, context, hex_id, stored, cache)
+        writer = TaskWriter(self.storage, self.settings.dataset, self.augmentation, context, hex_id, stored, cache)
         updates = []
         try:
             pictures = self._pictures(task, scratch)
@@ -260,11 +254,11 @@ class DatasetBuilder:
     def _pictures(self, task: dict, scratch: Path):
         """The task's frames as RGB arrays: from its source at the source's size when so configured
         and the source is there, else from the stored task video."""
-        if self.settings.dataset_source_resolution:
+        if self.settings.dataset.source_resolution:
             path = source.source_video(self.mongo, self.settings, task)
             numbers = task.get("original_frames")
             if path is not None and numbers:
-                return source.source_frames(path, numbers, self.settings)
+                return source.source_frames(path, numbers, self.settings.content)
         video = scratch / "task.mp4"
         self.storage.get_file(self.storage.own_key(task["S3_url"]), video)
         return vp.rgb_frames(video, name=task["taskName"])

@@ -26,7 +26,7 @@ def store_exports(mongo, storage, settings, version: Version, tasks: list[str],
                   cache: ObjectCache | StoredInPlace) -> dict:
     """The standard exports and samples.zip of the version's `tasks` (hex ids) stored; returns their
     keys (`yolo`, `coco`, `sample`) and the YOLO export's image count (`fileCount`)."""
-    folder = settings.path("task_base") / f"dataset-{version.id}-exports"
+    folder = settings.folders.path("task_base") / f"dataset-{version.id}-exports"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     try:
@@ -43,7 +43,7 @@ def store_exports(mongo, storage, settings, version: Version, tasks: list[str],
 
         def sample() -> str:
             samples = exports.write_samples_zip(records, names, folder / "samples.zip",
-                                                settings.dataset_samples_per_split)
+                                                settings.dataset.samples_per_split)
             key = keys.samples_zip_key(version.group, version.id)
             storage.put_file(key, samples.zip_path, "application/zip")
             return key

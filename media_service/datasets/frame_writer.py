@@ -182,9 +182,9 @@ def object_cache(storage, task_base: Path, version: Version) -> ObjectCache | St
 class TaskWriter:
     """Writes the frames of one task, skipping objects already stored by this build, and counts them."""
 
-    def __init__(self, storage, settings, augmentation: augment.AugmentationSettings, version: Version, task: str,
+    def __init__(self, storage, dataset, augmentation: augment.AugmentationSettings, version: Version, task: str,
                  stored: set[str], cache: ObjectCache | StoredInPlace):
-        self.storage, self.settings, self.augmentation = storage, settings, augmentation
+        self.storage, self.dataset, self.augmentation = storage, dataset, augmentation  # dataset: [Dataset]
         self.version, self.task, self.stored, self.cache = version, task, stored, cache
         self.writes = self.images = self.image_bytes = self.dropped = 0
         self.counts: dict[str, dict] = {}  # the task's augmentationFileCounts: {augType: {count, size}}
@@ -192,7 +192,7 @@ class TaskWriter:
     def frame(self, frame: dict, rgb: np.ndarray, task_size: tuple) -> tuple[dict, dict]:
         """Store one frame (`rgb`, its picture) and its augmentations; returns the frame doc's fields
         and its `datasetVersions` entry for this version."""
-        version, task, settings = self.version, self.task, self.settings
+        version, task, dataset = self.version, self.task, self.dataset
         frame_id = int(frame["frameId"])
         height, width = rgb.shape[:2]
         group, version_no = version.group, version.version_no
@@ -206,7 +206,7 @@ class TaskWriter:
         self._image(image_key, thumb_key, rgb)
         self._text(labels_key, labels.text)
         full = self.storage.document_key
-        expires = utcnow() + timedelta(seconds=settings.dataset_url_expiry_seconds)
+        expires = utcnow() + timedelta(seconds=dataset.url_expiry_seconds)
         entry = {"datasetType": _split_of(frame, version.id, version.seed, task, version.shares),
                  "textFiles": {labels.mode: full(labels_key)}, "augmentationImages": {},
                  RECORD: image_record(width, height, labels.boxes)}
@@ -217,7 +217,7 @@ class TaskWriter:
             done = augment_image.augment_frame(rgb, labels.boxes, request, seed=version.seed, task_id=task,
                                          frame_id=frame_id, settings=self.augmentation)
             metrics.lap("augment")
-            aug_dir = settings.dataset_augmentation_folder
+            aug_dir = dataset.augmentation_folder
             image = keys.augmentation_image_key(group, task, frame_id, aug_dir, request.aug_type)
             thumb = keys.augmentation_thumbnail_key(group, task, frame_id, aug_dir, request.aug_type)
             text = keys.augmentation_labels_key(group, task, frame_id, aug_dir, request.aug_type, version_no)
@@ -248,14 +248,14 @@ class TaskWriter:
 
     def _image(self, key: str, thumbnail_key: str, rgb: np.ndarray) -> int:
         """Store the picture and its thumbnail; returns the picture's size in bytes."""
-        quality = self.settings.dataset_jpeg_quality
+        quality = self.dataset.jpeg_quality
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         data = _jpeg(bgr, quality)
         metrics.lap("jpeg")
         self._put(key, data, JPEG)
         self.images += 1
         self.image_bytes += len(data)
-        thumbnail = _jpeg(_thumbnail(bgr, self.settings.dataset_thumbnail_size), quality)
+        thumbnail = _jpeg(_thumbnail(bgr, self.dataset.thumbnail_size), quality)
         metrics.lap("thumbnail")
         self._put(thumbnail_key, thumbnail, JPEG)
         return len(data)
@@ -264,7 +264,7 @@ class TaskWriter:
         self._put(key, text.encode(), TEXT)
 
     def _url(self, key: str) -> str:
-        return self.storage.url(key, self.settings.dataset_url_expiry_seconds)
+        return self.storage.url(key, self.dataset.url_expiry_seconds)
 
 
 def _thumbnail(bgr: np.ndarray, size: int) -> np.ndarray:

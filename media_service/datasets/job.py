@@ -14,7 +14,7 @@ from mongo_manager import Job, MongoManager
 
 def queue_dataset_job(mongo: MongoManager, settings, version_id: ObjectId) -> tuple[bool, dict]:
     # Each task has its own limit of attempts ([Dataset] task_attempts); the job gets one more.
-    return mongo.jobs.enqueue_dataset_build(version_id, settings.dataset_task_attempts + 1)
+    return mongo.jobs.enqueue_dataset_build(version_id, settings.dataset.task_attempts + 1)
 
 
 class DatasetJobHandler:

@@ -46,11 +46,11 @@ def source_video(mongo, settings, task: dict) -> Path | None:
     return path
 
 
-def source_frames(path: Path, numbers: list[int], settings) -> Iterator[np.ndarray]:
+def source_frames(path: Path, numbers: list[int], content) -> Iterator[np.ndarray]:
     """RGB frames of the source at `numbers` (1-based, ascending), at its displayed size and rotation.
     Decoding starts near the first of them (as a resumed content job does) and stops after the last.
     Raises MediaError when the source no longer has them all (it was replaced since)."""
-    info = vp.probe_video(path, settings.max_width, settings.max_height, name=path.name)
+    info = vp.probe_video(path, content.max_width, content.max_height, name=path.name)  # [Content]
     size = vp.output_size(info, 0)
     found = 0
     for sample in vp.decode_frames_at(path, numbers, info, name=path.name):

@@ -14,21 +14,21 @@ _lock = threading.Lock()
 
 def _key(settings) -> tuple:
     """Everything that makes one back end differ from another."""
-    kind = settings.inference_type
+    kind = settings.inference.type
     if kind == "darknet":
-        return (kind, settings.inference_config_file, settings.inference_weight_file, settings.inference_labels_file,
-                settings.inference_objectness, settings.inference_nms_threshold, settings.inference_batch_size,
-                settings.inference_net_width, settings.inference_net_height)
+        return (kind, settings.inference.config_file, settings.inference.weight_file, settings.inference.labels_file,
+                settings.inference.objectness, settings.inference.nms_threshold, settings.inference.batch_size,
+                settings.inference.net_width, settings.inference.net_height)
     if kind == "rekognition":
-        return (kind, settings.s3_region, rekognition_endpoint(settings), settings.rekognition_min_confidence,
-                settings.rekognition_max_labels, settings.rekognition_workers, settings.rekognition_retry_mode,
-                settings.rekognition_max_attempts)
-    return (kind, settings.inference_object_threshold, settings.inference_face_threshold,
-            settings.inference_batch_size)
+        return (kind, settings.s3.region, rekognition_endpoint(settings), settings.rekognition.min_confidence,
+                settings.rekognition.max_labels, settings.rekognition.workers, settings.rekognition.retry_mode,
+                settings.rekognition.max_attempts)
+    return (kind, settings.inference.object_threshold, settings.inference.face_threshold,
+            settings.inference.batch_size)
 
 
 def rekognition_endpoint(settings) -> str:
-    return settings.rekognition_endpoint_url or settings.privacy_rekognition_endpoint_url
+    return settings.rekognition.endpoint_url or settings.privacy.rekognition_endpoint_url
 
 
 def annotation_detector(settings):
@@ -40,50 +40,50 @@ def annotation_detector(settings):
         if key not in _loaded:
             _loaded[key] = _build(settings)
         loaded = _loaded[key]
-    if settings.inference_type == "rekognition":
+    if settings.inference.type == "rekognition":
         from media_service.detectors.rekognition import RekognitionAnnotator
-        return RekognitionAnnotator(loaded, settings.rekognition_min_confidence, settings.rekognition_max_labels,
-                                    settings.rekognition_min_confidence, settings.rekognition_workers)
+        return RekognitionAnnotator(loaded, settings.rekognition.min_confidence, settings.rekognition.max_labels,
+                                    settings.rekognition.min_confidence, settings.rekognition.workers)
     return loaded
 
 
 def _build(settings):
-    kind = settings.inference_type
+    kind = settings.inference.type
     if kind == "darknet":
         from media_service.detectors.darknet import Darknet
-        return Darknet(settings.inference_config_file, settings.inference_weight_file, settings.inference_labels_file,
-                       settings.inference_objectness, settings.inference_nms_threshold, settings.inference_batch_size,
-                       net_size=(settings.inference_net_width, settings.inference_net_height))
+        return Darknet(settings.inference.config_file, settings.inference.weight_file, settings.inference.labels_file,
+                       settings.inference.objectness, settings.inference.nms_threshold, settings.inference.batch_size,
+                       net_size=(settings.inference.net_width, settings.inference.net_height))
     if kind == "rekognition":  # the client: thread-safe, reused
         from media_service.detectors.rekognition import make_client
-        return make_client(settings.s3_region, rekognition_endpoint(settings), settings.s3_access_key_id,
-                           settings.s3_secret_access_key, settings.rekognition_retry_mode,
-                           settings.rekognition_max_attempts,
-                           max_pool_connections=max(10, settings.rekognition_workers))
+        return make_client(settings.s3.region, rekognition_endpoint(settings), settings.s3.access_key_id,
+                           settings.s3.secret_access_key, settings.rekognition.retry_mode,
+                           settings.rekognition.max_attempts,
+                           max_pool_connections=max(10, settings.rekognition.workers))
     from media_service.detectors.ssd_mobilenet import LocalDetector, SsdMobileNet
     # CenterFace gets the worker's cores (measured: 68 ms a 960-px frame on one thread, 16 ms a
     # 640-px frame on two, with the same faces found); SSD MobileNet resizes to 300 px itself.
-    return LocalDetector(settings.inference_object_threshold, settings.inference_face_threshold,
-                         face_threads=settings.worker_threads,
-                         objects=SsdMobileNet(settings.inference_object_threshold,
-                                              batch_size=settings.inference_batch_size))
+    return LocalDetector(settings.inference.object_threshold, settings.inference.face_threshold,
+                         face_threads=settings.cores.worker_threads,
+                         objects=SsdMobileNet(settings.inference.object_threshold,
+                                              batch_size=settings.inference.batch_size))
 
 
 def problem(settings) -> str | None:
     """Why the configured back end cannot work, or None. Cheap: files and credentials only."""
-    kind = settings.inference_type
+    kind = settings.inference.type
     try:
         if kind == "darknet":
-            for name, value in (("config_file", settings.inference_config_file),
-                                ("weight_file", settings.inference_weight_file),
-                                ("labels_file", settings.inference_labels_file)):
+            for name, value in (("config_file", settings.inference.config_file),
+                                ("weight_file", settings.inference.weight_file),
+                                ("labels_file", settings.inference.labels_file)):
                 if not value:
                     return f"[Inference] {name} is not set (type = darknet)"
                 if not Path(value).is_file():
                     return f"[Inference] {name} = {Path(value).name}: no such file"
         elif kind == "rekognition":
             import boto3
-            if not (settings.s3_access_key_id or boto3.Session().get_credentials()):
+            if not (settings.s3.access_key_id or boto3.Session().get_credentials()):
                 return "AWS Rekognition: no AWS credentials (the standard AWS chain found none, and [S3] has none)"
         else:
             from media_service.detectors.centerface import centerface_model_path

@@ -15,25 +15,27 @@ from mongo_manager import Job, MongoManager
 
 
 def make_detector(settings):
-    if settings.privacy_detector == "rekognition":
-        client = make_client(settings.s3_region, settings.privacy_rekognition_endpoint_url,
-                             settings.s3_access_key_id, settings.s3_secret_access_key,
-                             settings.rekognition_retry_mode, settings.rekognition_max_attempts)
+    if settings.privacy.detector == "rekognition":
+        client = make_client(settings.s3.region, settings.privacy.rekognition_endpoint_url,
+                             settings.s3.access_key_id, settings.s3.secret_access_key,
+                             settings.rekognition.retry_mode, settings.rekognition.max_attempts)
         return Rekognition(client)
-    return CenterFace(settings.privacy_threshold, settings.privacy_detector_threads)
+    return CenterFace(settings.privacy.threshold, settings.privacy.detector_threads)
 
 
-def blur_settings(settings) -> BlurSettings:
-    return BlurSettings(settings.privacy_detect_every, settings.privacy_detect_width, settings.privacy_hold_frames,
-                        settings.privacy_pad, settings.privacy_blur_mode, settings.privacy_blur_cells,
-                        settings.privacy_fail_closed, settings.x264_preset, settings.privacy_x264_crf,
-                        settings.privacy_verify_threshold, settings.privacy_max_blacked_out_percent)
+def blur_settings(privacy, content) -> BlurSettings:
+    """The pipeline's settings from the [Privacy] section (the encoder's preset is [Content]'s)."""
+    return BlurSettings(detect_every=privacy.detect_every, detect_width=privacy.detect_width,
+                        hold_frames=privacy.hold_frames, pad=privacy.pad, mode=privacy.blur_mode,
+                        cells=privacy.blur_cells, fail_closed=privacy.fail_closed, preset=content.x264_preset,
+                        crf=privacy.x264_crf, verify_threshold=privacy.verify_threshold,
+                        max_blacked_out_percent=privacy.max_blacked_out_percent)
 
 
 def roots(settings) -> tuple[Path, Path]:
     """The configured input folder and output folder (the input folder when none is set)."""
-    input_root = settings.path("privacy_input_dir")
-    return input_root, settings.path("privacy_output_dir") if settings.privacy_output_dir else input_root
+    input_root = settings.privacy.path("input_dir")
+    return input_root, settings.privacy.path("output_dir") if settings.privacy.output_dir else input_root
 
 
 class PrivacyJobHandler:
@@ -49,8 +51,8 @@ class PrivacyJobHandler:
         with self._lock:  # the model loads once, on first use; sessions are safe to share
             if self._detector is None:
                 self._detector = make_detector(self.settings)
-        return PrivacyPipeline(self._detector, blur_settings(self.settings),
-                               self.settings.max_width, self.settings.max_height)
+        return PrivacyPipeline(self._detector, blur_settings(self.settings.privacy, self.settings.content),
+                               self.settings.content.max_width, self.settings.content.max_height)
 
     def label(self, job: Job) -> str:
         return f"video={job.key}"

@@ -24,4 +24,4 @@ def wants_own_deadlines(view) -> bool:
 
 def call_deadline():
     """The deadline of one database call: `[MongoDB] timeout_seconds`."""
-    return mongo_manager.deadline(current_app.extensions["media"].settings.mongo_timeout_seconds)
+    return mongo_manager.deadline(current_app.extensions["media"].settings.mongodb.timeout_seconds)

@@ -61,7 +61,7 @@ def served_spec(app: Flask) -> dict:
             paths[path] = kept
     spec["paths"] = paths
     settings = app.extensions["media"].settings
-    if settings.privacy_require_key:  # no anonymous alternative: a key is required
+    if settings.privacy.require_key:  # no anonymous alternative: a key is required
         for item in paths.values():
             for method, operation in item.items():
                 if method in HTTP_METHODS and "privacy" in operation.get("tags", ()) and operation.get("security"):

@@ -98,7 +98,7 @@ def process_content_fields(fields: dict[str, str]):
     """CONTRACT §1 on these fields: validate, record a rejection, queue. The route's whole logic, also
     called by the jobs page's try-it form (web/jobs/try_it.py) with the fields Node would send."""
     svc = services()
-    result = validate_fields(fields, svc.settings.api_keys, svc.mongo.max_auto_annotation_version)
+    result = validate_fields(fields, svc.settings.app.api_keys, svc.mongo.max_auto_annotation_version)
     if isinstance(result, Rejection) and result.body is AUTH_ERROR and fields.get("auth_key"):
         count_wrong_key()  # a key sent and wrong: 429 once this client has sent too many
     if isinstance(result, Rejection):
@@ -114,8 +114,8 @@ def process_content_fields(fields: dict[str, str]):
             log.info("processContent repeated while %s; nothing new started", job["state"])
             return jsonify({**_job_state(job), "message": "already queued or running"}), 200
         problem = (_check_project(result, upload)
-                   or check_source(result, svc.settings.content_root(), svc.settings.allowed_extensions,
-                                   svc.settings.image_extensions))
+                   or check_source(result, svc.settings.content_root(), svc.settings.content.allowed_extensions,
+                                   svc.settings.content.image_extensions))
         problem = problem or _check_frame_rate(result) or _check_annotation(result)
         if problem:
             return _reject(problem)
@@ -154,7 +154,7 @@ def _check_frame_rate(request: ContentRequest) -> Rejection | None:
     read (milliseconds; not the worker's full probe), an image folder has a configured limit."""
     reads_video = request.content_type == ContentType.VIDEO and request.request_type != RequestType.ANNOTATIONS_ONLY
     source_fps = vp.average_frame_rate(request.source) if reads_video else None
-    return check_frame_rate(request, source_fps, services().settings.max_image_frame_rate)
+    return check_frame_rate(request, source_fps, services().settings.content.max_image_frame_rate)
 
 
 def _check_annotation(request: ContentRequest) -> Rejection | None:
@@ -185,7 +185,7 @@ def _frames_per_task(upload: dict) -> int:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value == int(value) \
             and 1 <= value <= 10000:
         return int(value)
-    return services().settings.frames_per_task
+    return services().settings.content.frames_per_task
 
 
 def _queue(request: ContentRequest, upload: dict) -> tuple[bool, dict]:
@@ -198,7 +198,7 @@ def _queue(request: ContentRequest, upload: dict) -> tuple[bool, dict]:
         content_path=request.content_path, source=str(request.source), video_name=name)
     kind = ANNOTATION_KIND if request.request_type == RequestType.ANNOTATIONS_ONLY else CONTENT_KIND
     return svc.mongo.jobs.enqueue(content_job_id(request.upload_id), kind, str(request.upload_id),
-                                 params.to_doc(), svc.settings.max_attempts,
+                                 params.to_doc(), svc.settings.jobs.max_attempts,
                                  holds=video_hold(request.project_id, name))
 
 
@@ -214,7 +214,7 @@ def _authorised_id(fields, name: str, keyless: bool = False):
     if not sent and keyless and _in_keyless_network(request.remote_addr):
         log.info("%s without a key from %s, a trusted network", request.path, request.remote_addr)
         return object_id, None
-    if not (key and key_matches(key, services().settings.api_keys)):
+    if not (key and key_matches(key, services().settings.app.api_keys)):
         if key:
             count_wrong_key()  # a key sent and wrong: 429 once this client has sent too many
         return None, (jsonify(AUTH_ERROR), 401)
@@ -227,7 +227,7 @@ def _in_keyless_network(address: str | None) -> bool:
     except ValueError:
         return False
     ip = ip.ipv4_mapped or ip if ip.version == 6 else ip  # ::ffff:127.0.0.1 is loopback too
-    return any(ip in network for network in services().settings.keyless_networks)
+    return any(ip in network for network in services().settings.app.keyless_networks)
 
 
 def _object_id_or_error(fields, name: str):
@@ -292,7 +292,7 @@ def create_dataset():
         if state == "complete":
             return jsonify({"data_version_id": str(version_id), "state": "complete",
                             "message": "this version is already built; edit it on the platform to rebuild"}), 200
-        created, job = svc.mongo.jobs.enqueue_dataset_build(version_id, svc.settings.dataset_task_attempts + 1)
+        created, job = svc.mongo.jobs.enqueue_dataset_build(version_id, svc.settings.dataset.task_attempts + 1)
         answer = {"data_version_id": str(version_id), "state": job["state"], "progress": job.get("progress", 0)}
         if not created:
             return jsonify({**answer, "message": "already queued or running"}), 200
@@ -321,7 +321,7 @@ def ready():
     process without workers, a gunicorn web worker, has no "workers" check). Answered within
     `[App] ready_budget_seconds`; each part on its own key of "checks"."""
     svc = services()
-    budget = svc.settings.ready_budget_seconds
+    budget = svc.settings.app.ready_budget_seconds
     checks = run_checks(svc, budget)
     ok = all(check["state"] == "ok" for check in checks.values())
     state = {"mongodb": "ok" if checks["database"]["state"] == "ok" else "unreachable",

@@ -61,8 +61,8 @@ def _relative_name(raw: str) -> str | None:
 
 
 def _directories(settings) -> tuple[Path, Path]:
-    input_dir = Path(settings.privacy_input_dir)
-    return input_dir, Path(settings.privacy_output_dir) if settings.privacy_output_dir else input_dir
+    input_dir = Path(settings.privacy.input_dir)
+    return input_dir, Path(settings.privacy.output_dir) if settings.privacy.output_dir else input_dir
 
 
 @bp.before_request
@@ -72,15 +72,15 @@ def require_key():
     settings = _services().settings
     if request.endpoint == "privacy.health":
         return None
-    if not settings.privacy_require_key:
-        if settings.privacy_allow_remote_without_key or _from_loopback():
+    if not settings.privacy.require_key:
+        if settings.privacy.allow_remote_without_key or _from_loopback():
             return None
         return _text("Error: this API answers only local callers until a key is configured "
                      "([Privacy] require_key with PRIVACY_API_KEY)", 403)
     given = request.headers.get("X-API-Key") or ""
     if not given and request.headers.get("Authorization", "").startswith("Bearer "):
         given = request.headers["Authorization"][7:]
-    if given and key_matches(given, settings.privacy_api_keys):
+    if given and key_matches(given, settings.privacy.api_keys):
         return None
     if given:
         count_wrong_key()  # 429 once this client has sent too many
@@ -109,12 +109,12 @@ def process_video():
         return _text("Error: invalid file name", 400)
     if not source.is_file():  # a regular file: a folder, FIFO or device is no video
         return _text("Error: file not found", 404)
-    if source.suffix.lower().lstrip(".") not in svc.settings.privacy_extensions:
-        return _text(f"Error: unsupported file type (accepted: {', '.join(svc.settings.privacy_extensions)})", 415)
+    if source.suffix.lower().lstrip(".") not in svc.settings.privacy.extensions:
+        return _text(f"Error: unsupported file type (accepted: {', '.join(svc.settings.privacy.extensions)})", 415)
     with job_context(f"video={name}"):
         params = PrivacyJobParams(name, str(source), str(PrivacyJobParams.output_dir_for(output_dir, name)))
         created, job = svc.mongo.jobs.enqueue(privacy_job_id(name), PRIVACY_KIND, name, params.to_doc(),
-                                             svc.settings.max_attempts)
+                                             svc.settings.jobs.max_attempts)
         log.info("process_video: %s", "queued" if created else f"already {job['state']}")
     svc.notify_workers()
     return _text("Success: file exists.", 202)

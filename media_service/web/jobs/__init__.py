@@ -19,6 +19,6 @@ from media_service.web.jobs import media, routes, session, try_it
 def register(app: Flask, settings) -> None:
     """The jobs pages on `app`: Flask's session signed with the service's keys, and the blueprints
     (the try-it form's only when `[App] try_it` is on)."""
-    session.install(app, settings.api_keys)
-    for blueprint in (session.bp, routes.bp, media.bp, *((try_it.bp,) if settings.try_it else ())):
+    session.install(app, settings.app.api_keys)
+    for blueprint in (session.bp, routes.bp, media.bp, *((try_it.bp,) if settings.app.try_it else ())):
         app.register_blueprint(blueprint)

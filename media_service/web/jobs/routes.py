@@ -72,8 +72,9 @@ def page():
     settings = services().settings
     jobs = [job_view(job) for job in services().mongo.jobs.list(kind, state, limit)]
     return render_template("jobs/page.html", jobs=jobs, csrf=session.page_csrf(), poll_ms=POLL_MS,
-                           try_it=settings.try_it, try_it_mib=settings.try_it_max_bytes / 2 ** 20,
-                           extensions=settings.allowed_extensions, kind=kind or "", state=state or "", limit=limit,
+                           try_it=settings.app.try_it, try_it_mib=settings.app.try_it_max_bytes / 2 ** 20,
+                           extensions=settings.content.allowed_extensions, kind=kind or "", state=state or "",
+                           limit=limit,
                            local_storage=isinstance(services().storage, LocalStorage),
                            now=iso(datetime.now(timezone.utc)))
 

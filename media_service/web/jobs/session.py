@@ -119,11 +119,11 @@ def _authenticated() -> str | None:
     settings = services().settings
     given = request.headers.get("X-API-Key")
     if given:
-        if key_matches(given, settings.api_keys):
+        if key_matches(given, settings.app.api_keys):
             return "header"
         count_wrong_key()  # 429 once this client has sent too many
         return None
-    if request.cookies.get(SESSION_COOKIE) and session_valid(settings.jobs_session_hours):
+    if request.cookies.get(SESSION_COOKIE) and session_valid(settings.app.jobs_session_hours):
         return "cookie"
     return None
 
@@ -168,13 +168,13 @@ def login():
     session cookie (HttpOnly, SameSite=Strict, Secure on HTTPS, for `[App] jobs_session_hours`);
     otherwise 401 and the form again. The key is never logged."""
     settings = services().settings
-    key = _matching_key(request.form.get("key", ""), settings.api_keys)
+    key = _matching_key(request.form.get("key", ""), settings.app.api_keys)
     if key is None:
         log.warning("jobs page: a login with a wrong key from %s", request.remote_addr)
         if request.form.get("key"):
             count_wrong_key()  # 429 once this client has sent too many
         return login_page(401, "That is not the service's key.")
-    start_session(key, settings.jobs_session_hours)
+    start_session(key, settings.app.jobs_session_hours)
     return redirect(url_for("jobs_page.page"), 303)
 
 

@@ -37,9 +37,9 @@ def allow_a_video():
     """Before the key is checked (which may read the form): a video up to `[App] try_it_max_bytes`,
     larger than other requests may be."""
     settings = services().settings
-    request.max_content_length = settings.try_it_max_bytes
+    request.max_content_length = settings.app.try_it_max_bytes
     if request.mimetype == "multipart/form-data":  # files are spooled to disk; other bodies stay small
-        limits.allow(request.environ, settings.try_it_max_bytes)
+        limits.allow(request.environ, settings.app.try_it_max_bytes)
 
 
 bp.before_request(session.require_key)
@@ -58,7 +58,7 @@ def _safe_name(original: str, ext: str) -> str:
 def _node_content_path(path: Path) -> str:
     """The path as Node sends it: relative to `[Folders] content_path_base` (./contents/uploads/...),
     or absolute when the content folder lies elsewhere."""
-    base = services().settings.path("content_path_base")
+    base = services().settings.folders.path("content_path_base")
     try:
         return "./" + path.relative_to(base).as_posix()
     except ValueError:
@@ -88,7 +88,7 @@ def _restart_database_deadline() -> None:
     their own (`[MongoDB] timeout_seconds`)."""
     if "database_deadline" in g:
         g.database_deadline.__exit__(None, None, None)
-        g.database_deadline = mongo_manager.deadline(services().settings.mongo_timeout_seconds)
+        g.database_deadline = mongo_manager.deadline(services().settings.mongodb.timeout_seconds)
         g.database_deadline.__enter__()
 
 
@@ -123,13 +123,13 @@ def try_it():
     project_id, upload_id = ObjectId(), ObjectId()
     if video is not None and video.filename:
         ext = Path(video.filename).suffix.lower().lstrip(".")
-        if ext not in settings.allowed_extensions:
+        if ext not in settings.content.allowed_extensions:
             return json_error(415, f"file extension '.{ext}' is not allowed; allowed: "
-                                   f"{', '.join(settings.allowed_extensions)}")
+                                   f"{', '.join(settings.content.allowed_extensions)}")
         folder = root / "uploads" / str(project_id)
         _mark_try_it(upload_id, project_id, folder.relative_to(root).as_posix())  # before anything is saved
         try:
-            source = _save_upload(video, root, folder, ext, settings.try_it_max_bytes)
+            source = _save_upload(video, root, folder, ext, settings.app.try_it_max_bytes)
         except PathRefused as exc:
             return json_error(400, f"the upload cannot be saved in the content folder: {svc.redact.text(str(exc))}")
         original = video.filename
@@ -150,7 +150,7 @@ def try_it():
         video_upload_doc(upload_id, project_id, content_path, int(frame_rate), now))
     log.info("try-it: upload %s of project %s created for %s", upload_id, project_id, svc.redact.text(content_path))
     answer, status = process_content_fields({
-        "upload_id": str(upload_id), "auth_key": settings.api_keys[0], "project_id": str(project_id),
+        "upload_id": str(upload_id), "auth_key": settings.app.api_keys[0], "project_id": str(project_id),
         "frame_rate": frame_rate, "content_path": content_path, "force_write": "0", "auto_anno_version": "0",
         "request_type": str(RequestType.TASKS_ONLY), "content_type": str(ContentType.VIDEO)})
     job_id = content_job_id(upload_id)
