@@ -61,7 +61,8 @@ class RssPeak:
 
 
 def upload_folder(folder: Path, bucket: str, prefix: str, server_pid: int | None) -> dict:
-    """The baseline: every file under `folder` (the version's objects and exports) uploaded with boto3's transfer manager, 8 threads."""
+    """The baseline: every file under `folder` (the version's objects and exports) uploaded with
+    boto3's transfer manager, 8 threads."""
     from boto3.s3.transfer import TransferConfig, create_transfer_manager
 
     from tests.s3_server import _client

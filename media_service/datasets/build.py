@@ -29,7 +29,7 @@ from bson import ObjectId
 
 import video_processor as vp
 from media_service import metrics
-from media_service.datasets import augment, source
+from media_service.datasets import augment, source, uploads
 from media_service.datasets.export_assembly import store_exports
 from media_service.datasets.frame_writer import (
     ObjectCache,
@@ -127,7 +127,11 @@ class DatasetBuilder:
                 if entries[str(task)]["state"] != "complete" or not self._recorded(context, task)]
         cache = object_cache(self.storage, self.settings.folders.path("task_base"), context)
         try:
-            failures = self._build_tasks(context, todo, entries, result, cache, check, progress)
+            sink = uploads.uploads_for(self.storage)
+            try:
+                failures = self._build_tasks(context, todo, entries, result, cache, sink, check, progress)
+            finally:
+                sink.close()
             if failures:
                 raise TaskFailed(f"{len(failures)} of {len(task_ids)} tasks failed this attempt: "
                                  + "; ".join(failures))
@@ -157,12 +161,12 @@ class DatasetBuilder:
         return result
 
     def _build_tasks(self, context: Version, todo: list[ObjectId], entries: dict, result: BuildResult,
-                     cache: ObjectCache | StoredInPlace, check, progress) -> list[str]:
+                     cache: ObjectCache | StoredInPlace, sink, check, progress) -> list[str]:
         failures: list[str] = []
         done = len(entries) - len(todo)
         lock = threading.Lock()
         with ThreadPoolExecutor(max_workers=self.settings.cores.worker_threads, thread_name_prefix="dataset") as pool:
-            futures = {pool.submit(self._timed_task, context, task, entries[str(task)], result, cache, lock,
+            futures = {pool.submit(self._timed_task, context, task, entries[str(task)], result, cache, sink, lock,
                                    check): task for task in todo}
             for future in as_completed(futures):
                 task = futures[future]
@@ -205,7 +209,7 @@ class DatasetBuilder:
             self._task(*args)
 
     def _task(self, context: Version, task_id: ObjectId, entry: dict, result: BuildResult,
-              cache: ObjectCache | StoredInPlace, lock, check) -> None:
+              cache: ObjectCache | StoredInPlace, sink, lock, check) -> None:
         started = time.monotonic()
         task = self.mongo.get_task(task_id)
         if task is None or not task.get("S3_url"):
@@ -221,7 +225,8 @@ class DatasetBuilder:
         scratch = self.settings.folders.path("task_base") / f"dataset-{context.id}-{hex_id}"
         scratch.mkdir(parents=True, exist_ok=True)
         metrics.lap("database")
-        writer = TaskWriter(self.storage, self.settings.dataset, self.augmentation, context, hex_id, stored, cache)
+        writer = TaskWriter(self.storage, self.settings.dataset, self.augmentation, context, hex_id, stored, cache,
+                            sink)
         updates = []
         try:
             pictures = self._pictures(task, scratch)
@@ -236,7 +241,9 @@ class DatasetBuilder:
             if decoded != len(frames):
                 raise PlatformStateError("task_mismatch", f"task {hex_id}: its video has {decoded} frames, "
                                                           f"its frame documents {len(frames)}")
+            writer.wait()  # every object stored before the frame docs and `complete` say so
         finally:
+            writer.abandon()
             shutil.rmtree(scratch, ignore_errors=True)
         metrics.count("frames", len(frames), stage="dataset")
         self.mongo.set_frame_dataset_fields(context.id, updates)

@@ -13,6 +13,7 @@ exports read them there for every task, built in this attempt or in an earlier o
 Objects a crashed attempt of the same build stored already are not stored again. `ObjectCache`
 keeps a local copy of every object the build stores (S3) for the exports to read back from disk;
 `StoredInPlace` takes its part on local storage, where the stored objects are read in place.
+On S3 the objects are stored in the background (`uploads`); `TaskWriter.wait` waits for them.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from bson import ObjectId
 
 from media_service import metrics
 from media_service.contract import DatasetType
-from media_service.datasets import augment, augment_image, keys
+from media_service.datasets import augment, augment_image, keys, uploads
 from media_service.datasets.labels import Box, LabelScheme, frame_labels
 from media_service.storage import LocalStorage
 from mongo_manager import utcnow
@@ -183,9 +184,12 @@ class TaskWriter:
     """Writes the frames of one task, skipping objects already stored by this build, and counts them."""
 
     def __init__(self, storage, dataset, augmentation: augment.AugmentationSettings, version: Version, task: str,
-                 stored: set[str], cache: ObjectCache | StoredInPlace):
+                 stored: set[str], cache: ObjectCache | StoredInPlace,
+                 sink: uploads.Inline | uploads.Background | None = None):
         self.storage, self.dataset, self.augmentation = storage, dataset, augmentation  # dataset: [Dataset]
         self.version, self.task, self.stored, self.cache = version, task, stored, cache
+        self.sink = sink or uploads.Inline(storage)
+        self.pending: list = []  # the objects handed to the sink and maybe not stored yet
         self.writes = self.images = self.image_bytes = self.dropped = 0
         self.counts: dict[str, dict] = {}  # the task's augmentationFileCounts: {augType: {count, size}}
 
@@ -241,7 +245,7 @@ class TaskWriter:
 
     def _put(self, key: str, data: bytes, content_type: str) -> None:
         if key not in self.stored:
-            self.storage.put_bytes(key, data, content_type)
+            self.pending.append(self.sink.put(key, data, content_type))
             self.writes += 1
         self.cache.put(key, data)
         metrics.lap("storage")
@@ -259,6 +263,18 @@ class TaskWriter:
         metrics.lap("thumbnail")
         self._put(thumbnail_key, thumbnail, JPEG)
         return len(data)
+
+    def wait(self) -> None:
+        """Wait until every object of the task is stored; raises the first failure."""
+        uploads.wait_all(self.pending)
+        metrics.lap("storage")
+
+    def abandon(self) -> None:
+        """Wait for what is still uploading, its failures ignored (the task failed already)."""
+        try:
+            uploads.wait_all(self.pending)
+        except Exception:  # noqa: BLE001 - the task's own failure is the one reported
+            pass
 
     def _text(self, key: str, text: str) -> None:
         self._put(key, text.encode(), TEXT)
