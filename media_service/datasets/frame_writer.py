@@ -243,11 +243,14 @@ class TaskWriter:
         self.dropped += labels.dropped
         return fields, entry
 
-    def _put(self, key: str, data: bytes, content_type: str) -> None:
+    def _put(self, key: str, data: bytes, content_type: str, exported: bool = True) -> None:
+        """Store the object (unless stored already); what the exports read (`exported`: images and
+        label files, not thumbnails) also goes to the build's local copy."""
         if key not in self.stored:
             self.pending.append(self.sink.put(key, data, content_type))
             self.writes += 1
-        self.cache.put(key, data)
+        if exported:
+            self.cache.put(key, data)
         metrics.lap("storage")
 
     def _image(self, key: str, thumbnail_key: str, rgb: np.ndarray) -> int:
@@ -261,7 +264,7 @@ class TaskWriter:
         self.image_bytes += len(data)
         thumbnail = _jpeg(_thumbnail(bgr, self.dataset.thumbnail_size), quality)
         metrics.lap("thumbnail")
-        self._put(thumbnail_key, thumbnail, JPEG)
+        self._put(thumbnail_key, thumbnail, JPEG, exported=False)
         return len(data)
 
     def wait(self) -> None:
