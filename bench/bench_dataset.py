@@ -171,6 +171,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=2000)
     parser.add_argument("--augmentations", nargs="*", default=["flip_horizontal"])
     parser.add_argument("--only", choices=["local", "s3"])
+    parser.add_argument("--inline-too", action="store_true",
+                        help="also build to S3 with each object stored by its task thread (before issue 20)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -190,18 +192,30 @@ def main() -> None:
                     work / "local" / "storage" / "dataset", BUCKET, "baseline", server.pid)})
             if args.only in (None, "s3"):
                 from tests.s3_server import BUCKET, S3_PORT
-                results.append(build_once(work, work / "s3", f"s3://{BUCKET}/bench", {
-                    "S3_ENDPOINT_URL": f"http://127.0.0.1:{S3_PORT}", "S3_ACCESS_KEY_ID": "test",
-                    "S3_SECRET_ACCESS_KEY": "test-secret"}, args.frames, args.augmentations, server.pid))
+                s3_env = {"S3_ENDPOINT_URL": f"http://127.0.0.1:{S3_PORT}", "S3_ACCESS_KEY_ID": "test",
+                          "S3_SECRET_ACCESS_KEY": "test-secret"}
+                results.append(build_once(work, work / "s3", f"s3://{BUCKET}/bench", s3_env, args.frames,
+                                          args.augmentations, server.pid))
+            if args.only in (None, "s3") and args.inline_too:
+                from media_service.datasets import uploads
+                background, uploads.uploads_for = uploads.uploads_for, uploads.Inline
+                try:
+                    inline = build_once(work, work / "s3-inline", f"s3://{BUCKET}/bench-inline", s3_env,
+                                        args.frames, args.augmentations, server.pid)
+                finally:
+                    uploads.uploads_for = background
+                inline["storage"] += ", uploads inline (before issue 20)"
         finally:
             if server is not None:
                 server.terminate()
                 server.wait(30)
         if args.only is None:
-            local, upload, s3 = results
+            local, upload, s3 = results[:3]
             baseline = local["seconds"] + upload["upload_of_local_output"]["seconds"]
             results.append({"s3_ratio": round(s3["seconds"] / baseline, 3),
                             "baseline_seconds (local build + upload)": round(baseline, 2)})
+        if args.inline_too and args.only != "local":
+            results.append(inline)
         for for_clip in results:
             if "storage" in for_clip:
                 for_clip.update(clip=f"{args.frames} frames 1280x720", cores=os.cpu_count(),

@@ -203,7 +203,8 @@ class S3Storage:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def list_keys(self, prefix: str) -> list[str]:
-        full = self._key(prefix) if prefix else self.prefix
+        # A folder's prefix ends with "/": checked as a key without it (an empty segment is no key).
+        full = self._key(prefix.rstrip("/")) + "/" * prefix.endswith("/") if prefix else self.prefix
         strip = len(self.prefix) + 1 if self.prefix else 0
         keys: list[str] = []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
