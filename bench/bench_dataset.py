@@ -1,6 +1,7 @@
 """Benchmark: building a dataset version (issue 13), to local storage and to SeaweedFS on loopback.
 
     .venv/bin/python -m bench.bench_dataset [--frames 2000] [--augmentations flip_horizontal]
+                                            [--only local|s3] [--inline-too]
 
 Cuts a 720p clip into tasks with the service's own pipeline (not timed), puts two boxes on every
 frame, then builds a version with one augmentation in this process (DatasetBuilder, the code the
