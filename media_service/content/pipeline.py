@@ -226,9 +226,13 @@ class ContentPipeline:
         return self.annotators(params)
     def _cut_tasks(self, ctx, params: ContentJobParams, plan: Plan, checkpoint: dict,
                    annotator: FrameAnnotator | None) -> None:
-        """Encode tasks in this thread while the previous one is checked and committed in another.
+        """Encode tasks in this thread while the previous one is checked and committed in another,
+        and (request_type 1) detect on one batch of frames in a third while the next batch is
+        decoded and encoded.
 
-        Commits stay in task order (one at a time); a failed commit stops the encoding at once.
+        Commits stay in task order (one at a time), each after the detection of its frames; a
+        failed commit or detection stops the encoding at once. At most one batch is being detected
+        and one gathered, so memory stays flat.
         """
         per_task = params.frames_per_task
         scratch = self.settings.folders.path("task_base") / str(params.upload_id)
@@ -238,12 +242,24 @@ class ContentPipeline:
         point: dict | None = None
         pending: Future | None = None
         to_annotate: list[tuple[Frame, object]] = []  # (frame, its RGB copy for the detector)
+        detecting: Future | None = None  # the batch the detector is on (one at a time, in order)
+
+        def detect(batch: list[tuple[Frame, object]]) -> None:
+            boxes = annotator.annotate([rgb for _, rgb in batch], plan.size)
+            for (frame, _), found in zip(batch, boxes):
+                frame.boxes = found
 
         def annotate() -> None:
-            boxes = annotator.annotate([rgb for _, rgb in to_annotate], plan.size)
-            for (frame, _), found in zip(to_annotate, boxes):
-                frame.boxes = found
+            nonlocal detecting
+            if detecting is not None:
+                detecting.result()  # one batch at a time: memory stays flat, errors surface here
+            detecting = detector.submit(contextvars.copy_context().run, detect, list(to_annotate))
             to_annotate.clear()
+
+        def commit(waiting_for: Future | None, *args) -> None:
+            if waiting_for is not None:
+                waiting_for.result()  # this task's frames have their boxes (batches finish in order)
+            self._commit_task(*args)
 
         def hand_over() -> Future:
             nonlocal index, encoder, frames
@@ -253,12 +269,13 @@ class ContentPipeline:
             if pending is not None:
                 pending.result()  # in order: the previous task is committed first
             # A copy of this thread's context keeps the job's label on the commit's log lines.
-            future = committer.submit(contextvars.copy_context().run, self._commit_task, ctx, params, plan,
+            future = committer.submit(contextvars.copy_context().run, commit, detecting, ctx, params, plan,
                                       checkpoint, index, encoder, frames, point)
             index, encoder, frames = index + 1, None, []
             return future
 
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit") as committer:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit") as committer, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="detect") as detector:
             try:
                 for frame, point in plan.frames:
                     ctx.check()
@@ -285,8 +302,7 @@ class ContentPipeline:
             finally:
                 if encoder is not None:
                     encoder.abort()
-                if pending is not None:
-                    wait([pending])  # never leave a commit running behind a failed job
+                wait([f for f in (pending, detecting) if f is not None])  # nothing left running behind a failed job
         shutil.rmtree(scratch, ignore_errors=True)
 
     def _commit_task(self, ctx, params: ContentJobParams, plan: Plan, checkpoint: dict, index: int,

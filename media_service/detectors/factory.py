@@ -61,10 +61,11 @@ def _build(settings):
                            settings.rekognition.max_attempts,
                            max_pool_connections=max(10, settings.rekognition.workers))
     from media_service.detectors.ssd_mobilenet import LocalDetector, SsdMobileNet
-    # CenterFace gets the worker's cores (measured: 68 ms a 960-px frame on one thread, 16 ms a
-    # 640-px frame on two, with the same faces found); SSD MobileNet resizes to 300 px itself.
+    # CenterFace on one onnxruntime thread: the content pipeline detects in a thread beside the
+    # encoder, and a second onnxruntime thread mostly spins (measured on 2 cores, 640x480 frames:
+    # 35-37 CPU ms a frame on one thread, 60-79 on two, same boxes). SSD MobileNet resizes to 300 px itself.
     return LocalDetector(settings.inference.object_threshold, settings.inference.face_threshold,
-                         face_threads=settings.cores.worker_threads,
+                         face_threads=1,
                          objects=SsdMobileNet(settings.inference.object_threshold,
                                               batch_size=settings.inference.batch_size))
 

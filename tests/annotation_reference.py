@@ -1,0 +1,129 @@
+"""Today's auto-annotation boxes as a stored reference (issue 20), so that a faster detector path
+must find the same boxes.
+
+Two clips, a few dozen sampled frames each:
+- "scene": tests/faces.py's scene at 1920x1080 25 fps (the bench clip's scene), 100 frames sampled
+  at 5 fps (every 4th: 25 frames);
+- "vtest": OpenCV's vtest.avi (real pedestrians seen from above, 768x576 10 fps) from Debian's
+  `opencv-doc`, sampled at 0.5 fps (every 20th frame: 40 frames).
+
+Frames reach the detector as they do in request_type 1: decoded by the service's media package,
+converted to RGB at the annotator's `input_size`, boxes from `Annotator.annotate` in the clip's
+pixels. `python -m tests.annotation_reference` rewrites tests/data/annotation_reference.json; it
+was written once, before any speed change, with the detector of that day.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import video_processor as vp
+from media_service.annotation.annotator import Annotator
+from media_service.annotation.policy import LabelPolicy
+from tests.faces import make_face_clip
+
+REFERENCE = Path(__file__).parent / "data" / "annotation_reference.json"
+VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")  # Debian opencv-doc (run_tests.sh)
+CLIPS = {"scene": 5, "vtest": 0.5}  # clip: sampling rate (frames per second)
+
+
+def clip_path(name: str, work: Path) -> Path:
+    """The clip's file: the scene is written into `work`; vtest.avi must be installed."""
+    if name == "scene":
+        path = work / "scene.mp4"
+        if not path.exists():
+            make_face_clip(path, frames=100, size=(1920, 1080), fps=25, audio=False)
+        return path
+    if not VTEST.is_file():
+        raise FileNotFoundError(f"{VTEST} is missing: apt-get install opencv-doc (./run_tests.sh does)")
+    return VTEST
+
+
+def annotator_for(settings) -> Annotator:
+    """An annotator as request_type 1 builds it, for a project that has every label the detector
+    knows (nothing is left out)."""
+    from media_service.detectors.factory import annotation_detector
+    detector = annotation_detector(settings)
+    policy = LabelPolicy.build([{"label": label} for label in detector.labels], settings.annotation)
+    return Annotator(detector, policy, 1, settings.inference.detect_max_side, settings.inference.batch_size,
+                     settings.inference.detect_every)
+
+
+def boxes_of(annotator: Annotator, path: Path, rate: float) -> list[dict]:
+    """[{frame, label, box: [x, y, w, h], score}] for the clip's sampled frames (1-based numbers)."""
+    info = vp.probe_video(path, 9999, 9999)
+    size = (info.width, info.height)
+    numbers, rgbs, found = [], [], []
+
+    def flush() -> None:
+        for number, boxes in zip(numbers, annotator.annotate(rgbs, size)):
+            for box in boxes:
+                b = box["boundaries"]
+                found.append({"frame": number, "label": b["label"], "box": [b["x"], b["y"], b["w"], b["h"]],
+                              "score": round(float(b["autoLable_confidance"]), 4)})
+        numbers.clear()
+        rgbs.clear()
+
+    for sample, _ in vp.decode_samples(path, vp.Sampler(rate, "timestamp", info.average_fps), info):
+        numbers.append(sample.number)
+        rgbs.append(vp.frame_to_rgb(sample.frame, *annotator.input_size(size)))
+        if len(rgbs) == annotator.batch_size:
+            flush()
+    flush()
+    return found
+
+
+def frames_sampled(path: Path, rate: float) -> int:
+    info = vp.probe_video(path, 9999, 9999)
+    return sum(1 for _ in vp.decode_samples(path, vp.Sampler(rate, "timestamp", info.average_fps), info))
+
+
+def iou(a, b) -> float:
+    """Boxes as [x, y, w, h]."""
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union else 0.0
+
+
+def matched(found: list[dict], reference: list[dict], threshold: float = 0.5) -> int:
+    """How many reference boxes a found box of the same frame and label covers at IoU >= threshold
+    (each found box matches at most one, best IoU first)."""
+    pairs = sorted(((iou(f["box"], r["box"]), i, j) for i, f in enumerate(found) for j, r in enumerate(reference)
+                    if f["frame"] == r["frame"] and f["label"] == r["label"]), reverse=True)
+    used_found, used_ref = set(), set()
+    for value, i, j in pairs:
+        if value < threshold:
+            break
+        if i not in used_found and j not in used_ref:
+            used_found.add(i)
+            used_ref.add(j)
+    return len(used_ref)
+
+
+def recall_precision(found: list[dict], reference: list[dict]) -> tuple[float, float]:
+    hits = matched(found, reference)
+    return (hits / len(reference) if reference else 1.0, hits / len(found) if found else 1.0)
+
+
+def main(work: Path) -> None:
+    import os
+
+    from media_service.config import load_settings
+    settings = load_settings(dict(os.environ))
+    annotator = annotator_for(settings)
+    stored = {"detector": annotator.model, "detect_max_side": settings.inference.detect_max_side, "clips": {}}
+    for name, rate in CLIPS.items():
+        path = clip_path(name, work)
+        stored["clips"][name] = {"rate": rate, "frames": frames_sampled(path, rate),
+                                 "boxes": boxes_of(annotator, path, rate)}
+    REFERENCE.parent.mkdir(exist_ok=True)
+    REFERENCE.write_text(json.dumps(stored, indent=None, separators=(",", ":")).replace("},{", "},\n{") + "\n")
+
+
+if __name__ == "__main__":
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tmp))
