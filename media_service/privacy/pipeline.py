@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 # The check of a hidden region looks at it with its surroundings at most this many pixels across:
 # the region then fills about half of it, where CenterFace is surest, and a check costs a few ms.
 CHECK_SIZE = 320
+# ...and at least this many: a small face (heads of 10 px in a crowd) is found on the whole frame
+# thanks to the body around it, but not in a crop of its own box's size (issue 20, vtest.avi).
+CHECK_MIN = 128
 
 
 @dataclass(frozen=True)
@@ -261,7 +264,8 @@ class PrivacyPipeline:
         """Does the detector find a face overlapping `box` in a crop around it (upright)?"""
         x1, y1, x2, y2 = box
         height, width = planes[0].shape
-        margin_x, margin_y = (x2 - x1) // 2, (y2 - y1) // 2
+        margin_x = max((x2 - x1) // 2, (CHECK_MIN - (x2 - x1)) // 2)
+        margin_y = max((y2 - y1) // 2, (CHECK_MIN - (y2 - y1)) // 2)
         # Even edges, so that the chroma planes line up with the luma crop.
         cx1, cy1 = max(0, x1 - margin_x) & ~1, max(0, y1 - margin_y) & ~1
         cx2, cy2 = min(width, x2 + margin_x) & ~1, min(height, y2 + margin_y) & ~1
