@@ -130,6 +130,7 @@ def main() -> None:
             "cores": os.cpu_count(), "type0_s": round(type0["seconds"], 2), "type1_s": round(type1["seconds"], 2),
             "type1_vs_type0": round(type1["seconds"] / type0["seconds"], 2), "type1_boxes": type1["boxes"],
             "type0_cpu_s": type0["cpu_s"], "type1_cpu_s": type1["cpu_s"], "type1_peak_rss_mb": type1["peak_rss_mb"],
+            "type1_service_rss_mb": type1["service_rss_mb"], "type1_mongod_rss_mb": type1["mongod_rss_mb"],
             "detector_fps": round(detector_fps, 2),
             "detector_cpu_ms_per_frame": round(detector_cpu_ms, 1), "detect_max_side": side,
             "recall_precision_vs_reference": quality, **faces}, indent=1))

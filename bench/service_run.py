@@ -5,10 +5,12 @@ process so its time and memory are its own):
 
 The service runs with its embedded defaults under WORK (settings from the environment apply too),
 CLIP relative to WORK. Prints one JSON line: seconds from the request to status 1 (interpreter
-start-up and imports not counted), the upload's status and task count, and the boxes written.
+start-up and imports not counted), the upload's status and task count, the boxes written, and the
+peak RSS of the service process and of its mongod.
 """
 import json
 import os
+import resource
 import sys
 import threading
 import time
@@ -48,7 +50,10 @@ def main(work: Path, clip: str, request_type: str, rate: str) -> dict:
     boxes = sum(len(f["boxes"]) for f in db.AnnotationFrame.find({}, {"boxes": 1}))
     server.shutdown()
     app.extensions["media"].close(grace=1)
-    return {"seconds": elapsed, "status": doc["status"], "tasks": doc.get("taskCount"), "boxes": boxes}
+    # The service's own peak apart from its embedded mongod's (a child, waited for by close()).
+    return {"seconds": elapsed, "status": doc["status"], "tasks": doc.get("taskCount"), "boxes": boxes,
+            "service_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "mongod_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)}
 
 
 if __name__ == "__main__":
