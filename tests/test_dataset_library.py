@@ -7,6 +7,7 @@ are read back with pycocotools and data.yaml with PyYAML.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import random
 import subprocess
@@ -480,3 +481,22 @@ def test_split_names():
         ["train", "val", "test", "train", "train", "val", "test", None]
     with pytest.raises(ValueError):
         split_name(4)
+
+
+def test_dataset_jpegs_keep_the_colours_of_the_rgb_frame():
+    """Frames reach the writer as RGB and are encoded without a BGR copy: red stays red, in the
+    picture and in its thumbnail, as OpenCV (BGR) and Pillow (RGB) read them back."""
+    from PIL import Image
+
+    from media_service.datasets.frame_writer import _jpeg, _thumbnail
+
+    rgb = np.zeros((240, 320, 3), np.uint8)
+    rgb[:, :160] = (220, 30, 30)    # red half
+    rgb[:, 160:] = (30, 30, 220)    # blue half
+    for encoded, width in ((_jpeg(rgb, 90), 320), (_jpeg(_thumbnail(rgb, 100), 90), 100)):
+        bgr = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR)
+        assert bgr.shape[1] == width
+        assert np.abs(bgr[:, : width // 4].astype(int).mean(axis=(0, 1)) - (30, 30, 220)).max() < 6   # BGR red
+        assert np.abs(bgr[:, -width // 4:].astype(int).mean(axis=(0, 1)) - (220, 30, 30)).max() < 6  # BGR blue
+        with Image.open(io.BytesIO(encoded)) as image:
+            assert image.mode == "RGB" and image.getpixel((5, 5))[0] > 200 and image.getpixel((5, 5))[2] < 60

@@ -534,7 +534,13 @@ def test_on_s3_the_exports_read_the_build_s_own_copies_and_fetch_only_what_is_no
             shutil.rmtree(next(task_base.glob(f"dataset-{uncached.id}-*-objects")))
 
     builder.build(uncached.id, progress=forget_the_copies)
-    assert len(storage.reads) == 6 * 4 * 2  # the image and the labels of each frame and augmentation
+    images = [key for key in storage.reads if key.endswith(".jpg")]
+    assert len(images) == len(set(images)) == 6 * 4  # the image of each frame and augmentation, once
+    # The version's own label files only for the frames samples.zip holds: the exports write theirs.
+    samples_key = f"ds-cache/dataset/{uncached.group}/{uncached.id}/samples.zip"
+    samples = zipfile.ZipFile(io.BytesIO(s3_server.get_object(Bucket=BUCKET, Key=samples_key)["Body"].read()))
+    sampled_labels = [name for name in samples.namelist() if name.startswith("labels/") and name.endswith(".txt")]
+    assert sampled_labels and len(storage.reads) - len(images) == len(sampled_labels)
 
     for version in (cached, uncached):
         key = f"ds-cache/dataset/{version.group}/{version.id}/exports/yolo.zip"

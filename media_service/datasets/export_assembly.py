@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from bson import ObjectId
@@ -30,20 +31,22 @@ def store_exports(mongo, storage, settings, version: Version, tasks: list[str],
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     try:
-        records = _records(mongo, storage, version, tasks, cache, folder / "objects")
+        records, label_keys = _records(mongo, storage, version, tasks, cache, folder / "objects")
         names = version.scheme.class_names if version.scheme.mode != DEFAULT else sorted(
             {str(box.cls) for record in records for box in record.boxes})
 
         def export(name: str) -> tuple[str, int]:
-            summary = exports.write_export(records, names, folder / name, formats=(name,),
-                                           zip_path=folder / f"{name}.zip")
+            summary = exports.write_export(records, names, None, formats=(name,), zip_path=folder / f"{name}.zip")
             key = keys.export_zip_key(version.group, version.id, name)
             storage.put_file(key, summary.zip_path, "application/zip")
             return key, sum(summary.images.values())  # fileCount: images, as the old service counted
 
         def sample() -> str:
-            samples = exports.write_samples_zip(records, names, folder / "samples.zip",
-                                                settings.dataset.samples_per_split)
+            per_split = settings.dataset.samples_per_split
+            # The version's own label files, read for the few samples only.
+            chosen = [replace(record, label_text=_label_text(storage, cache, label_keys[record.stem]))
+                      for record in exports.choose_samples(records, per_split)]
+            samples = exports.write_samples_zip(chosen, names, folder / "samples.zip", per_split)
             key = keys.samples_zip_key(version.group, version.id)
             storage.put_file(key, samples.zip_path, "application/zip")
             return key
@@ -57,10 +60,15 @@ def store_exports(mongo, storage, settings, version: Version, tasks: list[str],
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _label_text(storage, cache: ObjectCache | StoredInPlace, key: str) -> str:
+    copy = cache.path(key)
+    return (copy.read_bytes() if copy.is_file() else storage.get_bytes(key)).decode()
+
+
 def _records(mongo, storage, version: Version, tasks: list[str], cache: ObjectCache | StoredInPlace,
-             folder: Path) -> list[exports.ExportRecord]:
-    """Every image of the version with its size and boxes as recorded, its picture and label file
-    from the cached copy, else fetched into `folder`."""
+             folder: Path) -> tuple[list[exports.ExportRecord], dict[str, str]]:
+    """Every image of the version with its size and boxes as recorded and its picture from the
+    cached copy, else fetched into `folder`; and the key of each one's label file, by its stem."""
     folder.mkdir(parents=True, exist_ok=True)
     items = []
     own = storage.own_key
@@ -83,11 +91,10 @@ def _records(mongo, storage, version: Version, tasks: list[str], cache: ObjectCa
         if not local.is_file():
             local = folder / f"{task}_{frame_id}_{aug or 'frame'}.jpg"
             storage.get_file(image_key, local)
-        copy = cache.path(text_key)
-        text = (copy.read_bytes() if copy.is_file() else storage.get_bytes(text_key)).decode()
-        return exports.ExportRecord(task, frame_id, split, width, height, str(local), boxes, aug, label_text=text)
+        return exports.ExportRecord(task, frame_id, split, width, height, str(local), boxes, aug)
 
     # Mostly waiting on storage (S3 round trips): several requests in flight, the order kept.
     with ThreadPoolExecutor(max_workers=EXPORT_FETCHES, thread_name_prefix="dataset-export") as pool:
-        return list(pool.map(fetch, items))
+        records = list(pool.map(fetch, items))
+    return records, {record.stem: item[5] for record, item in zip(records, items)}
 

@@ -1,6 +1,7 @@
 """Standard exports of a built dataset version, so it trains with common tools as it is.
 
-`write_export(records, class_names, folder)` writes, into an empty folder:
+`write_export(records, class_names, folder, zip_path=...)` writes, into an empty folder, a zip
+archive or both (the archive straight from the records, no folder needed):
 
 ```
 data.yaml                         Ultralytics YOLO: path, train, val, test, nc, names
@@ -37,7 +38,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -128,7 +128,7 @@ class ExportRecord:
 
 @dataclass
 class ExportSummary:
-    folder: Path
+    folder: Path | None
     images: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SPLIT_ORDER, 0))
     boxes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SPLIT_ORDER, 0))
     dropped_boxes: int = 0      # no area left inside the image
@@ -156,8 +156,10 @@ def data_yaml_text(class_names: Sequence[str]) -> str:
 
 
 class _Writer:
-    def __init__(self, folder: Path, class_names: Sequence[str], formats: Iterable[str], own_labels: bool):
-        self.folder = folder
+    """The export as a list of archive entries (name -> bytes, or the file holding them): written
+    into a folder, zipped, or both, from the same list."""
+
+    def __init__(self, class_names: Sequence[str], formats: Iterable[str], own_labels: bool):
         self.names = [str(n) for n in class_names]
         self.lookup = _class_lookup(self.names)
         self.formats = set(formats)
@@ -165,14 +167,14 @@ class _Writer:
         if unknown or not self.formats:
             raise ValueError(f"formats must be among {FORMATS}: {sorted(unknown) or 'none given'}")
         self.own_labels = own_labels
-        self.summary = ExportSummary(folder)
+        self.summary = ExportSummary(None)
         self.stems: set[str] = set()
         self.coco: dict[str, tuple[list[dict], list[dict]]] = {s: ([], []) for s in SPLIT_ORDER}
         self.ids: set[int] = set()
-        for split in SPLIT_ORDER:
-            (folder / "images" / split).mkdir(parents=True, exist_ok=True)
-            if "yolo" in self.formats:
-                (folder / "labels" / split).mkdir(parents=True, exist_ok=True)
+        self.entries: dict[str, bytes | Path] = {}
+        self.folders = {f"images/{split}" for split in SPLIT_ORDER}  # written even when empty
+        if "yolo" in self.formats:
+            self.folders |= {f"labels/{split}" for split in SPLIT_ORDER}
 
     def _cls(self, cls: int | str) -> int:
         if isinstance(cls, str):
@@ -203,15 +205,9 @@ class _Writer:
         if width <= 0 or height <= 0:
             raise ValueError(f"{stem}: image size must be positive, got {width}x{height}")
         file_name = stem + record.suffix
-        target = self.folder / "images" / split / file_name
-        if isinstance(record.image, (bytes, bytearray, memoryview)):
-            target.write_bytes(bytes(record.image))
-        else:
-            try:
-                os.link(record.image, target)  # same filesystem: no copy (nothing here writes into it)
-            except OSError:
-                shutil.copyfile(record.image, target)
-        self.summary.files += 1
+        image = record.image
+        self.entries[f"images/{split}/{file_name}"] = (
+            bytes(image) if isinstance(image, (bytes, bytearray, memoryview)) else Path(image))
         self.summary.images[split] += 1
 
         boxes: list[tuple[int, Box]] = []   # (position in the record, clipped box with its class index)
@@ -229,8 +225,7 @@ class _Writer:
                 text = record.label_text
             else:
                 text = "".join(box.yolo_line(width, height) + "\n" for _, box in boxes)
-            (self.folder / "labels" / split / f"{stem}.txt").write_text(text, encoding="utf-8")
-            self.summary.files += 1
+            self.entries[f"labels/{split}/{stem}.txt"] = text.encode("utf-8")
         if "coco" in self.formats:
             images, annotations = self.coco[split]
             image_id = self._new_id(coco_image_id(record.task_id, record.frame_id, record.augmentation), "image")
@@ -246,12 +241,9 @@ class _Writer:
 
     def finish(self) -> ExportSummary:
         if "yolo" in self.formats:
-            path = self.folder / "data.yaml"
-            path.write_text(data_yaml_text(self.names), encoding="utf-8")
-            self.summary.data_yaml = path
-            self.summary.files += 1
+            self.entries["data.yaml"] = data_yaml_text(self.names).encode("utf-8")
         if "coco" in self.formats:
-            (self.folder / "annotations").mkdir(exist_ok=True)
+            self.folders.add("annotations")
             categories = [{"id": i + 1, "name": name, "supercategory": "object"} for i, name in enumerate(self.names)]
             for split, (images, annotations) in self.coco.items():
                 images.sort(key=lambda image: image["file_name"])
@@ -260,53 +252,97 @@ class _Writer:
                     del annotation["_order"]
                 doc = {"info": {"description": f"{split} split", "version": "1.0"}, "licenses": [],
                        "images": images, "annotations": annotations, "categories": categories}
-                path = self.folder / "annotations" / f"instances_{split}.json"
-                path.write_text(json.dumps(doc, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
-                self.summary.coco_files[split] = path
-                self.summary.files += 1
+                self.entries[f"annotations/instances_{split}.json"] = json.dumps(
+                    doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        self.summary.files = len(self.entries)
         return self.summary
 
+    def write_folder(self, folder: Path) -> None:
+        """The entries as files under `folder` (images hard-linked where they are files)."""
+        for name in sorted(self.folders):
+            (folder / name).mkdir(parents=True, exist_ok=True)
+        for name, content in self.entries.items():
+            target = folder / name
+            if isinstance(content, bytes):
+                target.write_bytes(content)
+                continue
+            try:
+                os.link(content, target)  # same filesystem: no copy (nothing here writes into it)
+            except OSError:
+                shutil.copyfile(content, target)
+        summary = self.summary
+        summary.folder = folder
+        if "data.yaml" in self.entries:
+            summary.data_yaml = folder / "data.yaml"
+        summary.coco_files = {split: folder / f"annotations/instances_{split}.json" for split in SPLIT_ORDER
+                              if f"annotations/instances_{split}.json" in self.entries}
 
-def write_export(records: Iterable[ExportRecord], class_names: Sequence[str], folder: str | os.PathLike, *,
-                 formats: Iterable[str] = FORMATS, zip_path: str | os.PathLike | None = None,
+
+def write_export(records: Iterable[ExportRecord], class_names: Sequence[str], folder: str | os.PathLike | None,
+                 *, formats: Iterable[str] = FORMATS, zip_path: str | os.PathLike | None = None,
                  own_labels: bool = False) -> ExportSummary:
     """Write the exports of `records` (read once, in any order) into `folder`, which must be empty
-    or absent, and zip it to `zip_path` when given. `class_names[i]` names class index i.
+    or absent, and/or zip them to `zip_path` (the same bytes as zipping the folder; `folder` None:
+    the archive only, nothing written beside it). `class_names[i]` names class index i.
     `own_labels`: YOLO label files are the records' `label_text` where they carry one."""
-    folder = Path(folder)
-    if folder.exists() and any(folder.iterdir()):
-        raise ValueError(f"export folder is not empty: {folder}")
-    folder.mkdir(parents=True, exist_ok=True)
-    writer = _Writer(folder, class_names, formats, own_labels)
+    if folder is None and zip_path is None:
+        raise ValueError("write_export needs a folder, a zip path or both")
+    if folder is not None:
+        folder = Path(folder)
+        if folder.exists() and any(folder.iterdir()):
+            raise ValueError(f"export folder is not empty: {folder}")
+    writer = _Writer(class_names, formats, own_labels)
     for record in records:
         writer.add(record)
     summary = writer.finish()
+    if folder is not None:
+        writer.write_folder(folder)
     if zip_path is not None:
-        summary.zip_path = zip_folder(folder, zip_path)
+        summary.zip_path = _write_zip(writer.folders, writer.entries, Path(zip_path))
     return summary
 
 
 def zip_folder(folder: str | os.PathLike, zip_path: str | os.PathLike) -> Path:
-    """Zip a folder reproducibly (sorted entries, fixed dates and modes, folders kept even when
-    empty); JPEG and PNG stored, the rest deflated. Written beside and renamed into place."""
+    """Zip a folder reproducibly: the same archive `write_export` makes of the same files."""
     folder, zip_path = Path(folder), Path(zip_path)
+    skip = {zip_path.resolve(), zip_path.resolve().with_name(zip_path.name + ".part")}
+    folders, entries = set(), {}
+    for path in folder.rglob("*"):
+        if path.resolve() in skip:
+            continue
+        name = path.relative_to(folder).as_posix()
+        if path.is_dir():
+            folders.add(name)
+        else:
+            entries[name] = path
+    return _write_zip(folders, entries, zip_path)
+
+
+def _write_zip(folders: Iterable[str], entries: dict[str, bytes | Path], zip_path: Path) -> Path:
+    """Entries sorted by name (each folder, with those of every entry's parents, as an entry of its
+    own, kept even when empty), dated 1980-01-01 with fixed modes; JPEG and PNG stored, the rest
+    deflated. Written beside and renamed into place."""
     zip_path.parent.mkdir(parents=True, exist_ok=True)
     partial = zip_path.with_name(zip_path.name + ".part")
-    paths = sorted(folder.rglob("*"), key=lambda p: p.relative_to(folder).as_posix())
+    all_folders = set(folders)
+    for name in entries:
+        parts = name.split("/")
+        all_folders.update("/".join(parts[:depth]) for depth in range(1, len(parts)))
+    items = sorted([(name, None) for name in all_folders] + list(entries.items()), key=lambda item: item[0])
     with zipfile.ZipFile(partial, "w") as archive:
-        for path in paths:
-            name = path.relative_to(folder).as_posix()
-            if path.resolve() in (zip_path.resolve(), partial.resolve()):
-                continue
-            if path.is_dir():
+        for name, content in items:
+            if content is None:
                 info = zipfile.ZipInfo(name + "/", _ZIP_DATE)
                 info.external_attr = (0o40755 << 16) | 0x10
                 archive.writestr(info, b"")
                 continue
             info = zipfile.ZipInfo(name, _ZIP_DATE)
             info.external_attr = 0o100644 << 16
-            info.compress_type = zipfile.ZIP_STORED if path.suffix.lower() in _STORED else zipfile.ZIP_DEFLATED
-            with path.open("rb") as source, archive.open(info, "w") as target:
+            info.compress_type = zipfile.ZIP_STORED if Path(name).suffix.lower() in _STORED else zipfile.ZIP_DEFLATED
+            if isinstance(content, bytes):
+                archive.writestr(info, content)
+                continue
+            with content.open("rb") as source, archive.open(info, "w") as target:
                 shutil.copyfileobj(source, target, 1 << 20)
     os.replace(partial, zip_path)
     return zip_path
@@ -335,12 +371,7 @@ def write_samples_zip(records: Iterable[ExportRecord], class_names: Sequence[str
                       per_split: int = 3) -> ExportSummary:
     """`samples.zip`: `per_split` images per split with their label files (the version's own
     `label_text` where given, else YOLO lines) and a `data.yaml`, in the YOLO layout."""
-    zip_path = Path(zip_path)
-    zip_path.parent.mkdir(parents=True, exist_ok=True)
-    chosen = choose_samples(records, per_split)
-    with tempfile.TemporaryDirectory(dir=zip_path.parent, prefix=".samples-") as scratch:
-        summary = write_export(chosen, class_names, Path(scratch) / "samples", formats=("yolo",),
-                               zip_path=zip_path, own_labels=True)
-    summary.folder = zip_path
-    summary.data_yaml = None
+    summary = write_export(choose_samples(records, per_split), class_names, None, formats=("yolo",),
+                           zip_path=zip_path, own_labels=True)
+    summary.folder = Path(zip_path)
     return summary

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import simplejpeg
 from bson import ObjectId
 
 from media_service import metrics
@@ -256,13 +257,12 @@ class TaskWriter:
     def _image(self, key: str, thumbnail_key: str, rgb: np.ndarray) -> int:
         """Store the picture and its thumbnail; returns the picture's size in bytes."""
         quality = self.dataset.jpeg_quality
-        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-        data = _jpeg(bgr, quality)
+        data = _jpeg(rgb, quality)
         metrics.lap("jpeg")
         self._put(key, data, JPEG)
         self.images += 1
         self.image_bytes += len(data)
-        thumbnail = _jpeg(_thumbnail(bgr, self.dataset.thumbnail_size), quality)
+        thumbnail = _jpeg(_thumbnail(rgb, self.dataset.thumbnail_size), quality)
         metrics.lap("thumbnail")
         self._put(thumbnail_key, thumbnail, JPEG, exported=False)
         return len(data)
@@ -286,22 +286,23 @@ class TaskWriter:
         return self.storage.url(key, self.dataset.url_expiry_seconds)
 
 
-def _thumbnail(bgr: np.ndarray, size: int) -> np.ndarray:
+def _thumbnail(image: np.ndarray, size: int) -> np.ndarray:
     """The image at most `size` pixels on its longer side. Area averaging gives a clean small picture
     but is slow from far above: a bilinear halving first brings it to twice the size (2.5x faster at
     720p, PSNR 45 dB against area averaging alone)."""
-    height, width = bgr.shape[:2]
+    height, width = image.shape[:2]
     scale = size / max(width, height)
     if scale >= 1:
-        return bgr
+        return image
     if scale < 0.5:
-        bgr = cv2.resize(bgr, (max(1, round(width * scale * 2)), max(1, round(height * scale * 2))),
-                         interpolation=cv2.INTER_LINEAR)
-    return cv2.resize(bgr, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+        image = cv2.resize(image, (max(1, round(width * scale * 2)), max(1, round(height * scale * 2))),
+                           interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
+                      interpolation=cv2.INTER_AREA)
 
 
-def _jpeg(bgr: np.ndarray, quality: int) -> bytes:
-    ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    return data.tobytes()
+def _jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    """JPEG (4:2:0) straight from RGB: libjpeg-turbo converts to YCbCr itself, so no BGR copy is made
+    (1.6 ms a 720p image here against 2.2 for cv2.cvtColor + cv2.imencode; bench/README.md)."""
+    return simplejpeg.encode_jpeg(np.ascontiguousarray(rgb), quality=quality, colorspace="RGB",
+                                  colorsubsampling="420")
