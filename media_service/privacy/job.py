@@ -62,7 +62,7 @@ class PrivacyJobHandler:
         input_root, output_root = roots(self.settings)
         ctx.set_stage("blurring")
 
-        def progress(fraction: float) -> None:  # the pipeline calls this about once a second
+        def progress(fraction: float) -> None:  # after the first frame, then about once a second
             ctx.checkpoint({}, "blurring", round(fraction * 100, 1))
 
         counts = self._pipeline().run(Path(params.source), params.outputs, progress=progress, check=ctx.check,

@@ -176,7 +176,8 @@ class PrivacyPipeline:
                                                 f"frame {index + 1}")
                 emit(tracker.push(index, frame, faces, whole))
                 index += 1
-                if info.frame_count and time.monotonic() - started > 1:
+                # After the first frame (a job shows it has started, however short), then once a second.
+                if info.frame_count and (index == 1 or time.monotonic() - started > 1):
                     progress(min(0.99, index / info.frame_count))
                     started = time.monotonic()
             emit(tracker.finish())
