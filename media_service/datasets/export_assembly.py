@@ -96,5 +96,5 @@ def _records(mongo, storage, version: Version, tasks: list[str], cache: ObjectCa
     # Mostly waiting on storage (S3 round trips): several requests in flight, the order kept.
     with ThreadPoolExecutor(max_workers=EXPORT_FETCHES, thread_name_prefix="dataset-export") as pool:
         records = list(pool.map(fetch, items))
-    return records, {record.stem: item[5] for record, item in zip(records, items)}
+    return records, {record.stem: text_key for record, (*_, text_key, _) in zip(records, items)}
 
