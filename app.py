@@ -24,6 +24,7 @@ from media_service.logging_setup import configure_logging
 from media_service.services import Services
 from media_service.web import deadlines
 from media_service.web.auth import FailedKeys
+from media_service.web.client import ENVIRON_KEY, RecordClient
 from media_service.web.limits import BodyLimit
 
 log = logging.getLogger("app")
@@ -39,9 +40,8 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
     app.config["MAX_CONTENT_LENGTH"] = settings.app.max_request_bytes
     app.json.sort_keys = False
     app.extensions["media"] = services
-    app.wsgi_app = BodyLimit(app.wsgi_app, settings.app.max_request_bytes)
-    app.extensions["failed_keys"] = FailedKeys(settings.app.failed_key_limit, settings.app.failed_key_window_seconds,
-                                               settings.app.trusted_proxies)
+    app.wsgi_app = RecordClient(BodyLimit(app.wsgi_app, settings.app.max_request_bytes), settings.app.trusted_proxies)
+    app.extensions["failed_keys"] = FailedKeys(settings.app.failed_key_limit, settings.app.failed_key_window_seconds)
 
     @app.before_request
     def start_clock():
@@ -132,7 +132,11 @@ def ensure_local_api_key(settings):
 
 
 class _PathOnlyLog(WSGIRequestHandler):
-    """Access log lines without the query string: keys sent there must never reach a log."""
+    """Access log lines without the query string (keys sent there must never reach a log), naming
+    the client as the service judged it behind its trusted proxies."""
+
+    def address_string(self) -> str:
+        return getattr(self, "environ", {}).get(ENVIRON_KEY) or super().address_string()
 
     def log_request(self, code="-", size="-") -> None:
         path = self.path.split("?", 1)[0]

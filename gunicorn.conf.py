@@ -30,7 +30,10 @@ graceful_timeout = 30
 accesslog = "-"
 # The path without its query string (%(U)s, not the request line %(r)s) and no referer: keys sent
 # in a query string must never reach a log.
-access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss "%(a)s"'
+access_log_format = '%({media_service.client}e)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss "%(a)s"'
+# The client column is the service's own judgement behind `[App] trusted_proxies` (web/client.py),
+# and gunicorn trusts X-Forwarded-Proto (https) from the same proxies and no others.
+forwarded_allow_ips = ",".join(str(network) for network in _settings.app.trusted_proxies)
 
 _children: list[subprocess.Popen] = []
 _embedded: list[EmbeddedMongo] = []

@@ -126,11 +126,16 @@ class AppSection(Section):
     keyless_networks: tuple = _option("App", "keyless_networks", _networks, "127.0.0.0/8,::1/128",
                                       doc="Callers in these networks may start a dataset build (POST "
                                           "/api/createDataSet) without a key, as the Node platform calls it; "
-                                          "a wrong key is refused all the same. Nothing else is keyless.")
+                                          "a wrong key is refused all the same. Nothing else is keyless. Behind a "
+                                          "proxy the caller is the client it names, and only a proxy in "
+                                          "trusted_proxies is believed: a request carrying X-Forwarded-For, "
+                                          "Forwarded or X-Real-IP from any other peer is never keyless.")
     trusted_proxies: tuple = _option("App", "trusted_proxies", _networks, "",
-                                     doc="Proxies in front of the service (CIDR, comma-separated): when the direct "
-                                         "peer is one, the client address is the nearest X-Forwarded-For entry that "
-                                         "is not a trusted proxy. Empty: X-Forwarded-For is ignored.")
+                                     doc="Reverse proxies in front of the service (CIDR, comma-separated; nginx on "
+                                         "the same host: 127.0.0.1/32). From one of them, the client is the nearest "
+                                         "X-Forwarded-For entry that is not a trusted proxy, for the keyless routes, "
+                                         "the wrong-key limit and the logs; gunicorn trusts X-Forwarded-Proto from "
+                                         "them only. Empty: forwarding headers are never believed.")
     failed_key_limit: int = _option("App", "failed_key_limit", _int(0), "10",
                                     doc="Wrong keys (API key, privacy key, jobs-page login) one client address may "
                                         "send within failed_key_window_seconds; its further wrong keys answer 429 "

@@ -16,7 +16,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytest_plugins = ["tests.s3_server", "tests.browser", "tests.replica_set"]  # S3, browser, replica set fixtures
+# The S3 server, browser, replica set and nginx fixtures.
+pytest_plugins = ["tests.s3_server", "tests.browser", "tests.replica_set", "tests.nginx"]
 
 SHARED_MEDIA = ROOT.parent / "shared" / "media"
 NODE_KEY = "node-platform-key"

@@ -7,15 +7,16 @@ client may send up to N times the limit before every worker refuses it.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import math
 import threading
 import time
 from collections import deque
 
-from flask import current_app, request
+from flask import current_app
 from werkzeug.exceptions import TooManyRequests
+
+from media_service.web.client import current_client
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,8 @@ class FailedKeys:
     `window` seconds, its next wrong keys are refused (429) until fewer than `limit` of them lie
     within the window. Right keys are never counted nor refused."""
 
-    def __init__(self, limit: int, window: float, trusted_proxies: tuple = ()):
-        self.limit, self.window, self.trusted_proxies = limit, window, trusted_proxies
+    def __init__(self, limit: int, window: float):
+        self.limit, self.window = limit, window
         self._failures: dict[str, deque[float]] = {}
         self._logged_until: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -78,39 +79,13 @@ class FailedKeys:
             self._logged_until.pop(address, None)
 
 
-def _parse(address: str):
-    try:
-        ip = ipaddress.ip_address(address.strip())
-    except ValueError:
-        return None
-    return ip.ipv4_mapped or ip if ip.version == 6 else ip
-
-
-def client_address(peer: str | None, forwarded_for: str | None, trusted_proxies: tuple) -> str:
-    """The direct peer; when it is a trusted proxy, the nearest address in X-Forwarded-For that is
-    not one (what our own proxy saw). The rest of that header is the client's to write."""
-    def trusted(address: str) -> bool:
-        ip = _parse(address)
-        return ip is not None and any(ip in network for network in trusted_proxies)
-
-    peer = peer or ""
-    if not (forwarded_for and trusted(peer)):
-        return peer
-    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
-    for hop in reversed(hops):
-        if not trusted(hop):
-            return hop
-    return hops[0] if hops else peer
-
-
 def count_wrong_key() -> None:
     """A request sent a wrong key: count it for its client, and answer 429 with Retry-After
     (JSON, as every error) when that client has sent too many."""
     limiter: FailedKeys | None = current_app.extensions.get("failed_keys")
     if limiter is None:
         return
-    address = client_address(request.remote_addr, request.headers.get("X-Forwarded-For"), limiter.trusted_proxies)
-    wait = limiter.failed(address)
+    wait = limiter.failed(current_client().address)
     if wait is not None:
         seconds = max(1, math.ceil(wait))
         raise TooManyRequests(f"too many wrong keys from this address; try again in {seconds} s",

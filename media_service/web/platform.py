@@ -1,7 +1,6 @@
 """The routes the Node platform calls (CONTRACT §1). Handlers validate and record; workers work."""
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 
@@ -24,6 +23,7 @@ from media_service.contract import (
 from media_service.detectors.factory import problem as detector_problem
 from media_service.logging_setup import job_context
 from media_service.web.auth import count_wrong_key, key_matches
+from media_service.web.client import current_client
 from media_service.web.content_request import (
     AUTH_ERROR,
     AUTO_ANNO_INFO,
@@ -211,23 +211,15 @@ def _authorised_id(fields, name: str, keyless: bool = False):
         return None, error
     key = fields.get("auth_key") or request.headers.get("X-API-Key")
     sent = "auth_key" in fields or "X-API-Key" in request.headers  # even an empty key must be right
-    if not sent and keyless and _in_keyless_network(request.remote_addr):
-        log.info("%s without a key from %s, a trusted network", request.path, request.remote_addr)
+    client = current_client()
+    if not sent and keyless and client.in_networks(services().settings.app.keyless_networks):
+        log.info("%s without a key from %s, a trusted network", request.path, client.address)
         return object_id, None
     if not (key and key_matches(key, services().settings.app.api_keys)):
         if key:
             count_wrong_key()  # a key sent and wrong: 429 once this client has sent too many
         return None, (jsonify(AUTH_ERROR), 401)
     return object_id, None
-
-
-def _in_keyless_network(address: str | None) -> bool:
-    try:
-        ip = ipaddress.ip_address(address or "")
-    except ValueError:
-        return False
-    ip = ip.ipv4_mapped or ip if ip.version == 6 else ip  # ::ffff:127.0.0.1 is loopback too
-    return any(ip in network for network in services().settings.app.keyless_networks)
 
 
 def _object_id_or_error(fields, name: str):

@@ -5,7 +5,6 @@ Plain-text answers as the old service gave them; `/process_status` also answers 
 """
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import time
@@ -19,6 +18,7 @@ from media_service.logging_setup import job_context
 from media_service.paths import check_lengths, resolve_inside
 from media_service.web import deadlines
 from media_service.web.auth import count_wrong_key, key_matches
+from media_service.web.client import current_client
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def require_key():
     if request.endpoint == "privacy.health":
         return None
     if not settings.privacy.require_key:
-        if settings.privacy.allow_remote_without_key or _from_loopback():
+        if settings.privacy.allow_remote_without_key or current_client().on_this_machine():
             return None
         return _text("Error: this API answers only local callers until a key is configured "
                      "([Privacy] require_key with PRIVACY_API_KEY)", 403)
@@ -85,13 +85,6 @@ def require_key():
     if given:
         count_wrong_key()  # 429 once this client has sent too many
     return _text("Error: unauthorized", 401)
-
-
-def _from_loopback() -> bool:
-    try:
-        return ipaddress.ip_address(request.remote_addr or "").is_loopback
-    except ValueError:
-        return False
 
 
 @bp.post("/process_video")

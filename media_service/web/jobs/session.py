@@ -25,6 +25,7 @@ from flask import Blueprint, Flask, g, redirect, render_template, request, sessi
 from flask.sessions import SecureCookieSessionInterface
 
 from media_service.web.auth import count_wrong_key, key_matches
+from media_service.web.client import current_client
 from media_service.web.jobs import headers
 from media_service.web.jobs.views import json_error
 from media_service.web.platform import services
@@ -170,7 +171,7 @@ def login():
     settings = services().settings
     key = _matching_key(request.form.get("key", ""), settings.app.api_keys)
     if key is None:
-        log.warning("jobs page: a login with a wrong key from %s", request.remote_addr)
+        log.warning("jobs page: a login with a wrong key from %s", current_client().address)
         if request.form.get("key"):
             count_wrong_key()  # 429 once this client has sent too many
         return login_page(401, "That is not the service's key.")
