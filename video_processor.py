@@ -32,6 +32,7 @@ from media_service.media.frames import (
     yuv420p_array,
     yuv420p_frame,
 )
+from media_service.media.near_duplicates import NearDuplicates, leave_out_near_duplicates
 from media_service.media.prefetch import Prefetcher
 from media_service.media.probe import MediaInfo, average_frame_rate, probe_video
 from media_service.media.rewrite import MP4_AUDIO, MP4_LIKE, VideoRewriter
@@ -46,6 +47,8 @@ __all__ = [
     "MediaInfo", "probe_video", "average_frame_rate",
     # sampling
     "ResumePoint", "legacy_next", "Sampler", "frames_to_skip",
+    # near_duplicates (adaptive sampling)
+    "NearDuplicates", "leave_out_near_duplicates",
     # decode
     "SampledFrame", "REORDER_WINDOW", "display_times", "DecodeStats", "FrameLoss", "frame_loss", "decode_samples",
     "decode_frames_at", "rgb_frames",

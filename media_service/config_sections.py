@@ -184,9 +184,14 @@ class ContentSection(Section):
                               doc="Sources taller than this are refused.")
     task_max_height: int = _option("Content", "task_max_height", _int(0), "0",
                                    doc="Task videos are scaled down to at most this height (0: the source's height).")
-    sampling_mode: str = _option("Content", "sampling_mode", _choice("timestamp", "legacy"), "timestamp",
-                                 doc="timestamp: sample k is the first frame at or after k / frame_rate; legacy: "
-                                     "the frame numbers the old service picked (README, Migrating).")
+    sampling_mode: str = _option("Content", "sampling_mode", _choice("timestamp", "adaptive", "legacy"), "timestamp",
+                                 doc="timestamp: sample k is the first frame at or after k / frame_rate; adaptive: "
+                                     "those frames less the near-duplicates of the last one kept (still scenes), "
+                                     "at least one every max_gap_seconds; legacy: the frame numbers the old service "
+                                     "picked (README, Migrating). A request's sampling_mode field overrides it.")
+    max_gap_seconds: float = _option("Content", "max_gap_seconds", _float(0), "2",
+                                     doc="adaptive sampling keeps a frame at least this often, however still the "
+                                         "scene: a change slower than this is never lost.")
     max_image_frame_rate: int = _option("Content", "max_image_frame_rate", _int(1, 1000), "60",
                                         doc="Highest frame_rate accepted for image folders (content_type 2), which "
                                             "have no rate of their own: each image is a frame of a task video played "

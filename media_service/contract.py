@@ -209,6 +209,7 @@ class ContentJobParams(_StoredParams):
     content_path: str       # as the caller sent it
     source: str             # resolved inside the content root when accepted
     video_name: str
+    sampling_mode: str = ""  # the request's, else [Content] sampling_mode when accepted ("": a job from before)
 
 
 @dataclass(frozen=True)

@@ -50,10 +50,11 @@ class Plan:
     source_fps: float
     expected_frames: int
     frames: Iterator[tuple[Frame, dict]]  # each with the resume point after it
+    consumed: Callable[[dict], int]  # frames of `expected_frames` done at a resume point: progress
     close: callable = field(default=lambda: None)
     extra_upload_fields: dict = field(default_factory=dict)
-    finished: callable = field(default=lambda: {})  # after the last frame: checks, more upload fields
-    task_fields: dict = field(default_factory=dict)  # more fields on every task doc
+    finished: callable = field(default=lambda kept: {})  # after the last frame, given the frames kept:
+    task_fields: dict = field(default_factory=dict)      # checks, more upload fields; more fields on every task doc
 
 
 class ContentPipeline:
@@ -90,13 +91,16 @@ class ContentPipeline:
                 ctx.checkpoint(checkpoint, "tasks", 0.0)
             annotator = self._annotator(params)
             self._cut_tasks(ctx, params, plan, checkpoint, annotator)
-            extra = {**plan.extra_upload_fields, **plan.finished(), **(annotator.summary() if annotator else {})}
+            extra = {**plan.extra_upload_fields, **plan.finished(checkpoint["frames_done"]),
+                     **(annotator.summary() if annotator else {})}
         finally:
             plan.close()
         task_count = checkpoint["next_task"]
         if task_count == 0:
             raise vp.MediaError("no_frames", f"{source.name}: no frames could be sampled")
         ctx.stop_if_cancel_requested()
+        ctx.report({"tasks": task_count, "frames": checkpoint["frames_done"],
+                    **({"sampling": extra["sampling"]} if "sampling" in extra else {})})
         self.mongo.mark_upload_succeeded(upload_id, task_count, extra)
         self._maybe_delete_source(content, source)
         log.info("upload done: %d tasks, %d frames", task_count, checkpoint["frames_done"])
@@ -131,20 +135,29 @@ class ContentPipeline:
                  info.codec, info.width, info.height, info.rotation, info.nominal_fps, info.average_fps,
                  info.frame_count, info.variable_frame_rate, info.has_audio)
         rate = params.frame_rate
-        # legacy: the old service's rule on OpenCV's CAP_PROP_FPS, the stream's nominal rate
-        legacy = self.settings.content.sampling_mode == "legacy"
-        sampler = vp.Sampler(rate, self.settings.content.sampling_mode,
+        mode = params.sampling_mode or self.settings.content.sampling_mode
+        # legacy: the old service's rule on OpenCV's CAP_PROP_FPS, the stream's nominal rate;
+        # adaptive: the timestamp rule's frames less the near-duplicates of the last one kept
+        legacy = mode == "legacy"
+        sampler = vp.Sampler(rate, "legacy" if legacy else "timestamp",
                              info.nominal_fps if legacy else info.average_fps)
         resume = vp.ResumePoint.from_doc(checkpoint.get("resume"))
         if resume:
-            sampler.next_sample = resume.next_sample
+            sampler.resume_from(resume)
         size = vp.output_size(info, self.settings.content.task_max_height)
         if legacy:
             expected = sampler.count(info.frame_count)
         else:
             expected = min(info.frame_count, math.floor((info.duration - 1 / info.average_fps) * rate + 1e-9) + 1)
         stats = vp.DecodeStats()
-        prefetch = vp.Prefetcher(vp.decode_samples(opened.path, sampler, info, resume, stats, opened.name))
+        samples = vp.decode_samples(opened.path, sampler, info, resume, stats, opened.name)
+        judge = None
+        if mode == "adaptive":
+            judge = vp.NearDuplicates.from_doc(resume.near_duplicates if resume else None,
+                                               self.settings.content.max_gap_seconds)
+            samples = vp.leave_out_near_duplicates(samples, judge)
+        left_out_before = judge.left_out if judge else 0
+        prefetch = vp.Prefetcher(samples)
 
         def frames() -> Iterator[tuple[Frame, dict]]:
             for sample, point in prefetch:
@@ -155,11 +168,16 @@ class ContentPipeline:
             prefetch.close()
             opened.close()
 
-        def finished() -> dict:
-            return self._check_decoded(opened, info, stats)
+        def finished(kept: int) -> dict:
+            checked = self._check_decoded(opened, info, stats)
+            if judge:
+                metrics.count("frames", judge.left_out - left_out_before, stage="left_out")
+            log.info("%s sampling: %d of the %d frames sampled at %d fps kept", mode, kept, sampler.sampled, rate)
+            return {**checked, "sampling": {"mode": mode, "sampled": sampler.sampled, "kept": kept}}
 
         cut_from = {contract.SOURCE_FINGERPRINT: contract.source_fingerprint(known["size"], known["mtime_ns"])}
-        return Plan(size, info.average_fps, max(expected, 1), frames(), close, finished=finished, task_fields=cut_from)
+        return Plan(size, info.average_fps, max(expected, 1), frames(), lambda point: point["sampled"], close,
+                    finished=finished, task_fields=cut_from)
 
     def _check_decoded(self, opened: ConfinedFile, info: vp.MediaInfo, stats: vp.DecodeStats) -> dict:
         """Frames lost in decoding must not pass silently: a source that changed while it was read
@@ -210,7 +228,7 @@ class ContentPipeline:
                 picture = vp.frame_from_bgr(canvas)
                 yield (Frame(ref.number, position / rate, picture, {"fileName": ref.name, **placement}),
                        {"position": position + 1})
-        return Plan(size, float(rate), len(readable), frames(), listing.close,
+        return Plan(size, float(rate), len(readable), frames(), lambda point: point["position"], listing.close,
                     extra_upload_fields={"skippedImages": skipped, "imageCount": len(readable)})
 
     # -- tasks -------------------------------------------------------------------------------
@@ -338,7 +356,7 @@ class ContentPipeline:
         metrics.count("frames", len(frames), stage="encode")
         checkpoint.update(next_task=index + 1, frames_done=checkpoint["frames_done"] + len(frames),
                           resume=resume_point)
-        progress = min(99.0, 100.0 * checkpoint["frames_done"] / plan.expected_frames)
+        progress = min(99.0, 100.0 * plan.consumed(resume_point) / plan.expected_frames)
         ctx.checkpoint(checkpoint, "tasks", progress)
         self.mongo.set_upload_progress(params.upload_id, progress, index + 1, ctx.eta_seconds)
         encoder.path.unlink(missing_ok=True)

@@ -185,7 +185,7 @@ def decode_samples(path: Path | str, sampler: Sampler | FrameNumbers, info: Medi
             time_from_first = Fraction(pts - first_pts) * time_base
             if sampler.keep(number, time_from_first):
                 yield (SampledFrame(number, float(time_from_first), int(pts), frame),
-                       ResumePoint(int(pts), number, sampler.next_sample, int(first_pts)))
+                       ResumePoint(int(pts), number, sampler.next_sample, int(first_pts), sampler.sampled))
         # Skipped frames after the last decoded one were seen too (when damage ended the stream, one
         # of them may have been the damaged frame: it was never decoded, so it cannot be told).
         for passed in skipped:

@@ -3,7 +3,7 @@ where a previous pass stopped."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 
 from media_service.media.probe import MediaInfo
@@ -11,15 +11,17 @@ from media_service.media.probe import MediaInfo
 
 @dataclass
 class ResumePoint:
-    """Where a previous run stopped: the last frame it consumed and the sampler's state."""
+    """Where a previous run stopped: the last frame it consumed and the sampler's state (and, in
+    adaptive sampling, the near-duplicate judge's: `near_duplicates.NearDuplicates.to_doc`)."""
     last_pts: int
     last_number: int
     next_sample: int
     first_pts: int
+    sampled: int = 0  # frames the rate picked up to here
+    near_duplicates: dict | None = None
 
     def to_doc(self) -> dict:
-        return {"last_pts": self.last_pts, "last_number": self.last_number,
-                "next_sample": self.next_sample, "first_pts": self.first_pts}
+        return asdict(self)
 
     @classmethod
     def from_doc(cls, doc: dict | None) -> "ResumePoint | None":
@@ -56,19 +58,24 @@ class Sampler:
         self.mode = mode
         self.source_fps = source_fps or 25.0
         self.next_sample = next_sample
+        self.sampled = 0  # frames kept so far (a resumed run sets it from its ResumePoint)
         if mode == "legacy" and not next_sample:
             self.next_sample = legacy_next(0, self.source_fps, rate)
+
+    def resume_from(self, point: ResumePoint) -> None:
+        self.next_sample, self.sampled = point.next_sample, point.sampled
 
     def keep(self, number: int, time_from_first: Fraction) -> bool:
         if self.mode == "legacy":
             if number < self.next_sample:
                 return False
             self.next_sample = legacy_next(number, self.source_fps, self.rate)
-            return True
-        if time_from_first * self.rate >= self.next_sample:
+        elif time_from_first * self.rate >= self.next_sample:
             self.next_sample = math.floor(time_from_first * self.rate) + 1
-            return True
-        return False
+        else:
+            return False
+        self.sampled += 1
+        return True
 
     def count(self, frames: int) -> int:
         """How many of `frames` frames this rule keeps (legacy), for progress."""
@@ -81,7 +88,7 @@ class Sampler:
 class FrameNumbers:
     """Keeps the frames at the given 1-based numbers (`decode_frames_at`). Its mode, "numbers", plans
     no skipping (`frames_to_skip`): every frame is decoded and numbered as a full decode numbers it."""
-    mode, rate, next_sample = "numbers", 0, 0
+    mode, rate, next_sample, sampled = "numbers", 0, 0, 0
 
     def __init__(self, numbers):
         self.numbers = frozenset(numbers)

@@ -29,6 +29,9 @@ AUTO_ANNO_INFO = {
     "no auto annotation (request_type 0)": 0,
     "auto annotation version (request_type 1 or 2)": "an integer greater than the version already applied",
 }
+SAMPLING_MODES = ("timestamp", "adaptive")  # a request may ask for these; legacy is the operator's alone
+SAMPLING_MODE_INFO = {"every frame the rate picks": "timestamp",
+                      "near-duplicate frames of still scenes left out": "adaptive"}
 
 # Matched with fullmatch: `$` alone would let "…\n" through.
 _OBJECT_ID = re.compile(r"[0-9a-fA-F]{24}")
@@ -61,6 +64,7 @@ class ContentRequest:
     auto_anno_version: int
     request_type: int
     content_type: int
+    sampling_mode: str | None = None  # None: [Content] sampling_mode
     source: Path | None = field(default=None)  # resolved inside the content root
 
 
@@ -163,8 +167,14 @@ def validate_fields(form: Mapping[str, str], api_keys: tuple[str, ...],
         return Rejection(400, {raw: "content_type need to be an integer.",
                                "INFO": {"video": ContentType.VIDEO, "image": ContentType.IMAGES}}, upload_id)
 
+    raw = get("sampling_mode")
+    sampling_mode = None if raw is None or raw.strip() == "" else raw.strip().lower()
+    if sampling_mode not in (None, *SAMPLING_MODES):
+        return Rejection(400, {raw: "sampling_mode must be timestamp or adaptive", "INFO": SAMPLING_MODE_INFO},
+                         upload_id)
+
     return ContentRequest(upload_id, project_id, frame_rate, content_path, force_write, version,
-                          request_type, content_type)
+                          request_type, content_type, sampling_mode)
 
 
 def check_source(request: ContentRequest, content: ContentRoot, video_exts: tuple[str, ...],

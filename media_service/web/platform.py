@@ -195,7 +195,8 @@ def _queue(request: ContentRequest, upload: dict) -> tuple[bool, dict]:
         upload_id=request.upload_id, project_id=request.project_id, frame_rate=request.frame_rate,
         force_write=request.force_write, request_type=request.request_type, content_type=request.content_type,
         auto_anno_version=request.auto_anno_version, frames_per_task=_frames_per_task(upload),
-        content_path=request.content_path, source=str(request.source), video_name=name)
+        content_path=request.content_path, source=str(request.source), video_name=name,
+        sampling_mode=request.sampling_mode or svc.settings.content.sampling_mode)
     kind = ANNOTATION_KIND if request.request_type == RequestType.ANNOTATIONS_ONLY else CONTENT_KIND
     return svc.mongo.jobs.enqueue(content_job_id(request.upload_id), kind, str(request.upload_id),
                                  params.to_doc(), svc.settings.jobs.max_attempts,

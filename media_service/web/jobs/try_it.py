@@ -101,9 +101,10 @@ def _mark_try_it(upload_id: ObjectId, project_id: ObjectId, folder: str | None) 
 @bp.post("/jobs/try")
 def try_it():
     """POST /jobs/try (key; with the cookie also the CSRF token; only with `[App] try_it`, else 404):
-    multipart form with `frame_rate` and either `video` (a file, at most `[App] try_it_max_bytes`,
-    else 413; saved as `<content_base>/uploads/<new projectId>/<safe name>`) or `content_path` (a
-    file already inside `[Folders] content_base`, relative to it). Creates the AnnotationProject and
+    multipart form with `frame_rate`, optional `sampling_mode` (as processContent's) and either
+    `video` (a file, at most `[App] try_it_max_bytes`, else 413; saved as
+    `<content_base>/uploads/<new projectId>/<safe name>`) or `content_path` (a file already inside
+    `[Folders] content_base`, relative to it). Creates the AnnotationProject and
     AnnotationContentUpload docs as Node does (CONTRACT §2), then runs POST /api/processContent's own
     validation and queueing with the fields Node would send. Answers processContent's status and body
     (202 once queued; 4xx with its message, recorded on the upload doc) plus job_id, project_id,
@@ -152,7 +153,8 @@ def try_it():
     answer, status = process_content_fields({
         "upload_id": str(upload_id), "auth_key": settings.app.api_keys[0], "project_id": str(project_id),
         "frame_rate": frame_rate, "content_path": content_path, "force_write": "0", "auto_anno_version": "0",
-        "request_type": str(RequestType.TASKS_ONLY), "content_type": str(ContentType.VIDEO)})
+        "request_type": str(RequestType.TASKS_ONLY), "content_type": str(ContentType.VIDEO),
+        "sampling_mode": (request.form.get("sampling_mode") or "").strip()})
     job_id = content_job_id(upload_id)
     return jsonify({**(answer.get_json(silent=True) or {}), "job_id": job_id, "project_id": str(project_id),
                     "upload_id": str(upload_id), "content_path": svc.redact.text(content_path),

@@ -131,4 +131,4 @@ def upload_view(upload: dict | None) -> dict | None:
     return {"id": str(upload["_id"]), "project_id": _plain(upload.get("projectId"), redact),
             "status": upload.get("status"), "progress": upload.get("progress"), "task_count": upload.get("taskCount"),
             "error": _plain(upload.get("errorMessage") or {}, redact),
-            "source": _plain(upload.get("sourceFilePath"), redact)}
+            "source": _plain(upload.get("sourceFilePath"), redact), "sampling": _plain(upload.get("sampling"), redact)}
