@@ -29,7 +29,7 @@ from bson import ObjectId
 
 import video_processor as vp
 from media_service import metrics
-from media_service.datasets import augment, source, uploads
+from media_service.datasets import augment_plan, source, uploads
 from media_service.datasets.export_assembly import store_exports
 from media_service.datasets.frame_writer import (
     ObjectCache,
@@ -91,7 +91,7 @@ def _task_ids(version: dict) -> list[ObjectId]:
 class DatasetBuilder:
     def __init__(self, mongo: MongoManager, storage, settings):
         self.mongo, self.storage, self.settings = mongo, storage, settings
-        self.augmentation = augment.AugmentationSettings.from_config(settings.augmentation)
+        self.augmentation = augment_plan.AugmentationSettings.from_config(settings.augmentation)
 
     # -- the whole version ---------------------------------------------------------------------
     def build(self, version_id: ObjectId, check: Callable[[], None] = lambda: None,
@@ -111,8 +111,8 @@ class DatasetBuilder:
         if not group:
             raise DatasetError("no_group", f"dataset version {version_id} has no dataSetGroupId")
         try:  # before anything is written: an id the service does not know fails the build at once
-            plan = augment.requested_augmentations(version.get("augmentationTypes"), self.augmentation)
-        except augment.AugmentationShapeError as error:
+            plan = augment_plan.requested_augmentations(version.get("augmentationTypes"), self.augmentation)
+        except augment_plan.AugmentationShapeError as error:
             raise DatasetError("bad_augmentations", f"dataset version {version_id}: {error}") from None
         yolo = {"fileType": "zip", "name": "YOLO", **self.mongo.yolo_export_format()}
         version = self.mongo.start_dataset_build(version_id, [str(t) for t in task_ids],
