@@ -61,13 +61,6 @@ def connect(uri: str, default_db: str, timeout_ms: int = 3000) -> "MongoManager"
     return MongoManager(client, db_name)
 
 
-def member_command(host: str, name: str, value=1, **options) -> dict:
-    """An admin command on one server by itself (`host:port`), not through a replica set: what
-    embedded_mongo.ReplicaSet uses to initiate a set, ask who is primary and step one down."""
-    with MongoClient(host, directConnection=True, serverSelectionTimeoutMS=5000) as client:
-        return client.admin.command(name, value, **options)
-
-
 def is_unavailable(exc: BaseException) -> bool:
     """The database cannot be reached or did not answer in time (as opposed to refusing a write)."""
     return isinstance(exc, ConnectionFailure) or (isinstance(exc, PyMongoError) and exc.timeout)

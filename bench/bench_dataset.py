@@ -91,7 +91,7 @@ def build_once(content: Path, work: Path, storage_url: str, env_extra: dict, fra
     from app import create_app
     from media_service import metrics
     from media_service.config import load_settings
-    from media_service.datasets.augment import DEFAULT_SETTINGS
+    from media_service.datasets.augment_plan import DEFAULT_SETTINGS
     from media_service.datasets.build import DatasetBuilder
     from tests.helpers import fields_for, new_upload, post_node, wait_for_upload
 

@@ -282,14 +282,14 @@ def main() -> None:
         print(json.dumps(claimer(args.claimer[0], args.claimer[1], int(args.claimer[2]))))
         return
 
-    import mongo_manager
-    from media_service.embedded_mongo import EmbeddedMongo, ReplicaSet
+    from media_service.embedded_mongo import EmbeddedMongo
+    from tests.replica_set import ReplicaSet
 
     report: dict = {"date": time.strftime("%Y-%m-%d"), "load_before": os.getloadavg(), "cores": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         work = Path(tmp)
         single = EmbeddedMongo(work / "single", port=0)
-        members = ReplicaSet(work / "replica-set", mongo_manager.member_command)
+        members = ReplicaSet(work / "replica-set")
         try:
             parts = args.parts.split(",")
             replica_uri = members.start()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from media_service.config_options import (
@@ -317,6 +318,11 @@ class PrivacySection(Section):
                                     doc="onnxruntime threads of the privacy API's CenterFace.")
     x264_crf: int = _option("Privacy", "x264_crf", _int(0, 51), "20",
                             doc="libx264 quality of privacy outputs.")
+
+    def folders(self) -> tuple[Path, Path]:
+        """The input folder and the output folder (the input folder when none is set), resolved."""
+        input_root = self.path("input_dir")
+        return input_root, self.path("output_dir") if self.output_dir else input_root
 
 
 @dataclass(frozen=True, repr=False)

@@ -152,6 +152,10 @@ def test_a_privacy_job_cancelled_on_another_worker_answers_once_stopped_past_the
         worker.stop()
     assert (answers[0].status_code, answers[0].text) == (200, "Success")
     assert sorted(p.name for p in videos.iterdir()) == ["held.mp4"]
+    state = requests.get(f"{api.url}/process_status", params={"filename": "held.mp4", "format": "json"}).json()
+    assert state["state"] == "cancelled"
+    plain = requests.get(f"{api.url}/process_status", params={"filename": "held.mp4"})
+    assert (plain.status_code, plain.text) == (404, "Error: cancelled")
 
 
 def wait_for(condition, timeout: float = 60) -> None:

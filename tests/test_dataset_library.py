@@ -13,6 +13,7 @@ import random
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -21,23 +22,23 @@ import yaml
 
 from media_service.config import load_settings
 from media_service.datasets import keys
-from media_service.datasets.augment import (
+from media_service.datasets.augment_apply import augment_frame, frame_seed, is_selected
+from media_service.datasets.augment_plan import (
     DEFAULT_AUG_MAP,
     AugmentationSettings,
     AugmentationShapeError,
     request_for,
     requested_augmentations,
 )
-from media_service.datasets.augment_image import augment_frame, frame_seed, is_selected
 from media_service.datasets.exports import (
     ExportRecord,
+    _write_zip,
     choose_samples,
     coco_annotation_id,
     coco_image_id,
     split_name,
     write_export,
     write_samples_zip,
-    zip_folder,
 )
 from media_service.datasets.labels import DEFAULT, YOLO, Box, LabelScheme, frame_labels
 from tests.conftest import ROOT
@@ -276,7 +277,7 @@ def test_the_seed_frame_and_type_change_the_draws():
 def test_a_rebuild_in_another_process_writes_the_same_bytes():
     script = ("import hashlib, numpy as np, cv2\n"
               "from tests.test_dataset_library import frame_with_object, jpeg, OBJECT, TASK\n"
-              "from media_service.datasets.augment_image import augment_frame\n"
+              "from media_service.datasets.augment_apply import augment_frame\n"
               "for aug in ('rotation', 'noise', 'crop', 'hue'):\n"
               "    out = augment_frame(frame_with_object(), [OBJECT], aug, seed=7, task_id=TASK, frame_id=9)\n"
               "    print(aug, hashlib.sha256(jpeg(out.image) + out.label_text.encode()).hexdigest())\n")
@@ -500,3 +501,18 @@ def test_dataset_jpegs_keep_the_colours_of_the_rgb_frame():
         assert np.abs(bgr[:, -width // 4:].astype(int).mean(axis=(0, 1)) - (220, 30, 30)).max() < 6  # BGR blue
         with Image.open(io.BytesIO(encoded)) as image:
             assert image.mode == "RGB" and image.getpixel((5, 5))[0] > 200 and image.getpixel((5, 5))[2] < 60
+
+
+def zip_folder(folder: Path, zip_path: Path) -> Path:
+    """Zip a folder reproducibly, as `write_export` zips what it writes (the same files, the same bytes)."""
+    skip = {zip_path.resolve(), zip_path.resolve().with_name(zip_path.name + ".part")}
+    folders, entries = set(), {}
+    for path in folder.rglob("*"):
+        if path.resolve() in skip:
+            continue
+        name = path.relative_to(folder).as_posix()
+        if path.is_dir():
+            folders.add(name)
+        else:
+            entries[name] = path
+    return _write_zip(folders, entries, zip_path)

@@ -247,25 +247,6 @@ def test_warm_start_resumes_and_second_run_changes_nothing(make_service, mongo_u
     assert list(api.db.ProcessingJob.find({})) == jobs_before
 
 
-def test_cancel_removes_partial_outputs(make_service, tmp_path):
-    service = make_service(CONTENT_FRAMES_PER_TASK="2")
-    make_video(service.content / "uploads" / "cancel.mp4", 400, 25, size=(640, 480))
-    upload_id, project_id = ObjectId(), ObjectId()
-    queue(service, upload_id, project_id, "cancel.mp4", frame_rate=25)
-    deadline = time.monotonic() + 60
-    while service.db.AnnotationTask.count_documents({"uploadId": upload_id}) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    response = post_node(f"{service.url}/api/processContent/cancel",
-                         {"upload_id": str(upload_id), "auth_key": "node-platform-key"})
-    assert response.status_code == 202
-    upload = wait_for_upload(service.db, upload_id)
-    assert upload["status"] == 2 and upload["errorMessage"]["error_code"] == 499
-    assert service.db.ProcessingJob.find_one({"_id": f"content:{upload_id}"})["state"] == "cancelled"
-    assert service.db.AnnotationTask.count_documents({"uploadId": upload_id}) == 0
-    assert service.db.AnnotationFrame.count_documents({}) == 0
-    assert not list(Path(service.settings.storage.url).rglob("*.mp4"))
-
-
 def test_a_job_failing_every_attempt_is_retried_then_ends_as_status_2(make_service, tmp_path):
     dead_s3 = f"http://127.0.0.1:{free_port()}"  # nothing listens: every upload fails to connect
     service = make_service(STORAGE_URL="s3://tasks-bucket", S3_ENDPOINT_URL=dead_s3, S3_ACCESS_KEY_ID="k",

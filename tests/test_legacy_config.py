@@ -76,7 +76,7 @@ def test_the_service_starts_on_an_old_config_and_builds_a_version_with_its_aug_m
 
     from app import create_app
     from media_service.config import load_settings
-    from media_service.datasets import augment
+    from media_service.datasets import augment_plan
     from media_service.datasets.build import DatasetBuilder
     from tests.test_datasets import create, make_version, wait_built
 
@@ -117,7 +117,7 @@ def test_the_service_starts_on_an_old_config_and_builds_a_version_with_its_aug_m
             {"id": "FLIP", "properties": [{"id": "FLIP_HORIZONTAL", "values": [True]}]},
             {"id": "BLUR", "properties": [{"id": "BLUR", "values": [5, 15]}]},
             {"id": "NOISE", "properties": [{"id": "NOISE", "values": [3]}]}], "BOUNDING_BOX_LEVEL": []}
-        plan = augment.requested_augmentations(types, builder.augmentation)
+        plan = augment_plan.requested_augmentations(types, builder.augmentation)
         assert [(r.aug_type, r.augmenter, r.params) for r in plan.requests] == [
             ("Fliplr", "HorizontalFlip", None), ("GaussianBlur", "GaussianBlur", (0.5, 1.5))]  # UI 5..15 / 10
         assert plan.disabled == ["NOISE"]

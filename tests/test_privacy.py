@@ -22,6 +22,7 @@ from media_service.privacy import blur
 from media_service.privacy.pipeline import BlurSettings, PrivacyPipeline, TooManyBlackedOut
 from tests.conftest import ROOT, service_env
 from tests.faces import FaceScene, make_face_clip
+from tests.held_worker import HeldWorker
 from tests.media import ffprobe_stream, make_video, moov_before_mdat, psnr
 from tests.rekognition_stand_in import RekognitionStandIn
 
@@ -224,41 +225,27 @@ def test_unreadable_file_fails_cleanly(privacy):
     assert sorted(p.name for p in videos.iterdir()) == ["broken.mp4"]
 
 
-def test_cancel_stops_the_work_and_removes_partial_output(make_service, tmp_path):
-    videos = tmp_path / "videos"
-    make_face_clip(videos / "long.mp4", frames=600, size=(640, 360), audio=True)
-    service = make_service(PRIVACYPAL_VIDEO_DIRECTORY=str(videos), PRIVACY_DETECT_EVERY="1")
-    assert requests.post(f"{service.url}/process_video", data=b"long.mp4").status_code == 202
-    deadline = time.monotonic() + 60
-    while not (videos / "long-processed-temp.mp4").exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    answer = requests.post(f"{service.url}/cancel_process", data=b"long.mp4", timeout=60)
-    assert (answer.status_code, answer.text) == (200, "Success")
-    assert sorted(p.name for p in videos.iterdir()) == ["long.mp4"]
-    state = requests.get(f"{service.url}/process_status", params={"filename": "long.mp4", "format": "json"}).json()
-    assert state["state"] == "cancelled"
-    plain = requests.get(f"{service.url}/process_status", params={"filename": "long.mp4"})
-    assert (plain.status_code, plain.text) == (404, "Error: cancelled")
-
-
 def test_a_killed_worker_ends_in_a_finished_job_not_a_stuck_one(make_service, mongo_uri, tmp_path):
+    """kill -9 with the temporary output half written (held after its first checkpoint): another
+    worker finishes the job in a second attempt. (Cancelling: tests/test_cancel.py.)"""
     videos = tmp_path / "videos"
     make_face_clip(videos / "crash.mp4", frames=120, audio=True)
     api = make_service(APP_RUN_WORKERS="false", PRIVACYPAL_VIDEO_DIRECTORY=str(videos))
-    env = {**os.environ, **service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=api.settings.mongodb.db_name,
-                                       PRIVACYPAL_VIDEO_DIRECTORY=str(videos), PRIVACY_DETECT_EVERY="1",
-                                       JOBS_LEASE_SECONDS="2", JOBS_HEARTBEAT_SECONDS="0.5")}
+    env = service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=api.settings.mongodb.db_name,
+                      PRIVACYPAL_VIDEO_DIRECTORY=str(videos), PRIVACY_DETECT_EVERY="1",
+                      JOBS_LEASE_SECONDS="2", JOBS_HEARTBEAT_SECONDS="0.5")
     assert requests.post(f"{api.url}/process_video", data=b"crash.mp4").status_code == 202
-    victim = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not (videos / "crash-processed-temp.mp4").exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
+    victim = HeldWorker(env, tmp_path / "hold", at=1, when="after")
+    try:
+        victim.wait_held(api.db, "privacy:crash.mp4")
+        assert (videos / "crash-processed-temp.mp4").exists()
+        victim.process.send_signal(signal.SIGKILL)
+        victim.process.wait()
+    finally:
+        victim.stop()
     assert requests.get(f"{api.url}/process_status", params={"filename": "crash.mp4"}).text == "False"
-    survivor = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+    survivor = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env={**os.environ, **env},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         state = wait_done(api.url, "crash.mp4", timeout=600)  # a state, not a time: CI's cores may be busy
     finally:

@@ -29,7 +29,7 @@ from bson import ObjectId
 
 import video_processor as vp
 from media_service import metrics
-from media_service.datasets import augment, source, uploads
+from media_service.datasets import augment_plan, source, uploads
 from media_service.datasets.export_assembly import store_exports
 from media_service.datasets.frame_writer import (
     ObjectCache,
@@ -91,7 +91,7 @@ def _task_ids(version: dict) -> list[ObjectId]:
 class DatasetBuilder:
     def __init__(self, mongo: MongoManager, storage, settings):
         self.mongo, self.storage, self.settings = mongo, storage, settings
-        self.augmentation = augment.AugmentationSettings.from_config(settings.augmentation)
+        self.augmentation = augment_plan.AugmentationSettings.from_config(settings.augmentation)
 
     # -- the whole version ---------------------------------------------------------------------
     def build(self, version_id: ObjectId, check: Callable[[], None] = lambda: None,
@@ -104,51 +104,65 @@ class DatasetBuilder:
             raise DatasetError("unknown_version", f"no dataset version {version_id}")
         if (version.get("taskStatus") or {}).get("state") == "complete":
             return BuildResult(version_id, already_complete=True, tasks=len(version["taskStatus"].get("tasks", [])))
+        context, task_ids = self._start(version_id, version)
+        result = BuildResult(version_id, tasks=len(task_ids))
+        cache = object_cache(self.storage, self.settings.folders.path("task_base"), context)
+        try:
+            finished = self._tasks_then_exports(context, task_ids, result, cache, check, progress)
+        except DatasetError:
+            cache.remove()  # this build is over; the next one starts afresh
+            raise
+        cache.remove()
+        before_finish()
+        self._finish(version_id, finished, result)
+        progress(1.0, "done")
+        return result
+
+    def _start(self, version_id: ObjectId, version: dict) -> tuple[Version, list[ObjectId]]:
+        """Check what the version asks for before anything is written (an id the service does not
+        know fails the build at once), then record the build as started."""
         task_ids = _task_ids(version)
         if not task_ids:
             raise DatasetError("no_tasks", f"dataset version {version_id} has no tasks in its taskList")
         group = version.get("dataSetGroupId")
         if not group:
             raise DatasetError("no_group", f"dataset version {version_id} has no dataSetGroupId")
-        try:  # before anything is written: an id the service does not know fails the build at once
-            plan = augment.requested_augmentations(version.get("augmentationTypes"), self.augmentation)
-        except augment.AugmentationShapeError as error:
+        try:
+            plan = augment_plan.requested_augmentations(version.get("augmentationTypes"), self.augmentation)
+        except augment_plan.AugmentationShapeError as error:
             raise DatasetError("bad_augmentations", f"dataset version {version_id}: {error}") from None
         yolo = {"fileType": "zip", "name": "YOLO", **self.mongo.yolo_export_format()}
         version = self.mongo.start_dataset_build(version_id, [str(t) for t in task_ids],
                                                  random.SystemRandom().randrange(2**31), uuid.uuid4().hex, yolo)
         if plan.disabled:
             log.info("augmentations in disabled_augs (left out): %s", ", ".join(plan.disabled))
-        context = Version(version, group, LabelScheme.from_list(version.get("labelAttributeList")), plan.requests,
-                          split_shares(version))
-        result = BuildResult(version_id, tasks=len(task_ids))
-        entries = {entry["task"]: entry for entry in version["taskStatus"]["tasks"]}
+        return Version(version, group, LabelScheme.from_list(version.get("labelAttributeList")), plan.requests,
+                       split_shares(version)), task_ids
+
+    def _tasks_then_exports(self, context: Version, task_ids: list[ObjectId], result: BuildResult,
+                            cache, check, progress) -> list[dict]:
+        """Every task not yet recorded complete, then the exports; the version's task entries."""
+        entries = {entry["task"]: entry for entry in context.doc["taskStatus"]["tasks"]}
         todo = [task for task in task_ids
                 if entries[str(task)]["state"] != "complete" or not self._recorded(context, task)]
-        cache = object_cache(self.storage, self.settings.folders.path("task_base"), context)
+        sink = uploads.uploads_for(self.storage)
         try:
-            sink = uploads.uploads_for(self.storage)
-            try:
-                failures = self._build_tasks(context, todo, entries, result, cache, sink, check, progress)
-            finally:
-                sink.close()
-            if failures:
-                raise TaskFailed(f"{len(failures)} of {len(task_ids)} tasks failed this attempt: "
-                                 + "; ".join(failures))
-            check()
-            progress(0.9, "exports")
-            version = self.mongo.get_dataset_version(version_id)
-            with metrics.cpu_stage("dataset", "exports"):  # the whole process: the archives are written by a pool
-                result.exports = store_exports(self.mongo, self.storage, self.settings, context,
-                                               [entry["task"] for entry in version["taskStatus"]["tasks"]], cache)
-        except DatasetError:
-            cache.remove()  # this build is over; the next one starts afresh
-            raise
-        cache.remove()
-        finished = version["taskStatus"]["tasks"]
+            failures = self._build_tasks(context, todo, entries, result, cache, sink, check, progress)
+        finally:
+            sink.close()
+        if failures:
+            raise TaskFailed(f"{len(failures)} of {len(task_ids)} tasks failed this attempt: " + "; ".join(failures))
+        check()
+        progress(0.9, "exports")
+        version = self.mongo.get_dataset_version(context.id)
+        with metrics.cpu_stage("dataset", "exports"):  # the whole process: the archives are written by a pool
+            result.exports = store_exports(self.mongo, self.storage, self.settings, context,
+                                           [entry["task"] for entry in version["taskStatus"]["tasks"]], cache)
+        return version["taskStatus"]["tasks"]
+
+    def _finish(self, version_id: ObjectId, finished: list[dict], result: BuildResult) -> None:
         result.images = sum(entry.get("imageCount", 0) for entry in finished)
         result.size = sum(entry.get("imageDataSize", 0) for entry in finished)
-        before_finish()
         self.mongo.finish_dataset(version_id, {
             "imageCount": result.images, "size": result.size,
             "exportFormats.YOLO.fileCount": result.exports["fileCount"],
@@ -157,8 +171,6 @@ class DatasetBuilder:
             "exportFormats.COCO": {"fileType": "zip", "name": "COCO",
                                    "file": self.storage.document_key(result.exports["coco"]),
                                    "createdAt": utcnow()}})
-        progress(1.0, "done")
-        return result
 
     def _build_tasks(self, context: Version, todo: list[ObjectId], entries: dict, result: BuildResult,
                      cache: ObjectCache | StoredInPlace, sink, check, progress) -> list[str]:

@@ -302,22 +302,6 @@ def write_export(records: Iterable[ExportRecord], class_names: Sequence[str], fo
     return summary
 
 
-def zip_folder(folder: str | os.PathLike, zip_path: str | os.PathLike) -> Path:
-    """Zip a folder reproducibly: the same archive `write_export` makes of the same files."""
-    folder, zip_path = Path(folder), Path(zip_path)
-    skip = {zip_path.resolve(), zip_path.resolve().with_name(zip_path.name + ".part")}
-    folders, entries = set(), {}
-    for path in folder.rglob("*"):
-        if path.resolve() in skip:
-            continue
-        name = path.relative_to(folder).as_posix()
-        if path.is_dir():
-            folders.add(name)
-        else:
-            entries[name] = path
-    return _write_zip(folders, entries, zip_path)
-
-
 def _write_zip(folders: Iterable[str], entries: dict[str, bytes | Path], zip_path: Path) -> Path:
     """Entries sorted by name (each folder, with those of every entry's parents, as an entry of its
     own, kept even when empty), dated 1980-01-01 with fixed modes; JPEG and PNG stored, the rest

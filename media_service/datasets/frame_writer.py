@@ -34,7 +34,7 @@ from bson import ObjectId
 
 from media_service import metrics
 from media_service.contract import DatasetType
-from media_service.datasets import augment, augment_image, keys, uploads
+from media_service.datasets import augment_apply, augment_plan, keys, uploads
 from media_service.datasets.labels import Box, LabelScheme, frame_labels
 from media_service.storage import LocalStorage
 from mongo_manager import utcnow
@@ -184,7 +184,7 @@ def object_cache(storage, task_base: Path, version: Version) -> ObjectCache | St
 class TaskWriter:
     """Writes the frames of one task, skipping objects already stored by this build, and counts them."""
 
-    def __init__(self, storage, dataset, augmentation: augment.AugmentationSettings, version: Version, task: str,
+    def __init__(self, storage, dataset, augmentation: augment_plan.AugmentationSettings, version: Version, task: str,
                  stored: set[str], cache: ObjectCache | StoredInPlace,
                  sink: uploads.Inline | uploads.Background | None = None):
         self.storage, self.dataset, self.augmentation = storage, dataset, augmentation  # dataset: [Dataset]
@@ -217,9 +217,9 @@ class TaskWriter:
                  RECORD: image_record(width, height, labels.boxes)}
         fraction = self.augmentation.fraction
         for request in version.augmentations:
-            if not augment_image.is_selected(version.seed, task, frame_id, request.aug_type, fraction):
+            if not augment_apply.is_selected(version.seed, task, frame_id, request.aug_type, fraction):
                 continue
-            done = augment_image.augment_frame(rgb, labels.boxes, request, seed=version.seed, task_id=task,
+            done = augment_apply.augment_frame(rgb, labels.boxes, request, seed=version.seed, task_id=task,
                                          frame_id=frame_id, settings=self.augmentation)
             metrics.lap("augment")
             aug_dir = dataset.augmentation_folder

@@ -32,12 +32,6 @@ def blur_settings(privacy, content) -> BlurSettings:
                         max_blacked_out_percent=privacy.max_blacked_out_percent)
 
 
-def roots(settings) -> tuple[Path, Path]:
-    """The configured input folder and output folder (the input folder when none is set)."""
-    input_root = settings.privacy.path("input_dir")
-    return input_root, settings.privacy.path("output_dir") if settings.privacy.output_dir else input_root
-
-
 class PrivacyJobHandler:
     kind = PRIVACY_KIND
 
@@ -59,7 +53,7 @@ class PrivacyJobHandler:
 
     def run(self, ctx: JobContext) -> None:
         params = PrivacyJobParams.from_doc(ctx.job.params)
-        input_root, output_root = roots(self.settings)
+        input_root, output_root = self.settings.privacy.folders()
         ctx.set_stage("blurring")
 
         def progress(fraction: float) -> None:  # after the first frame, then about once a second
@@ -76,7 +70,7 @@ class PrivacyJobHandler:
         if finished_too:
             names += [outputs.final.name, outputs.log_final.name]
         try:
-            with ConfinedDir(roots(self.settings)[1], outputs.final.parent, create=False) as folder:
+            with ConfinedDir(self.settings.privacy.folders()[1], outputs.final.parent, create=False) as folder:
                 for name in names:
                     folder.unlink(name)
         except PathRefused:  # the folder is gone or was swapped: nothing of ours to remove there

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -60,11 +60,6 @@ def _relative_name(raw: str) -> str | None:
     return str(path)
 
 
-def _directories(settings) -> tuple[Path, Path]:
-    input_dir = Path(settings.privacy.input_dir)
-    return input_dir, Path(settings.privacy.output_dir) if settings.privacy.output_dir else input_dir
-
-
 @bp.before_request
 def require_key():
     """With `[Privacy] require_key`, every route but /health needs the key. Without it, only callers
@@ -93,7 +88,7 @@ def process_video():
     name = _relative_name(_file_name())
     if name is None:
         return _text("Error: invalid file name", 400)
-    input_dir, output_dir = _directories(svc.settings)
+    input_dir, output_dir = svc.settings.privacy.folders()
     try:
         source = resolve_inside(input_dir, name)
     except PathRefused:

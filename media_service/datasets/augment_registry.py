@@ -2,7 +2,7 @@
 boxes (an albumentations 2.0.x pipeline, MIT; `spatial` ones move the boxes with the pixels), the
 parameter it takes (`parse_range`: a value or a range, its default, its bounds) and the names an
 `aug_map` may give it (ours, albumentations' or the old imgaug ones: `augmenter_name`). Which
-platform id means which augmenter, and what each parameter means, is told in `augment.py`.
+platform id means which augmenter, and what each parameter means, is told in `augment_plan.py`.
 """
 from __future__ import annotations
 
@@ -11,12 +11,9 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from media_service.datasets.augment import AugmentationSettings
 
 Range = tuple[float, float]
 
@@ -33,7 +30,7 @@ def load_albumentations():
 @dataclass(frozen=True)
 class Augmenter:
     name: str
-    build: Callable[[Range | None, AugmentationSettings], list[Any]]
+    build: Callable[[Range | None, bool], list[Any]]  # (its parameter, keep_size_crop): the albumentations steps
     default: Range | None = None     # None: takes no parameter
     symmetric: bool = False          # a single value v means -v..v (else exactly v)
     fraction: bool = False           # values above 1 are percents
@@ -47,7 +44,7 @@ def _border():
     return {"border_mode": cv2.BORDER_CONSTANT, "fill": 0}
 
 
-def _fixed(*names: str) -> Callable[[Range | None, AugmentationSettings], list[Any]]:
+def _fixed(*names: str) -> Callable[[Range | None, bool], list[Any]]:
     return lambda _r, _s: [getattr(load_albumentations(), n)(p=1.0) for n in names]
 
 
@@ -90,8 +87,8 @@ def _gray(_r, _s):
     return [load_albumentations().ToGray(num_output_channels=3, method="weighted_average", p=1.0)]
 
 
-def _crop(r, settings):
-    return [load_albumentations().CropAndPad(percent=(-r[1], -r[0]), keep_size=settings.keep_size_crop,
+def _crop(r, keep_size_crop):
+    return [load_albumentations().CropAndPad(percent=(-r[1], -r[0]), keep_size=keep_size_crop,
                                              sample_independently=True, p=1.0, **_border())]
 
 

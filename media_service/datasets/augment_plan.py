@@ -3,7 +3,7 @@
 The version asks for augmentations in `augmentationTypes.IMAGE_LEVEL[].properties[]`, each
 `{id, values}` with the platform's upper-case ids, in exactly CONTRACT §2's shape
 (`platform_properties`; any other shape is refused). Each id is looked up in `aug_map` (the old
-`[Augmentation]` setting of the same name), which names one of the augmenters of `augmenters.py`;
+`[Augmentation]` setting of the same name), which names one of the augmenters of `augment_registry.py`;
 that name, as the map writes it, is the platform's `<augType>`. An id no augmenter is mapped to fails
 the build.
 
@@ -42,7 +42,7 @@ applies only when `values[0]` is true; a ranged augmenter takes `values` as its 
 `aug_map` values may also be the old service's imgaug names (`Fliplr`, `Flipud`, `Affine`...);
 a map sending `flip_horizontal` to a vertical flip (the old service's swap) is refused.
 
-`augment_image.py` applies one of the plan's augmentations to one frame.
+`augment_apply.py` applies one of the plan's augmentations to one frame.
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
-from media_service.datasets.augmenters import AUGMENTERS, Augmenter, Range, augmenter_name, parse_range
+from media_service.datasets.augment_registry import AUGMENTERS, Augmenter, Range, augmenter_name, parse_range
 
 DEFAULT_AUG_MAP: Mapping[str, str] = MappingProxyType({
     "flip_horizontal": "HorizontalFlip", "flip_vertical": "VerticalFlip",

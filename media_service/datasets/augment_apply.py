@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from media_service.datasets.augment import DEFAULT_SETTINGS, AugmentationRequest, AugmentationSettings, request_for
-from media_service.datasets.augmenters import AUGMENTERS, load_albumentations
+from media_service.datasets.augment_plan import DEFAULT_SETTINGS, AugmentationRequest, AugmentationSettings, request_for
+from media_service.datasets.augment_registry import AUGMENTERS, load_albumentations
 from media_service.datasets.labels import Box, as_box
 
 
@@ -88,10 +88,11 @@ def augment_frame(image: np.ndarray, boxes: Iterable[Box | Sequence[Any]], reque
     A = load_albumentations()
     augmenter = AUGMENTERS[request.augmenter]
     random_seed = frame_seed(seed, task_id, frame_id, request.aug_type)
+    steps = augmenter.build(request.params, settings.keep_size_crop)
     if not augmenter.spatial:  # colours only: the boxes stay where they are
-        out = A.Compose(augmenter.build(request.params, settings), seed=random_seed)(image=np.ascontiguousarray(image))
+        out = A.Compose(steps, seed=random_seed)(image=np.ascontiguousarray(image))
         return AugmentedFrame(request.aug_type, np.ascontiguousarray(out["image"], dtype=np.uint8), kept, dropped)
-    pipeline = A.Compose(augmenter.build(request.params, settings), seed=random_seed,
+    pipeline = A.Compose(steps, seed=random_seed,
                          bbox_params=A.BboxParams(format="pascal_voc", label_fields=["box_index"],
                                                   min_visibility=settings.min_visibility,
                                                   min_area=settings.min_area, clip=True, filter_invalid_bboxes=True))
