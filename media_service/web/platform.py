@@ -153,8 +153,8 @@ def _check_frame_rate(request: ContentRequest) -> Rejection | None:
     """No rate above the source's own, checked before anything is queued: a video's headers are
     read (milliseconds; not the worker's full probe), an image folder has a configured limit."""
     reads_video = request.content_type == ContentType.VIDEO and request.request_type != RequestType.ANNOTATIONS_ONLY
-    source_fps = vp.average_frame_rate(request.source) if reads_video else None
-    return check_frame_rate(request, source_fps, services().settings.content.max_image_frame_rate)
+    source_rate = vp.source_frame_rate(request.source) if reads_video else None
+    return check_frame_rate(request, source_rate, services().settings.content.max_image_frame_rate)
 
 
 def _check_annotation(request: ContentRequest) -> Rejection | None:
