@@ -253,7 +253,7 @@ def test_type_2_on_the_cuts_upload_keeps_its_own_row_and_reports_progress_per_ba
         status = requests.get(f"{api.url}/api/processContent/status", params={"upload_id": str(upload_id)},
                               headers=keyed, timeout=10).json()
         assert status["progress"] == 40.0 and status["eta_seconds"] > 0 and status["request_type"] == 2
-        assert api.db.AnnotationContentUpload.find_one({"_id": upload_id})["progress"] == 40.0
+        assert 0 < api.db.AnnotationContentUpload.find_one({"_id": upload_id})["progress"] <= 40.0
         worker.release()
         upload = wait_for_upload(api.db, upload_id, timeout=300)
     finally:

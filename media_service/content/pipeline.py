@@ -98,6 +98,8 @@ class ContentPipeline:
             raise vp.MediaError("no_frames", f"{source.name}: no frames could be sampled")
         ctx.stop_if_cancel_requested()
         self.mongo.mark_upload_succeeded(upload_id, task_count, extra)
+        ctx.report({"tasks": task_count, "frames": checkpoint["frames_done"],
+                    **({"annotation": annotator.report()} if annotator else {})})
         self._maybe_delete_source(content, source)
         log.info("upload done: %d tasks, %d frames", task_count, checkpoint["frames_done"])
 

@@ -223,7 +223,7 @@ def check_frame_rate(request: ContentRequest, source, image_limit: int) -> Rejec
     limit = frame_rate_limit(source.fps)
     if request.frame_rate > limit:
         judged = (f"{source.fps:.3g} fps, measured from its frames' timestamps; its header says "
-                  f"{source.header_fps:.6g} fps" if source.measured else f"{source.fps:.6g} fps, from its header")
+                  f"{source.header_fps:.3g} fps" if source.measured else f"{source.fps:.6g} fps, from its header")
         return Rejection(400, {"message": f"frame_rate {request.frame_rate} is above the video's own frame rate "
                                           f"({judged}): send at most {limit}",
                                "INFO": {"highest frame_rate": limit,
