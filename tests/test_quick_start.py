@@ -28,10 +28,10 @@ README = ROOT / "README.md"
 
 
 def quick_start() -> str:
-    """The README's quick start section, as a user reads it."""
+    """The README's quick start section, as a user reads it (lines joined)."""
     text = README.read_text()
     start = text.index("### Quick start")
-    return text[start:text.index("The same, from a shell", start)]
+    return " ".join(text[start:text.index("The same, from a shell", start)].split())
 
 
 @pytest.fixture(scope="module")
@@ -184,8 +184,10 @@ def test_the_quick_start_on_localhost_and_127_0_0_1(browser, as_run_sh_starts_it
                              "let lit = 0; for (let i = 3; i < px.length; i += 4) lit += px[i] > 0;"
                              "return [Number(f.dataset.shownBoxes), lit];", what="boxes drawn over the video")
     assert drawn[0] >= 3 and drawn[1] > 500, drawn  # pedestrians, outlined in the overlay
-    boxes = browser.find_element(By.CSS_SELECTOR, "figure.task table.frames tbody tr .boxes").text
-    assert re.search(r"person 0\.\d\d", boxes), boxes
+    boxes = js(browser, "return Array.from(document.querySelectorAll('figure.task table.frames tbody tr'), "
+                        "r => [r.querySelector('.source').textContent, r.querySelector('.boxes').textContent])")
+    assert [number for number, _ in boxes] == [str(n) for n in range(1, 21, 2)]  # 20 frames at 10 fps, taken at 5
+    assert all(re.search(r"person 0\.\d\d \(\d+, \d+, \d+×\d+\)", text) for _, text in boxes), boxes
 
     # 4. A project whose labels leave every detection out says why, where the user looks.
     browser.get(f"{loopback}/jobs")
@@ -205,7 +207,8 @@ def test_the_quick_start_on_localhost_and_127_0_0_1(browser, as_run_sh_starts_it
     # 15 fps) is refused at once, saying which rate was used, and nothing of the try is left.
     browser.get(f"{loopback}/jobs")
     status = try_it(browser, opencv_clips["tree.avi"], 5)
-    assert "Refused (400)" in status and "2.3 fps" in status and "measured" in status, status
+    assert "Refused (400)" in status and "(2.27 fps, measured from its frames' timestamps; its header says 15 fps)" \
+        in status, status
     contents = service["home"] / "contents" / "uploads"
     assert list(contents.rglob("tree-*")) == [] and len(list(contents.iterdir())) == 3  # the three tries before
 
