@@ -206,4 +206,4 @@ def frames_view(task: dict, frames: list[dict]) -> dict:
                       "time": round((position - 1) / rate, 4) if rate and isinstance(position, int) else None,
                       "boxes": [box_view(box) for box in frame.get("boxes") or [] if isinstance(box, dict)]})
     return {"task": task.get("taskName"), "width": task.get("videoResolutionWidth"),
-            "height": task.get("videoResolutionHeight"), "frame_rate": task.get("frameRate"), "frames": views}
+            "height": task.get("videoResolutionHeight"), "frame_rate": rate, "frames": views}
