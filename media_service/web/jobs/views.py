@@ -160,7 +160,9 @@ def upload_view(upload: dict | None) -> dict | None:
         return None
     redact = services().redact
     annotated = "annotationModel" in upload  # a run with auto-annotation left its counts
-    return {"id": str(upload["_id"]), "project_id": _plain(upload.get("projectId"), redact),
+    project_id = upload.get("projectId")
+    return {"id": str(upload["_id"]), "project_id": _plain(project_id, redact),
+            "project": _plain(services().mongo.project_names([project_id]).get(str(project_id)), redact),
             "status": upload.get("status"), "progress": upload.get("progress"), "task_count": upload.get("taskCount"),
             "error": _plain(upload.get("errorMessage") or {}, redact),
             "source": _plain(upload.get("sourceFilePath"), redact),
