@@ -118,13 +118,13 @@ class JobStore:
         ended = self.collection.find_one({"_id": job_id, "state": {"$in": list(FINAL_STATES)}})
         if ended is None:
             return None
-        record = {**ended, "_id": f"{job_id}@run{ended.get('run', 1)}", "superseded_by": job_id, "holding": False}
+        run = ended.get("run") or 0  # (jobs queued before runs were counted: 0)
+        record = {**ended, "_id": f"{job_id}@run{run}", "superseded_by": job_id, "holding": False}
         record.pop("checkpoint", None)
         try:
             self.collection.insert_one(record)
-        except DuplicateKeyError as exc:
-            if "one_job_per_video" in str(exc):  # (holding False: never expected)
-                raise
+        except DuplicateKeyError:
+            pass  # written already, by an enqueue cut short or running beside this one
         return ended
 
     def claim(self, owner: str, lease_seconds: float, kinds: Iterable[str] | None = None,

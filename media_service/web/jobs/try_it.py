@@ -233,7 +233,8 @@ def try_it():
     answer, status = process_content_fields({
         "upload_id": str(upload_id), "auth_key": svc.settings.app.api_keys[0], "project_id": str(project_id),
         "frame_rate": form.frame_rate, "content_path": content_path, "force_write": "0",
-        "auto_anno_version": str(min(form.request_type, 1)), "request_type": str(form.request_type),
+        "auto_anno_version": str(form.request_type),  # version 1 with auto-annotation, 0 without
+        "request_type": str(form.request_type),
         "content_type": str(ContentType.VIDEO)})
     if status >= 400:
         _forget_refused(root, upload_id, project_id, source, folder)
