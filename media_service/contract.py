@@ -7,6 +7,7 @@ Enums are plain ints in small namespaces (what MongoDB stores and Node compares 
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -34,6 +35,7 @@ class RequestType:
     TASKS_ONLY = 0              # AA_bar
     TASKS_AND_ANNOTATIONS = 1   # AA_tasks
     ANNOTATIONS_ONLY = 2        # AA
+    NAMES = {0: "tasks only", 1: "tasks plus auto-annotation", 2: "auto-annotation only"}  # for people
 
 
 class ContentType:
@@ -110,20 +112,34 @@ def source_fingerprint(size: int, mtime_ns: int) -> dict:
 
 
 # -- documents Node creates (CONTRACT §2), made the same way by the jobs page's try-it form ---------
-def project_doc(project_id: ObjectId, name: str, now: datetime) -> dict:
-    """A new AnnotationProject, as Node creates it: no uploads and no labels yet."""
-    return {"_id": project_id, "name": name, "contentUploads": [], "labels": [], "createdAt": now, "updatedAt": now}
+# Colours for project labels that have none (stable per label name).
+LABEL_COLORS = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
+                "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#800000", "#aaffc3", "#000075")
+
+
+def label_color(name: str) -> str:
+    return LABEL_COLORS[int(hashlib.sha1(name.encode()).hexdigest(), 16) % len(LABEL_COLORS)]
+
+
+def project_doc(project_id: ObjectId, name: str, now: datetime, labels: tuple[str, ...] = ()) -> dict:
+    """A new AnnotationProject, as Node creates it: no uploads yet, the labels named (`labels[].label`
+    and a colour each)."""
+    return {"_id": project_id, "name": name, "contentUploads": [],
+            "labels": [{"label": label, "color": label_color(label)} for label in labels],
+            "createdAt": now, "updatedAt": now}
 
 
 def video_upload_doc(upload_id: ObjectId, project_id: ObjectId, source_file_path: str, frame_rate: int,
-                     now: datetime) -> dict:
+                     now: datetime, request_type: int = RequestType.TASKS_ONLY) -> dict:
     """A new AnnotationContentUpload of a video, as Node creates it before it calls processContent:
-    processing, tasks only, the standard frames a task, no force write, no auto-annotation."""
+    processing, the standard frames a task, no force write; tasks only, or tasks plus
+    auto-annotation version 1."""
     return {"_id": upload_id, "projectId": project_id, "createdAt": now, "updatedAt": now,
             "sourceFilePath": source_file_path, "progress": 0, "status": UploadStatus.PROCESSING,
             "frame_rate": frame_rate, "frames_per_task": FRAMES_PER_TASK_STANDARD,
-            "content_type": ContentType.VIDEO, "force_write": 0, "request_annotation_version": 0,
-            "request_type": RequestType.TASKS_ONLY}
+            "content_type": ContentType.VIDEO, "force_write": 0,
+            "request_annotation_version": 0 if request_type == RequestType.TASKS_ONLY else 1,
+            "request_type": request_type}
 
 
 @dataclass(frozen=True)
@@ -181,6 +197,9 @@ class FrameAnnotator(Protocol):
 
     def summary(self) -> dict:
         """Fields for the upload doc once the run ends (model, labels left out, billable calls)."""
+
+    def report(self) -> dict:
+        """The run's counts for its job's result: model, frames, boxes, labels_left_out."""
 
 
 # -- what a queued job carries ------------------------------------------------------------------

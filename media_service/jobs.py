@@ -86,6 +86,14 @@ class JobContext:
             self.cancel.set()  # the next check() stops the job
         self.job.checkpoint = checkpoint
 
+    def progress(self, stage: str, progress: float) -> None:
+        """Progress (0-100) and its ETA within a commit, with no new resume point (a batch of frames
+        done); a cancel asked meanwhile stops the job at its next check()."""
+        self._enter_stage(stage)
+        self.eta_seconds = self._eta(progress)
+        if self.store.save_progress(self.job.id, self.owner, stage, progress, self.eta_seconds):
+            self.cancel.set()
+
     def _eta(self, progress: float) -> float | None:
         done, elapsed = progress - self.progress_at_start, time.monotonic() - self.started
         if done <= 0 or elapsed < 0.5:
@@ -248,7 +256,7 @@ class WorkerPool:
             ctx.cancel.set()
         heartbeat = _Heartbeat(ctx, self.settings.jobs.heartbeat_seconds)
         heartbeat.start()
-        about = {name: str(job.params[name]) for name in ("upload_id", "version_id", "filename")
+        about = {name: str(job.params[name]) for name in ("upload_id", "request_type", "version_id", "filename")
                  if name in job.params}
         try:
             with job_context(handler.label(job), job_id=job.id, kind=job.kind, **about):

@@ -206,6 +206,13 @@ class ConfinedDir:
         except FileNotFoundError:
             pass
 
+    def remove_empty_folder(self, name: str) -> None:
+        """The folder `name` in this one, if it is empty (else it stays)."""
+        try:
+            os.rmdir(name, dir_fd=self.fd)
+        except OSError:  # not empty, or gone
+            pass
+
     def close(self) -> None:
         os.close(self.fd)
 

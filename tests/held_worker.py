@@ -6,6 +6,8 @@ Environment:
                 `end`: the job's last look for a cancel before it publishes its end
                 (JobContext.stop_if_cancel_requested)
   HOLD_WHEN     `before` (default: the checkpoint is not saved yet, the look not taken) or `after`
+  HOLD_ON       `checkpoint` (default) or `progress`: count the job's progress reports instead
+                (JobContext.progress: a batch of frames done, no resume point)
 
 Run as `python -m tests.held_worker` from the repository root (HeldWorker does); everything else is
 the real worker.
@@ -32,8 +34,8 @@ def hold_here(folder: Path) -> None:
         time.sleep(0.01)
 
 
-def install(folder: Path, at: str, when: str) -> None:
-    name = "stop_if_cancel_requested" if at == "end" else "checkpoint"
+def install(folder: Path, at: str, when: str, on: str = "checkpoint") -> None:
+    name = "stop_if_cancel_requested" if at == "end" else on
     real = getattr(jobs.JobContext, name)
 
     def held(self, *args, **kwargs):
@@ -54,13 +56,13 @@ def install(folder: Path, at: str, when: str) -> None:
 class HeldWorker:
     """A real worker process that stops at its `at`-th checkpoint (before or after saving it)."""
 
-    def __init__(self, env: dict, folder: Path, at: int | str, when: str = "before"):
+    def __init__(self, env: dict, folder: Path, at: int | str, when: str = "before", on: str = "checkpoint"):
         self.folder = folder
         folder.mkdir(parents=True)
         self.log = folder / "worker.log"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.held_worker"], cwd=ROOT, stdout=open(self.log, "a"), stderr=subprocess.STDOUT,
-            env={**os.environ, **env, "HOLD_DIR": str(folder), "HOLD_AT": str(at), "HOLD_WHEN": when})
+            env={**os.environ, **env, "HOLD_DIR": str(folder), "HOLD_AT": str(at), "HOLD_WHEN": when, "HOLD_ON": on})
 
     def wait_held(self, db, job_id: str, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
@@ -81,6 +83,7 @@ class HeldWorker:
 
 
 if __name__ == "__main__":
-    install(Path(os.environ["HOLD_DIR"]), os.environ["HOLD_AT"], os.environ.get("HOLD_WHEN", "before"))
+    install(Path(os.environ["HOLD_DIR"]), os.environ["HOLD_AT"], os.environ.get("HOLD_WHEN", "before"),
+            os.environ.get("HOLD_ON", "checkpoint"))
     import worker
     worker.main()

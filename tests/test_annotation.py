@@ -207,6 +207,64 @@ def test_kill_9_during_auto_annotation_ends_like_an_uninterrupted_run(make_servi
     assert got == expected
 
 
+def test_type_2_on_the_cuts_upload_keeps_its_own_row_and_reports_progress_per_batch(make_service, mongo_uri,
+                                                                                    tmp_path):
+    """Issue 33: a type-2 run sat at 0 % with no ETA, then moved a task at a time, and (sent with the
+    cut's own upload_id, so the same job id) replaced the cut's row on the jobs page. Now: progress per
+    batch of frames with an ETA, each run its own row, and the same request twice while queued gets the
+    current state (CONTRACT §1). The log names the request type."""
+    import requests
+
+    from tests.conftest import NODE_KEY
+    from tests.held_worker import HeldWorker
+    from tests.test_cancel import worker_env
+
+    api = make_service(APP_RUN_WORKERS="false")
+    make_face_clip(api.content / "walk.mp4", frames=40, audio=False)  # one task of 40 frames: 5 batches of 8
+    project_id = project_with_labels(api.db, "Face", "Person")
+    upload_id = ObjectId()
+    job_id = f"content:{upload_id}"
+    api.db.AnnotationContentUpload.insert_one({"_id": upload_id, "projectId": project_id, "status": 0,
+                                               "frames_per_task": 120})
+    url, keyed = f"{api.url}/api/processContent", {"X-API-Key": NODE_KEY}
+    api.services.start_workers()
+    assert post_node(url, fields_for(upload_id, project_id, "./walk.mp4", frame_rate=25)).status_code == 202
+    assert wait_for_upload(api.db, upload_id)["status"] == 1
+    api.services.pool.shutdown(grace=5)
+    api.services.pool = None
+    fields = fields_for(upload_id, project_id, "./walk.mp4", request_type=2, auto_anno_version=1)
+    assert post_node(url, fields).status_code == 202
+    again = post_node(url, fields)
+    assert again.status_code == 200 and again.json()["state"] == "queued"
+    rows = requests.get(f"{api.url}/api/jobs", headers=keyed, timeout=10).json()["jobs"]
+    assert [(row["id"], row["kind"], row["state"]) for row in rows] == [
+        (job_id, "annotation", "queued"), (f"{job_id}@run1", "content", "done")]
+    earlier = rows[1]
+    assert not earlier["can_retry"] and earlier["params"]["request_type"] == 0
+    retry = requests.post(f"{api.url}{earlier['url']}/retry", headers=keyed, timeout=10)
+    assert retry.status_code == 409 and "earlier run" in retry.json()["message"]
+
+    worker = HeldWorker(worker_env(api, mongo_uri, tmp_path), tmp_path / "hold", 2, "after", on="progress")
+    try:
+        worker.wait_held(api.db, job_id)
+        job = api.db.ProcessingJob.find_one({"_id": job_id})
+        assert job["progress"] == 40.0 and job["eta_seconds"] > 0, job  # 16 of 40 frames, within the task
+        assert job["stage"] == "annotating" and job["checkpoint"]["next_task"] == 0  # no resume point moved
+        status = requests.get(f"{api.url}/api/processContent/status", params={"upload_id": str(upload_id)},
+                              headers=keyed, timeout=10).json()
+        assert status["progress"] == 40.0 and status["eta_seconds"] > 0 and status["request_type"] == 2
+        assert 0 < api.db.AnnotationContentUpload.find_one({"_id": upload_id})["progress"] <= 40.0
+        worker.release()
+        upload = wait_for_upload(api.db, upload_id, timeout=300)
+    finally:
+        worker.stop()
+    assert upload["status"] == 1 and upload["annotatedTasks"] == 1
+    rows = requests.get(f"{api.url}/api/jobs", headers=keyed, timeout=10).json()["jobs"]
+    assert [(row["id"], row["state"]) for row in rows] == [(job_id, "done"), (f"{job_id}@run1", "done")]
+    started = [line for line in worker.log.read_text().splitlines() if f"job {job_id} started" in line]
+    assert started and all("request_type=2" in line for line in started), started
+
+
 def test_the_label_policy_maps_filters_and_counts():
     from media_service.annotation.policy import LabelPolicy
     from media_service.config import load_settings

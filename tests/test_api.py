@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import subprocess
 import threading
 import time
 from fractions import Fraction
@@ -423,7 +424,7 @@ def source_limit(path) -> int:
 
 def assert_refused(service, upload_id, response, limit):
     assert response.status_code == 400, response.text
-    assert response.json()["INFO"] == {"highest frame_rate": limit}
+    assert response.json()["INFO"]["highest frame_rate"] == limit
     assert "above" in response.json()["message"]
     doc = upload_doc(service, upload_id)
     assert doc["status"] == 2 and doc["errorMessage"]["error_code"] == 400
@@ -468,16 +469,66 @@ def test_the_rate_rounded_up_is_accepted(idle_service, fps):
 
 
 def test_a_variable_rate_video_is_judged_by_its_average(idle_service):
+    """By the average of its frames as decoded (13 intervals over 2.9 s: 4.5 fps), as the sampler
+    measures it; the header's avg_frame_rate (14 frames over its stated 2.49 s: 5.6 fps) would take
+    6, every frame kept and played a third too fast."""
     times = [0, 0.03, 0.05, 0.3, 0.31, 0.7, 0.71, 0.72, 1.5, 1.6, 1.61, 2.4, 2.45, 2.9]
     clip = make_video(idle_service.content / "uploads" / "vfr.mp4", len(times), 25, times=times)
-    limit = source_limit(clip)
+    limit = math.ceil(decoded_rate(clip))
     assert Fraction(ffprobe_stream(clip)["r_frame_rate"]) > limit  # the nominal rate would let far more through
+    assert source_limit(clip) > limit  # and so would the header's average
     upload_id, project_id = new_upload(idle_service.db, "./uploads/vfr.mp4")
     above = post(idle_service, fields_for(upload_id, project_id, "./uploads/vfr.mp4", frame_rate=limit + 1))
     assert_refused(idle_service, upload_id, above, limit)
     idle_service.db.AnnotationContentUpload.update_one({"_id": upload_id}, {"$set": {"status": 0}})
     at = post(idle_service, fields_for(upload_id, project_id, "./uploads/vfr.mp4", frame_rate=limit))
     assert at.status_code == 202, at.text
+
+
+def lying_avi(path: Path) -> Path:
+    """An AVI whose header says 15 fps while its frames come 2.3 a second (a camera's variable rate
+    written into AVI): the muxer fills the gaps with null chunks, so the header counts 125 frames
+    over 8.3 s where 20 hold a picture. Like OpenCV's tree.avi (15 fps declared, 68 frames in 29.6 s)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=23/10",
+                    "-frames:v", "20", "-fps_mode", "passthrough", "-c:v", "cinepak", "-r", "15", str(path)],
+                   check=True, capture_output=True)
+    return path
+
+
+def decoded_rate(path: Path) -> float:
+    """The average rate of what FFmpeg decodes: frames less one over the span of their timestamps."""
+    frames = json.loads(subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                                        "frame=pts_time", "-of", "json", str(path)],
+                                       capture_output=True, text=True, check=True).stdout)["frames"]
+    times = sorted(float(frame["pts_time"]) for frame in frames)
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+def test_a_header_that_overstates_the_rate_is_judged_by_the_frames_measured_rate(idle_service):
+    """Issue 33: such an AVI was accepted at 5 fps and every frame kept: its task video played 2.2x
+    too fast. Where the header and the stream disagree, the measured rate decides, and the answer
+    says which rate was used."""
+    clip = lying_avi(idle_service.content / "uploads" / "lying.avi")
+    assert Fraction(ffprobe_stream(clip)["avg_frame_rate"]) == 15  # what the header says
+    measured = decoded_rate(clip)
+    assert 2.2 < measured < 2.4
+    limit = math.ceil(measured)
+    upload_id, project_id = new_upload(idle_service.db, "./uploads/lying.avi")
+    above = post(idle_service, fields_for(upload_id, project_id, "./uploads/lying.avi", frame_rate=5))
+    assert_refused(idle_service, upload_id, above, limit)
+    message = above.json()["message"]
+    assert f"({measured:.3g} fps, measured from its frames' timestamps; its header says 15 fps)" in message, message
+    assert above.json()["INFO"]["rate used"] == "measured"
+    idle_service.db.AnnotationContentUpload.update_one({"_id": upload_id}, {"$set": {"status": 0}})
+    at = post(idle_service, fields_for(upload_id, project_id, "./uploads/lying.avi", frame_rate=limit))
+    assert at.status_code == 202, at.text
+    # A header that tells the truth is named as the source of the rate.
+    clip = make_video(idle_service.content / "uploads" / "true.mp4", 10, 25)
+    upload_id, project_id = new_upload(idle_service.db, "./uploads/true.mp4")
+    above = post(idle_service, fields_for(upload_id, project_id, "./uploads/true.mp4", frame_rate=26))
+    assert above.json()["INFO"]["rate used"] == "header"
+    assert "(25 fps, from its header)" in above.json()["message"]
 
 
 def test_an_unreadable_video_keeps_its_own_error(service):

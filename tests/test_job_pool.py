@@ -216,3 +216,32 @@ def test_shutdown_hands_a_running_job_back_without_counting_the_attempt(make_poo
     release.set()
     assert (job["state"], job["stage"], job["attempts"], job["lease_owner"]) == ("queued", "released", 0, None)
     assert job["checkpoint"] == {"next_task": 1}
+
+
+def test_a_new_run_of_an_ended_job_keeps_the_ended_run_as_its_own_record(make_pool):
+    """Issue 33: a job id is the resume and idempotency key (`content:<uploadId>`), so a new run of an
+    ended job takes it over; the ended run is kept first as `<id>@run<n>`, a record nothing runs or
+    retries. Written before the new run replaces it and under a fixed id, so an enqueue that crashed
+    between the two leaves nothing twice when the request comes again."""
+    _, store = make_pool({})
+    job_id = new_id("content")
+    store.enqueue(job_id, "content", "k", {"n": 1}, max_attempts=3)
+    assert store.enqueue(job_id, "annotation", "k", {"n": 2}, max_attempts=3)[0] is False  # queued: no new run
+    store.collection.update_one({"_id": job_id}, {"$set": {"state": "done", "holding": False, "result": {"t": 2}}})
+    ended = store.get(job_id)
+    store.collection.insert_one({**ended, "_id": f"{job_id}@run1", "superseded_by": job_id})  # the crash's half
+    created, job = store.enqueue(job_id, "annotation", "k", {"n": 2}, max_attempts=3)
+    assert created and (job["kind"], job["state"], job["params"], job["run"]) == ("annotation", "queued", {"n": 2}, 2)
+    records = list(store.collection.find({"superseded_by": job_id}))
+    assert [(r["_id"], r["kind"], r["state"], r["result"], r["holding"]) for r in records] == [
+        (f"{job_id}@run1", "content", "done", {"t": 2}, False)]
+    assert store.retry(f"{job_id}@run1", ("done", "failed")) is None  # a record is never run again
+    assert store.claim("w", 5, ["content", "annotation"], job_id=f"{job_id}@run1") is None
+    store.collection.update_one({"_id": job_id}, {"$set": {"state": "failed", "holding": False}})
+    assert store.enqueue(job_id, "content", "k", {"n": 3}, max_attempts=3)[0]
+    assert sorted(r["_id"] for r in store.collection.find({"superseded_by": job_id})) == [f"{job_id}@run1",
+                                                                                          f"{job_id}@run2"]
+    assert {row["_id"] for row in store.list()} == {job_id, f"{job_id}@run2", f"{job_id}@run1"}
+    store.collection.update_one({"_id": job_id}, {"$set": {"state": "done", "holding": False}})
+    assert store.delete_ended(job_id)  # the try-it retention forgets a job with its records
+    assert store.collection.count_documents({}) == 0

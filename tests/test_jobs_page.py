@@ -273,7 +273,12 @@ def test_try_it_checks_what_it_is_sent(make_service, tmp_path):
     assert too_big.status_code == 413
     assert session.post(url, data={"frame_rate": "5"}, files={"video": ("x.exe", b"MZ")}, timeout=10).status_code == 415
     assert session.post(url, data={"frame_rate": "0"}, files={"video": ("a.mp4", b"x")}, timeout=10).status_code == 400
-    assert session.post(url, data={"frame_rate": "5"}, timeout=10).status_code == 400
+    neither = session.post(url, data={"frame_rate": "5"}, timeout=10)
+    assert neither.status_code == 400 and neither.json()["message"] == (
+        "choose a video file, or type the path of a file already in the content folder (relative to it)")
+    both = session.post(url, data={"frame_rate": "5", "content_path": "a.mp4"}, files={"video": ("a.mp4", b"x")},
+                        timeout=10)
+    assert both.status_code == 400 and both.json()["message"] == "send either a video file or a content_path, not both"
     assert session.post(url, data={"frame_rate": "\u00b2", "content_path": "a.mp4"}, timeout=10).status_code == 400
     outside = session.post(url, data={"frame_rate": "5", "content_path": "../../etc/passwd"}, timeout=10)
     assert outside.status_code == 400
@@ -303,14 +308,147 @@ def test_try_it_checks_what_it_is_sent(make_service, tmp_path):
     assert by_path.status_code == 202 and by_path.json()["content_path"] == "./uploads/again.mp4"
     (service.content / "notes.txt").write_text("x")
     refused = session.post(url, data={"frame_rate": "2", "content_path": "notes.txt"}, timeout=10)
-    assert refused.status_code == 415  # processContent's answer, recorded on the upload doc as Node would see it
-    assert service.db.AnnotationContentUpload.find_one({"_id": ObjectId(refused.json()["upload_id"])})["status"] == 2
+    assert refused.status_code == 415  # processContent's answer; the try's project and upload go at once
+    assert service.db.AnnotationContentUpload.find_one({"_id": ObjectId(refused.json()["upload_id"])}) is None
+    assert service.db.AnnotationProject.find_one({"_id": ObjectId(refused.json()["project_id"])}) is None
+    assert (service.content / "notes.txt").exists()  # a file the form was pointed at stays
 
     off = make_service(APP_RUN_WORKERS="false", APP_TRY_IT="false")
     page = requests.get(f"{off.url}/jobs", headers={"X-API-Key": NODE_KEY}, timeout=10)
     assert page.status_code == 200 and 'id="try-form"' not in page.text
     assert requests.post(f"{off.url}/jobs/try", headers={"X-API-Key": NODE_KEY}, data={"frame_rate": "5"},
                          timeout=10).status_code == 404
+
+
+def stored_task(service, frames: int = 3, boxes=None) -> tuple[ObjectId, ObjectId, str]:
+    """An upload with one task whose video is in local storage (bytes enough for the HTTP checks),
+    its frame docs carrying `boxes(n)`; as a content run leaves them."""
+    upload_id, project_id = ObjectId(), ObjectId()
+    key = f"contents/{project_id}/task-0-clip/task-0-clip.mp4"
+    stored = Path(service.settings.storage.url) / key
+    stored.parent.mkdir(parents=True)
+    stored.write_bytes(b"\0" * 4096)
+    service.db.AnnotationProject.insert_one({"_id": project_id, "name": "Street survey", "contentUploads": [upload_id]})
+    service.db.AnnotationContentUpload.insert_one({"_id": upload_id, "projectId": project_id, "status": 1,
+                                                   "sourceFilePath": "./uploads/clip.mp4"})
+    task_id = service.db.AnnotationTask.insert_one({
+        "uploadId": upload_id, "projectId": project_id, "taskName": "task-0-clip", "S3_url": key,
+        "frameCount": frames, "frameRate": 5, "videoResolutionWidth": 320, "videoResolutionHeight": 240,
+        "original_frames": [1 + 5 * n for n in range(frames)]}).inserted_id
+    service.db.AnnotationFrame.insert_many([{"taskId": task_id, "frameId": n, "boxes": boxes(n) if boxes else [],
+                                             "isEmpty": not boxes} for n in range(1, frames + 1)])
+    service.services.mongo.jobs.enqueue(f"content:{upload_id}", "content", str(upload_id), {
+        "upload_id": upload_id, "project_id": project_id, "content_path": "./uploads/clip.mp4"}, 3)
+    return upload_id, task_id, key
+
+
+def test_task_videos_are_linked_by_this_services_own_paths_whatever_host_the_browser_used(make_service):
+    """Issue 33: the page at localhost linked its videos at APP_PUBLIC_URL (127.0.0.1), which its own CSP
+    (media-src 'self') blocks. The pages link the service's objects by same-origin paths."""
+    service = make_service(APP_RUN_WORKERS="false")  # APP_PUBLIC_URL http://127.0.0.1:<port>, as by default
+    upload_id, _, key = stored_task(service)
+    for host in ("localhost", f"localhost:{service.url.rsplit(':', 1)[1]}", "media.lan", "proxy.example:8443"):
+        headers = {"X-API-Key": NODE_KEY, "Host": host}
+        page = requests.get(f"{service.url}/jobs/uploads/{upload_id}", headers=headers, timeout=10)
+        assert re.findall(r'<video [^>]*src="([^"]*)"', page.text) == [f"/jobs/media/{key}"], host
+        job = requests.get(f"{service.url}/api/jobs/content:{upload_id}", headers=headers, timeout=10).json()
+        assert [task["video_url"] for task in job["tasks"]] == [f"/jobs/media/{key}"], host
+    played = requests.get(f"{service.url}/jobs/media/{key}", headers={"X-API-Key": NODE_KEY}, timeout=10)
+    assert played.status_code == 200 and len(played.content) == 4096
+
+
+def test_the_upload_page_lists_each_frames_source_number_and_boxes(make_service):
+    """The frames of a task as the upload page draws them: position, source frame, time, and each box
+    with its label, score, colour and (where auto-annotation tracked it) its track."""
+    service = make_service(APP_RUN_WORKERS="false")
+
+    def boxes(n):
+        auto = {"id": 0, "boundaries": {"id": 0, "type": "rectangle", "label": "person", "color": "#e6194b",
+                                        "x": 10 * n, "y": 20, "w": 30, "h": 60, "autoLable_confidance": "0.8731"},
+                "attributeValues": {"state": "Ready"}, "trackId": 7, "autoAnnotation": {"version": 1}}
+        drawn = {"id": 1, "boundaries": {"id": 1, "type": "rectangle", "label": "car", "color": "#3cb44b",
+                                         "x": 100, "y": 100, "w": 50, "h": 40}}
+        return [auto, drawn] if n != 2 else []
+    upload_id, task_id, _ = stored_task(service, frames=3, boxes=boxes)
+    url = f"{service.url}/api/uploads/{upload_id}/tasks/{task_id}/frames"
+    assert requests.get(url, timeout=10).status_code == 401
+    answer = requests.get(url, headers={"X-API-Key": NODE_KEY}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["width"], body["height"], body["frame_rate"]) == (320, 240, 5)
+    assert [(f["frame"], f["source_frame"], f["time"]) for f in body["frames"]] == [(1, 1, 0.0), (2, 6, 0.2),
+                                                                                    (3, 11, 0.4)]
+    assert body["frames"][1]["boxes"] == []
+    assert body["frames"][2]["boxes"] == [
+        {"label": "person", "score": 0.8731, "x": 30, "y": 20, "w": 30, "h": 60, "color": "#e6194b", "track_id": 7,
+         "auto": True},
+        {"label": "car", "score": None, "x": 100, "y": 100, "w": 50, "h": 40, "color": "#3cb44b", "track_id": None,
+         "auto": False}]
+    for wrong in (f"/api/uploads/{ObjectId()}/tasks/{task_id}/frames", f"/api/uploads/{upload_id}/tasks/x/frames"):
+        assert requests.get(f"{service.url}{wrong}", headers={"X-API-Key": NODE_KEY}, timeout=10).status_code == 404
+
+
+def test_job_rows_name_the_file_and_the_project(make_service):
+    service = make_service(APP_RUN_WORKERS="false")
+    upload_id, _, _ = stored_task(service)
+    row = requests.get(f"{service.url}/api/jobs", headers={"X-API-Key": NODE_KEY}, timeout=10).json()["jobs"][0]
+    assert (row["name"], row["project"]) == ("clip.mp4", "Street survey")
+    page = requests.get(f"{service.url}/jobs", headers={"X-API-Key": NODE_KEY}, timeout=10).text
+    cell = re.search(rf'<tr data-job-id="content:{upload_id}".*?<td class="job">(.*?)</td>', page, re.S).group(1)
+    assert "clip.mp4" in cell and "Street survey" in cell and f"content:{upload_id}" in cell
+
+
+def test_every_page_has_a_favicon(service):
+    icon = requests.get(f"{service.url}/favicon.ico", timeout=10)  # no key: browsers ask before logging in
+    assert icon.status_code == 200 and icon.headers["Content-Type"] == "image/vnd.microsoft.icon"
+    assert icon.content[:4] == b"\0\0\1\0"  # an ICO file
+    for path in ("/jobs", "/jobs/login"):
+        page = requests.get(f"{service.url}{path}", headers={"X-API-Key": NODE_KEY}, timeout=10).text
+        assert '<link rel="icon" href="/favicon.ico"' in page, path
+
+
+def test_try_it_asks_for_auto_annotation_with_the_projects_labels(make_service, tmp_path):
+    service = make_service(APP_RUN_WORKERS="false")
+    session = logged_in(service)
+    page = session.get(f"{service.url}/jobs", timeout=10).text
+    assert re.search(r'<select name="request_type" id="try-type">\s*<option value="0"[^>]*>tasks only</option>\s*'
+                     r'<option value="1">tasks plus auto-annotation</option>', page)
+    proposed = re.search(r'<input [^>]*id="try-labels"[^>]*value="([^"]*)"', page).group(1)
+    assert proposed.split(", ")[:2] == ["person", "face"], proposed
+    clip = make_video(tmp_path / "walk.mp4", 10, 25, size=(64, 48))
+    url = f"{service.url}/jobs/try"
+    for bad in ("x" * 65, ",".join(f"l{n}" for n in range(51))):
+        with open(clip, "rb") as handle:
+            refused = session.post(url, data={"frame_rate": "5", "request_type": "1", "labels": bad},
+                                   files={"video": ("walk.mp4", handle)}, timeout=10)
+        assert refused.status_code == 400 and "labels" in refused.json()["message"], refused.text
+    with open(clip, "rb") as handle:
+        answer = session.post(url, data={"frame_rate": "5", "request_type": "1", "labels": " person, Car ,person,, "},
+                              files={"video": ("walk.mp4", handle)}, timeout=10)
+    assert answer.status_code == 202, answer.text
+    body = answer.json()
+    project = service.db.AnnotationProject.find_one({"_id": ObjectId(body["project_id"])})
+    assert [entry["label"] for entry in project["labels"]] == ["person", "Car"]
+    assert all(re.fullmatch(r"#[0-9a-f]{6}", entry["color"]) for entry in project["labels"])
+    upload = service.db.AnnotationContentUpload.find_one({"_id": ObjectId(body["upload_id"])})
+    assert (upload["request_type"], upload["request_annotation_version"]) == (1, 1)
+    params = service.db.ProcessingJob.find_one({"_id": body["job_id"]})["params"]
+    assert (params["request_type"], params["auto_anno_version"]) == (1, 1)
+
+
+def test_a_try_refused_at_once_leaves_nothing_behind(make_service, tmp_path):
+    """Refused by processContent (a rate above the video's own): the saved copy, its folder, the project,
+    the upload and the try's record go at once, not after [Jobs] try_it_retention_hours."""
+    service = make_service(APP_RUN_WORKERS="false")
+    session = logged_in(service)
+    clip = make_video(tmp_path / "fast.mp4", 10, 25, size=(64, 48))
+    with open(clip, "rb") as handle:
+        refused = session.post(f"{service.url}/jobs/try", data={"frame_rate": "30"},
+                               files={"video": ("fast.mp4", handle)}, timeout=10)
+    assert refused.status_code == 400 and "above the video's own frame rate" in refused.json()["message"]
+    assert list((service.content / "uploads").iterdir()) == []
+    for collection in ("AnnotationProject", "AnnotationContentUpload", "TryItUpload", "ProcessingJob"):
+        assert service.db[collection].count_documents({}) == 0, collection
 
 
 # -- the real browser ------------------------------------------------------------------------------
@@ -434,7 +572,7 @@ def test_browser_try_it_uploads_a_video_and_plays_its_task_video(make_service, b
     state = wait_js(browser, f"const v = {video}; return v && v.readyState >= 2 && v.videoWidth > 0 && "
                              "[v.readyState, v.videoWidth, v.videoHeight, v.currentTime, v.src]", timeout=20,
                     what="the task video to load")
-    assert state[1:3] == [320, 240] and "/storage/contents/" in state[4] and "signature=" in state[4], state
+    assert state[1:3] == [320, 240] and state[4].startswith(f"{service.url}/jobs/media/contents/"), state
     start = state[3]
     wait_js(browser, f"return {video}.currentTime > arguments[0]", start, timeout=10, what="the video to play")
     assert js(browser, f"return {video}.error") is None
@@ -456,8 +594,23 @@ def test_browser_try_it_uploads_a_video_and_plays_its_task_video(make_service, b
         shutil.copy(shot, SCREENSHOT)
     assert Image.open(SCREENSHOT).size == image.size
 
-    # The upload's own page lists the task with its video (served with range requests).
+    # The upload's own page lists the task with its video (served with range requests), its boxes drawn
+    # over it: one colour per track where boxes carry a trackId, else the label's colour.
+    def boxes(frame_id: int) -> list[dict]:
+        def box(index, label, color, x, track):
+            bounds = {"id": index, "type": "rectangle", "label": label, "color": color, "x": x, "y": 40, "w": 60,
+                      "h": 100, "autoLable_confidance": "0.9000"}
+            return {"id": index, "boundaries": bounds, **({"trackId": track} if track is not None else {})}
+        return [box(0, "person", "#e6194b", 10, 1), box(1, "person", "#e6194b", 120, 2),
+                box(2, "car", "#3cb44b", 230, None)]
+    for frame in service.db.AnnotationFrame.find({"taskId": task["_id"]}):
+        service.db.AnnotationFrame.update_one({"_id": frame["_id"]}, {"$set": {"boxes": boxes(frame["frameId"])}})
     browser.get(f"{service.url}/jobs/uploads/{upload['_id']}")
     wait_js(browser, "const v = document.querySelector('#tasks video'); return v && v.readyState >= 1",
             what="the upload page's video")
     assert task["taskName"] in browser.find_element(By.ID, "tasks").text
+    colors = wait_js(browser, "const f = document.querySelector('figure.task');"
+                              "return Number(f.dataset.shownBoxes) === 3 && JSON.parse(f.dataset.shownColors)",
+                     what="the boxes drawn")
+    assert colors[0] != colors[1] and colors[2] == "#3cb44b", colors  # two tracks of one label; a label's colour
+    assert colors[0] != "#e6194b" or colors[1] != "#e6194b"

@@ -146,10 +146,11 @@ def test_lint_is_clean(tool):
     assert result.returncode == 0, result.stdout[-3000:]
 
 
-# Every public name `video_processor` had before the media package was split out of it.
+# Every public name `video_processor` had before the media package was split out of it (issue 33:
+# `average_frame_rate` became `source_frame_rate`, which also says whether the rate was measured).
 DOOR_NAMES = {"DISPLAY_ROTATION", "DecodeStats", "FrameLoss", "MP4_AUDIO", "MP4_LIKE", "MediaError", "MediaInfo",
               "Prefetcher", "REORDER_WINDOW", "ResumePoint", "SampledFrame", "Sampler", "TaskEncoder", "VideoCheck",
-              "VideoFrame", "VideoRewriter", "average_frame_rate", "check_task_video", "decode_samples",
+              "VideoFrame", "VideoRewriter", "source_frame_rate", "check_task_video", "decode_samples",
               "display_times", "fit_even", "frame_from_bgr", "frame_loss", "frame_to_rgb", "frames_to_skip",
               "legacy_next", "log", "output_size", "prepare_frame", "probe_video", "rgb_frames", "top_level_boxes",
               "yuv420p_array", "yuv420p_frame"}

@@ -83,6 +83,12 @@ class Annotator:
         self.boxes += len(boxes)
         return boxes
 
+    def report(self) -> dict:
+        """The run's counts for its job's result (what the status API and the jobs page show): the
+        detections left out because the project lacks their labels, by detector label."""
+        return {"model": self.model, "frames": self.frames, "boxes": self.boxes,
+                "labels_left_out": dict(self.policy.left_out)}
+
     def summary(self) -> dict:
         fields = {"annotationModel": self.model, "annotatedFrames": self.frames, "annotationBoxes": self.boxes,
                   "labelsLeftOut": dict(self.policy.left_out)}

@@ -5,7 +5,8 @@ Request type 2 reads each stored task video back from storage, detects on every 
 replaces in place the boxes an earlier auto-annotation wrote, never a box a person drew or
 changed (`contract.is_untouched_auto_box`). One task is one commit: frame docs, then the task's
 `AutoAnnotationVersion`, then the checkpoint; a resumed run starts at the next task, and a task
-already at this version is skipped. No frame doc is ever added or removed.
+already at this version is skipped. No frame doc is ever added or removed. Progress (and its ETA)
+moves with each batch of frames detected, by the frames of all the tasks, between commits.
 """
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ class AnnotationJobHandler:
         self.redact = Redactor.from_settings(settings)
 
     def label(self, job: Job) -> str:
-        return f"upload={job.params['upload_id']}"
+        return f"upload={job.params['upload_id']} request_type={job.params.get('request_type')}"
 
     def run(self, ctx: JobContext) -> None:
         params = ContentJobParams.from_doc(ctx.job.params)
@@ -69,35 +70,52 @@ class AnnotationJobHandler:
         tasks = self.mongo.video_tasks_in_order(params.project_id, params.video_name)
         if not tasks:
             raise PlatformStateError("no_tasks", f"{params.video_name} has no tasks to annotate")
+        ctx.set_stage("loading the detector")  # the first run in a process loads its model files
         annotator = self.annotators(params)
         scratch = self.settings.folders.path("task_base") / f"annotate-{params.upload_id}"
         scratch.mkdir(parents=True, exist_ok=True)
         try:
-            for index in range(checkpoint["next_task"], len(tasks)):
-                ctx.check()
-                task = tasks[index]
-                if (task.get("AutoAnnotationVersion") or 0) >= params.auto_anno_version:
-                    checkpoint["skipped"] += 1
-                    log.info("%s is already at version %s: skipped", task["taskName"],
-                             task.get("AutoAnnotationVersion"))
-                else:
-                    self._annotate_task(task, annotator, scratch, params.auto_anno_version)
-                    checkpoint["annotated"] += 1
-                checkpoint["next_task"] = index + 1
-                progress = min(99.0, 100.0 * (index + 1) / len(tasks))
-                ctx.checkpoint(checkpoint, "annotating", progress)
-                self.mongo.set_upload_progress(params.upload_id, progress, len(tasks), ctx.eta_seconds)
-                ctx.at_commit_boundary()
+            self._annotate_tasks(ctx, params, tasks, checkpoint, annotator, scratch)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         ctx.stop_if_cancel_requested()
         self.mongo.mark_upload_succeeded(params.upload_id, len(tasks), {
             "request_annotation_version": params.auto_anno_version, "annotatedTasks": checkpoint["annotated"],
             "skippedTasks": checkpoint["skipped"], **annotator.summary()})
+        ctx.report({"tasks": len(tasks), "annotated_tasks": checkpoint["annotated"],
+                    "skipped_tasks": checkpoint["skipped"], "annotation": annotator.report()})
         log.info("annotation version %d done: %d tasks annotated, %d already at it", params.auto_anno_version,
                  checkpoint["annotated"], checkpoint["skipped"])
 
-    def _annotate_task(self, task: dict, annotator: Annotator, scratch, version: int) -> None:
+    def _annotate_tasks(self, ctx: JobContext, params: ContentJobParams, tasks: list[dict], checkpoint: dict,
+                        annotator: Annotator, scratch) -> None:
+        """From the checkpoint's next task on: each task detected (progress after every batch of its
+        frames), then committed (checkpoint after it)."""
+        frames = [int(task.get("frameCount") or 0) or 1 for task in tasks]  # progress weighs tasks by frames
+
+        def report(index: int, done_in_task: int) -> None:
+            progress = min(99.0, 100.0 * (sum(frames[:index]) + min(done_in_task, frames[index])) / sum(frames))
+            ctx.progress("annotating", progress)
+            self.mongo.set_upload_progress(params.upload_id, progress, len(tasks), ctx.eta_seconds)
+
+        for index in range(checkpoint["next_task"], len(tasks)):
+            ctx.check()
+            task = tasks[index]
+            if (task.get("AutoAnnotationVersion") or 0) >= params.auto_anno_version:
+                checkpoint["skipped"] += 1
+                log.info("%s is already at version %s: skipped", task["taskName"], task.get("AutoAnnotationVersion"))
+            else:
+                self._annotate_task(task, annotator, scratch, params.auto_anno_version,
+                                    lambda done, index=index: report(index, done))
+                checkpoint["annotated"] += 1
+            checkpoint["next_task"] = index + 1
+            progress = min(99.0, 100.0 * sum(frames[:index + 1]) / sum(frames))
+            ctx.checkpoint(checkpoint, "annotating", progress)
+            self.mongo.set_upload_progress(params.upload_id, progress, len(tasks), ctx.eta_seconds)
+            ctx.at_commit_boundary()
+
+    def _annotate_task(self, task: dict, annotator: Annotator, scratch, version: int, on_batch) -> None:
+        """Detect a task's frames (`on_batch(frames done)` after each batch) and commit its boxes."""
         started = time.monotonic()
         video = scratch / f"{task['taskName']}.mp4"
         self.storage.get_file(self.storage.own_key(task["S3_url"]), video)
@@ -109,6 +127,7 @@ class AnnotationJobHandler:
             if len(batch) == annotator.batch_size:
                 boxes += annotator.annotate(batch, (rgb.shape[1], rgb.shape[0]))
                 batch = []
+                on_batch(len(boxes))
         if batch:
             boxes += annotator.annotate(batch, (batch[0].shape[1], batch[0].shape[0]))
         video.unlink(missing_ok=True)

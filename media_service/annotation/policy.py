@@ -8,15 +8,11 @@ are kept per frame, the highest scores first.
 """
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
+from media_service.contract import label_color
 from media_service.detectors import Detection
-
-# Colours for project labels that have none (stable per label name).
-PALETTE = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
-           "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#800000", "#aaffc3", "#000075")
 
 
 @dataclass
@@ -38,8 +34,7 @@ class LabelPolicy:
             name = str(entry.get("label") or "").strip()
             if name:
                 own.setdefault(name.lower(), name)
-                colors[name] = str(entry.get("color") or PALETTE[int(hashlib.sha1(name.encode()).hexdigest(), 16)
-                                                                 % len(PALETTE)])
+                colors[name] = str(entry.get("color") or label_color(name))
         renamed = {label.lower(): target for label, target in annotation.label_map.items()}
         names = {label: own[target.lower()] for label, target in renamed.items() if target.lower() in own}
         for lower, name in own.items():

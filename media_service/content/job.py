@@ -19,7 +19,7 @@ class ContentJobHandler:
         self.redact = Redactor.from_settings(settings)
 
     def label(self, job: Job) -> str:
-        return f"upload={job.params['upload_id']}"
+        return f"upload={job.params['upload_id']} request_type={job.params.get('request_type')}"
 
     def run(self, ctx: JobContext) -> None:
         self.pipeline.run(ctx, ContentJobParams.from_doc(ctx.job.params))

@@ -99,9 +99,10 @@ class ContentPipeline:
         if task_count == 0:
             raise vp.MediaError("no_frames", f"{source.name}: no frames could be sampled")
         ctx.stop_if_cancel_requested()
-        ctx.report({"tasks": task_count, "frames": checkpoint["frames_done"],
-                    **({"sampling": extra["sampling"]} if "sampling" in extra else {})})
         self.mongo.mark_upload_succeeded(upload_id, task_count, extra)
+        ctx.report({"tasks": task_count, "frames": checkpoint["frames_done"],
+                    **({"sampling": extra["sampling"]} if "sampling" in extra else {}),
+                    **({"annotation": annotator.report()} if annotator else {})})
         self._maybe_delete_source(content, source)
         log.info("upload done: %d tasks, %d frames", task_count, checkpoint["frames_done"])
 

@@ -138,12 +138,26 @@ def probe_video(path: Path | str, max_width: int, max_height: int, name: str | N
                          declared_duration=round(max(0.0, declared), 6), declared_frames=int(stream.frames or 0))
 
 
-def average_frame_rate(path: Path | str) -> float | None:
-    """The video stream's average frame rate as FFmpeg reports it (avg_frame_rate; r_frame_rate
-    when it gives none), read from the headers and the few packets FFmpeg probes: cheap enough
-    for a request, unlike `probe_video`, which reads every packet. The sampler works on the same
-    average (measured from the packets), so a variable-rate source is judged by its average.
-    None when the file is not a readable video: the worker's probe reports why."""
+# How much of a file a request reads to measure its rate (the worker's probe reads every packet).
+RATE_SAMPLE_PACKETS = 1000
+RATE_SAMPLE_BYTES = 32 << 20
+
+
+@dataclass(frozen=True)
+class SourceRate:
+    """The rate a request's frame_rate is judged by, and where it came from."""
+    fps: float
+    header_fps: float   # the average rate FFmpeg reports from the headers (avg_frame_rate)
+    measured: bool      # fps was measured from the frames' timestamps: the header's rate disagreed with them
+
+
+def source_frame_rate(path: Path | str) -> SourceRate | None:
+    """The video stream's average frame rate, cheap enough for a request (unlike `probe_video`):
+    FFmpeg's avg_frame_rate (r_frame_rate when it gives none), unless the first packets hold far
+    fewer frames than that rate puts in their span (an AVI of a variable-rate camera: the header
+    says 15 fps, null chunks fill the gaps, 2.3 frames a second hold a picture). Then the rate
+    measured from their timestamps, as the worker's probe and sampler measure it. None when the file
+    is not a readable video: the worker's probe reports why."""
     try:
         with open_input(path) as container:
             if not container.streams.video or container.format.name.endswith("_pipe") \
@@ -151,6 +165,31 @@ def average_frame_rate(path: Path | str) -> float | None:
                 return None
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate
-            return float(rate) if rate and rate > 0 else None
+            if not rate or rate <= 0:
+                return None
+            header = float(rate)
+            measured = _rate_of_first_packets(container, stream, header)
     except (MediaError, av.FFmpegError):
         return None
+    return SourceRate(measured, header, True) if measured is not None else SourceRate(header, header, False)
+
+
+def _rate_of_first_packets(container, stream, header_fps: float) -> float | None:
+    """Frames less one over the span of their timestamps, for the first packets holding a picture (at
+    most RATE_SAMPLE_PACKETS or RATE_SAMPLE_BYTES); None when the header's rate puts less than 10 %
+    more frames in that span than are there (they agree)."""
+    stamps, read = [], 0
+    try:
+        for packet in container.demux(stream):
+            stamp = packet.pts if packet.pts is not None else packet.dts
+            if packet.size and stamp is not None:
+                stamps.append(stamp)
+                read += packet.size
+            if len(stamps) >= RATE_SAMPLE_PACKETS or read >= RATE_SAMPLE_BYTES:
+                break
+    except av.FFmpegError:  # damage: judge by what could be read (the worker's run reports the rest)
+        pass
+    span = float((max(stamps) - min(stamps)) * stream.time_base) if len(stamps) > 1 and stream.time_base else 0.0
+    if span <= 0 or len(stamps) >= 0.9 * (span * header_fps + 1):
+        return None
+    return (len(stamps) - 1) / span

@@ -65,6 +65,7 @@ class JobStore:
         self.collection.create_index([("state", ASCENDING), ("cancel_requested", ASCENDING),
                                       ("created_at", ASCENDING)])
         self.collection.create_index([("kind", ASCENDING), ("key", ASCENDING)])
+        self.collection.create_index("superseded_by", sparse=True)  # a job's records of its earlier runs
         # One job at a time per video: a job holds its video while queued or running.
         self.collection.create_index("holds", unique=True, name="one_job_per_video",
                                      partialFilterExpression={"holding": True})
@@ -76,10 +77,11 @@ class JobStore:
                     holds: str | None = None) -> tuple[bool, dict]:
         """Queue a job unless one with this id is queued or running.
 
-        Returns (created, job). A finished job with the same id is replaced by the new run;
-        an active one is returned untouched, so a repeated request starts nothing. With `holds`
-        (e.g. a video's name in its project), the job holds it until it ends: queuing a second
-        job for the same thing raises VideoBusy (a unique index decides, so it is atomic).
+        Returns (created, job). A finished job with the same id is replaced by the new run, after
+        it is kept as a record of its own (`record_ended_run`); an active one is returned untouched,
+        so a repeated request starts nothing. With `holds` (e.g. a video's name in its project), the
+        job holds it until it ends: queuing a second job for the same thing raises VideoBusy (a
+        unique index decides, so it is atomic).
         """
         now = utcnow()
         fresh = {
@@ -96,8 +98,9 @@ class JobStore:
             except DuplicateKeyError as exc:
                 if "one_job_per_video" in str(exc):
                     raise
-            replaced = self.collection.find_one_and_update(
-                {"_id": job_id, "state": {"$in": list(FINAL_STATES)}},
+            ended = self.record_ended_run(job_id)
+            replaced = ended and self.collection.find_one_and_update(
+                {"_id": job_id, "state": {"$in": list(FINAL_STATES)}, "run": ended.get("run")},
                 {"$set": fresh, "$inc": {"run": 1}}, return_document=ReturnDocument.AFTER)
         except DuplicateKeyError:
             holder = self.collection.find_one({"holds": holds, "holding": True}, {"_id": 1})
@@ -105,6 +108,24 @@ class JobStore:
         if replaced:
             return True, replaced
         return False, self.get(job_id)
+
+    def record_ended_run(self, job_id: str) -> dict | None:
+        """Keep the ended run of `job_id` as a record, `<job id>@run<n>`, before a new run takes the id
+        over (the id is the resume and idempotency key: `content:<uploadId>` for every request on an
+        upload), so the jobs page shows every run. A record is never claimed, retried or run again
+        (`superseded_by` names the job). Returns the ended run, None when the job is active (or gone).
+        Its id is fixed by the run number: an enqueue cut short after this write writes nothing twice."""
+        ended = self.collection.find_one({"_id": job_id, "state": {"$in": list(FINAL_STATES)}})
+        if ended is None:
+            return None
+        run = ended.get("run") or 0  # (jobs queued before runs were counted: 0)
+        record = {**ended, "_id": f"{job_id}@run{run}", "superseded_by": job_id, "holding": False}
+        record.pop("checkpoint", None)
+        try:
+            self.collection.insert_one(record)
+        except DuplicateKeyError:
+            pass  # written already, by an enqueue cut short or running beside this one
+        return ended
 
     def claim(self, owner: str, lease_seconds: float, kinds: Iterable[str] | None = None,
               job_id: str | None = None) -> Job | None:
@@ -141,10 +162,18 @@ class JobStore:
                         eta_seconds: float | None = None) -> bool:
         """Save the resume point; returns whether a cancel was requested (a commit boundary is where
         a job learns of it, in whichever process holds it). Raises LeaseLost."""
+        return self._update_running(job_id, owner, {"checkpoint": checkpoint, "stage": stage, "progress": progress,
+                                                    "eta_seconds": eta_seconds})
+
+    def save_progress(self, job_id: str, owner: str, stage: str, progress: float,
+                      eta_seconds: float | None = None) -> bool:
+        """Progress between checkpoints (the checkpoint stays); returns whether a cancel was requested.
+        Raises LeaseLost."""
+        return self._update_running(job_id, owner, {"stage": stage, "progress": progress, "eta_seconds": eta_seconds})
+
+    def _update_running(self, job_id: str, owner: str, fields: dict) -> bool:
         job = self.collection.find_one_and_update(
-            {"_id": job_id, "lease_owner": owner, "state": "running"},
-            {"$set": {"checkpoint": checkpoint, "stage": stage, "progress": progress, "eta_seconds": eta_seconds,
-                      "updated_at": utcnow()}},
+            {"_id": job_id, "lease_owner": owner, "state": "running"}, {"$set": {**fields, "updated_at": utcnow()}},
             projection={"cancel_requested": True})
         if job is None:
             raise LeaseLost(job_id)
@@ -247,7 +276,7 @@ class JobStore:
                  "retried_at": now, "retried_by": "operator"}
         try:
             return self.collection.find_one_and_update(
-                {"_id": job_id, "state": {"$in": list(states)}},
+                {"_id": job_id, "state": {"$in": list(states)}, "superseded_by": {"$exists": False}},
                 {"$set": {"state": "queued", "stage": "queued", "attempts": 0, "not_before": now, "updated_at": now,
                           "lease_owner": None, "lease_expires": None, "started_at": None, "finished_at": None,
                           "last_error": None, "checkpoint": {}, "progress": 0.0, "eta_seconds": None,
@@ -268,5 +297,8 @@ class JobStore:
         return {job["_id"] for job in self.collection.find({"_id": {"$in": list(job_ids)}}, {"_id": 1})}
 
     def delete_ended(self, job_id: str) -> bool:
-        """Forget a job that has ended (a running one stays)."""
-        return self.collection.delete_one({"_id": job_id, "state": {"$in": list(FINAL_STATES)}}).deleted_count == 1
+        """Forget a job that has ended (a running one stays), with the records of its earlier runs."""
+        if self.collection.delete_one({"_id": job_id, "state": {"$in": list(FINAL_STATES)}}).deleted_count != 1:
+            return False
+        self.collection.delete_many({"superseded_by": job_id})
+        return True

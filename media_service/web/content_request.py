@@ -213,12 +213,13 @@ def frame_rate_limit(source_fps: float) -> int:
     return max(1, math.ceil(source_fps - 1e-3))
 
 
-def check_frame_rate(request: ContentRequest, source_fps: float | None, image_limit: int) -> Rejection | None:
+def check_frame_rate(request: ContentRequest, source, image_limit: int) -> Rejection | None:
     """A task video plays at frame_rate, one sampled frame each: a rate above the source's own would
-    declare frames that do not exist (every frame kept, played faster). Videos: their average rate
-    as FFmpeg reports it (`source_fps`; None when it could not be read: the worker's probe reports
-    that file's problem). Image folders have no rate: `[Content] max_image_frame_rate`. Request
-    type 2 cuts nothing, so its rate is never used."""
+    declare frames that do not exist (every frame kept, played faster). Videos: `source`, their
+    average rate as FFmpeg reports it, or as measured from the frames where the header overstates
+    it (`video_processor.SourceRate`; None when it could not be read: the worker's probe reports that
+    file's problem); the answer says which. Image folders have no rate:
+    `[Content] max_image_frame_rate`. Request type 2 cuts nothing, so its rate is never used."""
     if request.request_type == RequestType.ANNOTATIONS_ONLY:
         return None
     if request.content_type == ContentType.IMAGES:
@@ -227,11 +228,15 @@ def check_frame_rate(request: ContentRequest, source_fps: float | None, image_li
                                               "accepted for image folders (content_type 2)",
                                    "INFO": {"highest frame_rate": image_limit}}, request.upload_id)
         return None
-    if source_fps is None:
+    if source is None:
         return None
-    limit = frame_rate_limit(source_fps)
+    limit = frame_rate_limit(source.fps)
     if request.frame_rate > limit:
+        judged = (f"{source.fps:.3g} fps, measured from its frames' timestamps; its header says "
+                  f"{source.header_fps:.3g} fps" if source.measured else f"{source.fps:.6g} fps, from its header")
         return Rejection(400, {"message": f"frame_rate {request.frame_rate} is above the video's own frame rate "
-                                          f"({source_fps:.6g} fps): send at most {limit}",
-                               "INFO": {"highest frame_rate": limit}}, request.upload_id)
+                                          f"({judged}): send at most {limit}",
+                               "INFO": {"highest frame_rate": limit,
+                                        "rate used": "measured" if source.measured else "header"}},
+                         request.upload_id)
     return None

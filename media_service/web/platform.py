@@ -35,6 +35,7 @@ from media_service.web.content_request import (
     parse_object_id,
     validate_fields,
 )
+from media_service.web.left_out import left_out_warning
 from media_service.web.readiness import run_checks
 from mongo_manager import VideoBusy
 
@@ -69,9 +70,11 @@ def _json_text(value) -> str:
 
 
 def _job_state(job: dict) -> dict:
-    return {"upload_id": str(job["params"]["upload_id"]), "state": job["state"], "stage": job.get("stage"),
-            "progress": job.get("progress", 0), "eta_seconds": job.get("eta_seconds"),
-            "attempts": job.get("attempts", 0), "error": job.get("last_error")}
+    annotation = (job.get("result") or {}).get("annotation")
+    return {"upload_id": str(job["params"]["upload_id"]), "request_type": job["params"].get("request_type"),
+            "state": job["state"], "stage": job.get("stage"), "progress": job.get("progress", 0),
+            "eta_seconds": job.get("eta_seconds"), "attempts": job.get("attempts", 0), "error": job.get("last_error"),
+            "annotation": annotation, "warning": left_out_warning(annotation)}
 
 
 def _reject(rejection: Rejection):
@@ -132,7 +135,8 @@ def process_content_fields(fields: dict[str, str]):
                                      result.upload_id))
         if not created:
             return jsonify({**_job_state(job), "message": "already queued or running"}), 200
-        log.info("queued: %s at %d fps, %d frames a task (force_write=%d, content_type=%d)", result.content_path,
+        log.info("queued: %s, request_type=%d (%s), at %d fps, %d frames a task (force_write=%d, content_type=%d)",
+                 result.content_path, result.request_type, RequestType.NAMES.get(result.request_type),
                  result.frame_rate, job["params"]["frames_per_task"], result.force_write, result.content_type)
         svc.notify_workers()
         return jsonify({**_job_state(job), "message": "accepted; processing in the background"}), 202
@@ -153,8 +157,8 @@ def _check_frame_rate(request: ContentRequest) -> Rejection | None:
     """No rate above the source's own, checked before anything is queued: a video's headers are
     read (milliseconds; not the worker's full probe), an image folder has a configured limit."""
     reads_video = request.content_type == ContentType.VIDEO and request.request_type != RequestType.ANNOTATIONS_ONLY
-    source_fps = vp.average_frame_rate(request.source) if reads_video else None
-    return check_frame_rate(request, source_fps, services().settings.content.max_image_frame_rate)
+    source_rate = vp.source_frame_rate(request.source) if reads_video else None
+    return check_frame_rate(request, source_rate, services().settings.content.max_image_frame_rate)
 
 
 def _check_annotation(request: ContentRequest) -> Rejection | None:

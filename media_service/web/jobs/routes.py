@@ -19,10 +19,13 @@ from media_service.logging_setup import job_context
 from media_service.storage import LocalStorage
 from media_service.web.content_request import parse_object_id
 from media_service.web.jobs import headers, session
+from media_service.web.jobs.try_it import proposed_labels
 from media_service.web.jobs.views import (
     RETRYABLE_STATES,
+    frames_view,
     iso,
     job_view,
+    job_views,
     json_error,
     tasks_view,
     upload_id_of,
@@ -70,19 +73,21 @@ def page():
     `[App] try_it`, the try-it form."""
     kind, state, limit = _list_args()
     settings = services().settings
-    jobs = [job_view(job) for job in services().mongo.jobs.list(kind, state, limit)]
+    jobs = job_views(services().mongo.jobs.list(kind, state, limit))
     return render_template("jobs/page.html", jobs=jobs, csrf=session.page_csrf(), poll_ms=POLL_MS,
                            try_it=settings.app.try_it, try_it_mib=settings.app.try_it_max_bytes / 2 ** 20,
                            extensions=settings.content.allowed_extensions, kind=kind or "", state=state or "",
-                           limit=limit,
+                           limit=limit, labels=proposed_labels(settings),
                            local_storage=isinstance(services().storage, LocalStorage),
                            now=iso(datetime.now(timezone.utc)))
 
 
 @bp.get("/jobs/uploads/<upload_id>")
 def upload_page(upload_id: str):
-    """GET /jobs/uploads/<upload_id> (key): one upload's state and its tasks, each task video in a
-    `<video>` element (HTML); 404 for an unknown upload."""
+    """GET /jobs/uploads/<upload_id> (key): one upload's state (with what auto-annotation left out
+    and why) and its tasks, each task video in a `<video>` element with its boxes drawn over it and
+    its frames listed (from GET /api/uploads/.../frames, by the page's script) (HTML); 404 for an
+    unknown upload."""
     object_id = parse_object_id(upload_id)
     upload = services().mongo.get_upload(object_id) if object_id else None
     if upload is None:
@@ -99,12 +104,14 @@ def upload_page(upload_id: str):
 def api_jobs():
     """GET /api/jobs (key): `{"jobs": [...], "count": n}`, newest first; `?kind=` (content,
     annotation, privacy, dataset), `?state=` (queued, running, done, failed, cancelled), `?limit=`
-    (default 200, at most 500). Each job: id, kind, key, state, stage, progress (0-100), eta_seconds
-    and eta (while running), attempts, max_attempts, last_error, cancel_requested, created_at,
-    updated_at, started_at, finished_at, history, result, params (server paths shown relative to
-    their folders), can_cancel, can_retry, upload_id and tasks_url (content and annotation jobs), url."""
+    (default 200, at most 500). Each job: id, kind, key, name (the file) and project (its name),
+    request_type, state, stage, progress (0-100), eta_seconds and eta (while running), attempts,
+    max_attempts, last_error, warning (what auto-annotation left out, and why), cancel_requested,
+    created_at, updated_at, started_at, finished_at, history, result, params (server paths shown
+    relative to their folders), superseded_by (a record of an earlier run: `<job id>@run<n>`),
+    can_cancel, can_retry, upload_id and tasks_url (content and annotation jobs), url."""
     kind, state, limit = _list_args()
-    jobs = [job_view(job) for job in services().mongo.jobs.list(kind, state, limit)]
+    jobs = job_views(services().mongo.jobs.list(kind, state, limit))
     return jsonify({"jobs": jobs, "count": len(jobs)}), 200
 
 
@@ -125,6 +132,20 @@ def api_job(job_id: str):
     return jsonify(view), 200
 
 
+@bp.get("/api/uploads/<upload_id>/tasks/<task_id>/frames")
+def api_task_frames(upload_id: str, task_id: str):
+    """GET /api/uploads/<upload_id>/tasks/<task_id>/frames (key): the task's frames in order, what
+    the upload page draws and lists: `{task, width, height, frame_rate, frames: [{frame (1-based in
+    the task video), source_frame (1-based in the source), time (s in the task video), boxes: [{label,
+    score, x, y, w, h (task-video pixels), color, track_id, auto}]}]}`. 404 for an unknown upload or
+    task, or a task of another upload."""
+    upload, task = parse_object_id(upload_id), parse_object_id(task_id)
+    found = services().mongo.upload_task(upload, task) if upload and task else None
+    if found is None:
+        return json_error(404, "no such task in this upload")
+    return jsonify(frames_view(found, services().mongo.task_frames(task))), 200
+
+
 @bp.post("/api/jobs/<path:job_id>/retry")
 def api_retry(job_id: str):
     """POST /api/jobs/<job id>/retry (key; with the cookie also the CSRF token): run a failed (or
@@ -136,6 +157,9 @@ def api_retry(job_id: str):
     job = svc.mongo.jobs.get(job_id)
     if job is None:
         return json_error(404, f"no job {svc.redact.text(job_id)}")
+    if job.get("superseded_by"):
+        return json_error(409, f"this is the record of an earlier run of {svc.redact.text(job['superseded_by'])}; "
+                               "retry that job instead", job=job_view(job))
     if job["state"] not in RETRYABLE_STATES:
         return json_error(409, f"only a failed or cancelled job can be retried; this one is {job['state']}",
                           job=job_view(job))

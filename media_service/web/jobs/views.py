@@ -1,18 +1,20 @@
 """What a job, an upload and its tasks look like to a person (the pages) and a script (the JSON
 API): ids as hex, dates as ISO 8601 in UTC, strings without secrets or server paths, task videos as
-URLs a browser can play."""
+URLs a browser can play from the page whatever host name it used, a task's frames with their boxes."""
 from __future__ import annotations
 
 import logging
 import re
 from datetime import datetime, timezone
+from pathlib import PurePosixPath
 
 from bson import ObjectId
 from flask import jsonify, url_for
 
-from media_service.contract import ACTIVE_STATES, ANNOTATION_KIND, CONTENT_KIND
+from media_service.contract import ACTIVE_STATES, ANNOTATION_KIND, AUTO_MARK, CONTENT_KIND, PRIVACY_KIND, RequestType
 from media_service.storage import LocalStorage
 from media_service.web.content_request import parse_object_id
+from media_service.web.left_out import left_out_warning
 from media_service.web.platform import services
 
 log = logging.getLogger(__name__)
@@ -72,12 +74,38 @@ def upload_id_of(job: dict) -> ObjectId | None:
     return value if isinstance(value, ObjectId) else parse_object_id(str(value)) if value else None
 
 
-def job_view(job: dict) -> dict:
+def job_views(jobs: list[dict]) -> list[dict]:
+    """Jobs as the page and the API show them, their projects' names read in one query."""
+    projects = services().mongo.project_names((job.get("params") or {}).get("project_id") for job in jobs)
+    return [job_view(job, projects) for job in jobs]
+
+
+def _file_name(job: dict) -> str | None:
+    """The file a job works on, as a person named it (never the server's path)."""
+    params = job.get("params") or {}
+    if job.get("kind") in UPLOAD_KINDS and params.get("content_path"):
+        return PurePosixPath(str(params["content_path"]).replace("\\", "/")).name or None
+    if job.get("kind") == PRIVACY_KIND and job.get("key"):
+        return str(job["key"])
+    return None
+
+
+def job_view(job: dict, projects: dict[str, str] | None = None) -> dict:
     redact = services().redact
     upload_id = upload_id_of(job)
     state = job.get("state")
+    project_id = (job.get("params") or {}).get("project_id")
+    if projects is None and project_id:
+        projects = services().mongo.project_names([project_id])
+    result = job.get("result") if isinstance(job.get("result"), dict) else {}
+    request_type = (job.get("params") or {}).get("request_type") if upload_id else None
     return {
         "id": redact.text(str(job["_id"])), "kind": job.get("kind"), "key": _plain(job.get("key"), redact),
+        "name": _plain(_file_name(job), redact),
+        "project": _plain((projects or {}).get(str(project_id), str(project_id)) if project_id else None, redact),
+        "request_type": request_type, "request": RequestType.NAMES.get(request_type),
+        "warning": left_out_warning(result.get("annotation")),
+        "superseded_by": _plain(job.get("superseded_by"), redact),
         "state": state, "stage": job.get("stage"), "progress": round(float(job.get("progress") or 0), 1),
         "eta_seconds": job.get("eta_seconds") if state == "running" else None,
         "eta": eta_text(job.get("eta_seconds")) if state == "running" else "",
@@ -88,7 +116,7 @@ def job_view(job: dict) -> dict:
         "history": _plain(job.get("history") or [], redact), "result": _plain(job.get("result"), redact),
         "params": _plain(job.get("params") or {}, redact),
         "can_cancel": state in ACTIVE_STATES and not job.get("cancel_requested"),
-        "can_retry": state in RETRYABLE_STATES,
+        "can_retry": state in RETRYABLE_STATES and not job.get("superseded_by"),
         "upload_id": str(upload_id) if upload_id else None,
         "tasks_url": url_for("jobs_page.upload_page", upload_id=str(upload_id)) if upload_id else None,
         "url": url_for("jobs_page.api_job", job_id=job["_id"]),
@@ -96,13 +124,15 @@ def job_view(job: dict) -> dict:
 
 
 def video_url(key: str | None) -> str | None:
-    """A URL the browser can play a task video from: this service (local storage, media.py) or a
-    presigned S3 URL for an hour; None when neither is possible."""
+    """A URL the browser can play a task video from: with local storage this service's own path
+    (`/jobs/media/<key>`, media.py: same origin as the page, whatever host name the browser used;
+    `[App] public_url` is for what Node and other machines open), else a presigned S3 URL for an
+    hour; None when neither is possible."""
     storage = services().storage
     if not key or storage is None:
         return None
     key = storage.own_key(key)  # documents hold the full key in the bucket
-    if isinstance(storage, LocalStorage) and storage.signer is None:
+    if isinstance(storage, LocalStorage):
         return url_for("jobs_media.media", key=key)
     try:
         return storage.url(key, 3600)
@@ -120,6 +150,7 @@ def tasks_view(upload_id: ObjectId) -> list[dict]:
             "frame_rate": task.get("frameRate"), "width": task.get("videoResolutionWidth"),
             "height": task.get("videoResolutionHeight"), "duration": task.get("videoDuration"),
             "key": task.get("S3_url"), "video_url": video_url(task.get("S3_url")),
+            "frames_url": url_for("jobs_page.api_task_frames", upload_id=str(upload_id), task_id=str(task["_id"])),
         })
     return views
 
@@ -128,7 +159,53 @@ def upload_view(upload: dict | None) -> dict | None:
     if upload is None:
         return None
     redact = services().redact
-    return {"id": str(upload["_id"]), "project_id": _plain(upload.get("projectId"), redact),
+    annotated = "annotationModel" in upload  # a run with auto-annotation left its counts
+    project_id = upload.get("projectId")
+    return {"id": str(upload["_id"]), "project_id": _plain(project_id, redact),
+            "project": _plain(services().mongo.project_names([project_id]).get(str(project_id)), redact),
             "status": upload.get("status"), "progress": upload.get("progress"), "task_count": upload.get("taskCount"),
             "error": _plain(upload.get("errorMessage") or {}, redact),
-            "source": _plain(upload.get("sourceFilePath"), redact), "sampling": _plain(upload.get("sampling"), redact)}
+            "source": _plain(upload.get("sourceFilePath"), redact), "sampling": _plain(upload.get("sampling"), redact),
+            "boxes": upload.get("annotationBoxes") if annotated else None,
+            "warning": left_out_warning({"boxes": upload.get("annotationBoxes"),
+                                         "labels_left_out": upload.get("labelsLeftOut")}) if annotated else None}
+
+
+def _number(value) -> float | int | None:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _score(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def box_view(box: dict) -> dict:
+    """A box as the upload page draws it: label, score (auto boxes), geometry in task-video pixels,
+    colour, track (auto boxes of one object share a trackId), and whether auto-annotation wrote it."""
+    bounds = box.get("boundaries") if isinstance(box.get("boundaries"), dict) else {}
+    track = box.get("trackId")
+    color = bounds.get("color")
+    return {"label": str(bounds.get("label") or ""), "score": _score(bounds.get("autoLable_confidance")),
+            **{name: _number(bounds.get(name)) or 0 for name in ("x", "y", "w", "h")},
+            "color": color if isinstance(color, str) and re.fullmatch(r"#[0-9A-Fa-f]{3,8}", color) else None,
+            "track_id": track if isinstance(track, int) and not isinstance(track, bool) else None,
+            "auto": AUTO_MARK in box}
+
+
+def frames_view(task: dict, frames: list[dict]) -> dict:
+    """A task's frames in order: position in the task video (frameId), the source frame it came from
+    (the task's `original_frames`), its time in the task video, and its boxes."""
+    numbers = task.get("original_frames") or []
+    rate = _number(task.get("frameRate"))
+    views = []
+    for frame in frames:
+        position = frame.get("frameId")
+        known = isinstance(position, int) and 0 < position <= len(numbers)
+        views.append({"frame": position, "source_frame": numbers[position - 1] if known else None,
+                      "time": round((position - 1) / rate, 4) if rate and isinstance(position, int) else None,
+                      "boxes": [box_view(box) for box in frame.get("boxes") or [] if isinstance(box, dict)]})
+    return {"task": task.get("taskName"), "width": task.get("videoResolutionWidth"),
+            "height": task.get("videoResolutionHeight"), "frame_rate": rate, "frames": views}

@@ -1,7 +1,8 @@
 // The jobs page: refreshes the table from GET /api/jobs, sends retry and cancel, runs the try-it
-// form and shows its task videos. No framework; every value goes into the page as text.
+// form and shows its task videos. No framework; every value goes into the page as text (pages.js).
 "use strict";
 (function () {
+  const {el, getJson, watchVideo} = window.pages;
   const body = document.body;
   const csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
   const pollMs = Number(body.dataset.pollMs) || 1500;
@@ -18,24 +19,17 @@
     return body.dataset.api + (query ? "?" + query : "");
   }
 
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [name, value] of Object.entries(attrs || {})) {
-      if (value === null || value === undefined || value === false) continue;
-      if (name === "class") node.className = value;
-      else if (name.startsWith("data-")) node.setAttribute(name, value);
-      else node[name] = value;
-    }
-    for (const child of children) {
-      if (child === null || child === undefined || child === "") continue;
-      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-    }
-    return node;
-  }
-
   function row(job) {
-    const job_cell = el("td", {class: "job"}, job.id);
+    const job_cell = el("td", {class: "job"});
+    if (job.name) job_cell.append(el("span", {class: "name"}, job.name), el("br"));
+    if (job.project) job_cell.append(el("span", {class: "project"}, job.project), el("br"));
+    job_cell.append(el("span", {class: "id"}, job.id));
+    if (job.superseded_by) job_cell.append(" ", el("span", {class: "muted"}, "(an earlier run)"));
     if (job.tasks_url) job_cell.append(el("br"), el("a", {class: "tasks", href: job.tasks_url}, "tasks"));
+    const kind = el("td", {class: "kind"}, job.kind);
+    if (job.request) kind.append(el("br"), el("span", {class: "muted"}, job.request));
+    const problem = el("td", {class: "error"}, job.last_error || "");
+    if (job.warning) problem.append(el("span", {class: "warning"}, job.warning));
     const state = el("td", {class: "state"}, el("span", {class: "badge state-" + job.state}, job.state));
     if (job.cancel_requested && (job.state === "queued" || job.state === "running")) {
       state.append(" ", el("span", {class: "muted"}, "cancelling"));
@@ -46,23 +40,16 @@
     const updated = job.updated_at || "";
     return el("tr", {"data-job-id": job.id, "data-state": job.state},
       job_cell,
-      el("td", {class: "kind"}, job.kind),
+      kind,
       state,
       el("td", {class: "stage"}, job.stage || ""),
       el("td", {class: "progress"}, el("progress", {max: 100, value: job.progress}), " ",
          el("span", {class: "pct"}, job.progress.toFixed(1) + "%")),
       el("td", {class: "eta"}, job.eta || ""),
       el("td", {class: "attempts"}, job.attempts + "/" + job.max_attempts),
-      el("td", {class: "error"}, job.last_error || ""),
+      problem,
       el("td", {class: "updated"}, el("time", {dateTime: updated}, updated.slice(11, 19))),
       actions);
-  }
-
-  async function getJson(url) {
-    const response = await fetch(url, {credentials: "same-origin", headers: {Accept: "application/json"}});
-    if (response.status === 401) { window.location.reload(); throw new Error("logged out"); }
-    if (!response.ok) throw new Error(url + ": " + response.status);
-    return response.json();
   }
 
   async function refresh() {
@@ -117,8 +104,11 @@
   function taskFigure(task) {
     const figure = el("figure", {class: "task", "data-task": task.name});
     if (task.video_url) {
-      figure.append(el("video", {src: task.video_url, controls: true, muted: true, autoplay: true, loop: true,
-                                 playsInline: true, preload: "auto"}));
+      const video = el("video", {src: task.video_url, controls: true, muted: true, autoplay: true, loop: true,
+                                 playsInline: true, preload: "auto"});
+      const note = el("p", {class: "video-error error", hidden: true});
+      figure.append(video, note);
+      watchVideo(video, note);
     } else {
       figure.append(el("p", {class: "muted"}, "The task video cannot be played here."));
     }
@@ -141,6 +131,9 @@
     if (job.state === "done") {
       const count = job.tasks ? job.tasks.length : 0;
       text += " — " + count + (count === 1 ? " task" : " tasks");
+      const annotation = job.result && job.result.annotation;
+      if (job.warning) text += " — " + job.warning;
+      else if (annotation) text += ", " + annotation.boxes + (annotation.boxes === 1 ? " box" : " boxes") + " kept";
     }
     tryStatus(text, job.state === "failed");
     if (job.state === "done" || job.state === "failed" || job.state === "cancelled") tryJob = null;
