@@ -1,0 +1,203 @@
+"""One long upload cut by many workers (issue 31).
+
+When an upload plans more tasks than `[Content] tasks_per_part` and its timestamps can plan the
+decode (`video_processor.splittable`), its content job plans the sampled frames from the packets'
+timestamps (`video_processor.plan_parts`) and queues one `content_part` job per run of tasks, each a
+child of the content job (`parent`), ranked by its place so that other uploads' jobs interleave. Any
+worker on any host claims a part: it seeks to the keyframe before its first frame, cuts its tasks
+(the same names, frame numbers, documents and keys a single job writes) and commits each with its
+own checkpoint. The content job meanwhile waits (queued, woken when a part ends); once every part is
+done it checks that every planned task is there and publishes the upload, once. A part that fails
+for good fails the upload with its error and stops the others; a cancel reaches every part; each
+part removes its own tasks when it fails or is cancelled, so a commit that raced the end is undone.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import video_processor as vp
+from media_service import contract
+from media_service.contract import (
+    ACTIVE_STATES,
+    CONTENT_PART_KIND,
+    ContentJobParams,
+    ContentPartParams,
+    content_part_job_id,
+    task_name,
+)
+from media_service.errors import PartFailed
+from media_service.jobs import JobWaiting
+from media_service.paths import ConfinedFile
+from mongo_manager import MongoManager, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Split:
+    """What the content job learnt from the probe to queue the parts."""
+    parts: list[vp.Part]
+    info: vp.MediaInfo
+    size: tuple[int, int]
+    source: dict  # the source's size and mtime_ns
+
+
+def split_for(settings, params: ContentJobParams, info: vp.MediaInfo, mode: str, size: tuple[int, int],
+              source: dict, expected_frames: int) -> Split | None:
+    """The parts of this upload, or None to cut it as one job (the log says why when it is long)."""
+    per_part = settings.content.tasks_per_part
+    planned_tasks = math.ceil(expected_frames / params.frames_per_task)
+    if per_part <= 0 or planned_tasks <= per_part:
+        return None
+    why = vp.splittable(info) if mode == "timestamp" else f"{mode} sampling decides each frame in order"
+    if params.request_type != contract.RequestType.TASKS_ONLY and why is None:
+        why = "auto-annotation links its tracks across the whole upload in order"
+    if why:
+        log.info("cut as one job though it plans %d tasks (more than [Content] tasks_per_part %d): %s",
+                 planned_tasks, per_part, why)
+        return None
+    parts = vp.plan_parts(info, params.frame_rate, params.frames_per_task, per_part)
+    return Split(parts, info, size, source) if len(parts) > 1 else None
+
+
+class UploadParts:
+    """The content job's side: queue the parts, wait for them, publish the upload once."""
+
+    def __init__(self, mongo: MongoManager, settings):
+        self.mongo, self.settings = mongo, settings
+
+    def queue(self, ctx, params: ContentJobParams, split: Split, checkpoint: dict) -> None:
+        """Queue every part not queued yet (a run cut short here queues the rest), record them in the
+        checkpoint, and wait."""
+        planned_frames = sum(part.frames for part in split.parts)
+        planned_tasks = sum(part.tasks for part in split.parts)
+        ids = [content_part_job_id(params.upload_id, part.index) for part in split.parts]
+        existing = self.mongo.jobs.existing(ids)
+        info_doc = vp.media_info_doc(split.info)
+        for part, job_id in zip(split.parts, ids):
+            if job_id in existing:
+                continue
+            part_params = ContentPartParams(params.to_doc(), part.to_doc(), info_doc, list(split.size), split.source,
+                                            planned_tasks, planned_frames, utcnow())
+            self.mongo.jobs.enqueue(job_id, CONTENT_PART_KIND, str(params.upload_id), part_params.to_doc(),
+                                    self.settings.jobs.max_attempts, parent=ctx.job.id, rank=part.index)
+        log.info("cut in %d parts of up to %d tasks (%d tasks, %d frames), for any worker", len(split.parts),
+                 self.settings.content.tasks_per_part, planned_tasks, planned_frames)
+        checkpoint.update(parts=len(split.parts), planned_tasks=planned_tasks, planned_frames=planned_frames)
+        ctx.checkpoint(checkpoint, "parts", 0.0)
+        raise JobWaiting(self.settings.jobs.lease_seconds, f"parts: 0 of {len(split.parts)} done")
+
+    def gather(self, ctx, params: ContentJobParams, checkpoint: dict) -> dict:
+        """Once every part is done and every planned task is there: the upload's summary (the caller
+        publishes it). Until then the content job waits; a part that failed for good fails it."""
+        parts = self.mongo.jobs.children(ctx.job.id)
+        if len(parts) != checkpoint["parts"]:
+            raise RuntimeError(f"{len(parts)} of the {checkpoint['parts']} parts are queued")
+        ended_badly = next((part for part in parts if part["state"] in ("failed", "cancelled")), None)
+        active = [part for part in parts if part["state"] in ACTIVE_STATES]
+        if ended_badly is not None:
+            for part in active:
+                self.mongo.jobs.request_cancel(part["_id"])
+            if not active:
+                raise PartFailed(*_code_and_message(ended_badly))
+        if active:
+            done = len(parts) - len(active)
+            raise JobWaiting(self.settings.jobs.lease_seconds,
+                             f"parts: {done} of {len(parts)} done" if ended_badly is None
+                             else f"parts: stopping {len(active)} after part {ended_badly['rank']} failed")
+        names = set(self.mongo.upload_task_names(params.upload_id))
+        missing = [i for i in range(checkpoint["planned_tasks"]) if task_name(i, params.video_name) not in names]
+        if missing or len(names) != checkpoint["planned_tasks"]:
+            raise PartFailed("parts_incomplete", f"every part is done but {len(missing)} planned tasks are missing "
+                                                 f"(first: {missing[:3]}) and {len(names)} tasks exist")
+        frames = checkpoint["planned_frames"]
+        return {"tasks": checkpoint["planned_tasks"], "frames": frames, "parts": len(parts),
+                "sampling": {"mode": "timestamp", "sampled": frames, "kept": frames}}
+
+
+def _code_and_message(part: dict) -> tuple[str, str]:
+    error = part.get("last_error") or part["state"]
+    code, sep, message = error.partition(": ")
+    where = f"part {part['rank'] + 1}"
+    return (code, f"{where}: {message}") if sep and code.replace("_", "").isalnum() else ("part_failed",
+                                                                                           f"{where}: {error}")
+
+
+class PartRun:
+    """One part, through the content pipeline's own cutting and committing."""
+
+    def __init__(self, pipeline, mongo: MongoManager, settings):
+        self.pipeline, self.mongo, self.settings = pipeline, mongo, settings
+
+    def run(self, ctx, params: ContentPartParams) -> dict:
+        content = ContentJobParams.from_doc(params.content)
+        part = vp.Part.from_doc(params.part)
+        checkpoint = dict(ctx.job.checkpoint) or {"next_task": part.first_task, "frames_done": 0}
+        root = self.settings.content_root()
+        opened = ConfinedFile(root.root, root.resolve(content.content_path))
+        try:
+            if (opened.fingerprint.size, opened.fingerprint.mtime_ns) != (params.source["size"],
+                                                                          params.source["mtime_ns"]):
+                raise vp.MediaError("source_changed", f"{opened.name} changed since this upload's parts were planned")
+            plan, stats = self._plan(ctx, params, content, part, opened, checkpoint)
+            try:
+                self.pipeline.cut_tasks(ctx, content, plan, checkpoint, annotator=None)
+            finally:
+                plan.close()
+            if opened.changed():
+                raise vp.MediaError("source_changed", f"{opened.name} was changed while it was being processed")
+        finally:
+            opened.close()
+        if stats.refused or stats.corrupt or stats.stopped_by:
+            raise vp.MediaError("frames_lost", f"{opened.name}: part {part.index + 1} met damaged packets "
+                                               f"({stats.refused} refused, {stats.corrupt} corrupt)")
+        return {"tasks": checkpoint["next_task"] - part.first_task, "frames": checkpoint["frames_done"]}
+
+    def _plan(self, ctx, params: ContentPartParams, content: ContentJobParams, part: vp.Part,
+              opened: ConfinedFile, checkpoint: dict):
+        from media_service.content.pipeline import Frame, Plan
+
+        info = part.media_info(vp.media_info_from_doc(params.media_info))
+        size = tuple(params.size)
+        sampler = vp.Sampler(content.frame_rate, "timestamp", info.average_fps)
+        resume = vp.ResumePoint.from_doc(checkpoint.get("resume")) or part.start
+        if resume:
+            sampler.resume_from(resume)
+        stats = vp.DecodeStats()
+        prefetch = vp.Prefetcher(vp.decode_samples(opened.path, sampler, info, resume, stats, opened.name))
+        first_sampled = part.start.sampled if part.start else 0
+
+        def frames() -> Iterator:
+            for sample, point in prefetch:
+                yield (Frame(sample.number, sample.time, vp.prepare_frame(sample.frame, info.rotation, size)),
+                       point.to_doc())
+                if sample.number >= part.last_number:
+                    return
+
+        cut_from = {contract.SOURCE_FINGERPRINT: contract.source_fingerprint(params.source["size"],
+                                                                               params.source["mtime_ns"])}
+        plan = Plan(size, info.average_fps, part.frames, frames(), lambda point: point["sampled"] - first_sampled,
+                    prefetch.close, task_fields=cut_from, scratch=f"part{part.index:04d}",
+                    publish=lambda ctx_, index, progress: self._publish(ctx_, params, content))
+        return plan, stats
+
+    def _publish(self, ctx, params: ContentPartParams, content: ContentJobParams) -> None:
+        """The upload's progress is its committed tasks over its planned ones, whichever part commits."""
+        committed = len(self.mongo.upload_task_names(content.upload_id))
+        progress = min(99.0, 100.0 * committed / params.planned_tasks)
+        elapsed = max(0.0, time.time() - params.planned_at.timestamp())
+        eta = round(elapsed * (params.planned_tasks - committed) / committed, 1) if committed else None
+        self.mongo.set_upload_progress(content.upload_id, progress, committed, eta)
+        self.mongo.jobs.share_progress(contract.content_job_id(content.upload_id), progress, eta)
+
+    def remove_own_tasks(self, params: ContentPartParams) -> int:
+        """This part's tasks (a failed or cancelled part; a commit that raced its end included)."""
+        content = ContentJobParams.from_doc(params.content)
+        part = vp.Part.from_doc(params.part)
+        names = {task_name(i, content.video_name) for i in range(part.first_task, part.first_task + part.tasks)}
+        return self.pipeline.remove_video_tasks(content.project_id, content.video_name, content.upload_id,
+                                                names=names)
