@@ -40,37 +40,61 @@ def clip_path(name: str, work: Path) -> Path:
     return VTEST
 
 
-def annotator_for(settings) -> Annotator:
-    """An annotator as request_type 1 builds it, for a project that has every label the detector
-    knows (nothing is left out)."""
+def annotator_for(settings, labels: list[str] | None = None) -> Annotator:
+    """An annotator as request_type 1 builds it, for a project that has `labels` (default: every
+    label the detector knows, so nothing is left out)."""
+    from media_service.annotation.job import make_annotator
     from media_service.detectors.factory import annotation_detector
     detector = annotation_detector(settings)
-    policy = LabelPolicy.build([{"label": label} for label in detector.labels], settings.annotation)
-    return Annotator(detector, policy, 1, settings.inference.detect_max_side, settings.inference.batch_size,
-                     settings.inference.detect_every)
+    policy = LabelPolicy.build([{"label": label} for label in labels or detector.labels], settings.annotation)
+    return make_annotator(detector, policy, 1, settings)
 
 
-def boxes_of(annotator: Annotator, path: Path, rate: float) -> list[dict]:
-    """[{frame, label, box: [x, y, w, h], score}] for the clip's sampled frames (1-based numbers)."""
+def boxes_of(annotator: Annotator, path: Path, rate: float, per_task: int = 0, limit: int = 0) -> list[dict]:
+    """[{frame, label, box: [x, y, w, h], score, track}] for the clip's sampled frames (1-based
+    numbers), cut into tasks of `per_task` frames (0: one task per batch, as before issue 29); at
+    most `limit` sampled frames (0: all)."""
     info = vp.probe_video(path, 9999, 9999)
     size = (info.width, info.height)
     numbers, rgbs, found = [], [], []
 
-    def flush() -> None:
-        for number, boxes in zip(numbers, annotator.annotate(rgbs, size)):
+    def flush(task_ends: bool) -> None:
+        annotator.add(rgbs, size)
+        rgbs.clear()
+        if not task_ends:
+            return
+        for number, boxes in zip(numbers, annotator.end_task()):
             for box in boxes:
                 b = box["boundaries"]
                 found.append({"frame": number, "label": b["label"], "box": [b["x"], b["y"], b["w"], b["h"]],
-                              "score": round(float(b["autoLable_confidance"]), 4)})
+                              "score": round(float(b["autoLable_confidance"]), 4), "track": box.get("trackId")})
         numbers.clear()
-        rgbs.clear()
 
-    for sample, _ in vp.decode_samples(path, vp.Sampler(rate, "timestamp", info.average_fps), info):
+    for count, (sample, _) in enumerate(vp.decode_samples(path, vp.Sampler(rate, "timestamp", info.average_fps),
+                                                          info), 1):
         numbers.append(sample.number)
         rgbs.append(vp.frame_to_rgb(sample.frame, *annotator.input_size(size)))
-        if len(rgbs) == annotator.batch_size:
-            flush()
-    flush()
+        if len(rgbs) == annotator.batch_size or (per_task and len(numbers) == per_task):
+            flush(not per_task or len(numbers) == per_task)
+        if count == limit:
+            break
+    flush(True)
+    return found
+
+
+def detector_boxes(annotator: Annotator, path: Path, rate: float, limit: int = 0) -> list[dict]:
+    """What the same detector finds on every sampled frame alone (no tracks), as `boxes_of` gives it."""
+    info = vp.probe_video(path, 9999, 9999)
+    size = (info.width, info.height)
+    found = []
+    for count, (sample, _) in enumerate(vp.decode_samples(path, vp.Sampler(rate, "timestamp", info.average_fps),
+                                                          info), 1):
+        rgb = vp.frame_to_rgb(sample.frame, *annotator.input_size(size))
+        for d in annotator.detect([rgb], [0], size)[0]:
+            found.append({"frame": sample.number, "label": d.label, "score": d.score,
+                          "box": [round(d.x1), round(d.y1), round(d.x2) - round(d.x1), round(d.y2) - round(d.y1)]})
+        if count == limit:
+            break
     return found
 
 
