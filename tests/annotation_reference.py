@@ -1,21 +1,14 @@
-"""Today's auto-annotation boxes as a stored reference (issue 20), so that a faster detector path
-must find the same boxes.
+"""Auto-annotation boxes as type 1 finds them, and as the same detector finds them on every
+frame alone, with the measures that compare them (issues 20 and 29).
 
-Two clips, a few dozen sampled frames each:
-- "scene": tests/faces.py's scene at 1920x1080 25 fps (the bench clip's scene), 100 frames sampled
-  at 5 fps (every 4th: 25 frames);
-- "vtest": OpenCV's vtest.avi (real pedestrians seen from above, 768x576 10 fps) from Debian's
-  `opencv-doc`, sampled at 0.5 fps (every 20th frame: 40 frames).
-
+The bench scene is tests/faces.py's scene at 1920x1080 25 fps (the bench clip's scene), 100 frames.
 Frames reach the detector as they do in request_type 1: decoded by the service's media package,
-converted to RGB at the annotator's `input_size`, boxes from `Annotator.annotate` in the clip's
-pixels. `python -m tests.annotation_reference` rewrites tests/data/annotation_reference.json; it
-was written once, before any speed change, with the detector of that day.
+converted to RGB at the annotator's `input_size`, boxes in the clip's pixels. (Issue 20 kept the
+boxes of that day's SSD MobileNet in tests/data/annotation_reference.json; issue 29 changed the
+model, and the reference became the same detector on every frame.)
 """
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import video_processor as vp
@@ -23,9 +16,7 @@ from media_service.annotation.annotator import Annotator
 from media_service.annotation.policy import LabelPolicy
 from tests.faces import make_face_clip
 
-REFERENCE = Path(__file__).parent / "data" / "annotation_reference.json"
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")  # Debian opencv-doc (run_tests.sh)
-CLIPS = {"scene": 5, "vtest": 0.5}  # clip: sampling rate (frames per second)
 
 
 def clip_path(name: str, work: Path) -> Path:
@@ -98,11 +89,6 @@ def detector_boxes(annotator: Annotator, path: Path, rate: float, limit: int = 0
     return found
 
 
-def frames_sampled(path: Path, rate: float) -> int:
-    info = vp.probe_video(path, 9999, 9999)
-    return sum(1 for _ in vp.decode_samples(path, vp.Sampler(rate, "timestamp", info.average_fps), info))
-
-
 def iou(a, b) -> float:
     """Boxes as [x, y, w, h]."""
     ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
@@ -130,24 +116,3 @@ def matched(found: list[dict], reference: list[dict], threshold: float = 0.5) ->
 def recall_precision(found: list[dict], reference: list[dict]) -> tuple[float, float]:
     hits = matched(found, reference)
     return (hits / len(reference) if reference else 1.0, hits / len(found) if found else 1.0)
-
-
-def main(work: Path) -> None:
-    import os
-
-    from media_service.config import load_settings
-    settings = load_settings(dict(os.environ))
-    annotator = annotator_for(settings)
-    stored = {"detector": annotator.model, "detect_max_side": settings.inference.detect_max_side, "clips": {}}
-    for name, rate in CLIPS.items():
-        path = clip_path(name, work)
-        stored["clips"][name] = {"rate": rate, "frames": frames_sampled(path, rate),
-                                 "boxes": boxes_of(annotator, path, rate)}
-    REFERENCE.parent.mkdir(exist_ok=True)
-    REFERENCE.write_text(json.dumps(stored, indent=None, separators=(",", ":")).replace("},{", "},\n{") + "\n")
-
-
-if __name__ == "__main__":
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
-        main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tmp))
