@@ -60,7 +60,6 @@ class _Track:
     label: str
     hits: int = 0           # detected frames so far (this upload)
     best: float = 0.0       # its best detected score
-    last_hit: int = -1      # the frame (in `Tracks.frame` numbers) of its last detection
 
 
 def _new_tracker(settings: TrackSettings):
@@ -123,7 +122,7 @@ class Tracks:
                 self.tracks[track_id] = _Track(label)
                 self.next_id += 1
             track = self.tracks[int(track_id)]
-            track.hits, track.best, track.last_hit = track.hits + 1, max(track.best, detection.score), self.frame
+            track.hits, track.best = track.hits + 1, max(track.best, detection.score)
             hit.add(int(track_id))
             placed.append(Placed(int(track_id), detection, DETECTED))
         for tracklet in tracker.tracks:  # live tracks not seen on this frame: where the filter puts them
@@ -164,7 +163,7 @@ class Tracks:
         if self.pending:
             raise RuntimeError("tracks are saved between tasks, not inside one")
         return {"next_id": self.next_id, "frame": self.frame,
-                "tracks": [[i, t.label, t.hits, t.best, t.last_hit] for i, t in self.tracks.items()],
+                "tracks": [[i, t.label, t.hits, t.best] for i, t in self.tracks.items()],
                 # a list, not a document keyed by label: labels may hold "." or "$"
                 "trackers": [[label, [_tracklet_state(t) for t in tracker.tracks]]
                              for label, tracker in self.trackers.items()]}
@@ -175,8 +174,7 @@ class Tracks:
         if not state:
             return tracks
         tracks.next_id, tracks.frame = int(state["next_id"]), int(state["frame"])
-        tracks.tracks = {int(i): _Track(label, int(hits), float(best), int(last))
-                         for i, label, hits, best, last in state["tracks"]}
+        tracks.tracks = {int(i): _Track(label, int(hits), float(best)) for i, label, hits, best in state["tracks"]}
         for label, saved in state["trackers"]:
             tracker = tracks.trackers[label] = _new_tracker(settings)
             tracker.tracks = [_tracklet_from_state(entry) for entry in saved]
