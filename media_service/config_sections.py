@@ -352,8 +352,12 @@ class RekognitionSection(Section):
 class InferenceSection(Section):
     """[Inference]: the auto-annotation back end and its detection."""
     type: str = _option("Inference", "type", _choice("local", "rekognition", "darknet"), "local",
-                        doc="The auto-annotation back end: local (SSD MobileNet v2 COCO + CenterFace, "
-                            "offline), rekognition, or darknet.")
+                        doc="The auto-annotation back end: local (YOLOX-Nano, or SSD MobileNet v2, for "
+                            "COCO objects + CenterFace for faces, offline), rekognition, or darknet.")
+    object_model: str = _option("Inference", "object_model", _choice("yolox_nano", "ssd_mobilenet_v2"),
+                                "yolox_nano",
+                                doc="Local back end: the object model, YOLOX-Nano (shipped in the package) or "
+                                    "SSD MobileNet v2 COCO (the model before issue 29).")
     config_file: str = _option("Inference", "config_file", _text, "",
                                doc="Darknet: the model's .cfg.")
     weight_file: str = _option("Inference", "weight_file", _text, "",
@@ -378,9 +382,14 @@ class InferenceSection(Section):
                                        "full size).")
     batch_size: int = _option("Inference", "batch_size", _int(1, 64), "8",
                               doc="Frames per detector call.")
-    detect_every: int = _option("Inference", "detect_every", _int(1, 30), "1",
-                                doc="1: every sampled frame is detected; k: every k-th, boxes moved "
-                                    "linearly between.")
+    detect_every: int = _option("Inference", "detect_every", _int(1, 30), "2",
+                                doc="k: the detector sees every k-th sampled frame of a task and its last; the "
+                                    "tracker's motion model places the boxes between (1: every frame).")
+    track_max_gap: int = _option("Inference", "track_max_gap", _int(1, 300), "4",
+                                 doc="Frames a track may go undetected and still be filled and keep its id "
+                                     "(at least detect_every).")
+    track_single_score: float = _option("Inference", "track_single_score", _float(0), "0.6",
+                                        doc="A box seen on one detected frame only is dropped under this score.")
 
 
 @dataclass(frozen=True, repr=False)

@@ -168,16 +168,20 @@ AUTO_MARK = "autoAnnotation"  # on every box auto-annotation wrote: its version,
 
 
 def auto_box(index: int, label: str, color: str, x: int, y: int, w: int, h: int, score: float, version: int,
-             model: str) -> dict:
+             model: str, track_id: int | None = None) -> dict:
     """An auto-annotation box in the shape Node reads, with our mark beside it. The mark keeps the
     label and geometry as written: a box whose label or geometry no longer match was changed by a
-    person, and auto-annotation never touches it again."""
-    return {"id": index,
+    person, and auto-annotation never touches it again. `track_id`: the object's id in the upload
+    (CONTRACT §AnnotationFrame `trackId`), the same on every box of that object."""
+    box = {"id": index,
             "boundaries": {"id": index, "type": "rectangle", "label": label, "color": color,
                            "status": "completed", "isPermanent": True, "x": x, "y": y, "w": w, "h": h,
                            "attributeValues": {}, "autoLable_confidance": f"{score:.4f}"},
             "attributeValues": {"state": "Ready"},
             AUTO_MARK: {"version": version, "model": model, "wrote": [label, x, y, w, h]}}
+    if track_id is not None:
+        box["trackId"] = int(track_id)
+    return box
 
 
 def is_untouched_auto_box(box: dict) -> bool:
@@ -191,14 +195,24 @@ def is_untouched_auto_box(box: dict) -> bool:
 
 class FrameAnnotator(Protocol):
     """Boxes for frames, in the contract's shape (what the content job asks of auto-annotation for
-    request_type 1, without knowing how they are found)."""
+    request_type 1, without knowing how they are found). Boxes link across frames and tasks, so a
+    task's boxes are final only when it ends, and what links them is saved with each task."""
     batch_size: int
 
     def input_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """The size to hand over frames at, for boxes in `size` (the task video's) pixels."""
 
-    def annotate(self, frames: list, size: tuple[int, int]) -> list[list[dict]]:
-        """RGB frames (numpy) in; per frame its boxes in `size` pixels."""
+    def add(self, frames: list, size: tuple[int, int]) -> None:
+        """The current task's next RGB frames (numpy), in order."""
+
+    def end_task(self) -> list[list[dict]]:
+        """The task has ended: per frame added since the previous call, its boxes in `size` pixels."""
+
+    def state(self) -> dict:
+        """What a resumed run needs to go on from here (between tasks), in plain types."""
+
+    def resume(self, state: dict | None) -> None:
+        """Go on from a `state()` saved by an earlier attempt (None: from the start)."""
 
     def summary(self) -> dict:
         """Fields for the upload doc once the run ends (model, labels left out, billable calls)."""

@@ -1,21 +1,14 @@
-"""Today's auto-annotation boxes as a stored reference (issue 20), so that a faster detector path
-must find the same boxes.
+"""Auto-annotation boxes as type 1 finds them, and as the same detector finds them on every
+frame alone, with the measures that compare them (issues 20 and 29).
 
-Two clips, a few dozen sampled frames each:
-- "scene": tests/faces.py's scene at 1920x1080 25 fps (the bench clip's scene), 100 frames sampled
-  at 5 fps (every 4th: 25 frames);
-- "vtest": OpenCV's vtest.avi (real pedestrians seen from above, 768x576 10 fps) from Debian's
-  `opencv-doc`, sampled at 0.5 fps (every 20th frame: 40 frames).
-
+The bench scene is tests/faces.py's scene at 1920x1080 25 fps (the bench clip's scene), 100 frames.
 Frames reach the detector as they do in request_type 1: decoded by the service's media package,
-converted to RGB at the annotator's `input_size`, boxes from `Annotator.annotate` in the clip's
-pixels. `python -m tests.annotation_reference` rewrites tests/data/annotation_reference.json; it
-was written once, before any speed change, with the detector of that day.
+converted to RGB at the annotator's `input_size`, boxes in the clip's pixels. (Issue 20 kept the
+boxes of that day's SSD MobileNet in tests/data/annotation_reference.json; issue 29 changed the
+model, and the reference became the same detector on every frame.)
 """
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import video_processor as vp
@@ -23,9 +16,7 @@ from media_service.annotation.annotator import Annotator
 from media_service.annotation.policy import LabelPolicy
 from tests.faces import make_face_clip
 
-REFERENCE = Path(__file__).parent / "data" / "annotation_reference.json"
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")  # Debian opencv-doc (run_tests.sh)
-CLIPS = {"scene": 5, "vtest": 0.5}  # clip: sampling rate (frames per second)
 
 
 def clip_path(name: str, work: Path) -> Path:
@@ -40,43 +31,62 @@ def clip_path(name: str, work: Path) -> Path:
     return VTEST
 
 
-def annotator_for(settings) -> Annotator:
-    """An annotator as request_type 1 builds it, for a project that has every label the detector
-    knows (nothing is left out)."""
+def annotator_for(settings, labels: list[str] | None = None) -> Annotator:
+    """An annotator as request_type 1 builds it, for a project that has `labels` (default: every
+    label the detector knows, so nothing is left out)."""
+    from media_service.annotation.job import make_annotator
     from media_service.detectors.factory import annotation_detector
     detector = annotation_detector(settings)
-    policy = LabelPolicy.build([{"label": label} for label in detector.labels], settings.annotation)
-    return Annotator(detector, policy, 1, settings.inference.detect_max_side, settings.inference.batch_size,
-                     settings.inference.detect_every)
+    policy = LabelPolicy.build([{"label": label} for label in labels or detector.labels], settings.annotation)
+    return make_annotator(detector, policy, 1, settings)
 
 
-def boxes_of(annotator: Annotator, path: Path, rate: float) -> list[dict]:
-    """[{frame, label, box: [x, y, w, h], score}] for the clip's sampled frames (1-based numbers)."""
+def boxes_of(annotator: Annotator, path: Path, rate: float, per_task: int = 0, limit: int = 0) -> list[dict]:
+    """[{frame, label, box: [x, y, w, h], score, track}] for the clip's sampled frames (1-based
+    numbers), cut into tasks of `per_task` frames (0: one task per batch, as before issue 29); at
+    most `limit` sampled frames (0: all)."""
     info = vp.probe_video(path, 9999, 9999)
     size = (info.width, info.height)
     numbers, rgbs, found = [], [], []
 
-    def flush() -> None:
-        for number, boxes in zip(numbers, annotator.annotate(rgbs, size)):
+    def flush(task_ends: bool) -> None:
+        annotator.add(rgbs, size)
+        rgbs.clear()
+        if not task_ends:
+            return
+        for number, boxes in zip(numbers, annotator.end_task()):
             for box in boxes:
                 b = box["boundaries"]
                 found.append({"frame": number, "label": b["label"], "box": [b["x"], b["y"], b["w"], b["h"]],
-                              "score": round(float(b["autoLable_confidance"]), 4)})
+                              "score": round(float(b["autoLable_confidance"]), 4), "track": box.get("trackId")})
         numbers.clear()
-        rgbs.clear()
 
-    for sample, _ in vp.decode_samples(path, vp.Sampler(rate, "timestamp", info.average_fps), info):
+    for count, (sample, _) in enumerate(vp.decode_samples(path, vp.Sampler(rate, "timestamp", info.average_fps),
+                                                          info), 1):
         numbers.append(sample.number)
         rgbs.append(vp.frame_to_rgb(sample.frame, *annotator.input_size(size)))
-        if len(rgbs) == annotator.batch_size:
-            flush()
-    flush()
+        if len(rgbs) == annotator.batch_size or (per_task and len(numbers) == per_task):
+            flush(not per_task or len(numbers) == per_task)
+        if count == limit:
+            break
+    flush(True)
     return found
 
 
-def frames_sampled(path: Path, rate: float) -> int:
+def detector_boxes(annotator: Annotator, path: Path, rate: float, limit: int = 0) -> list[dict]:
+    """What the same detector finds on every sampled frame alone (no tracks), as `boxes_of` gives it."""
     info = vp.probe_video(path, 9999, 9999)
-    return sum(1 for _ in vp.decode_samples(path, vp.Sampler(rate, "timestamp", info.average_fps), info))
+    size = (info.width, info.height)
+    found = []
+    for count, (sample, _) in enumerate(vp.decode_samples(path, vp.Sampler(rate, "timestamp", info.average_fps),
+                                                          info), 1):
+        rgb = vp.frame_to_rgb(sample.frame, *annotator.input_size(size))
+        for d in annotator.detect([rgb], [0], size)[0]:
+            found.append({"frame": sample.number, "label": d.label, "score": d.score,
+                          "box": [round(d.x1), round(d.y1), round(d.x2) - round(d.x1), round(d.y2) - round(d.y1)]})
+        if count == limit:
+            break
+    return found
 
 
 def iou(a, b) -> float:
@@ -106,24 +116,3 @@ def matched(found: list[dict], reference: list[dict], threshold: float = 0.5) ->
 def recall_precision(found: list[dict], reference: list[dict]) -> tuple[float, float]:
     hits = matched(found, reference)
     return (hits / len(reference) if reference else 1.0, hits / len(found) if found else 1.0)
-
-
-def main(work: Path) -> None:
-    import os
-
-    from media_service.config import load_settings
-    settings = load_settings(dict(os.environ))
-    annotator = annotator_for(settings)
-    stored = {"detector": annotator.model, "detect_max_side": settings.inference.detect_max_side, "clips": {}}
-    for name, rate in CLIPS.items():
-        path = clip_path(name, work)
-        stored["clips"][name] = {"rate": rate, "frames": frames_sampled(path, rate),
-                                 "boxes": boxes_of(annotator, path, rate)}
-    REFERENCE.parent.mkdir(exist_ok=True)
-    REFERENCE.write_text(json.dumps(stored, indent=None, separators=(",", ":")).replace("},{", "},\n{") + "\n")
-
-
-if __name__ == "__main__":
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
-        main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tmp))

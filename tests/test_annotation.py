@@ -9,7 +9,7 @@ from media_service.contract import AUTO_MARK, is_untouched_auto_box
 from tests.faces import FaceScene, make_face_clip
 from tests.helpers import fields_for, post_node, wait_for_upload
 
-BOX_KEYS = {"id", "boundaries", "attributeValues", AUTO_MARK}
+BOX_KEYS = {"id", "boundaries", "attributeValues", "trackId", AUTO_MARK}
 BOUNDARY_KEYS = {"id", "type", "label", "color", "status", "isPermanent", "x", "y", "w", "h", "attributeValues",
                  "autoLable_confidance"}
 
@@ -50,7 +50,8 @@ def test_request_type_1_cuts_tasks_with_boxes_in_the_contracts_shape(service):
     assert answer.status_code == 202, answer.text
     upload = wait_for_upload(service.db, upload_id, timeout=300)
     assert upload["status"] == 1, upload.get("errorMessage")
-    assert upload["request_annotation_version"] == 1 and upload["annotationModel"].startswith("local")
+    assert upload["request_annotation_version"] == 1 and upload["annotationModel"].startswith("local yolox_nano")
+    assert upload["detectedFrames"] < 35 and upload["annotationTracks"] >= 2  # detect_every 2, five task cuts
     tasks = list(service.db.AnnotationTask.find({"uploadId": upload_id}))
     assert len(tasks) == 5 and all(t["AutoAnnotationVersion"] == 1 for t in tasks)
     frames = frames_of(service.db, upload_id)
@@ -73,6 +74,37 @@ def test_request_type_1_cuts_tasks_with_boxes_in_the_contracts_shape(service):
             found += best > 0.5
     assert found >= 45  # the face, where it really is, on nearly every frame
     assert [b["id"] for f in frames for b in f["boxes"]] == [i for f in frames for i in range(len(f["boxes"]))]
+    # One id per object for the whole upload, across the five task cuts: the face A in the
+    # middle of the picture keeps one trackId on all 50 frames.
+    centre = [{b["trackId"] for b in f["boxes"] if b["boundaries"]["label"] == "Face"
+               and iou(box_xyxy(b), scene.boxes(n)[0]) > 0.3} for n, f in enumerate(frames, 1)]
+    assert sum(1 for ids in centre if ids) >= 45 and len(set().union(*centre)) == 1
+
+
+def box_xyxy(box: dict) -> tuple[int, int, int, int]:
+    b = box["boundaries"]
+    return b["x"], b["y"], b["x"] + b["w"], b["y"] + b["h"]
+
+
+def test_the_face_model_runs_only_for_projects_with_a_face_label(service, caplog):
+    import logging
+
+    make_face_clip(service.content / "people.mp4", frames=8, audio=False)
+    with caplog.at_level(logging.INFO, logger="media_service.annotation.job"):
+        outcomes = {}
+        for labels in (("Person",), ("Person", "Face")):
+            project_id = project_with_labels(service.db, *labels)
+            upload_id, answer = request(service, project_id, "./people.mp4", 1, 1, frame_rate=25)
+            assert answer.status_code == 202
+            upload = wait_for_upload(service.db, upload_id, timeout=300)
+            assert upload["status"] == 1, upload.get("errorMessage")
+            written = {b["boundaries"]["label"] for f in frames_of(service.db, upload_id) for b in f["boxes"]}
+            outcomes[labels] = (upload["annotationModel"], written)
+    assert "centerface" not in outcomes[("Person",)][0] and outcomes[("Person",)][1] == {"Person"}
+    assert "centerface" in outcomes[("Person", "Face")][0] and outcomes[("Person", "Face")][1] == {"Person", "Face"}
+    said = [r.getMessage() for r in caplog.records if "face model" in r.getMessage()]
+    assert said == ["the project has no face label: the face model is not run",
+                    "the project has a face label: the face model runs on every detected frame"]
 
 
 def auto_boxes(frame: dict) -> list[dict]:
@@ -309,13 +341,16 @@ def test_rekognition_type_1_over_its_http_protocol_with_retries_and_billable_cal
         assert answer.status_code == 202
         upload = wait_for_upload(service.db, upload_id, timeout=300)
         assert upload["status"] == 1, upload.get("errorMessage")
-        assert upload["rekognitionCalls"] == 40  # one DetectLabels and one DetectFaces a frame, none throttled
-        assert len(stand_in.requests) == 43 and all(signature_valid(r, "AKIDEXAMPLE", "secret-example")
+        # detect_every 2: frames 1, 3, ..., 9 and 10 of each 10-frame task: 12 of 20 frames, one
+        # DetectLabels and one DetectFaces each, none throttled
+        assert upload["rekognitionCalls"] == 24 and upload["detectedFrames"] == 12
+        assert len(stand_in.requests) == 27 and all(signature_valid(r, "AKIDEXAMPLE", "secret-example")
                                                    for r in stand_in.requests)
         frames = frames_of(service.db, upload_id)
         people = [b["boundaries"] for f in frames for b in f["boxes"] if b["boundaries"]["label"] == "Person"]
         assert len(people) == 20 and {(p["x"], p["y"], p["w"], p["h"]) for p in people} == {(64, 72, 192, 180)}
         assert {p["autoLable_confidance"] for p in people} == {"0.9600"}
+        assert len({b["trackId"] for f in frames for b in f["boxes"] if b["boundaries"]["label"] == "Person"}) == 1
         assert sum(1 for f in frames for b in f["boxes"] if b["boundaries"]["label"] == "Face") >= 18
         # A permanent error (no permission): the run fails at once, recorded.
         stand_in.fail_with = "AccessDeniedException"
@@ -328,9 +363,10 @@ def test_rekognition_type_1_over_its_http_protocol_with_retries_and_billable_cal
         stand_in.close()
 
 
-def test_detect_every_k_detects_fewer_frames_and_moves_boxes_between(tmp_path):
-    """[Inference] detect_every 3: the detector sees every third frame and the last; the frames
-    between get the face where it is (the scene's face pans steadily)."""
+def test_detect_every_k_detects_fewer_frames_and_the_tracker_places_boxes_between(tmp_path):
+    """[Inference] detect_every 3: the detector sees every third frame of a task and its last; the
+    tracker's motion model puts the face where it is on the frames between (the scene's face pans
+    steadily), with one trackId."""
     from media_service.annotation.annotator import Annotator
     from media_service.annotation.policy import LabelPolicy
     from media_service.config import load_settings
@@ -351,11 +387,13 @@ def test_detect_every_k_detects_fewer_frames_and_moves_boxes_between(tmp_path):
     policy = LabelPolicy.build([{"label": "Face"}], settings.annotation)
     annotator = Annotator(Counting(), policy, 1, 640, 8, detect_every=3)
     assert annotator.batch_size == 24
-    boxes = annotator.annotate(frames, (640, 360))
+    annotator.add(frames[:10], (640, 360))  # a task handed over in two parts
+    annotator.add(frames[10:], (640, 360))
+    boxes = annotator.end_task()
     assert Counting.seen == 9  # frames 0, 3, ..., 21 and 23
-    hits = 0
+    hits, ids = 0, set()
     for number, frame_boxes in enumerate(boxes, 1):
-        faces = [(b["boundaries"]["x"], b["boundaries"]["y"], b["boundaries"]["x"] + b["boundaries"]["w"],
-                  b["boundaries"]["y"] + b["boundaries"]["h"]) for b in frame_boxes]
+        faces = [box_xyxy(b) for b in frame_boxes]
+        ids |= {b["trackId"] for b in frame_boxes if iou(box_xyxy(b), scene.boxes(number)[0]) > 0.5}
         hits += any(iou(face, scene.boxes(number)[0]) > 0.5 for face in faces)
-    assert hits >= 22
+    assert hits >= 22 and len(ids) == 1

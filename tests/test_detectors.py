@@ -1,5 +1,7 @@
 """The detector back ends for auto-annotation, on real models and real HTTP (no mocks of the models).
 
+- YOLOX-Nano (the default object model) against its sample repository's own decoder on real
+  photos and frames (tests/data/yolox_reference.json), and its pinned hash.
 - SSD MobileNet + CenterFace (`LocalDetector`) on scikit-image's astronaut photo and on a clip.
 - Darknet YOLO through OpenCV DNN, on tiny `.cfg`/`.weights` files written here.
 - Rekognition DetectLabels/DetectFaces against a local server speaking its JSON protocol.
@@ -20,8 +22,10 @@ from media_service.detectors import BatchDetector, Detection, Detector
 from media_service.detectors.centerface import CenterFace
 from media_service.detectors.darknet import Darknet
 from media_service.detectors.labels import COCO_TF_LABELS, darknet_label
+from media_service.detectors.local import LocalDetector
 from media_service.detectors.rekognition import Rekognition, RekognitionAnnotator, RekognitionLabels, make_client
-from media_service.detectors.ssd_mobilenet import LocalDetector, SsdMobileNet, ssd_model_files
+from media_service.detectors.ssd_mobilenet import SsdMobileNet, ssd_model_files
+from media_service.detectors.yolox import MODEL_PATH, MODEL_SHA256, YoloxNano
 from media_service.errors import DetectorError, DetectorMisconfigured, DetectorUnavailable
 from tests.faces import FaceScene, make_face_clip
 from tests.rekognition_stand_in import RekognitionStandIn, decode_image, signature_valid
@@ -46,7 +50,7 @@ def iou(a, b) -> float:
 
 @pytest.fixture(scope="module")
 def local_detector():
-    return LocalDetector()
+    return LocalDetector(SsdMobileNet(), CenterFace(threshold=0.5))
 
 
 # -- the interface ------------------------------------------------------------------------------------
@@ -79,6 +83,60 @@ def test_coco_label_map_is_tf_90_ids():
     assert {12, 26, 29, 30, 45, 66, 68, 69, 71, 83}.isdisjoint(COCO_TF_LABELS)
     assert (COCO_TF_LABELS[1], COCO_TF_LABELS[3], COCO_TF_LABELS[44], COCO_TF_LABELS[90]) == \
         ("person", "car", "bottle", "toothbrush")
+
+
+# -- YOLOX-Nano -----------------------------------------------------------------------------------------
+
+def test_yolox_finds_the_boxes_of_its_sample_decoder_on_real_images():
+    """Ours pads a wide frame only to a multiple of 32 (the sample: a 416 square), so scores move by
+    a few hundredths and boxes by a few pixels; every box scored 0.35 or more on either side must
+    be on the other, same label, IoU at least 0.85 (a 30-px pedestrian moved by 2 px is 0.89)."""
+    import json
+
+    from tests.yolox_reference import REFERENCE, images
+
+    reference = json.loads(REFERENCE.read_text())
+    found = images()
+    assert list(found) == list(reference) and len(found) == 21
+    yolox = YoloxNano(threshold=0.3)
+    for name, rgb in found.items():
+        ours = [(d.label, (d.x1, d.y1, d.x2, d.y2), d.score) for d in yolox.detect(rgb)]
+        theirs = [(b["label"], tuple(b["box"]), b["score"]) for b in reference[name]]
+        for one, other in ((theirs, ours), (ours, theirs)):
+            for label, box, score in one:
+                if score >= 0.35:
+                    best = max((iou(box, o[1]) for o in other if o[0] == label), default=0)
+                    assert best >= 0.85, (name, label, box, score, other)
+    assert sum(len(v) for v in reference.values()) >= 90
+
+
+def test_yolox_refuses_a_model_file_whose_hash_differs(tmp_path):
+    assert MODEL_PATH.stat().st_size == 3_660_092
+    changed = tmp_path / "yolox_nano.onnx"
+    data = bytearray(MODEL_PATH.read_bytes())
+    data[-1] ^= 1
+    changed.write_bytes(bytes(data))
+    with pytest.raises(DetectorMisconfigured) as refused:
+        YoloxNano(model_path=changed)
+    assert str(changed) in str(refused.value) and MODEL_SHA256 in str(refused.value)
+    with pytest.raises(DetectorMisconfigured, match="missing.onnx"):
+        YoloxNano(model_path=tmp_path / "missing.onnx")
+
+
+def test_local_detector_without_faces_runs_no_face_model():
+    class Counting(CenterFace):
+        calls = 0
+
+        def detect(self, rgb, threshold=None):
+            Counting.calls += 1
+            return super().detect(rgb, threshold)
+
+    both = LocalDetector(YoloxNano(), Counting(threshold=0.5))
+    photo = data.astronaut()
+    assert {d.label for d in both.detect(photo)} == {"person", "face"} and Counting.calls == 1
+    objects = both.without_faces()
+    assert [d.label for d in objects.detect(photo)] == ["person"] and Counting.calls == 1
+    assert "face" not in objects.labels and "centerface" not in objects.version and objects.objects is both.objects
 
 
 # -- SSD MobileNet + CenterFace -------------------------------------------------------------------------

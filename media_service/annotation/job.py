@@ -4,9 +4,11 @@ already has), and the annotator the content job uses for request_type 1.
 Request type 2 reads each stored task video back from storage, detects on every frame, and
 replaces in place the boxes an earlier auto-annotation wrote, never a box a person drew or
 changed (`contract.is_untouched_auto_box`). One task is one commit: frame docs, then the task's
-`AutoAnnotationVersion`, then the checkpoint; a resumed run starts at the next task, and a task
-already at this version is skipped. No frame doc is ever added or removed. Progress (and its ETA)
-moves with each batch of frames detected, by the frames of all the tasks, between commits.
+`AutoAnnotationVersion`, then the checkpoint (with the tracks so far); a resumed run starts at the
+next task, and a task already at this version is read and tracked but not written (its boxes keep
+the ids they were given). The tasks run in order, so tracks link across them as in request type 1.
+No frame doc is ever added or removed. Progress (and its ETA) moves with each batch of frames
+detected, by the frames of all the tasks, between commits.
 """
 from __future__ import annotations
 
@@ -17,8 +19,10 @@ import time
 import video_processor as vp
 from media_service.annotation.annotator import Annotator
 from media_service.annotation.policy import LabelPolicy
+from media_service.annotation.tracks import TrackSettings
 from media_service.contract import ANNOTATION_KIND, CANCELLED_CODE, ContentJobParams, is_untouched_auto_box
 from media_service.detectors.factory import annotation_detector
+from media_service.detectors.labels import FACE
 from media_service.errors import PlatformStateError, is_permanent
 from media_service.jobs import JobContext
 from media_service.redact import Redactor
@@ -31,10 +35,23 @@ def annotator_factory(mongo: MongoManager, settings):
     """What the content job calls for request_type 1: an annotator for this run's project and version."""
     def make(params: ContentJobParams) -> Annotator:
         policy = LabelPolicy.build(mongo.project_labels(params.project_id), settings.annotation)
-        return Annotator(annotation_detector(settings), policy, params.auto_anno_version,
-                         settings.inference.detect_max_side, settings.inference.batch_size,
-                         settings.inference.detect_every)
+        return make_annotator(annotation_detector(settings), policy, params.auto_anno_version, settings)
     return make
+
+
+def make_annotator(detector, policy: LabelPolicy, version: int, settings) -> Annotator:
+    """The annotator for one run: the face model runs only when the project has a face label
+    (after `label_map`), which the log says once."""
+    if hasattr(detector, "without_faces"):
+        if policy.wants(FACE):
+            log.info("the project has a face label: the face model runs on every detected frame")
+        else:
+            detector = detector.without_faces()
+            log.info("the project has no face label: the face model is not run")
+    tracking = TrackSettings(max_gap=settings.inference.track_max_gap,
+                             single_score=settings.inference.track_single_score)
+    return Annotator(detector, policy, version, settings.inference.detect_max_side, settings.inference.batch_size,
+                     settings.inference.detect_every, tracking)
 
 
 def merge_boxes(existing: list[dict], fresh: list[dict]) -> list[dict]:
@@ -72,6 +89,7 @@ class AnnotationJobHandler:
             raise PlatformStateError("no_tasks", f"{params.video_name} has no tasks to annotate")
         ctx.set_stage("loading the detector")  # the first run in a process loads its model files
         annotator = self.annotators(params)
+        annotator.resume(checkpoint.get("tracks"))
         scratch = self.settings.folders.path("task_base") / f"annotate-{params.upload_id}"
         scratch.mkdir(parents=True, exist_ok=True)
         try:
@@ -101,36 +119,43 @@ class AnnotationJobHandler:
         for index in range(checkpoint["next_task"], len(tasks)):
             ctx.check()
             task = tasks[index]
-            if (task.get("AutoAnnotationVersion") or 0) >= params.auto_anno_version:
+            done = (task.get("AutoAnnotationVersion") or 0) >= params.auto_anno_version
+            self._annotate_task(task, annotator, scratch, params.auto_anno_version,
+                                lambda frames_done, index=index: report(index, frames_done), write=not done)
+            if done:  # tracked all the same, so later tasks get the ids an uninterrupted run gives
                 checkpoint["skipped"] += 1
-                log.info("%s is already at version %s: skipped", task["taskName"], task.get("AutoAnnotationVersion"))
+                log.info("%s is already at version %s: not written", task["taskName"],
+                         task.get("AutoAnnotationVersion"))
             else:
-                self._annotate_task(task, annotator, scratch, params.auto_anno_version,
-                                    lambda done, index=index: report(index, done))
                 checkpoint["annotated"] += 1
-            checkpoint["next_task"] = index + 1
+            checkpoint["next_task"], checkpoint["tracks"] = index + 1, annotator.state()
             progress = min(99.0, 100.0 * sum(frames[:index + 1]) / sum(frames))
             ctx.checkpoint(checkpoint, "annotating", progress)
             self.mongo.set_upload_progress(params.upload_id, progress, len(tasks), ctx.eta_seconds)
             ctx.at_commit_boundary()
 
-    def _annotate_task(self, task: dict, annotator: Annotator, scratch, version: int, on_batch) -> None:
-        """Detect a task's frames (`on_batch(frames done)` after each batch) and commit its boxes."""
+    def _annotate_task(self, task: dict, annotator: Annotator, scratch, version: int, on_batch,
+                       write: bool = True) -> None:
+        """Detect and track a task's frames (`on_batch(frames done)` after each batch) and, with
+        `write`, commit its boxes."""
         started = time.monotonic()
         video = scratch / f"{task['taskName']}.mp4"
         self.storage.get_file(self.storage.own_key(task["S3_url"]), video)
         frames = self.mongo.task_frames(task["_id"])
-        boxes: list[list[dict]] = []
         batch: list = []
+        added = 0
         for rgb in vp.rgb_frames(video, name=video.name):
             batch.append(rgb)
             if len(batch) == annotator.batch_size:
-                boxes += annotator.annotate(batch, (rgb.shape[1], rgb.shape[0]))
-                batch = []
-                on_batch(len(boxes))
+                annotator.add(batch, (rgb.shape[1], rgb.shape[0]))
+                added, batch = added + len(batch), []
+                on_batch(added)
         if batch:
-            boxes += annotator.annotate(batch, (batch[0].shape[1], batch[0].shape[0]))
+            annotator.add(batch, (batch[0].shape[1], batch[0].shape[0]))
+        boxes = annotator.end_task()
         video.unlink(missing_ok=True)
+        if not write:
+            return
         if len(boxes) != len(frames):
             raise PlatformStateError("task_mismatch", f"{task['taskName']}: the stored video has {len(boxes)} "
                                                       f"frames, the task {len(frames)} frame documents")

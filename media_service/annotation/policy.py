@@ -43,6 +43,11 @@ class LabelPolicy:
         allowed = frozenset(label.lower() for label in annotation.allow_labels) or None
         return cls(names, colors, scores, allowed, annotation.max_boxes)
 
+    def wants(self, label: str) -> bool:
+        """Whether detections labelled `label` can become boxes in this project."""
+        label = label.lower()
+        return label in self.names and (self.allowed is None or label in self.allowed)
+
     def keep(self, detections: list[Detection]) -> list[tuple[str, Detection]]:
         """(project label, detection) for the detections that become boxes, best first."""
         kept = []

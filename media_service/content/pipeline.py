@@ -98,7 +98,7 @@ class ContentPipeline:
                 ctx.checkpoint(checkpoint, "tasks", 0.0)
             if plan.split is not None:
                 self.parts.queue(ctx, params, plan.split, checkpoint)  # waits for them
-            annotator = self._annotator(params)
+            annotator = self._annotator(params, checkpoint)
             self.cut_tasks(ctx, params, plan, checkpoint, annotator)
             extra = {**plan.extra_upload_fields, **plan.finished(checkpoint["frames_done"]),
                      **(annotator.summary() if annotator else {})}
@@ -257,12 +257,15 @@ class ContentPipeline:
     def _annotates(params: ContentJobParams) -> bool:
         return params.request_type == RequestType.TASKS_AND_ANNOTATIONS
 
-    def _annotator(self, params: ContentJobParams) -> FrameAnnotator | None:
+    def _annotator(self, params: ContentJobParams, checkpoint: dict) -> FrameAnnotator | None:
         if not self._annotates(params):
             return None
         if self.annotators is None:
             raise RuntimeError("request_type 1 needs auto-annotation, which this worker was built without")
-        return self.annotators(params)
+        annotator = self.annotators(params)
+        annotator.resume(checkpoint.get("tracks"))  # where the last committed task left the tracks
+        return annotator
+
     def cut_tasks(self, ctx, params: ContentJobParams, plan: Plan, checkpoint: dict,
                    annotator: FrameAnnotator | None) -> None:
         """Encode tasks in this thread while the previous one is checked and committed in another,
@@ -271,7 +274,9 @@ class ContentPipeline:
 
         Commits stay in task order (one at a time), each after the detection of its frames; a
         failed commit or detection stops the encoding at once. At most one batch is being detected
-        and one gathered, so memory stays flat.
+        and one gathered, so memory stays flat. A task's boxes are known when its last batch is
+        detected (tracks look ahead inside the task); the tracks' state then rides with the
+        task's commit into its checkpoint.
         """
         per_task = params.frames_per_task
         scratch = self.settings.folders.path("task_base") / str(params.upload_id)
@@ -285,27 +290,30 @@ class ContentPipeline:
         to_annotate: list[tuple[Frame, object]] = []  # (frame, its RGB copy for the detector)
         detecting: Future | None = None  # the batch the detector is on (one at a time, in order)
 
-        def detect(batch: list[tuple[Frame, object]]) -> None:
-            boxes = annotator.annotate([rgb for _, rgb in batch], plan.size)
-            for (frame, _), found in zip(batch, boxes):
+        def detect(batch: list[tuple[Frame, object]], task: list[Frame] | None) -> dict | None:
+            annotator.add([rgb for _, rgb in batch], plan.size)
+            if task is None:
+                return None
+            for frame, found in zip(task, annotator.end_task()):
                 frame.boxes = found
+            return annotator.state()  # the tracks after this task, for its checkpoint
 
-        def annotate() -> None:
+        def annotate(task: list[Frame] | None = None) -> None:
             nonlocal detecting
             if detecting is not None:
                 detecting.result()  # one batch at a time: memory stays flat, errors surface here
-            detecting = detector.submit(contextvars.copy_context().run, detect, list(to_annotate))
+            detecting = detector.submit(contextvars.copy_context().run, detect, list(to_annotate), task)
             to_annotate.clear()
 
         def commit(waiting_for: Future | None, *args) -> None:
-            if waiting_for is not None:
-                waiting_for.result()  # this task's frames have their boxes (batches finish in order)
+            if waiting_for is not None:  # this task's frames have their boxes (batches finish in order)
+                checkpoint["tracks"] = waiting_for.result()
             self._commit_task(*args)
 
         def hand_over() -> Future:
             nonlocal index, encoder, frames
-            if to_annotate:
-                annotate()
+            if annotator is not None:
+                annotate(frames)
             encoder.close()
             if pending is not None:
                 pending.result()  # in order: the previous task is committed first

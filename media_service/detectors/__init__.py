@@ -9,8 +9,9 @@ The interface (`Detector`): `name`, `version` (which model made the boxes, to st
 (one list of boxes per frame, in order). `threshold` is a score 0..1; None means the back end's
 configured default. `BatchDetector` gives `detect_batch` as a loop over `detect`.
 
-Back ends: `centerface.CenterFace` (faces, offline), `ssd_mobilenet.SsdMobileNet` (COCO objects,
-offline), `ssd_mobilenet.LocalDetector` (both: the default for auto-annotation),
+Back ends: `centerface.CenterFace` (faces, offline), `yolox.YoloxNano` (COCO objects, offline, the
+default), `ssd_mobilenet.SsdMobileNet` (COCO objects, offline), `local.LocalDetector` (an object
+model plus CenterFace: the default for auto-annotation; `without_faces` leaves CenterFace out),
 `darknet.Darknet` (a customer's YOLO model), `rekognition.Rekognition` / `RekognitionLabels` /
 `RekognitionAnnotator` (AWS).
 """

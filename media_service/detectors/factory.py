@@ -23,8 +23,8 @@ def _key(settings) -> tuple:
         return (kind, settings.s3.region, rekognition_endpoint(settings), settings.rekognition.min_confidence,
                 settings.rekognition.max_labels, settings.rekognition.workers, settings.rekognition.retry_mode,
                 settings.rekognition.max_attempts)
-    return (kind, settings.inference.object_threshold, settings.inference.face_threshold,
-            settings.inference.batch_size)
+    return (kind, settings.inference.object_model, settings.inference.object_threshold,
+            settings.inference.face_threshold, settings.inference.batch_size)
 
 
 def rekognition_endpoint(settings) -> str:
@@ -60,14 +60,21 @@ def _build(settings):
                            settings.s3.secret_access_key, settings.rekognition.retry_mode,
                            settings.rekognition.max_attempts,
                            max_pool_connections=max(10, settings.rekognition.workers))
-    from media_service.detectors.ssd_mobilenet import LocalDetector, SsdMobileNet
-    # CenterFace on one onnxruntime thread: the content pipeline detects in a thread beside the
-    # encoder, and a second onnxruntime thread mostly spins (measured on 2 cores, 640x480 frames:
-    # 35-37 CPU ms a frame on one thread, 60-79 on two, same boxes). SSD MobileNet resizes to 300 px itself.
-    return LocalDetector(settings.inference.object_threshold, settings.inference.face_threshold,
-                         face_threads=1,
-                         objects=SsdMobileNet(settings.inference.object_threshold,
-                                              batch_size=settings.inference.batch_size))
+    from media_service.detectors.centerface import CenterFace
+    from media_service.detectors.local import LocalDetector
+    # The models on one onnxruntime thread each: the content pipeline detects in a thread beside
+    # the encoder, and a second onnxruntime thread mostly spins (measured on 2 cores, 640x480
+    # frames: CenterFace 35-37 CPU ms a frame on one thread, 60-79 on two, same boxes).
+    return LocalDetector(_object_model(settings), CenterFace(threshold=settings.inference.face_threshold, threads=1),
+                         settings.inference.object_threshold, settings.inference.face_threshold)
+
+
+def _object_model(settings):
+    if settings.inference.object_model == "ssd_mobilenet_v2":
+        from media_service.detectors.ssd_mobilenet import SsdMobileNet
+        return SsdMobileNet(settings.inference.object_threshold, batch_size=settings.inference.batch_size)
+    from media_service.detectors.yolox import YoloxNano
+    return YoloxNano(settings.inference.object_threshold, threads=1)
 
 
 def problem(settings) -> str | None:
@@ -88,9 +95,14 @@ def problem(settings) -> str | None:
                 return "AWS Rekognition: no AWS credentials (the standard AWS chain found none, and [S3] has none)"
         else:
             from media_service.detectors.centerface import centerface_model_path
-            from media_service.detectors.ssd_mobilenet import ssd_model_files
-            ssd_model_files()
             centerface_model_path()
+            if settings.inference.object_model == "ssd_mobilenet_v2":
+                from media_service.detectors.ssd_mobilenet import ssd_model_files
+                ssd_model_files()
+            else:
+                from media_service.detectors.yolox import MODEL_PATH
+                if not MODEL_PATH.is_file():
+                    return f"YOLOX-Nano: the model file {MODEL_PATH} is missing (reinstall the package)"
     except Exception as exc:  # any reason at all is reported the same way: a clear refusal
         return str(exc)
     return None

@@ -3,6 +3,7 @@
 - `COCO_TF_LABELS`: the TensorFlow object-detection API's 90-id COCO map (ids 1..90 with ten gaps),
   which SSD MobileNet v2 COCO's class ids follow (not the 0..79 order of YOLO's `coco.names`).
 - `darknet_label`: the old service's renaming of a customer's Darknet class names.
+- `COCO_LABELS`: the 80 COCO names in class order (YOLO's 0..79 ids; the same names as above).
 - `FACE`: the label of every face box, whatever found it.
 """
 from __future__ import annotations
@@ -24,6 +25,8 @@ COCO_TF_LABELS: dict[int, str] = {
     79: "oven", 80: "toaster", 81: "sink", 82: "refrigerator", 84: "book", 85: "clock", 86: "vase",
     87: "scissors", 88: "teddy bear", 89: "hair drier", 90: "toothbrush",
 }
+
+COCO_LABELS: tuple[str, ...] = tuple(COCO_TF_LABELS.values())
 
 # The old service's display names for the customer's Darknet classes; other names pass unchanged.
 DARKNET_LABEL_NAMES: dict[str, str] = {

@@ -12,6 +12,7 @@ failed attempts are not billed), and sends a batch's frames `workers` at a time.
 """
 from __future__ import annotations
 
+import copy
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence, TypeVar
@@ -205,7 +206,7 @@ class RekognitionAnnotator(BatchDetector):
     """The Rekognition back end for auto-annotation: DetectLabels for objects plus DetectFaces for
     faces (label "face"), two billable calls per frame sharing one JPEG. DetectLabels' own "Face"
     boxes are dropped (DetectFaces finds faces). `calls` is the sum of both; `workers` requests
-    are under way at once in `detect_batch`.
+    are under way at once in `detect_batch`. `without_faces` leaves DetectFaces out (one call a frame).
     """
 
     name = "rekognition_annotator"
@@ -214,25 +215,33 @@ class RekognitionAnnotator(BatchDetector):
     def __init__(self, client, min_confidence: float = 50.0, max_labels: int = 100,
                  face_min_confidence: float = 50.0, workers: int = 4):
         self.objects = RekognitionLabels(client, min_confidence, max_labels, workers=1)
-        self.faces = Rekognition(client, face_min_confidence, workers=1)
+        self.faces: Rekognition | None = Rekognition(client, face_min_confidence, workers=1)
         self.workers = max(1, workers)
+
+    def without_faces(self) -> "RekognitionAnnotator":
+        """The same back end without DetectFaces (for projects without a face label)."""
+        view = copy.copy(self)
+        view.faces = None
+        return view
 
     @property
     def version(self) -> str:
-        return f"{self.objects.version} + {self.faces.version}"
+        return self.objects.version + (f" + {self.faces.version}" if self.faces is not None else "")
 
     @property
     def calls(self) -> int:
-        return self.objects.calls + self.faces.calls
+        return self.objects.calls + (self.faces.calls if self.faces is not None else 0)
 
     def detect(self, rgb: np.ndarray, threshold: float | None = None) -> list[Detection]:
         return self.detect_batch([rgb], threshold)[0]
 
     def detect_batch(self, frames: Sequence[np.ndarray], threshold: float | None = None) -> list[list[Detection]]:
         encoded = [(jpeg_bytes(frame), frame.shape[1], frame.shape[0]) for frame in frames]
-        jobs = [(back_end, frame) for frame in encoded for back_end in (self.objects, self.faces)]
+        back_ends = (self.objects,) if self.faces is None else (self.objects, self.faces)
+        jobs = [(back_end, frame) for frame in encoded for back_end in back_ends]
         found = in_pool(lambda job: job[0].detect_jpeg(*job[1], threshold), jobs, self.workers)
         results = []
-        for objects, faces in zip(found[0::2], found[1::2]):
-            results.append([box for box in objects if box.label.lower() != FACE] + faces)
+        for start in range(0, len(found), len(back_ends)):
+            objects, *faces = found[start:start + len(back_ends)]
+            results.append([box for box in objects if box.label.lower() != FACE] + (faces[0] if faces else []))
         return results

