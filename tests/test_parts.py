@@ -215,3 +215,31 @@ def test_a_short_upload_queued_after_a_long_one_does_not_wait_for_all_its_parts(
     short_started = api.db.ProcessingJob.find_one({"_id": f"content:{short_id}"})["started_at"]
     later = [job_id for job_id, at in started.items() if at > short_started]
     assert len(later) >= len(started) - 1, "the short upload ran after at most one part of the long one"
+
+
+def test_auto_annotation_in_parts_keeps_one_track_id_per_face_across_part_boundaries(make_service, tmp_path):
+    """request_type 1 cut in parts: each part tracks its own frames; a face that crosses into the next
+    part keeps its id (the parts are linked at each boundary), as one job gives it one id."""
+    from tests.faces import make_face_clip
+
+    make_face_clip(tmp_path / "content" / "uploads" / "faces.mp4", frames=150, size=(640, 360), audio=False)
+    ids = {}
+    for name, per_part in (("one-job", "0"), ("parts", str(PER_PART))):
+        service = make_service(STORAGE_URL=str(tmp_path / name), CONTENT_FRAMES_PER_TASK=str(PER_TASK),
+                               CONTENT_TASKS_PER_PART=per_part)
+        upload_id, project_id = ObjectId(), ObjectId()
+        service.db.AnnotationProject.insert_one({"_id": project_id, "contentUploads": [], "labels": [{"label": "face"}]})
+        service.db.AnnotationContentUpload.insert_one({"_id": upload_id, "projectId": project_id, "status": 0})
+        answer = post_node(f"{service.url}/api/processContent", fields_for(
+            upload_id, project_id, "./uploads/faces.mp4", frame_rate=10, request_type=1, auto_anno_version=1))
+        assert answer.status_code == 202, answer.text
+        upload = wait_for_upload(service.db, upload_id)
+        assert upload["status"] == 1 and upload["annotationBoxes"] > 50, upload
+        tasks = {t["_id"]: t for t in service.db.AnnotationTask.find({"uploadId": upload_id})}
+        frames = sorted(service.db.AnnotationFrame.find({"taskId": {"$in": list(tasks)}}),
+                        key=lambda f: (tasks[f["taskId"]]["frameStart"], f["frameId"]))
+        ids[name] = [sorted(box["trackId"] for box in frame["boxes"]) for frame in frames]
+        parts = service.db.ProcessingJob.count_documents({"parent": f"content:{upload_id}"})
+        assert parts == (0 if per_part == "0" else 5)
+    distinct = {name: len({i for frame in frames for i in frame}) for name, frames in ids.items()}
+    assert distinct["parts"] == distinct["one-job"] == 2, distinct

@@ -36,6 +36,10 @@ from mongo_manager import MongoManager, utcnow
 
 log = logging.getLogger(__name__)
 
+# Track ids of part n start at n * this + 1, so that parts number their tracks apart; where a track
+# crosses into the next part, that part's id for it becomes the earlier one's (`link_tracks`).
+TRACK_IDS_PER_PART = 1_000_000
+
 
 @dataclass(frozen=True)
 class Split:
@@ -54,8 +58,6 @@ def split_for(settings, params: ContentJobParams, info: vp.MediaInfo, mode: str,
     if per_part <= 0 or planned_tasks <= per_part:
         return None
     why = vp.splittable(info) if mode == "timestamp" else f"{mode} sampling decides each frame in order"
-    if params.request_type != contract.RequestType.TASKS_ONLY and why is None:
-        why = "auto-annotation links its tracks across the whole upload in order"
     if why:
         log.info("cut as one job though it plans %d tasks (more than [Content] tasks_per_part %d): %s",
                  planned_tasks, per_part, why)
@@ -115,8 +117,89 @@ class UploadParts:
             raise PartFailed("parts_incomplete", f"every part is done but {len(missing)} planned tasks are missing "
                                                  f"(first: {missing[:3]}) and {len(names)} tasks exist")
         frames = checkpoint["planned_frames"]
-        return {"tasks": checkpoint["planned_tasks"], "frames": frames, "parts": len(parts),
-                "sampling": {"mode": "timestamp", "sampled": frames, "kept": frames}}
+        summary = {"tasks": checkpoint["planned_tasks"], "frames": frames, "parts": len(parts),
+                   "sampling": {"mode": "timestamp", "sampled": frames, "kept": frames}}
+        reports = [(part.get("result") or {}).get("annotation") for part in parts]
+        if all(reports) and reports:
+            summary["annotation"] = {"model": reports[0]["model"], "frames": sum(r["frames"] for r in reports),
+                                     "boxes": sum(r["boxes"] for r in reports),
+                                     "labels_left_out": _added(r["labels_left_out"] for r in reports),
+                                     "tracks_linked": self.link_tracks(ctx, params, parts, checkpoint)}
+        return summary
+
+    def link_tracks(self, ctx, params: ContentJobParams, parts: list[dict], checkpoint: dict) -> int:
+        """A track that crosses from one part into the next keeps the earlier part's id: at each
+        boundary the boxes of the last frame before it and the first frame after it (both detected)
+        are matched by label and overlap, and the later part's ids are renamed in its frame docs.
+        The renaming is worked out once and kept in the checkpoint: a run cut short renames the same."""
+        tasks = {task["taskName"]: task["_id"] for task in self.mongo.upload_tasks(params.upload_id)}
+        ids = [tasks[task_name(i, params.video_name)] for i in range(checkpoint["planned_tasks"])]
+        firsts = [ContentPartParams.from_doc(part["params"]).part["first_task"] for part in parts[1:]]
+        if "renamed_tracks" not in checkpoint:
+            renamed: dict[int, int] = {}
+            for first in firsts:
+                before, after = self.mongo.task_frames(ids[first - 1])[-1], self.mongo.task_frames(ids[first])[0]
+                for later, earlier in continuing_tracks(before.get("boxes") or [], after.get("boxes") or []):
+                    renamed[later] = renamed.get(earlier, earlier)
+            checkpoint["renamed_tracks"] = sorted(renamed.items())
+            ctx.checkpoint(checkpoint, "linking tracks", 99.0)
+        renamed = dict(checkpoint["renamed_tracks"])
+        for task_id in ids[firsts[0]:] if renamed else ():
+            changed = {}
+            for frame in self.mongo.task_frames(task_id):
+                boxes = frame.get("boxes") or []
+                if any(box.get("trackId") in renamed for box in boxes):
+                    changed[frame["_id"]] = [{**box, "trackId": renamed[box["trackId"]]}
+                                             if box.get("trackId") in renamed else box for box in boxes]
+            self.mongo.set_frame_boxes(changed)
+        log.info("tracks linked across %d part boundaries: %d continue an earlier part's", len(firsts), len(renamed))
+        return len(renamed)
+
+
+def continuing_tracks(before: list[dict], after: list[dict], min_iou: float = 0.3) -> list[tuple[int, int]]:
+    """(id after, id before) for the auto boxes of two neighbouring frames that are the same object:
+    the same label, overlapping at least `min_iou`, best overlaps first, each box once."""
+    def rect(box: dict) -> tuple[str, float, float, float, float]:
+        b = box["boundaries"]
+        return b["label"], b["x"], b["y"], b["x"] + b["w"], b["y"] + b["h"]
+
+    def iou(a, b) -> float:
+        width = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        height = max(0.0, min(a[4], b[4]) - max(a[2], b[2]))
+        inter = width * height
+        union = (a[3] - a[1]) * (a[4] - a[2]) + (b[3] - b[1]) * (b[4] - b[2]) - inter
+        return inter / union if union > 0 else 0.0
+
+    tracked_before = [(box["trackId"], rect(box)) for box in before if isinstance(box.get("trackId"), int)]
+    tracked_after = [(box["trackId"], rect(box)) for box in after if isinstance(box.get("trackId"), int)]
+    pairs = sorted(((iou(a, b), i, j) for i, (_, a) in enumerate(tracked_after)
+                    for j, (_, b) in enumerate(tracked_before) if a[0] == b[0]), reverse=True)
+    used_after, used_before, linked = set(), set(), []
+    for overlap, i, j in pairs:
+        if overlap < min_iou:
+            break
+        if i not in used_after and j not in used_before:
+            used_after.add(i)
+            used_before.add(j)
+            linked.append((tracked_after[i][0], tracked_before[j][0]))
+    return linked
+
+
+def upload_fields(summary: dict) -> dict:
+    """What the upload doc says of the parts' auto-annotation (as one job's annotator writes it)."""
+    annotation = summary.get("annotation")
+    if not annotation:
+        return {}
+    return {"annotationModel": annotation["model"], "annotatedFrames": annotation["frames"],
+            "annotationBoxes": annotation["boxes"], "labelsLeftOut": annotation["labels_left_out"]}
+
+
+def _added(counts) -> dict:
+    total: dict = {}
+    for count in counts:
+        for label, n in count.items():
+            total[label] = total.get(label, 0) + n
+    return total
 
 
 def _code_and_message(part: dict) -> tuple[str, str]:
@@ -144,8 +227,11 @@ class PartRun:
                                                                           params.source["mtime_ns"]):
                 raise vp.MediaError("source_changed", f"{opened.name} changed since this upload's parts were planned")
             plan, stats = self._plan(ctx, params, content, part, opened, checkpoint)
+            annotator = self.pipeline.annotator_for(content, checkpoint)
+            if annotator is not None and not checkpoint.get("tracks"):
+                annotator.number_tracks_from(part.index * TRACK_IDS_PER_PART + 1)
             try:
-                self.pipeline.cut_tasks(ctx, content, plan, checkpoint, annotator=None)
+                self.pipeline.cut_tasks(ctx, content, plan, checkpoint, annotator)
             finally:
                 plan.close()
             if opened.changed():
@@ -155,7 +241,8 @@ class PartRun:
         if stats.refused or stats.corrupt or stats.stopped_by:
             raise vp.MediaError("frames_lost", f"{opened.name}: part {part.index + 1} met damaged packets "
                                                f"({stats.refused} refused, {stats.corrupt} corrupt)")
-        return {"tasks": checkpoint["next_task"] - part.first_task, "frames": checkpoint["frames_done"]}
+        return {"tasks": checkpoint["next_task"] - part.first_task, "frames": checkpoint["frames_done"],
+                **({"annotation": annotator.report()} if annotator else {})}
 
     def _plan(self, ctx, params: ContentPartParams, content: ContentJobParams, part: vp.Part,
               opened: ConfinedFile, checkpoint: dict):

@@ -75,7 +75,8 @@ class ContentPipeline:
     def run(self, ctx, params: ContentJobParams) -> None:
         checkpoint = dict(ctx.job.checkpoint)
         if checkpoint.get("parts"):  # cut in parts: done when they are
-            return self._publish(ctx, params, self.parts.gather(ctx, params, checkpoint), {})
+            summary = self.parts.gather(ctx, params, checkpoint)
+            return self._publish(ctx, params, summary, parts.upload_fields(summary))
         upload_id, project_id = params.upload_id, params.project_id
         fresh = not checkpoint
 
@@ -98,7 +99,7 @@ class ContentPipeline:
                 ctx.checkpoint(checkpoint, "tasks", 0.0)
             if plan.split is not None:
                 self.parts.queue(ctx, params, plan.split, checkpoint)  # waits for them
-            annotator = self._annotator(params, checkpoint)
+            annotator = self.annotator_for(params, checkpoint)
             self.cut_tasks(ctx, params, plan, checkpoint, annotator)
             extra = {**plan.extra_upload_fields, **plan.finished(checkpoint["frames_done"]),
                      **(annotator.summary() if annotator else {})}
@@ -257,7 +258,7 @@ class ContentPipeline:
     def _annotates(params: ContentJobParams) -> bool:
         return params.request_type == RequestType.TASKS_AND_ANNOTATIONS
 
-    def _annotator(self, params: ContentJobParams, checkpoint: dict) -> FrameAnnotator | None:
+    def annotator_for(self, params: ContentJobParams, checkpoint: dict) -> FrameAnnotator | None:
         if not self._annotates(params):
             return None
         if self.annotators is None:
