@@ -228,7 +228,8 @@ def test_auto_annotation_in_parts_keeps_one_track_id_per_face_across_part_bounda
         service = make_service(STORAGE_URL=str(tmp_path / name), CONTENT_FRAMES_PER_TASK=str(PER_TASK),
                                CONTENT_TASKS_PER_PART=per_part)
         upload_id, project_id = ObjectId(), ObjectId()
-        service.db.AnnotationProject.insert_one({"_id": project_id, "contentUploads": [], "labels": [{"label": "face"}]})
+        service.db.AnnotationProject.insert_one({"_id": project_id, "contentUploads": [],
+                                                 "labels": [{"label": "face"}]})
         service.db.AnnotationContentUpload.insert_one({"_id": upload_id, "projectId": project_id, "status": 0})
         answer = post_node(f"{service.url}/api/processContent", fields_for(
             upload_id, project_id, "./uploads/faces.mp4", frame_rate=10, request_type=1, auto_anno_version=1))
