@@ -32,7 +32,7 @@ def test_env_overrides_by_section_and_key():
     ({"CONTENT_FRAMES_PER_TASK": "0"}, "must be >= 1"),
     ({"PORT": "70000"}, "[IP] port"),
     ({"CONTENT_DELETE_SOURCE": "maybe"}, "[Content] delete_source"),
-    ({"CONTENT_SAMPLING_MODE": "random"}, "timestamp, legacy"),
+    ({"CONTENT_SAMPLING_MODE": "random"}, "timestamp, adaptive, legacy"),
     ({"STORAGE_URL": "s3://"}, "needs a bucket"),
     ({"JOBS_HEARTBEAT_SECONDS": "90"}, "heartbeat_seconds"),
     ({"APP_KEYLESS_NETWORKS": "10.0.0.0/8,the-node-host"}, "[App] keyless_networks"),

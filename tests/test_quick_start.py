@@ -187,7 +187,8 @@ def test_the_quick_start_on_localhost_and_127_0_0_1(browser, as_run_sh_starts_it
     boxes = js(browser, "return Array.from(document.querySelectorAll('figure.task table.frames tbody tr'), "
                         "r => [r.querySelector('.source').textContent, r.querySelector('.boxes').textContent])")
     assert [number for number, _ in boxes] == [str(n) for n in range(1, 21, 2)]  # 20 frames at 10 fps, taken at 5
-    assert all(re.search(r"person 0\.\d\d \(\d+, \d+, \d+×\d+\)", text) for _, text in boxes), boxes
+    # each box with its label, score, track and place
+    assert all(re.search(r"person 0\.\d\d #\d+ \(\d+, \d+, \d+×\d+\)", text) for _, text in boxes), boxes
 
     # 4. A project whose labels leave every detection out says why, where the user looks.
     browser.get(f"{loopback}/jobs")
