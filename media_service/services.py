@@ -62,7 +62,7 @@ class Services:
         # Request type 1 is cut by the content job with the annotation feature's annotator.
         annotators = annotator_factory(self.mongo, self.settings)
         handlers = [ContentJobHandler(self.mongo, self.storage, self.settings, annotators),
-                    ContentPartHandler(self.mongo, self.storage, self.settings),
+                    ContentPartHandler(self.mongo, self.storage, self.settings, annotators),
                     AnnotationJobHandler(self.mongo, self.storage, self.settings),
                     DatasetJobHandler(self.mongo, self.storage, self.settings), *self.extra_handlers]
         if self.settings.privacy.enabled:

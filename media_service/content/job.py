@@ -59,8 +59,9 @@ class ContentPartHandler:
     fails for good or is cancelled."""
     kind = CONTENT_PART_KIND
 
-    def __init__(self, mongo: MongoManager, storage, settings):
-        self.part = PartRun(ContentPipeline(mongo, storage, settings), mongo, settings)
+    def __init__(self, mongo: MongoManager, storage, settings, annotators=None):
+        """`annotators`: the annotation feature's annotator factory, for request_type 1."""
+        self.part = PartRun(ContentPipeline(mongo, storage, settings, annotators), mongo, settings)
 
     def label(self, job: Job) -> str:
         return f"upload={job.params['content']['upload_id']} part={job.params['part']['index'] + 1}"
