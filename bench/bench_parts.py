@@ -52,6 +52,9 @@ def env_for(work: Path, uri: str, db: str, per_part: int) -> dict:
             "JOBS_HEARTBEAT_SECONDS": "2", "JOBS_WORKER_NICE": "0"}
 
 
+UPLOAD, PROJECT = ObjectId(), ObjectId()  # the same in every run's database: the same object keys
+
+
 def run(work: Path, uri: str, name: str, per_part: int, cores: list[int | None], rate: int,
         kill_one: bool = False) -> dict:
     """The clip cut by one worker process per entry of `cores` (pinned there, or not when None)."""
@@ -75,7 +78,7 @@ def run(work: Path, uri: str, name: str, per_part: int, cores: list[int | None],
     killed = None
     try:
         time.sleep(3)  # the workers are up (imports, connections) before the clock starts
-        upload, project = ObjectId(), ObjectId()
+        upload, project = UPLOAD, PROJECT
         db.AnnotationProject.insert_one({"_id": project, "contentUploads": []})
         db.AnnotationContentUpload.insert_one({"_id": upload, "projectId": project, "status": 0, "progress": 0})
         started = time.perf_counter()
