@@ -149,7 +149,7 @@ class JobStore:
             query,
             {"$set": {"state": "running", "lease_owner": owner,
                       "lease_expires": now + timedelta(seconds=lease_seconds),
-                      "updated_at": now, "started_at": now},
+                      "updated_at": now, "started_at": now, "waiting": False},
              "$inc": {"attempts": 1}},
             sort=[("rank", ASCENDING), ("created_at", ASCENDING)], return_document=ReturnDocument.AFTER)
         return Job.from_doc(doc) if doc else None
@@ -217,7 +217,7 @@ class JobStore:
         result = self.collection.update_one(
             {"_id": job_id, "lease_owner": owner, "state": "running"},
             {"$set": {"state": "queued", "stage": stage, "not_before": now + timedelta(seconds=seconds),
-                      "updated_at": now, "lease_owner": None, "lease_expires": None},
+                      "updated_at": now, "lease_owner": None, "lease_expires": None, "waiting": True},
              "$inc": {"attempts": -1}})
         return result.matched_count == 1
 
@@ -296,8 +296,9 @@ class JobStore:
 
 
     def list(self, kind: str | None = None, state: str | None = None, limit: int = 200) -> list[dict]:
-        """Jobs of every kind (or of one kind, one state), newest first, without their checkpoints."""
-        query = {**({"kind": kind} if kind else {}), **({"state": state} if state else {})}
+        """Jobs of every kind (or of one kind, one state), newest first, without their checkpoints;
+        the parts of long uploads only when asked for by their kind (their upload's job shows them)."""
+        query = {**({"kind": kind} if kind else {"parent": {"$exists": False}}), **({"state": state} if state else {})}
         return list(self.collection.find(query, {"checkpoint": 0}).sort([("created_at", -1), ("_id", 1)])
                     .limit(limit))
 
