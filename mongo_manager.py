@@ -163,6 +163,14 @@ class MongoManager:
             "$set": {"etaSeconds": eta_seconds, "updatedAt": utcnow()},
         })
 
+    def upload_box_count(self, upload_id: ObjectId) -> int:
+        """The boxes on all the frames of an upload's tasks."""
+        task_ids = [task["_id"] for task in self.db[TASKS].find({"uploadId": upload_id}, {"_id": 1})]
+        counted = list(self.db[FRAMES].aggregate([
+            {"$match": {"taskId": {"$in": task_ids}}},
+            {"$group": {"_id": None, "boxes": {"$sum": {"$size": {"$ifNull": ["$boxes", []]}}}}}]))
+        return counted[0]["boxes"] if counted else 0
+
     def upload_task_names(self, upload_id: ObjectId) -> list[str]:
         """The names of the tasks an upload has now."""
         return [task["taskName"] for task in self.db[TASKS].find({"uploadId": upload_id}, {"taskName": 1})]

@@ -125,6 +125,18 @@ def documents(db, upload) -> dict:
     return {"tasks": [{k: v for k, v in t.items() if k not in ignored} for t in tasks], "frames": frames}
 
 
+def differences(expected: dict, got: dict, most: int = 5) -> list[str]:
+    """What differs between two runs' documents, a few lines of it."""
+    found = [f"frames of {name}: {count} != {got['frames'].get(name)}" for name, count in expected["frames"].items()
+             if got["frames"].get(name) != count]
+    if len(expected["tasks"]) != len(got["tasks"]):
+        found.append(f"{len(expected['tasks'])} tasks != {len(got['tasks'])}")
+    for want, have in zip(expected["tasks"], got["tasks"]):
+        found += [f"{want['taskName']}.{key}: {want.get(key)!r} != {have.get(key)!r}"
+                  for key in sorted(set(want) | set(have)) if want.get(key) != have.get(key)]
+    return found[:most]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=10)
@@ -151,6 +163,8 @@ def main() -> None:
                 shown = {k: v for k, v in results[name].items() if k != "documents"}
                 if "one" in results and name != "one":
                     shown["same_documents_as_one"] = results[name]["documents"] == results["one"]["documents"]
+                    if not shown["same_documents_as_one"]:
+                        shown["differences"] = differences(results["one"]["documents"], results[name]["documents"])
                     shown["time_vs_one"] = round(results[name]["seconds"] / results["one"]["seconds"], 3)
                 print(json.dumps(shown), flush=True)
         finally:

@@ -133,11 +133,13 @@ def held_parts(make_service, mongo_uri, tmp_path, at: int, when: str = "after"):
     return api, env, worker, upload_id, project_id
 
 
-def test_a_part_whose_worker_is_killed_resumes_and_ends_as_one_job(make_service, mongo_uri, tmp_path, long_clip):
-    api, env, victim, upload_id, project_id = held_parts(make_service, mongo_uri, tmp_path, at=3)
+@pytest.mark.parametrize("at", [3, 4], ids=["after its first task", "after its last task"])
+def test_a_part_whose_worker_is_killed_resumes_and_ends_as_one_job(make_service, mongo_uri, tmp_path, long_clip, at):
+    """Checkpoint 3 is part 1's first task, 4 its last: resumed there, it must cut nothing more."""
+    api, env, victim, upload_id, project_id = held_parts(make_service, mongo_uri, tmp_path, at=at)
     try:
         part = api.db.ProcessingJob.find_one({"parent": f"content:{upload_id}", "state": "running"})
-        assert part["rank"] == 0 and part["checkpoint"]["next_task"] == 1
+        assert part["rank"] == 0 and part["checkpoint"]["next_task"] == at - 2
         victim.process.send_signal(signal.SIGKILL)
         victim.process.wait()
     finally:

@@ -119,10 +119,11 @@ class UploadParts:
         frames = checkpoint["planned_frames"]
         summary = {"tasks": checkpoint["planned_tasks"], "frames": frames, "parts": len(parts),
                    "sampling": {"mode": "timestamp", "sampled": frames, "kept": frames}}
-        reports = [(part.get("result") or {}).get("annotation") for part in parts]
-        if all(reports) and reports:
-            summary["annotation"] = {"model": reports[0]["model"], "frames": sum(r["frames"] for r in reports),
-                                     "boxes": sum(r["boxes"] for r in reports),
+        if params.request_type == contract.RequestType.TASKS_AND_ANNOTATIONS:
+            # Counted from the documents: a part resumed after a crash reports only what it did since.
+            reports = [r for r in ((part.get("result") or {}).get("annotation") for part in parts) if r]
+            summary["annotation"] = {"model": reports[0]["model"] if reports else "", "frames": frames,
+                                     "boxes": self.mongo.upload_box_count(params.upload_id),
                                      "labels_left_out": _added(r["labels_left_out"] for r in reports),
                                      "tracks_linked": self.link_tracks(ctx, params, parts, checkpoint)}
         return summary
@@ -220,6 +221,8 @@ class PartRun:
         content = ContentJobParams.from_doc(params.content)
         part = vp.Part.from_doc(params.part)
         checkpoint = dict(ctx.job.checkpoint) or {"next_task": part.first_task, "frames_done": 0}
+        if checkpoint["next_task"] >= part.first_task + part.tasks:  # every task committed before a crash
+            return {"tasks": part.tasks, "frames": checkpoint["frames_done"]}
         root = self.settings.content_root()
         opened = ConfinedFile(root.root, root.resolve(content.content_path))
         try:
@@ -260,9 +263,11 @@ class PartRun:
 
         def frames() -> Iterator:
             for sample, point in prefetch:
+                if sample.number > part.last_number:  # a run resumed after the part's last task
+                    return
                 yield (Frame(sample.number, sample.time, vp.prepare_frame(sample.frame, info.rotation, size)),
                        point.to_doc())
-                if sample.number >= part.last_number:
+                if sample.number == part.last_number:
                     return
 
         cut_from = {contract.SOURCE_FINGERPRINT: contract.source_fingerprint(params.source["size"],
