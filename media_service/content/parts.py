@@ -135,6 +135,7 @@ class UploadParts:
         The renaming is worked out once and kept in the checkpoint: a run cut short renames the same."""
         tasks = {task["taskName"]: task["_id"] for task in self.mongo.upload_tasks(params.upload_id)}
         ids = [tasks[task_name(i, params.video_name)] for i in range(checkpoint["planned_tasks"])]
+        parts = self.mongo.jobs.children(ctx.job.id, with_params=True)
         firsts = [ContentPartParams.from_doc(part["params"]).part["first_task"] for part in parts[1:]]
         if "renamed_tracks" not in checkpoint:
             renamed: dict[int, int] = {}
@@ -284,7 +285,8 @@ class PartRun:
         elapsed = max(0.0, time.time() - params.planned_at.timestamp())
         eta = round(elapsed * (params.planned_tasks - committed) / committed, 1) if committed else None
         self.mongo.set_upload_progress(content.upload_id, progress, committed, eta)
-        self.mongo.jobs.share_progress(contract.content_job_id(content.upload_id), progress, eta)
+        self.mongo.jobs.share_progress(contract.content_job_id(content.upload_id), progress, eta,
+                                       f"parts: {committed} of {params.planned_tasks} tasks committed")
 
     def remove_own_tasks(self, params: ContentPartParams) -> int:
         """This part's tasks (a failed or cancelled part; a commit that raced its end included)."""

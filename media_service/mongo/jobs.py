@@ -206,8 +206,12 @@ class JobStore:
                       "lease_owner": None, "lease_expires": None, "last_error": error,
                       **({"progress": 100.0} if state == "done" else {})}},
             projection={"parent": True})
-        if ended and ended.get("parent"):
-            self.wake(ended["parent"])
+        # The last part to end wakes its parent (two ending at once: the later count sees both
+        # ended), and so does any that did not end done.
+        parent = (ended or {}).get("parent")
+        if parent and (state != "done" or not self.collection.count_documents(
+                {"parent": parent, "state": {"$in": list(ACTIVE_STATES)}}, limit=1)):
+            self.wake(parent)
         return ended is not None
 
     def wait(self, job_id: str, owner: str, seconds: float, stage: str) -> bool:
@@ -225,14 +229,16 @@ class JobStore:
         """A waiting job is due now."""
         self.collection.update_one({"_id": job_id, "state": "queued"}, {"$set": {"not_before": utcnow()}})
 
-    def children(self, parent: str) -> list[dict]:
-        """The parts of `parent`, in their order (without their checkpoints)."""
-        return list(self.collection.find({"parent": parent}, {"checkpoint": 0}).sort("rank", ASCENDING))
+    def children(self, parent: str, with_params: bool = False) -> list[dict]:
+        """The parts of `parent`, in their order: state, rank, last_error and result (and params)."""
+        fields = ["state", "rank", "last_error", "result", *(["params"] if with_params else [])]
+        return list(self.collection.find({"parent": parent}, fields).sort("rank", ASCENDING))
 
-    def share_progress(self, job_id: str, progress: float, eta_seconds: float | None) -> None:
+    def share_progress(self, job_id: str, progress: float, eta_seconds: float | None, stage: str) -> None:
         """A waiting job's progress as its parts make it (never going back)."""
-        self.collection.update_one({"_id": job_id, "state": {"$in": list(ACTIVE_STATES)}},
-                                   {"$max": {"progress": progress}, "$set": {"eta_seconds": eta_seconds}})
+        self.collection.update_one({"_id": job_id, "state": "queued", "waiting": True},
+                                   {"$max": {"progress": progress},
+                                    "$set": {"eta_seconds": eta_seconds, "stage": stage}})
 
     def retry_later(self, job_id: str, owner: str, error: str, delay_seconds: float) -> bool:
         """Queue the job again after `delay_seconds`; each failed attempt stays in its `history`."""
