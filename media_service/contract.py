@@ -68,8 +68,9 @@ def content_job_id(upload_id: ObjectId) -> str:
     return f"{CONTENT_KIND}:{upload_id}"
 
 
-def content_part_job_id(upload_id: ObjectId, part: int) -> str:
-    return f"{CONTENT_KIND}:{upload_id}:part{part:04d}"
+def content_part_job_id(upload_id: ObjectId, run: int, part: int) -> str:
+    """A part of the `run`-th run of an upload's content job (a new run has parts of its own)."""
+    return f"{CONTENT_KIND}:{upload_id}:run{run}:part{part:04d}"
 
 
 def privacy_job_id(name: str) -> str:

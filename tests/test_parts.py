@@ -96,6 +96,12 @@ def test_parts_end_with_the_documents_and_objects_of_one_job(make_service, tmp_p
     assert snapshot(service.db, tmp_path / "store", upload_id) == expected
     job = service.db.ProcessingJob.find_one({"_id": f"content:{upload_id}"})
     assert job["state"] == "done" and job["attempts"] == 1 and job["result"]["parts"] == 9
+    # force_write: every part's tasks of the first run are replaced, none left twice.
+    answer = post_node(f"{service.url}/api/processContent",
+                       fields_for(upload_id, project_id, "./uploads/long.mp4", frame_rate=10, force_write=1))
+    assert answer.status_code == 202, answer.text
+    assert wait_for_upload(service.db, upload_id)["status"] == 1
+    assert snapshot(service.db, tmp_path / "store", upload_id) == expected
 
 
 def test_on_s3_parts_store_the_objects_one_job_stores(make_service, tmp_path, long_clip, s3_server):

@@ -77,7 +77,8 @@ class UploadParts:
         checkpoint, and wait."""
         planned_frames = sum(part.frames for part in split.parts)
         planned_tasks = sum(part.tasks for part in split.parts)
-        ids = [content_part_job_id(params.upload_id, part.index) for part in split.parts]
+        self.mongo.jobs.forget_earlier_children(ctx.job.id, ctx.job.run)
+        ids = [content_part_job_id(params.upload_id, ctx.job.run, part.index) for part in split.parts]
         existing = self.mongo.jobs.existing(ids)
         info_doc = vp.media_info_doc(split.info)
         for part, job_id in zip(split.parts, ids):
@@ -86,7 +87,8 @@ class UploadParts:
             part_params = ContentPartParams(params.to_doc(), part.to_doc(), info_doc, list(split.size), split.source,
                                             planned_tasks, planned_frames, utcnow())
             self.mongo.jobs.enqueue(job_id, CONTENT_PART_KIND, str(params.upload_id), part_params.to_doc(),
-                                    self.settings.jobs.max_attempts, parent=ctx.job.id, rank=part.index)
+                                    self.settings.jobs.max_attempts, parent=(ctx.job.id, ctx.job.run),
+                                    rank=part.index)
         log.info("cut in %d parts of up to %d tasks (%d tasks, %d frames), for any worker", len(split.parts),
                  self.settings.content.tasks_per_part, planned_tasks, planned_frames)
         checkpoint.update(parts=len(split.parts), planned_tasks=planned_tasks, planned_frames=planned_frames)
@@ -96,7 +98,7 @@ class UploadParts:
     def gather(self, ctx, params: ContentJobParams, checkpoint: dict) -> dict:
         """Once every part is done and every planned task is there: the upload's summary (the caller
         publishes it). Until then the content job waits; a part that failed for good fails it."""
-        parts = self.mongo.jobs.children(ctx.job.id)
+        parts = self.mongo.jobs.children(ctx.job.id, ctx.job.run)
         if len(parts) != checkpoint["parts"]:
             raise RuntimeError(f"{len(parts)} of the {checkpoint['parts']} parts are queued")
         ended_badly = next((part for part in parts if part["state"] in ("failed", "cancelled")), None)
@@ -135,7 +137,7 @@ class UploadParts:
         The renaming is worked out once and kept in the checkpoint: a run cut short renames the same."""
         tasks = {task["taskName"]: task["_id"] for task in self.mongo.upload_tasks(params.upload_id)}
         ids = [tasks[task_name(i, params.video_name)] for i in range(checkpoint["planned_tasks"])]
-        parts = self.mongo.jobs.children(ctx.job.id, with_params=True)
+        parts = self.mongo.jobs.children(ctx.job.id, ctx.job.run, with_params=True)
         firsts = [ContentPartParams.from_doc(part["params"]).part["first_task"] for part in parts[1:]]
         if "renamed_tracks" not in checkpoint:
             renamed: dict[int, int] = {}

@@ -46,12 +46,13 @@ class Job:
     checkpoint: dict = field(default_factory=dict)
     cancel_requested: bool = False
     last_error: str | None = None
+    run: int = 1  # how many times this id was queued anew (a long upload's parts belong to one run)
 
     @classmethod
     def from_doc(cls, doc: dict) -> "Job":
         return cls(doc["_id"], doc["kind"], doc.get("key") or "", doc.get("params") or {}, doc["attempts"],
                    doc["max_attempts"], doc.get("stage"), doc.get("progress") or 0.0, doc.get("checkpoint") or {},
-                   bool(doc.get("cancel_requested")), doc.get("last_error"))
+                   bool(doc.get("cancel_requested")), doc.get("last_error"), int(doc.get("run") or 1))
 
 
 class JobStore:
@@ -77,7 +78,7 @@ class JobStore:
         return self.collection.find_one({"_id": job_id})
 
     def enqueue(self, job_id: str, kind: str, key: str, params: dict, max_attempts: int,
-                holds: str | None = None, parent: str | None = None, rank: int = 0) -> tuple[bool, dict]:
+                holds: str | None = None, parent: tuple[str, int] | None = None, rank: int = 0) -> tuple[bool, dict]:
         """Queue a job unless one with this id is queued or running.
 
         Returns (created, job). A finished job with the same id is replaced by the new run, after
@@ -85,8 +86,8 @@ class JobStore:
         so a repeated request starts nothing. With `holds` (e.g. a video's name in its project), the
         job holds it until it ends: queuing a second job for the same thing raises VideoBusy (a
         unique index decides, so it is atomic).
-        `parent`: the job this one is a part of (it is woken when this one ends, and a cancel of
-        it reaches this one too). `rank`: claims take lower ranks first, then the oldest; a long
+        `parent`: the job this one is a part of, and its run (the parent is woken when this one
+        ends, and a cancel of it reaches this one too). `rank`: claims take lower ranks first, then the oldest; a long
         upload's part n has rank n, so one long upload never holds back the uploads queued after it.
         """
         now = utcnow()
@@ -96,7 +97,7 @@ class JobStore:
             "not_before": now, "created_at": now, "updated_at": now, "started_at": None,
             "finished_at": None, "last_error": None, "checkpoint": {}, "progress": 0.0,
             "cancel_requested": False, "holds": holds, "holding": holds is not None, "history": [],
-            "rank": rank, **({"parent": parent} if parent else {}),
+            "rank": rank, **({"parent": parent[0], "parent_run": parent[1]} if parent else {}),
         }
         try:
             try:
@@ -205,12 +206,13 @@ class JobStore:
             {"$set": {"state": state, "stage": state, "finished_at": now, "updated_at": now, "holding": False,
                       "lease_owner": None, "lease_expires": None, "last_error": error,
                       **({"progress": 100.0} if state == "done" else {})}},
-            projection={"parent": True})
+            projection={"parent": True, "parent_run": True})
         # The last part to end wakes its parent (two ending at once: the later count sees both
         # ended), and so does any that did not end done.
         parent = (ended or {}).get("parent")
         if parent and (state != "done" or not self.collection.count_documents(
-                {"parent": parent, "state": {"$in": list(ACTIVE_STATES)}}, limit=1)):
+                {"parent": parent, "parent_run": ended.get("parent_run"), "state": {"$in": list(ACTIVE_STATES)}},
+                limit=1)):
             self.wake(parent)
         return ended is not None
 
@@ -229,10 +231,15 @@ class JobStore:
         """A waiting job is due now."""
         self.collection.update_one({"_id": job_id, "state": "queued"}, {"$set": {"not_before": utcnow()}})
 
-    def children(self, parent: str, with_params: bool = False) -> list[dict]:
-        """The parts of `parent`, in their order: state, rank, last_error and result (and params)."""
+    def children(self, parent: str, run: int, with_params: bool = False) -> list[dict]:
+        """The parts of `parent`'s `run`, in their order: state, rank, last_error and result (and params)."""
         fields = ["state", "rank", "last_error", "result", *(["params"] if with_params else [])]
-        return list(self.collection.find({"parent": parent}, fields).sort("rank", ASCENDING))
+        return list(self.collection.find({"parent": parent, "parent_run": run}, fields).sort("rank", ASCENDING))
+
+    def forget_earlier_children(self, parent: str, run: int) -> int:
+        """The parts of `parent`'s earlier runs that have ended (a new run has its own)."""
+        return self.collection.delete_many({"parent": parent, "parent_run": {"$ne": run},
+                                            "state": {"$in": list(FINAL_STATES)}}).deleted_count
 
     def share_progress(self, job_id: str, progress: float, eta_seconds: float | None, stage: str) -> None:
         """A waiting job's progress as its parts make it (never going back)."""
@@ -344,8 +351,10 @@ class JobStore:
         return {job["_id"] for job in self.collection.find({"_id": {"$in": list(job_ids)}}, {"_id": 1})}
 
     def delete_ended(self, job_id: str) -> bool:
-        """Forget a job that has ended (a running one stays), with the records of its earlier runs."""
+        """Forget a job that has ended (a running one stays), with the records of its earlier runs and
+        its parts that have ended."""
         if self.collection.delete_one({"_id": job_id, "state": {"$in": list(FINAL_STATES)}}).deleted_count != 1:
             return False
-        self.collection.delete_many({"superseded_by": job_id})
+        self.collection.delete_many({"$or": [{"superseded_by": job_id},
+                                             {"parent": job_id, "state": {"$in": list(FINAL_STATES)}}]})
         return True
