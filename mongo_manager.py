@@ -156,14 +156,28 @@ class MongoManager:
 
     def set_upload_progress(self, upload_id: ObjectId, progress: float, task_count: int,
                             eta_seconds: float | None = None) -> None:
-        # $max keeps progress from ever going backwards, whoever writes it.
+        # $max keeps progress and the task count from ever going backwards, whoever writes them (the
+        # parts of a long upload commit in any order).
         self.db[UPLOADS].update_one({"_id": upload_id}, {
-            "$max": {"progress": round(float(progress), 2)},
-            "$set": {"taskCount": task_count, "etaSeconds": eta_seconds, "updatedAt": utcnow()},
+            "$max": {"progress": round(float(progress), 2), "taskCount": task_count},
+            "$set": {"etaSeconds": eta_seconds, "updatedAt": utcnow()},
         })
 
+    def upload_box_count(self, upload_id: ObjectId) -> int:
+        """The boxes on all the frames of an upload's tasks."""
+        task_ids = [task["_id"] for task in self.db[TASKS].find({"uploadId": upload_id}, {"_id": 1})]
+        counted = list(self.db[FRAMES].aggregate([
+            {"$match": {"taskId": {"$in": task_ids}}},
+            {"$group": {"_id": None, "boxes": {"$sum": {"$size": {"$ifNull": ["$boxes", []]}}}}}]))
+        return counted[0]["boxes"] if counted else 0
+
+    def upload_task_names(self, upload_id: ObjectId) -> list[str]:
+        """The names of the tasks an upload has now."""
+        return [task["taskName"] for task in self.db[TASKS].find({"uploadId": upload_id}, {"taskName": 1})]
+
     def mark_upload_succeeded(self, upload_id: ObjectId, task_count: int, extra: dict | None = None) -> None:
-        self.db[UPLOADS].update_one({"_id": upload_id}, {"$set": {
+        """Status 1, once a run (a run starts at status 0: a repeat after a crash changes nothing)."""
+        self.db[UPLOADS].update_one({"_id": upload_id, "status": {"$ne": UploadStatus.SUCCEEDED}}, {"$set": {
             "status": UploadStatus.SUCCEEDED, "progress": 100, "taskCount": task_count, "etaSeconds": 0,
             "errorMessage": {}, "finishedAt": utcnow(), "updatedAt": utcnow(), **(extra or {}),
         }})
@@ -181,7 +195,8 @@ class MongoManager:
     def find_video_tasks(self, project_id: ObjectId, video_name: str) -> list[dict]:
         """Tasks already cut from this video in this project (their object keys would collide)."""
         return list(self.db[TASKS].find({"projectId": either_form(project_id), "videoName": video_name},
-                                        {"_id": 1, "S3_url": 1, "uploadId": 1, "AutoAnnotationVersion": 1}))
+                                        {"_id": 1, "S3_url": 1, "uploadId": 1, "AutoAnnotationVersion": 1,
+                                         "taskName": 1}))
 
     def video_tasks_in_order(self, project_id: ObjectId, video_name: str) -> list[dict]:
         """The video's tasks, task-0 first (fields auto-annotation needs)."""

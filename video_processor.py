@@ -33,6 +33,7 @@ from media_service.media.frames import (
     yuv420p_frame,
 )
 from media_service.media.near_duplicates import NearDuplicates, leave_out_near_duplicates
+from media_service.media.parts import Part, media_info_doc, media_info_from_doc, plan_parts, splittable
 from media_service.media.prefetch import Prefetcher
 from media_service.media.probe import MediaInfo, SourceRate, probe_video, source_frame_rate
 from media_service.media.rewrite import MP4_AUDIO, MP4_LIKE, VideoRewriter
@@ -47,6 +48,8 @@ __all__ = [
     "MediaInfo", "probe_video", "SourceRate", "source_frame_rate",
     # sampling
     "ResumePoint", "legacy_next", "Sampler", "frames_to_skip",
+    # parts (one long video cut by many workers)
+    "Part", "plan_parts", "splittable", "media_info_doc", "media_info_from_doc",
     # near_duplicates (adaptive sampling)
     "NearDuplicates", "leave_out_near_duplicates",
     # decode

@@ -179,6 +179,10 @@ class ContentSection(Section):
     frames_per_task: int = _option("Content", "frames_per_task", _int(1, 10000), "120",
                                    doc="Frames per task when the upload doc has no valid frames_per_task (Node's "
                                        "value wins).")
+    tasks_per_part: int = _option("Content", "tasks_per_part", _int(0), "10",
+                                  doc="An upload that plans more tasks than this is cut in parts of this many "
+                                      "tasks, each claimed by any worker on any host, when its timestamps can plan "
+                                      "the decode (MP4/MOV, H.264/HEVC, timestamp sampling); 0: never split.")
     max_width: int = _option("Content", "max_width", _int(16), "7680",
                              doc="Sources wider than this are refused.")
     max_height: int = _option("Content", "max_height", _int(16), "4320",

@@ -58,6 +58,7 @@ ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("done", "failed", "cancelled")
 
 CONTENT_KIND = "content"
+CONTENT_PART_KIND = "content_part"  # a run of tasks of a long upload, cut by any worker (content/parts.py)
 PRIVACY_KIND = "privacy"
 ANNOTATION_KIND = "annotation"  # request_type 2 on the existing tasks (same job id as the upload's content job)
 DATASET_KIND = "dataset"
@@ -65,6 +66,11 @@ DATASET_KIND = "dataset"
 
 def content_job_id(upload_id: ObjectId) -> str:
     return f"{CONTENT_KIND}:{upload_id}"
+
+
+def content_part_job_id(upload_id: ObjectId, run: int, part: int) -> str:
+    """A part of the `run`-th run of an upload's content job (a new run has parts of its own)."""
+    return f"{CONTENT_KIND}:{upload_id}:run{run}:part{part:04d}"
 
 
 def privacy_job_id(name: str) -> str:
@@ -243,6 +249,20 @@ class ContentJobParams(_StoredParams):
     source: str             # resolved inside the content root when accepted
     video_name: str
     sampling_mode: str = ""  # the request's, else [Content] sampling_mode when accepted ("": a job from before)
+
+
+@dataclass(frozen=True)
+class ContentPartParams(_StoredParams):
+    """One part of a long upload (stored in its `ProcessingJob.params`): the upload's request, the part
+    (`media.parts.Part`), the probe it was planned from, and what the whole upload plans."""
+    content: dict           # the upload's ContentJobParams document
+    part: dict              # media.parts.Part.to_doc()
+    media_info: dict        # media.parts.media_info_doc(): the probe, less its timestamps
+    size: list              # the task videos' width and height
+    source: dict            # the source's size and mtime_ns when the parts were planned
+    planned_tasks: int
+    planned_frames: int
+    planned_at: datetime    # when the upload's parts were queued: its ETA counts from there
 
 
 @dataclass(frozen=True)

@@ -85,3 +85,7 @@ class DetectorMisconfigured(_OneCode, RuntimeError):
 class GaveUp(_OneCode):
     """A job used all its attempts ([Jobs] max_attempts)."""
     code = "too_many_attempts"
+
+
+class PartFailed(ServiceError):
+    """A part of a long upload failed for good: the upload fails with the part's code and message."""

@@ -35,6 +35,15 @@ class JobReleased(Exception):
     """The service is shutting down; the job was handed back at a commit boundary."""
 
 
+class JobWaiting(Exception):
+    """The job waits for other jobs (its parts): queued again, due after `seconds` or as soon as one
+    of them ends; the attempt does not count."""
+
+    def __init__(self, seconds: float, stage: str):
+        super().__init__(stage)
+        self.seconds, self.stage = seconds, stage
+
+
 class JobHandler(Protocol):
     kind: str
     def label(self, job: Job) -> str: ...
@@ -281,6 +290,9 @@ class WorkerPool:
             self._through_failovers(ctx, lambda: handler.run(ctx), resume=True)
         except JobCancelled:
             self._cancel(handler, ctx)
+        except JobWaiting as waiting:
+            self.store.wait(job.id, owner, waiting.seconds, waiting.stage)
+            log.info("job %s waits: %s", job.id, waiting.stage)
         except JobReleased:
             metrics.count("jobs_ended", kind=job.kind, outcome="released")
             self.store.release(job.id, owner)

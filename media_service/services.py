@@ -8,7 +8,7 @@ import mongo_manager
 from media_service import embedded_mongo, metrics
 from media_service.annotation.job import AnnotationJobHandler, annotator_factory
 from media_service.config import Settings, mongo_uri_for
-from media_service.content.job import ContentJobHandler
+from media_service.content.job import ContentJobHandler, ContentPartHandler
 from media_service.content.retention import TryItSweeper
 from media_service.datasets.job import DatasetJobHandler
 from media_service.embedded_mongo import EmbeddedMongo
@@ -62,6 +62,7 @@ class Services:
         # Request type 1 is cut by the content job with the annotation feature's annotator.
         annotators = annotator_factory(self.mongo, self.settings)
         handlers = [ContentJobHandler(self.mongo, self.storage, self.settings, annotators),
+                    ContentPartHandler(self.mongo, self.storage, self.settings, annotators),
                     AnnotationJobHandler(self.mongo, self.storage, self.settings),
                     DatasetJobHandler(self.mongo, self.storage, self.settings), *self.extra_handlers]
         if self.settings.privacy.enabled:

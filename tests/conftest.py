@@ -44,6 +44,8 @@ def service_env(tmp_path: Path, mongo_uri: str, **extra: str) -> dict[str, str]:
         "FOLDERS_TASK_BASE": str(tmp_path / "tasks"),
         "APP_DATA_DIR": str(tmp_path / "data"), "JOBS_POLL_SECONDS": "0.1", "JOBS_RETRY_BACKOFF_SECONDS": "0",
         "JOBS_HEARTBEAT_SECONDS": "0.5", "JOBS_LEASE_SECONDS": "5", "JOBS_SHUTDOWN_GRACE_SECONDS": "10",
+        # One job an upload, as most tests expect; tests/test_parts.py cuts uploads in parts.
+        "CONTENT_TASKS_PER_PART": "0",
     }
     env.update(extra)
     return env

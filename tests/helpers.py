@@ -88,15 +88,17 @@ def wait_for_upload(db, upload_id, timeout: float = 120, progress_seen: list | N
     raise AssertionError(f"upload {upload_id} did not finish in {timeout}s: {doc}")
 
 
-def wait_for(condition, timeout: float = 60, interval: float = 0.05):
-    """The first true value of `condition()`, asked every `interval` seconds until `timeout`."""
+def wait_for(condition, timeout: float = 60, interval: float = 0.05, what: str = "the condition"):
+    """The first true value of `condition()`, asked every `interval` seconds; past `timeout` the
+    test fails naming `what` it waited for and the last value seen."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         value = condition()
         if value:
             return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:g} s for {what}; last seen: {value!r}")
         time.sleep(interval)
-    raise AssertionError("condition not reached in time")
 
 
 def free_port() -> int:

@@ -52,9 +52,10 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def make_video(path: Path, frames: int, fps: Fraction | int = 25, size: tuple[int, int] = (320, 240),
                times: list[float] | None = None, rotation: int = 0, audio: bool = False,
-               render=None) -> Path:
+               render=None, keyframe_every: int | None = None) -> Path:
     """An H.264 clip; `times` (seconds) makes it variable-frame-rate; `rotation` sets display rotation.
-    `render(number, width, height)` draws each (coded) frame; the default draws its number."""
+    `render(number, width, height)` draws each (coded) frame; the default draws its number.
+    `keyframe_every`: the GOP size (x264's default is 250 frames)."""
     render = render or render_frame
     path.parent.mkdir(parents=True, exist_ok=True)
     width, height = size
@@ -67,7 +68,8 @@ def make_video(path: Path, frames: int, fps: Fraction | int = 25, size: tuple[in
             stream.pix_fmt = "yuv444p"  # 4:2:0 needs even sizes; 4:4:4 keeps an odd size real
         else:
             stream.pix_fmt = "yuv420p"
-        stream.codec_context.options = {"crf": "16", "preset": "veryfast"}
+        stream.codec_context.options = {"crf": "16", "preset": "veryfast",
+                                        **({"g": str(keyframe_every)} if keyframe_every else {})}
         if times is not None:
             stream.codec_context.time_base = Fraction(1, 1000)
         if rotation:

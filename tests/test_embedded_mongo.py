@@ -34,7 +34,7 @@ def embedded_env(tmp_path: Path, **extra: str) -> dict[str, str]:
                 "APP_DATA_DIR": str(tmp_path / "data"), "FOLDERS_CONTENT_BASE": str(tmp_path / "content"),
                 "FOLDERS_CONTENT_PATH_BASE": str(tmp_path / "content"),
                 "FOLDERS_TASK_BASE": str(tmp_path / "tasks"), "STORAGE_URL": str(tmp_path / "storage"),
-                "JOBS_POLL_SECONDS": "0.1", **extra})
+                "JOBS_POLL_SECONDS": "0.1", "CONTENT_TASKS_PER_PART": "0", **extra})
 
 
 def start(command: list[str], env: dict, log: Path) -> subprocess.Popen:

@@ -189,8 +189,10 @@ def queue_four_jobs(seed: Seed, folder: Path, uri: str) -> tuple[Run, object]:
     assert len(jobs) == 4
     # A 1 s server selection in the workers: pymongo's one retry of a write gives up well inside the
     # election (as it does with the defaults, 3 s against 10 s), so the jobs must ride it out.
+    # The content upload (25 tasks) is cut in three parts, by either worker.
     env = service_env(folder, uri, MONGODB_DB_NAME=api.settings.mongodb.db_name, PRIVACYPAL_VIDEO_DIRECTORY=videos,
-                      JOBS_LEASE_SECONDS=LEASE, JOBS_HEARTBEAT_SECONDS="0.5", MONGODB_TIMEOUT_SECONDS="1")
+                      JOBS_LEASE_SECONDS=LEASE, JOBS_HEARTBEAT_SECONDS="0.5", MONGODB_TIMEOUT_SECONDS="1",
+                      CONTENT_TASKS_PER_PART="10")
     return Run(api, env, folder, jobs), service
 
 
@@ -208,23 +210,26 @@ def wait_for(condition, timeout: float, what: str):
 
 
 def run_jobs(run: Run, fault=None) -> dict:
-    """Two worker.py processes run the four jobs to their end. With `fault`: once all four are
-    claimed, both workers are frozen (SIGSTOP) so that none can finish meanwhile, `fault()`
-    strikes the primary, and the workers go on into the election (SIGCONT)."""
+    """Two worker.py processes run the four jobs (the content one in three parts) to their end. With
+    `fault`: once a part and the three other jobs are all claimed (both workers' four threads
+    busy), both workers are frozen (SIGSTOP) so that none can finish meanwhile, `fault()` strikes
+    the primary, and the workers go on into the election (SIGCONT)."""
     db = run.api.db
     workers = [start_worker(run.worker_env, run.folder / f"worker{i}.log") for i in range(2)]
     try:
         if fault is not None:
-            wait_for(lambda: db.ProcessingJob.count_documents({"state": "running"}) == 4, 120, "all four jobs running")
+            wait_for(lambda: db.ProcessingJob.count_documents({"state": "running"}) == 4
+                     and db.ProcessingJob.count_documents({"state": "running", "parent": {"$exists": True}}) >= 1,
+                     120, "a part and the other three jobs running")
             for worker in workers:
                 worker.send_signal(signal.SIGSTOP)
-            states = {job["_id"]: job["state"] for job in db.ProcessingJob.find()}
-            assert set(states.values()) == {"running"}, states
+            running = db.ProcessingJob.count_documents({"state": "running"})
+            assert running == 4, list(db.ProcessingJob.find({}, {"state": 1}))
             fault()
             for worker in workers:
                 worker.send_signal(signal.SIGCONT)
-        wait_for(lambda: db.ProcessingJob.count_documents({"state": {"$in": ["done", "failed", "cancelled"]}}) == 4,
-                 300, "all four jobs ended")
+        wait_for(lambda: db.ProcessingJob.count_documents({}) == 7 and db.ProcessingJob.count_documents(
+            {"state": {"$nin": ["done", "failed", "cancelled"]}}) == 0, 300, "all jobs and parts ended")
     finally:
         for worker in workers:
             worker.send_signal(signal.SIGCONT)

@@ -92,6 +92,10 @@ class Annotator:
         self.tracks = Tracks.from_state(state, self.tracking)
         self._held, self._in_task = [], 0
 
+    def number_tracks_from(self, first_id: int) -> None:
+        """New tracks get ids from `first_id` on (a part of a long upload has its own range)."""
+        self.tracks.next_id = max(self.tracks.next_id, first_id)
+
     def detect(self, frames: list[np.ndarray], chosen: list[int], size: tuple[int, int]) -> dict[int, list]:
         """The detector alone on `frames[i]` for each i in `chosen` (no tracks): i -> the project's
         detections on it, in `size` pixels, labelled as the project."""

@@ -6,6 +6,7 @@ the last checkpoint and ends with exactly what an uninterrupted run would have w
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import math
@@ -17,10 +18,10 @@ from typing import Callable, Iterator
 
 import video_processor as vp
 from media_service import contract, metrics
-from media_service.content import image_source
+from media_service.content import image_source, parts
 from media_service.contract import ContentJobParams, ContentType, FrameAnnotator, RequestType, task_key, task_name
 from media_service.errors import PathRefused, PlatformStateError
-from media_service.paths import ConfinedFile, ContentRoot
+from media_service.paths import ConfinedFile
 from mongo_manager import MongoManager, utcnow
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,9 @@ class Plan:
     extra_upload_fields: dict = field(default_factory=dict)
     finished: callable = field(default=lambda kept: {})  # after the last frame, given the frames kept:
     task_fields: dict = field(default_factory=dict)      # checks, more upload fields; more fields on every task doc
+    publish: Callable | None = None  # (ctx, task index, progress) after each commit; None: the upload's own
+    split: parts.Split | None = None  # a long upload cut in parts: nothing is decoded here
+    scratch: str | None = None  # a folder of its own inside the upload's scratch folder (a part's)
 
 
 class ContentPipeline:
@@ -65,10 +69,14 @@ class ContentPipeline:
         self.storage = storage
         self.settings = settings
         self.annotators = annotators
+        self.parts = parts.UploadParts(mongo, settings)
 
     # -- the job -----------------------------------------------------------------------------
     def run(self, ctx, params: ContentJobParams) -> None:
         checkpoint = dict(ctx.job.checkpoint)
+        if checkpoint.get("parts"):  # cut in parts: done when they are
+            summary = self.parts.gather(ctx, params, checkpoint)
+            return self._publish(ctx, params, summary, parts.upload_fields(summary))
         upload_id, project_id = params.upload_id, params.project_id
         fresh = not checkpoint
 
@@ -89,8 +97,10 @@ class ContentPipeline:
                     self.remove_video_tasks(project_id, params.video_name)
                 checkpoint = {**checkpoint, "replaced": True, "next_task": 0, "frames_done": 0}
                 ctx.checkpoint(checkpoint, "tasks", 0.0)
-            annotator = self._annotator(params, checkpoint)
-            self._cut_tasks(ctx, params, plan, checkpoint, annotator)
+            if plan.split is not None:
+                self.parts.queue(ctx, params, plan.split, checkpoint)  # waits for them
+            annotator = self.annotator_for(params, checkpoint)
+            self.cut_tasks(ctx, params, plan, checkpoint, annotator)
             extra = {**plan.extra_upload_fields, **plan.finished(checkpoint["frames_done"]),
                      **(annotator.summary() if annotator else {})}
         finally:
@@ -98,13 +108,19 @@ class ContentPipeline:
         task_count = checkpoint["next_task"]
         if task_count == 0:
             raise vp.MediaError("no_frames", f"{source.name}: no frames could be sampled")
+        summary = {"tasks": task_count, "frames": checkpoint["frames_done"],
+                   **({"sampling": extra["sampling"]} if "sampling" in extra else {}),
+                   **({"annotation": annotator.report()} if annotator else {})}
+        self._publish(ctx, params, summary, extra)
+
+    def _publish(self, ctx, params: ContentJobParams, summary: dict, extra: dict) -> None:
+        """The upload is done: status 1 (after a last look for a cancel), the job's result, the source."""
         ctx.stop_if_cancel_requested()
-        self.mongo.mark_upload_succeeded(upload_id, task_count, extra)
-        ctx.report({"tasks": task_count, "frames": checkpoint["frames_done"],
-                    **({"sampling": extra["sampling"]} if "sampling" in extra else {}),
-                    **({"annotation": annotator.report()} if annotator else {})})
-        self._maybe_delete_source(content, source)
-        log.info("upload done: %d tasks, %d frames", task_count, checkpoint["frames_done"])
+        sampling = {"sampling": summary["sampling"]} if "sampling" in summary else {}
+        self.mongo.mark_upload_succeeded(params.upload_id, summary["tasks"], {**extra, **sampling})
+        ctx.report(summary)
+        self._maybe_delete_source(params.content_path)
+        log.info("upload done: %d tasks, %d frames", summary["tasks"], summary["frames"])
 
     def _refuse_if_tasks_exist(self, params: ContentJobParams) -> None:
         """Checked again under this job's hold on the video (the request's check could be stale)."""
@@ -150,6 +166,11 @@ class ContentPipeline:
             expected = sampler.count(info.frame_count)
         else:
             expected = min(info.frame_count, math.floor((info.duration - 1 / info.average_fps) * rate + 1e-9) + 1)
+        if resume is None:  # a long upload may be cut in parts (content/parts.py) instead
+            split = parts.split_for(self.settings, params, info, mode, size, known, expected)
+            if split is not None:
+                return Plan(size, info.average_fps, max(expected, 1), iter(()), lambda point: 0, opened.close,
+                            split=split)
         stats = vp.DecodeStats()
         samples = vp.decode_samples(opened.path, sampler, info, resume, stats, opened.name)
         judge = None
@@ -237,7 +258,7 @@ class ContentPipeline:
     def _annotates(params: ContentJobParams) -> bool:
         return params.request_type == RequestType.TASKS_AND_ANNOTATIONS
 
-    def _annotator(self, params: ContentJobParams, checkpoint: dict) -> FrameAnnotator | None:
+    def annotator_for(self, params: ContentJobParams, checkpoint: dict) -> FrameAnnotator | None:
         if not self._annotates(params):
             return None
         if self.annotators is None:
@@ -246,7 +267,7 @@ class ContentPipeline:
         annotator.resume(checkpoint.get("tracks"))  # where the last committed task left the tracks
         return annotator
 
-    def _cut_tasks(self, ctx, params: ContentJobParams, plan: Plan, checkpoint: dict,
+    def cut_tasks(self, ctx, params: ContentJobParams, plan: Plan, checkpoint: dict,
                    annotator: FrameAnnotator | None) -> None:
         """Encode tasks in this thread while the previous one is checked and committed in another,
         and (request_type 1) detect on one batch of frames in a third while the next batch is
@@ -260,6 +281,8 @@ class ContentPipeline:
         """
         per_task = params.frames_per_task
         scratch = self.settings.folders.path("task_base") / str(params.upload_id)
+        if plan.scratch is not None:
+            scratch = scratch / plan.scratch
         index = checkpoint["next_task"]
         encoder: vp.TaskEncoder | None = None
         frames: list[Frame] = []
@@ -331,6 +354,9 @@ class ContentPipeline:
                     encoder.abort()
                 wait([f for f in (pending, detecting) if f is not None])  # nothing left running behind a failed job
         shutil.rmtree(scratch, ignore_errors=True)
+        if plan.scratch is not None:  # a part's own folder inside the upload's: that too once empty
+            with contextlib.suppress(OSError):
+                scratch.parent.rmdir()
 
     def _commit_task(self, ctx, params: ContentJobParams, plan: Plan, checkpoint: dict, index: int,
                      encoder: vp.TaskEncoder, frames: list[Frame], resume_point: dict) -> None:
@@ -367,18 +393,24 @@ class ContentPipeline:
                           resume=resume_point)
         progress = min(99.0, 100.0 * plan.consumed(resume_point) / plan.expected_frames)
         ctx.checkpoint(checkpoint, "tasks", progress)
-        self.mongo.set_upload_progress(params.upload_id, progress, index + 1, ctx.eta_seconds)
+        if plan.publish is not None:
+            plan.publish(ctx, index, progress)
+        else:
+            self.mongo.set_upload_progress(params.upload_id, progress, index + 1, ctx.eta_seconds)
         encoder.path.unlink(missing_ok=True)
         log.info("committed %s: frames %d-%d (%d), progress %.1f%%", name, frames[0].number,
                  frames[-1].number, len(frames), progress)
         ctx.at_commit_boundary()
 
     # -- clean-up ----------------------------------------------------------------------------
-    def remove_video_tasks(self, project_id, video_name: str, upload_id=None) -> int:
-        """Delete a video's tasks: stored videos, frame docs, task docs; safe to repeat."""
+    def remove_video_tasks(self, project_id, video_name: str, upload_id=None, names: set[str] | None = None) -> int:
+        """Delete a video's tasks (of one upload, with these names): stored videos, frame docs, task
+        docs; safe to repeat."""
         tasks = self.mongo.find_video_tasks(project_id, video_name)
         if upload_id is not None:
             tasks = [t for t in tasks if str(t.get("uploadId")) == str(upload_id)]
+        if names is not None:
+            tasks = [t for t in tasks if t.get("taskName") in names]
         for task in tasks:
             if task.get("S3_url"):
                 self.storage.delete(self.storage.own_key(task["S3_url"]))
@@ -387,11 +419,11 @@ class ContentPipeline:
             log.info("removed %d earlier tasks of %s", removed, video_name)
         return removed
 
-    def _maybe_delete_source(self, content: ContentRoot, source: Path) -> None:
+    def _maybe_delete_source(self, content_path: str) -> None:
         if not self.settings.content.delete_source:
             return
         try:
-            confirmed = content.resolve(str(source))  # never outside the content folder
+            confirmed = self.settings.content_root().resolve(content_path)  # never outside the content folder
         except PathRefused:
             return
         if confirmed.is_dir() and not confirmed.is_symlink():

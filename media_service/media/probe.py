@@ -37,6 +37,8 @@ class MediaInfo:
     # The header's frame count (AVI dwLength, MP4 sample count; 0 when none): a hint that only sizes
     # a loss once damage is certain, since null chunks, packed B-frames and edit lists make it differ.
     declared_frames: int = 0
+    time_base: Fraction | None = None  # the video stream's: what `frame_pts` counts in
+    intact: bool = False  # every packet read, none flagged corrupt (a damaged file is cut by one job)
 
 
 # Demuxers of single pictures: a PNG or JPEG named .mp4 opens as a "video" of one frame.
@@ -94,13 +96,15 @@ def probe_video(path: Path | str, max_width: int, max_height: int, name: str | N
         codec = stream.codec_context.name
         # Demux once (cheap, no decoding) for the timestamps; headers may omit or misstate counts.
         pts_list: list[int | None] = []
-        discarded = False
+        discarded, intact = False, True
         try:
             for packet in container.demux(stream):
                 if packet.size:
                     pts_list.append(packet.pts)
                     discarded = discarded or packet.is_discard
+                    intact = intact and not packet.is_corrupt
         except av.FFmpegError as exc:  # damage: keep what could be read; the decode pass measures it
+            intact = False
             log.warning("%s: reading the packets stopped early: %s", name, exc.strerror or type(exc).__name__)
         first = _first_frame(path, name) if pts_list else None
         if first is None:
@@ -135,7 +139,8 @@ def probe_video(path: Path | str, max_width: int, max_height: int, name: str | N
                          duration=round(duration, 6), frame_count=len(pts_list), variable_frame_rate=vfr,
                          has_audio=bool(container.streams.audio),
                          frame_pts=np.array(sorted(pts_list), dtype=np.int64) if plannable else None,
-                         declared_duration=round(max(0.0, declared), 6), declared_frames=int(stream.frames or 0))
+                         declared_duration=round(max(0.0, declared), 6), declared_frames=int(stream.frames or 0),
+                         time_base=time_base, intact=intact)
 
 
 # How much of a file a request reads to measure its rate (the worker's probe reads every packet).

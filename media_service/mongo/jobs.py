@@ -46,12 +46,13 @@ class Job:
     checkpoint: dict = field(default_factory=dict)
     cancel_requested: bool = False
     last_error: str | None = None
+    run: int = 1  # how many times this id was queued anew (a long upload's parts belong to one run)
 
     @classmethod
     def from_doc(cls, doc: dict) -> "Job":
         return cls(doc["_id"], doc["kind"], doc.get("key") or "", doc.get("params") or {}, doc["attempts"],
                    doc["max_attempts"], doc.get("stage"), doc.get("progress") or 0.0, doc.get("checkpoint") or {},
-                   bool(doc.get("cancel_requested")), doc.get("last_error"))
+                   bool(doc.get("cancel_requested")), doc.get("last_error"), int(doc.get("run") or 1))
 
 
 class JobStore:
@@ -59,13 +60,16 @@ class JobStore:
         self.collection = collection
 
     def ensure_indexes(self) -> None:
-        self.collection.create_index([("state", ASCENDING), ("created_at", ASCENDING)])
-        # The claim's branch for cancel requests: without it every claim read every queued job
-        # (bench/bench_scale.py: 50 claimers fell to 25 claims/s; with it, 350).
+        # The claim's order (rank, then age) within each branch of its query, so a claim reads a few
+        # index keys however long the queue. The branch for cancel requests has its own: without it
+        # every claim read every queued job (bench/bench_scale.py: 50 claimers fell to 25 claims/s;
+        # with it, 350).
+        self.collection.create_index([("state", ASCENDING), ("rank", ASCENDING), ("created_at", ASCENDING)])
         self.collection.create_index([("state", ASCENDING), ("cancel_requested", ASCENDING),
-                                      ("created_at", ASCENDING)])
+                                      ("rank", ASCENDING), ("created_at", ASCENDING)])
         self.collection.create_index([("kind", ASCENDING), ("key", ASCENDING)])
         self.collection.create_index("superseded_by", sparse=True)  # a job's records of its earlier runs
+        self.collection.create_index("parent", sparse=True)  # the parts of a long upload
         # One job at a time per video: a job holds its video while queued or running.
         self.collection.create_index("holds", unique=True, name="one_job_per_video",
                                      partialFilterExpression={"holding": True})
@@ -74,7 +78,7 @@ class JobStore:
         return self.collection.find_one({"_id": job_id})
 
     def enqueue(self, job_id: str, kind: str, key: str, params: dict, max_attempts: int,
-                    holds: str | None = None) -> tuple[bool, dict]:
+                holds: str | None = None, parent: tuple[str, int] | None = None, rank: int = 0) -> tuple[bool, dict]:
         """Queue a job unless one with this id is queued or running.
 
         Returns (created, job). A finished job with the same id is replaced by the new run, after
@@ -82,6 +86,9 @@ class JobStore:
         so a repeated request starts nothing. With `holds` (e.g. a video's name in its project), the
         job holds it until it ends: queuing a second job for the same thing raises VideoBusy (a
         unique index decides, so it is atomic).
+        `parent`: the job this one is a part of, and its run (the parent is woken when this one
+        ends, and a cancel of it reaches this one too). `rank`: claims take lower ranks first, then the oldest; a long
+        upload's part n has rank n, so one long upload never holds back the uploads queued after it.
         """
         now = utcnow()
         fresh = {
@@ -90,6 +97,7 @@ class JobStore:
             "not_before": now, "created_at": now, "updated_at": now, "started_at": None,
             "finished_at": None, "last_error": None, "checkpoint": {}, "progress": 0.0,
             "cancel_requested": False, "holds": holds, "holding": holds is not None, "history": [],
+            "rank": rank, **({"parent": parent[0], "parent_run": parent[1]} if parent else {}),
         }
         try:
             try:
@@ -142,9 +150,9 @@ class JobStore:
             query,
             {"$set": {"state": "running", "lease_owner": owner,
                       "lease_expires": now + timedelta(seconds=lease_seconds),
-                      "updated_at": now, "started_at": now},
+                      "updated_at": now, "started_at": now, "waiting": False},
              "$inc": {"attempts": 1}},
-            sort=[("created_at", ASCENDING)], return_document=ReturnDocument.AFTER)
+            sort=[("rank", ASCENDING), ("created_at", ASCENDING)], return_document=ReturnDocument.AFTER)
         return Job.from_doc(doc) if doc else None
 
     def renew_lease(self, job_id: str, owner: str, lease_seconds: float) -> dict:
@@ -187,17 +195,57 @@ class JobStore:
         self.collection.update_one({"_id": job_id, "lease_owner": owner}, {"$set": {"result": result}})
 
     def finish(self, job_id: str, owner: str, state: str, error: str | None = None) -> bool:
-        """End our job. A job asked to cancel never ends `done`: False, and the caller cancels it."""
+        """End our job. A job asked to cancel never ends `done`: False, and the caller cancels it.
+        A part wakes its parent, which decides what the parts' ends mean."""
         now = utcnow()
         query = {"_id": job_id, "lease_owner": owner, "state": "running"}
         if state == "done":
             query["cancel_requested"] = {"$ne": True}
-        result = self.collection.update_one(
+        ended = self.collection.find_one_and_update(
             query,
             {"$set": {"state": state, "stage": state, "finished_at": now, "updated_at": now, "holding": False,
                       "lease_owner": None, "lease_expires": None, "last_error": error,
-                      **({"progress": 100.0} if state == "done" else {})}})
+                      **({"progress": 100.0} if state == "done" else {})}},
+            projection={"parent": True, "parent_run": True})
+        # The last part to end wakes its parent (two ending at once: the later count sees both
+        # ended), and so does any that did not end done.
+        parent = (ended or {}).get("parent")
+        if parent and (state != "done" or not self.collection.count_documents(
+                {"parent": parent, "parent_run": ended.get("parent_run"), "state": {"$in": list(ACTIVE_STATES)}},
+                limit=1)):
+            self.wake(parent)
+        return ended is not None
+
+    def wait(self, job_id: str, owner: str, seconds: float, stage: str) -> bool:
+        """Our job waits for others (its parts): queued again, due in `seconds` or when woken, the
+        attempt not counted, the checkpoint kept."""
+        now = utcnow()
+        result = self.collection.update_one(
+            {"_id": job_id, "lease_owner": owner, "state": "running"},
+            {"$set": {"state": "queued", "stage": stage, "not_before": now + timedelta(seconds=seconds),
+                      "updated_at": now, "lease_owner": None, "lease_expires": None, "waiting": True},
+             "$inc": {"attempts": -1}})
         return result.matched_count == 1
+
+    def wake(self, job_id: str) -> None:
+        """A waiting job is due now."""
+        self.collection.update_one({"_id": job_id, "state": "queued"}, {"$set": {"not_before": utcnow()}})
+
+    def children(self, parent: str, run: int, with_params: bool = False) -> list[dict]:
+        """The parts of `parent`'s `run`, in their order: state, rank, last_error and result (and params)."""
+        fields = ["state", "rank", "last_error", "result", *(["params"] if with_params else [])]
+        return list(self.collection.find({"parent": parent, "parent_run": run}, fields).sort("rank", ASCENDING))
+
+    def forget_earlier_children(self, parent: str, run: int) -> int:
+        """The parts of `parent`'s earlier runs that have ended (a new run has its own)."""
+        return self.collection.delete_many({"parent": parent, "parent_run": {"$ne": run},
+                                            "state": {"$in": list(FINAL_STATES)}}).deleted_count
+
+    def share_progress(self, job_id: str, progress: float, eta_seconds: float | None, stage: str) -> None:
+        """A waiting job's progress as its parts make it (never going back)."""
+        self.collection.update_one({"_id": job_id, "state": "queued", "waiting": True},
+                                   {"$max": {"progress": progress},
+                                    "$set": {"eta_seconds": eta_seconds, "stage": stage}})
 
     def retry_later(self, job_id: str, owner: str, error: str, delay_seconds: float) -> bool:
         """Queue the job again after `delay_seconds`; each failed attempt stays in its `history`."""
@@ -226,10 +274,15 @@ class JobStore:
         return bool(job and job.get("cancel_requested"))
 
     def request_cancel(self, job_id: str) -> dict | None:
-        return self.collection.find_one_and_update(
+        """Ask an active job to stop, and every active part of it."""
+        job = self.collection.find_one_and_update(
             {"_id": job_id, "state": {"$in": list(ACTIVE_STATES)}},
             {"$set": {"cancel_requested": True, "updated_at": utcnow()}},
             return_document=ReturnDocument.AFTER)
+        if job is not None:
+            self.collection.update_many({"parent": job_id, "state": {"$in": list(ACTIVE_STATES)}},
+                                        {"$set": {"cancel_requested": True, "updated_at": utcnow()}})
+        return job
 
     def summary(self) -> dict:
         """{"states": {(kind, state): n}, "queued": {kind: (n, age of the oldest in seconds)}}."""
@@ -256,8 +309,9 @@ class JobStore:
 
 
     def list(self, kind: str | None = None, state: str | None = None, limit: int = 200) -> list[dict]:
-        """Jobs of every kind (or of one kind, one state), newest first, without their checkpoints."""
-        query = {**({"kind": kind} if kind else {}), **({"state": state} if state else {})}
+        """Jobs of every kind (or of one kind, one state), newest first, without their checkpoints;
+        the parts of long uploads only when asked for by their kind (their upload's job shows them)."""
+        query = {**({"kind": kind} if kind else {"parent": {"$exists": False}}), **({"state": state} if state else {})}
         return list(self.collection.find(query, {"checkpoint": 0}).sort([("created_at", -1), ("_id", 1)])
                     .limit(limit))
 
@@ -297,8 +351,10 @@ class JobStore:
         return {job["_id"] for job in self.collection.find({"_id": {"$in": list(job_ids)}}, {"_id": 1})}
 
     def delete_ended(self, job_id: str) -> bool:
-        """Forget a job that has ended (a running one stays), with the records of its earlier runs."""
+        """Forget a job that has ended (a running one stays), with the records of its earlier runs and
+        its parts that have ended."""
         if self.collection.delete_one({"_id": job_id, "state": {"$in": list(FINAL_STATES)}}).deleted_count != 1:
             return False
-        self.collection.delete_many({"superseded_by": job_id})
+        self.collection.delete_many({"$or": [{"superseded_by": job_id},
+                                             {"parent": job_id, "state": {"$in": list(FINAL_STATES)}}]})
         return True

@@ -103,7 +103,8 @@ def upload_page(upload_id: str):
 @bp.get("/api/jobs")
 def api_jobs():
     """GET /api/jobs (key): `{"jobs": [...], "count": n}`, newest first; `?kind=` (content,
-    annotation, privacy, dataset), `?state=` (queued, running, done, failed, cancelled), `?limit=`
+    content_part (the parts of long uploads, listed only when asked for), annotation, privacy,
+    dataset), `?state=` (queued, running, done, failed, cancelled), `?limit=`
     (default 200, at most 500). Each job: id, kind, key, name (the file) and project (its name),
     request_type, state, stage, progress (0-100), eta_seconds and eta (while running), attempts,
     max_attempts, last_error, warning (what auto-annotation left out, and why), cancel_requested,
