@@ -55,6 +55,11 @@ class Annotator:
         scale = self.detect_max_side / max(width, height)
         return max(1, round(width * scale)), max(1, round(height * scale))
 
+    def sees(self, position: int) -> bool:
+        """Whether the detector sees the frame at `position` (0-based) in its task for sure (a task's
+        last frame it sees too, which only the end of the task tells)."""
+        return position % self.detect_every == 0
+
     def add(self, frames: list, size: tuple[int, int]) -> None:
         """The current task's next RGB frames (any size; larger than `input_size` they are scaled
         down), or callables that make one (called only for the frames the detector sees), boxes

@@ -336,10 +336,10 @@ class ContentPipeline:
                         encoder = vp.TaskEncoder(scratch / f"{task_name(index, params.video_name)}.mp4",
                                                  plan.size, params.frame_rate, self.settings.content.x264_preset,
                                                  self.settings.content.x264_crf)
-                    if annotator is not None:  # detected on a smaller copy, a batch at a time, made only
-                        # for the frames the detector sees (every detect_every-th, and each task's last)
-                        to_annotate.append((frame, functools.partial(vp.frame_to_rgb, frame.picture,
-                                                                     *annotator.input_size(plan.size))))
+                    if annotator is not None:  # detected on a smaller copy, a batch at a time, made only for
+                        # the frames the detector sees: now for every detect_every-th, later for a task's last
+                        rgb = functools.partial(vp.frame_to_rgb, frame.picture, *annotator.input_size(plan.size))
+                        to_annotate.append((frame, rgb() if annotator.sees(len(frames)) else rgb))
                         if len(to_annotate) == annotator.batch_size:
                             annotate()
                     encoder.add(frame.picture)
