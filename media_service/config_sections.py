@@ -377,6 +377,10 @@ class InferenceSection(Section):
                                       doc="Local back end: minimum score of objects.")
     face_threshold: float = _option("Inference", "face_threshold", _float(0), "0.5",
                                     doc="Local back end: minimum score of faces.")
+    face_search: str = _option("Inference", "face_search", _choice("people", "frame"), "people",
+                               doc="Local back end, a project with a face label: people looks for faces around "
+                                   "the people the object model found (faster, bench/README.md); frame on the "
+                                   "whole frame (faces without a person found around them too).")
     detect_max_side: int = _option("Inference", "detect_max_side", _int(0), "640",
                                    doc="Frames are detected on a copy whose longer side is at most this (0: "
                                        "full size).")

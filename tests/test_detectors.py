@@ -50,7 +50,8 @@ def iou(a, b) -> float:
 
 @pytest.fixture(scope="module")
 def local_detector():
-    return LocalDetector(SsdMobileNet(), CenterFace(threshold=0.5))
+    """Faces looked for on the whole frame (face_search "frame"): what CenterFace itself finds."""
+    return LocalDetector(SsdMobileNet(), CenterFace(threshold=0.5), face_search="frame")
 
 
 # -- the interface ------------------------------------------------------------------------------------
@@ -176,6 +177,28 @@ def test_local_detector_on_a_clip_finds_the_face_on_every_frame(local_detector, 
         assert len(faces) == len(truth), (number, faces)
     # detect_batch is the same as one frame at a time.
     assert results[3] == local_detector.detect(frames[3])
+
+
+def test_by_default_faces_are_looked_for_around_the_people_found_and_are_the_same(local_detector):
+    """face_search "people" (the default): CenterFace on the regions around the people the object
+    model found, a large region on a smaller copy: the faces of those people, as the whole frame
+    gives them; none where no person was found."""
+    from media_service.detectors.yolox import YoloxNano
+
+    around_people = LocalDetector(YoloxNano(), local_detector.faces)
+    whole_frame = LocalDetector(around_people.objects, local_detector.faces, face_search="frame")
+    scene = FaceScene(40, 640, 360)
+    for number in range(1, 41, 3):
+        frame = cv2.cvtColor(scene.render(number), cv2.COLOR_BGR2RGB)
+        found = around_people.detect(frame)
+        people = [d for d in found if d.label == "person"]
+        faces = [d for d in found if d.label == "face"]
+        expected = [d for d in whole_frame.detect(frame) if d.label == "face"
+                    and any(p.x1 <= d.x1 and p.y1 <= d.y1 and d.x2 <= p.x2 and d.y2 <= p.y2 for p in people)]
+        assert len(faces) == len(expected) >= 1, (number, faces, expected)
+        assert all(max(iou(face, (e.x1, e.y1, e.x2, e.y2)) for face in faces) > 0.8 for e in expected)
+    texture = cv2.cvtColor(scene.back.copy(), cv2.COLOR_BGR2RGB)  # the scene's background alone: no one
+    assert around_people.detect(texture) == []
 
 
 def test_local_detector_on_1080p_looks_for_faces_on_a_smaller_copy(local_detector):

@@ -55,10 +55,16 @@ class Annotator:
         scale = self.detect_max_side / max(width, height)
         return max(1, round(width * scale)), max(1, round(height * scale))
 
-    def add(self, frames: list[np.ndarray], size: tuple[int, int]) -> None:
+    def sees(self, position: int) -> bool:
+        """Whether the detector sees the frame at `position` (0-based) in its task for sure (a task's
+        last frame it sees too, which only the end of the task tells)."""
+        return position % self.detect_every == 0
+
+    def add(self, frames: list, size: tuple[int, int]) -> None:
         """The current task's next RGB frames (any size; larger than `input_size` they are scaled
-        down), boxes wanted in `size` pixels (the task video's). The latest frame is held back
-        until more come or the task ends (a task's last frame is always detected)."""
+        down), or callables that make one (called only for the frames the detector sees), boxes
+        wanted in `size` pixels (the task video's). The latest frame is held back until more come or
+        the task ends (a task's last frame is always detected)."""
         self._size = size
         frames = self._held + list(frames)
         self._held = frames[-1:]
@@ -116,7 +122,8 @@ class Annotator:
         self.detected += len(chosen)
         return found
 
-    def _small(self, frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    def _small(self, frame, size: tuple[int, int]) -> np.ndarray:
+        frame = frame() if callable(frame) else frame
         target = self.input_size(size)
         if frame.shape[1] <= target[0] and frame.shape[0] <= target[1]:
             return np.ascontiguousarray(frame)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import logging
 import math
 import shutil
@@ -288,7 +289,7 @@ class ContentPipeline:
         frames: list[Frame] = []
         point: dict | None = None
         pending: Future | None = None
-        to_annotate: list[tuple[Frame, object]] = []  # (frame, its RGB copy for the detector)
+        to_annotate: list[tuple[Frame, object]] = []  # (frame, how to make its RGB copy for the detector)
         detecting: Future | None = None  # the batch the detector is on (one at a time, in order)
 
         def detect(batch: list[tuple[Frame, object]], task: list[Frame] | None) -> dict | None:
@@ -335,9 +336,10 @@ class ContentPipeline:
                         encoder = vp.TaskEncoder(scratch / f"{task_name(index, params.video_name)}.mp4",
                                                  plan.size, params.frame_rate, self.settings.content.x264_preset,
                                                  self.settings.content.x264_crf)
-                    if annotator is not None:  # detected on a smaller copy, a batch at a time
-                        to_annotate.append((frame, vp.frame_to_rgb(frame.picture,
-                                                                   *annotator.input_size(plan.size))))
+                    if annotator is not None:  # detected on a smaller copy, a batch at a time, made only for
+                        # the frames the detector sees: now for every detect_every-th, later for a task's last
+                        rgb = functools.partial(vp.frame_to_rgb, frame.picture, *annotator.input_size(plan.size))
+                        to_annotate.append((frame, rgb() if annotator.sees(len(frames)) else rgb))
                         if len(to_annotate) == annotator.batch_size:
                             annotate()
                     encoder.add(frame.picture)

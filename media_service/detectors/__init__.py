@@ -36,6 +36,10 @@ class Detection:
     def scaled(self, sx: float, sy: float) -> "Detection":
         return Detection(self.x1 * sx, self.y1 * sy, self.x2 * sx, self.y2 * sy, self.score, self.label)
 
+    def shifted(self, dx: float, dy: float) -> "Detection":
+        """The same box `dx`, `dy` pixels further right and down (from a crop to its frame)."""
+        return Detection(self.x1 + dx, self.y1 + dy, self.x2 + dx, self.y2 + dy, self.score, self.label)
+
     def moved(self, x1: float, y1: float, x2: float, y2: float) -> "Detection":
         """The same detection at another place (score and label kept)."""
         return Detection(x1, y1, x2, y2, self.score, self.label)

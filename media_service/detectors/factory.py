@@ -66,7 +66,8 @@ def _build(settings):
     # the encoder, and a second onnxruntime thread mostly spins (measured on 2 cores, 640x480
     # frames: CenterFace 35-37 CPU ms a frame on one thread, 60-79 on two, same boxes).
     return LocalDetector(_object_model(settings), CenterFace(threshold=settings.inference.face_threshold, threads=1),
-                         settings.inference.object_threshold, settings.inference.face_threshold)
+                         settings.inference.object_threshold, settings.inference.face_threshold,
+                         face_search=settings.inference.face_search)
 
 
 def _object_model(settings):
