@@ -15,6 +15,9 @@ storage, the request sent through the real POST /api/processContent:
    a part with a task committed: the upload must end status 1 once, every part done, the killed part
    resumed in a second attempt, and the documents identical to the baseline's.
 
+5. tracks: real pedestrians (vtest.avi) auto-annotated in tasks of 20 frames, as one job and in
+   parts of one task: how many tracks keep one id across the part boundaries.
+
 Time is from the request to the upload's status 1. Prints one JSON line per run.
 """
 from __future__ import annotations
@@ -152,7 +155,8 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=5)
     parser.add_argument("--tasks-per-part", type=int, default=1)
     parser.add_argument("--gop", type=int, default=60)
-    parser.add_argument("--only", default="one-job,one,two,eight", help="which runs (one-job, one, two, eight)")
+    parser.add_argument("--only", default="one-job,one,two,eight,tracks",
+                        help="which runs (one-job, one, two, eight, tracks)")
     args = parser.parse_args()
 
     from media_service.embedded_mongo import EmbeddedMongo
@@ -167,6 +171,9 @@ def main() -> None:
             runs = {"one-job": (0, [0], False), "one": (args.tasks_per_part, [0], False),
                     "two": (args.tasks_per_part, [0, 1], False), "eight": (args.tasks_per_part, [None] * 8, True)}
             for name in args.only.split(","):
+                if name == "tracks":
+                    print(json.dumps({"run": "tracks", **tracks_across_boundaries(work, uri, 1)}), flush=True)
+                    continue
                 per_part, cores, kill = runs[name]
                 results[name] = run(work, uri, name, per_part, cores, args.rate, kill_one=kill)
                 shown = {k: v for k, v in results[name].items() if k != "documents"}
@@ -182,6 +189,52 @@ def main() -> None:
                 print(json.dumps(shown), flush=True)
         finally:
             mongod.stop()
+
+
+
+def tracks_across_boundaries(work: Path, uri: str, tasks_per_part: int) -> dict:
+    """Real pedestrians (vtest.avi as an MP4 with a keyframe every 10 frames) auto-annotated at 5 fps
+    in tasks of 20 frames, as one job and in parts of `tasks_per_part` tasks: at each part boundary,
+    how many tracks show on both frames beside it with one id (one job: the tracker carries them;
+    parts: the boundary linking must)."""
+    from werkzeug.serving import make_server
+
+    import mongo_manager
+    from app import create_app
+    from media_service.config import load_settings
+    from tests.helpers import fields_for, post_node
+    from tests.real_footage import real_clip_people
+
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(real_clip_people()), "-c:v", "libx264", "-g", "10",
+                    "-pix_fmt", "yuv420p", str(work / "people.mp4")], check=True)
+    crossing = {}
+    for name, per_part in (("tracks-one-job", 0), ("tracks-parts", tasks_per_part)):
+        settings = load_settings({**env_for(work, uri, name, per_part), "CONTENT_FRAMES_PER_TASK": "20"})
+        app = create_app(settings, start_workers=True)
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        db = mongo_manager.connect(uri, name).db
+        db.AnnotationProject.insert_one({"_id": PROJECT, "contentUploads": [], "labels": [{"label": "person"}]})
+        db.AnnotationContentUpload.insert_one({"_id": UPLOAD, "projectId": PROJECT, "status": 0, "frames_per_task": 20})
+        answer = post_node(f"http://127.0.0.1:{server.server_port}/api/processContent", fields_for(
+            UPLOAD, PROJECT, "./people.mp4", auth_key=KEY, frame_rate=5, request_type=1, auto_anno_version=1))
+        assert answer.status_code == 202, answer.text
+        while db.AnnotationContentUpload.find_one({"_id": UPLOAD})["status"] == 0:
+            time.sleep(0.5)
+        tasks = sorted(db.AnnotationTask.find({"uploadId": UPLOAD}), key=lambda t: t["frameStart"])
+        ends = []
+        for before, after in zip(tasks, tasks[1:]):
+            last = db.AnnotationFrame.find_one({"taskId": before["_id"], "frameId": before["frameCount"]})
+            first = db.AnnotationFrame.find_one({"taskId": after["_id"], "frameId": 1})
+            ends.append(({b["trackId"] for b in last["boxes"]}, {b["trackId"] for b in first["boxes"]}))
+        crossing[name] = ends
+        server.shutdown()
+        app.extensions["media"].close(grace=1)
+    boundaries = [i for i in range(len(crossing["tracks-parts"])) if (i + 1) % tasks_per_part == 0]
+    kept = {name: sum(len(a & b) for i, (a, b) in enumerate(ends) if i in boundaries)
+            for name, ends in crossing.items()}
+    return {"part_boundaries": len(boundaries), "ids_kept_one_job": kept["tracks-one-job"],
+            "ids_kept_parts": kept["tracks-parts"]}
 
 
 if __name__ == "__main__":
