@@ -88,8 +88,8 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
     if settings.privacy.enabled:
         from media_service.web import privacy
         app.register_blueprint(privacy.bp)
-    from media_service.web import jobs  # GET /jobs and /api/jobs: the operator's jobs pages
-    jobs.register(app, settings)
+    from media_service.web import operator  # GET /jobs and /api/jobs: the operator's jobs pages
+    operator.register(app, settings)
     from media_service.web import stored_objects  # GET /storage/<key>: signed URLs of local storage
     app.register_blueprint(stored_objects.bp)
 

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from app import create_app, ensure_local_api_key
 from media_service.config import ConfigError, load_settings
 from media_service.contract import FINAL_STATES
-from media_service.datasets.job import queue_dataset_job
+from media_service.datasets.handler import queue_dataset_job
 from media_service.logging_setup import configure_logging
 from media_service.services import Services
 from mongo_manager import utcnow

@@ -20,11 +20,11 @@ from tqdm import tqdm
 from media_service.config import ConfigError, load_settings
 from media_service.contract import FINAL_STATES, dataset_job_id
 from media_service.datasets.build import parse_version_id
-from media_service.datasets.job import DatasetJobHandler, queue_dataset_job
+from media_service.datasets.handler import DatasetJobHandler, queue_dataset_job
 from media_service.errors import DatasetError
-from media_service.jobs import WorkerPool
 from media_service.logging_setup import configure_logging
 from media_service.services import Services
+from media_service.worker_pool import WorkerPool
 
 log = logging.getLogger("dataset_processor")
 DONE, FAILED, BAD_ID, ALREADY_COMPLETE = 0, 1, 2, 3

@@ -2,7 +2,7 @@
 platform owns or reads, each named after what it does.
 
 Those collections keep Node's names and field names (CONTRACT §2). `ProcessingJob` is ours and
-has a store of its own, `MongoManager.jobs` (media_service/mongo/jobs.py): the single source of
+has a store of its own, `MongoManager.jobs` (media_service/mongo/job_store.py): the single source of
 truth for queueing, leases and resume. Nothing here needs more than a MongoDB 6.0 server offers.
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ from media_service.contract import (
     task_index,
 )
 from media_service.mongo import utcnow
-from media_service.mongo.jobs import Job, JobStore, LeaseLost, VideoBusy  # noqa: F401 - the door's names
+from media_service.mongo.job_store import Job, JobStore, LeaseLost, VideoBusy  # noqa: F401 - the door's names
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def connect(uri: str, default_db: str, timeout_ms: int = 3000) -> "MongoManager"
 
     Retryable writes and reads stay on whatever the URI says: through an election (a primary killed
     or stepped down) pymongo sends a claim, a lease renewal or a commit once more to the new primary
-    under the same transaction number, so the server applies it once (jobs.py rides out the rest)."""
+    under the same transaction number, so the server applies it once (worker_pool.py rides out the rest)."""
     db_name = parse_uri(uri).get("database") or default_db
     client = MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
                          socketTimeoutMS=30000, tz_aware=True, appname="media-service",
@@ -94,7 +94,7 @@ class MongoManager:
         # whatever readPreference the URI names: a secondary may lag behind what was just written.
         self.db = client.get_database(db_name, write_concern=WriteConcern(**concern),
                                       read_preference=ReadPreference.PRIMARY)
-        self.jobs = JobStore(self.db[JOBS])  # ProcessingJob: every job read and write (media_service/mongo/jobs.py)
+        self.jobs = JobStore(self.db[JOBS])  # ProcessingJob: every job read and write (mongo/job_store.py)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def ping(self) -> bool:
@@ -336,7 +336,7 @@ class MongoManager:
         known = self.jobs.existing(content_job_id(upload["_id"]) for upload in waiting)
         return [upload for upload in waiting if content_job_id(upload["_id"]) not in known]
 
-    # -- the operator's jobs pages (media_service/web/jobs/) -----------------------------------
+    # -- the operator's jobs pages (media_service/web/operator/) -----------------------------------
     def upload_tasks(self, upload_id: ObjectId) -> list[dict]:
         """An upload's task docs, task-0 first (the fields a person looks at)."""
         tasks = list(self.db[TASKS].find({"uploadId": upload_id}, {

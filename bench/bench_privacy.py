@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 from media_service.config import load_settings  # noqa: E402
 from media_service.contract import PrivacyOutputs  # noqa: E402
 from media_service.detectors.centerface import CenterFace  # noqa: E402
-from media_service.privacy.job import blur_settings, make_detector  # noqa: E402
+from media_service.privacy.handler import blur_settings, make_detector  # noqa: E402
 from media_service.privacy.pipeline import PrivacyPipeline  # noqa: E402
 from tests.faces import make_face_clip  # noqa: E402
 from tests.real_footage import real_clip_face, real_clip_people  # noqa: E402

@@ -6,16 +6,16 @@ from dataclasses import dataclass, field
 
 import mongo_manager
 from media_service import embedded_mongo, metrics
-from media_service.annotation.job import AnnotationJobHandler, annotator_factory
+from media_service.annotation.handler import AnnotationJobHandler, annotator_factory
 from media_service.config import Settings, mongo_uri_for
-from media_service.content.job import ContentJobHandler, ContentPartHandler
+from media_service.content.handler import ContentJobHandler, ContentPartHandler
 from media_service.content.retention import TryItSweeper
-from media_service.datasets.job import DatasetJobHandler
+from media_service.datasets.handler import DatasetJobHandler
 from media_service.embedded_mongo import EmbeddedMongo
-from media_service.jobs import WorkerPool
-from media_service.privacy.job import PrivacyJobHandler
+from media_service.privacy.handler import PrivacyJobHandler
 from media_service.redact import Redactor
 from media_service.storage import open_storage
+from media_service.worker_pool import WorkerPool
 
 log = logging.getLogger(__name__)
 

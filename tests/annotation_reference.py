@@ -34,7 +34,7 @@ def clip_path(name: str, work: Path) -> Path:
 def annotator_for(settings, labels: list[str] | None = None) -> Annotator:
     """An annotator as request_type 1 builds it, for a project that has `labels` (default: every
     label the detector knows, so nothing is left out)."""
-    from media_service.annotation.job import make_annotator
+    from media_service.annotation.handler import make_annotator
     from media_service.detectors.factory import annotation_detector
     detector = annotation_detector(settings)
     policy = LabelPolicy.build([{"label": label} for label in labels or detector.labels], settings.annotation)

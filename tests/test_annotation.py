@@ -90,7 +90,7 @@ def test_the_face_model_runs_only_for_projects_with_a_face_label(service, caplog
     import logging
 
     make_face_clip(service.content / "people.mp4", frames=8, audio=False)
-    with caplog.at_level(logging.INFO, logger="media_service.annotation.job"):
+    with caplog.at_level(logging.INFO, logger="media_service.annotation.handler"):
         outcomes = {}
         for labels in (("Person",), ("Person", "Face")):
             project_id = project_with_labels(service.db, *labels)

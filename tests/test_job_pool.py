@@ -13,7 +13,7 @@ import pytest
 
 from media_service.config import load_settings
 from media_service.errors import MediaError, StorageError
-from media_service.jobs import WorkerPool
+from media_service.worker_pool import WorkerPool
 from mongo_manager import connect
 from tests.conftest import drop_database, service_env
 

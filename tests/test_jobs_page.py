@@ -15,8 +15,8 @@ from bson import ObjectId
 from flask import Flask, request
 from itsdangerous import base64_decode, base64_encode
 
-from media_service.web.jobs import session as jobs_session
-from media_service.web.jobs.session import SESSION_COOKIE, csrf_token
+from media_service.web.operator import session as jobs_session
+from media_service.web.operator.session import SESSION_COOKIE, csrf_token
 from tests.browser import js, wait_js
 from tests.conftest import NODE_KEY, ROOT
 from tests.helpers import fields_for, free_port, new_upload, post_node, wait_for_upload

@@ -54,8 +54,8 @@ def room(module: str) -> tuple[int, str]:
     if parts[:2] == ["media_service", "web"]:
         return 2, "web"
     if len(parts) >= 2 and parts[0] == "media_service" and parts[1] in FEATURES:
-        return (2 if parts[-1] == "job" else 3), parts[1]
-    if module == "media_service.jobs":
+        return (2 if parts[-1] == "handler" else 3), parts[1]
+    if module == "media_service.worker_pool":
         return 4, "jobs"
     if module in FOUNDATION:
         return 6, "foundation"

@@ -21,7 +21,7 @@ import numpy as np
 from media_service.config import load_settings
 from media_service.contract import PrivacyOutputs
 from media_service.detectors.centerface import CenterFace
-from media_service.privacy.job import blur_settings, make_detector
+from media_service.privacy.handler import blur_settings, make_detector
 from media_service.privacy.pipeline import PrivacyPipeline
 from tests.real_footage import real_clip_face, real_clip_people
 

@@ -30,8 +30,8 @@ from media_service.contract import (
     task_name,
 )
 from media_service.errors import PartFailed
-from media_service.jobs import JobWaiting
 from media_service.paths import ConfinedFile
+from media_service.worker_pool import JobWaiting
 from mongo_manager import MongoManager, utcnow
 
 log = logging.getLogger(__name__)

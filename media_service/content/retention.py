@@ -1,6 +1,6 @@
 """The try-it form's retention (`[Jobs] try_it_retention_hours`): what it made goes once expired.
 
-The jobs page's try-it form (web/jobs/try_it.py) records each try (`TryItUpload`) before it saves or
+The jobs page's try-it form (web/operator/try_it.py) records each try (`TryItUpload`) before it saves or
 creates anything. The sweep removes each try older than the retention: its task videos in storage,
 frame and task docs, the job, upload and project docs, and the folder the form saved the video in.
 Only what a record names is touched, and a try whose job is still queued or running waits for a

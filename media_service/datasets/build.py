@@ -43,7 +43,7 @@ from media_service.datasets.frame_writer import (
 )
 from media_service.datasets.labels import LabelScheme
 from media_service.errors import DatasetError, PlatformStateError, ServiceError, StorageError, is_permanent
-from media_service.jobs import database_unavailable
+from media_service.worker_pool import database_unavailable
 from mongo_manager import MongoManager, utcnow
 
 log = logging.getLogger(__name__)

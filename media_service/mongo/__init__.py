@@ -1,6 +1,6 @@
 """MongoDB, one module a collection group; `mongo_manager` is the door the rest of the code uses.
 
-`jobs` holds the `ProcessingJob` collection (ours: the queue, leases and checkpoints);
+`job_store` holds the `ProcessingJob` collection (ours: the queue, leases and checkpoints);
 `mongo_manager` itself keeps the connection and the collections the Node platform owns or reads.
 This module holds what they share.
 """

@@ -99,7 +99,7 @@ def process_content():
 
 def process_content_fields(fields: dict[str, str]):
     """CONTRACT §1 on these fields: validate, record a rejection, queue. The route's whole logic, also
-    called by the jobs page's try-it form (web/jobs/try_it.py) with the fields Node would send."""
+    called by the jobs page's try-it form (web/operator/try_it.py) with the fields Node would send."""
     svc = services()
     result = validate_fields(fields, svc.settings.app.api_keys, svc.mongo.max_auto_annotation_version)
     if isinstance(result, Rejection) and result.body is AUTH_ERROR and fields.get("auth_key"):

@@ -1,5 +1,5 @@
 """Try the service without the Node platform (`[App] try_it`: the embedded default, off in
-production; `jobs.register` adds this blueprint only when it is on, so otherwise `/jobs/try` is a 404).
+production; `operator.register` adds this blueprint only when it is on, so otherwise `/jobs/try` is a 404).
 
 `POST /jobs/try`: pick a video, and the service saves it, creates the project and upload docs as
 Node would (contract.project_doc, contract.video_upload_doc) and queues the job through
@@ -25,8 +25,8 @@ from media_service.contract import ContentType, RequestType, content_job_id, pro
 from media_service.errors import PathRefused
 from media_service.paths import ConfinedDir, resolve_inside
 from media_service.web import limits
-from media_service.web.jobs import headers, session
-from media_service.web.jobs.views import json_error, whole_number
+from media_service.web.operator import headers, session
+from media_service.web.operator.views import json_error, whole_number
 from media_service.web.platform import process_content_fields, services
 
 log = logging.getLogger(__name__)

@@ -8,9 +8,9 @@ from media_service.contract import PRIVACY_KIND, PrivacyJobParams
 from media_service.detectors.centerface import CenterFace
 from media_service.detectors.rekognition import Rekognition, make_client
 from media_service.errors import PathRefused
-from media_service.jobs import JobContext
 from media_service.paths import ConfinedDir
 from media_service.privacy.pipeline import BlurSettings, PrivacyPipeline
+from media_service.worker_pool import JobContext
 from mongo_manager import Job, MongoManager
 
 

@@ -7,8 +7,8 @@ from bson import ObjectId
 
 from media_service.contract import DATASET_KIND
 from media_service.datasets.build import BuildResult, DatasetBuilder
-from media_service.jobs import JobContext
 from media_service.redact import Redactor
+from media_service.worker_pool import JobContext
 from mongo_manager import Job, MongoManager
 
 

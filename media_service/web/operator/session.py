@@ -26,8 +26,8 @@ from flask.sessions import SecureCookieSessionInterface
 
 from media_service.web.auth import count_wrong_key, key_matches
 from media_service.web.client import current_client
-from media_service.web.jobs import headers
-from media_service.web.jobs.views import json_error
+from media_service.web.operator import headers
+from media_service.web.operator.views import json_error
 from media_service.web.platform import services
 
 log = logging.getLogger(__name__)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Blueprint
 
 from media_service.storage import LocalStorage
-from media_service.web.jobs import headers, session
-from media_service.web.jobs.views import json_error
+from media_service.web.operator import headers, session
+from media_service.web.operator.views import json_error
 from media_service.web.platform import services
 from media_service.web.stored_objects import serve_local_object
 

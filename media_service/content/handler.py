@@ -13,8 +13,8 @@ from media_service.contract import (
     ContentPartParams,
 )
 from media_service.errors import is_permanent
-from media_service.jobs import JobContext
 from media_service.redact import Redactor
+from media_service.worker_pool import JobContext
 from mongo_manager import Job, MongoManager
 
 

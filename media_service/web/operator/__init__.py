@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from media_service.web.jobs import media, routes, session, try_it
+from media_service.web.operator import media, routes, session, try_it
 
 
 def register(app: Flask, settings) -> None:

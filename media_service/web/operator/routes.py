@@ -18,9 +18,9 @@ from media_service.contract import ACTIVE_STATES, content_job_id
 from media_service.logging_setup import job_context
 from media_service.storage import LocalStorage
 from media_service.web.content_request import parse_object_id
-from media_service.web.jobs import headers, session
-from media_service.web.jobs.try_it import proposed_labels
-from media_service.web.jobs.views import (
+from media_service.web.operator import headers, session
+from media_service.web.operator.try_it import proposed_labels
+from media_service.web.operator.views import (
     RETRYABLE_STATES,
     frames_view,
     iso,

@@ -24,8 +24,8 @@ from media_service.contract import ANNOTATION_KIND, CANCELLED_CODE, ContentJobPa
 from media_service.detectors.factory import annotation_detector
 from media_service.detectors.labels import FACE
 from media_service.errors import PlatformStateError, is_permanent
-from media_service.jobs import JobContext
 from media_service.redact import Redactor
+from media_service.worker_pool import JobContext
 from mongo_manager import Job, MongoManager
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ A job document is the single source of truth for queueing, leases and resume (RE
 `state` queued → running → done | failed | cancelled; a running job has a `lease_owner` and a
 `lease_expires` a heartbeat renews; `checkpoint` is where a resumed run starts. Every transition is
 one conditional update on the owner and state, so two workers can never both act on one job.
-`jobs.py` (the pool) decides what happens; this module only says it to the database.
+`worker_pool.py` (the pool) decides what happens; this module only says it to the database.
 """
 from __future__ import annotations
 
