@@ -23,6 +23,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from media_service.web import openapi, privacy
+from tests.browser import wait_js
 from tests.conftest import NODE_KEY
 from tests.helpers import fields_for, new_upload, post_node
 
@@ -164,12 +165,9 @@ def test_the_docs_page_in_a_browser_asks_nothing_of_another_host(idle_service):
     try:
         browser.get(f"{idle_service.url}/api/docs")
         described = len(operations(requests.get(f"{idle_service.url}/openapi.json", timeout=10).json()))
-        deadline = time.monotonic() + 20
-        shown = 0
-        while time.monotonic() < deadline and shown < described:
-            shown = browser.execute_script("return document.querySelectorAll('.opblock').length")
-            time.sleep(0.1)
-        assert shown == described
+        wait_js(browser, "return document.querySelectorAll('.opblock').length >= arguments[0]", described,
+                timeout=20, what=f"Swagger UI to show the {described} operations described")
+        assert browser.execute_script("return document.querySelectorAll('.opblock').length") == described
         requested = {json.loads(entry["message"])["message"]["params"]["request"]["url"]
                      for entry in browser.get_log("performance")
                      if json.loads(entry["message"])["message"]["method"] == "Network.requestWillBeSent"}
