@@ -1,5 +1,5 @@
 """A real nginx (Debian's package) on loopback in front of a live service, running the server block
-the README gives deployers (deploy/nginx.conf), with only its ports changed."""
+docs/DEPLOYMENT.md gives deployers (deploy/nginx.conf), with only its ports changed."""
 from __future__ import annotations
 
 import os

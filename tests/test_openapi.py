@@ -210,7 +210,7 @@ def _config(ids: dict[str, list[str]], hooks: Path) -> str:
     lines += ["[[operations]]", 'include-operation-id = "processContent"', "[operations.parameters]"]
     for name in [*ids, *PROCESS_CONTENT_VALUES]:
         lines.append(f'"body.{name}" = {{ dictionary = "{name}", probability = 0.85 }}')
-    # Not supported, on purpose and as documented (README, CONTRACT §1 "a clear, documented response"):
+    # Not supported, on purpose and as documented (docs/DATASETS.md, CONTRACT §1 "a clear, documented response"):
     # 501 Not Implemented is that answer, not a server error.
     lines += ["[[operations]]", 'include-operation-id = "editDataSet"', "[operations.checks.not_a_server_error]",
               'expected-statuses = ["2xx", "3xx", "4xx", 501]']
