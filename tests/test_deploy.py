@@ -28,6 +28,7 @@ import pytest
 
 from media_service.config import OPTIONS, load_settings
 from tests.conftest import ROOT
+from tests.helpers import free_port
 
 DEPLOY = ROOT / "deploy"
 MEDIA_ENV_EXAMPLES = ("media-service.env.example", "production.env.example")
@@ -329,6 +330,23 @@ def test_compose_healthchecks_use_readiness(model):
     assert services["worker"]["healthcheck"] == {"disable": True}, "no HTTP in worker.py: no inherited check"
     for store in ("mongo", "seaweedfs"):
         assert services[store]["healthcheck"]["test"][0] == "CMD"
+
+
+def healthchecks(model) -> dict[str, list[str]]:
+    """The image's HEALTHCHECK and the compose app's, as argument lists after their CMD."""
+    image = json.loads([value for name, value in final_stage() if name == "HEALTHCHECK"][-1].split("CMD", 1)[1])
+    return {"Dockerfile": image, "docker-compose.yml": model["services"]["app"]["healthcheck"]["test"][1:]}
+
+
+def test_the_healthchecks_pass_on_a_ready_service_and_fail_without_one(model, idle_service):
+    """Run as the container runs them (python in the project folder, the port from the settings)."""
+    port = urlsplit(idle_service.url).port
+    for source, command in healthchecks(model).items():
+        assert command[0] == "python", (source, command)
+        for listening, env_port in ((True, port), (False, free_port())):
+            result = subprocess.run([sys.executable, *command[1:]], cwd=ROOT, capture_output=True, text=True,
+                                    timeout=60, env={**os.environ, "PORT": str(env_port)})
+            assert (result.returncode == 0) == listening, (source, listening, result.stderr[-1000:])
 
 
 def test_uploads_volume_is_where_content_base_points(model):
