@@ -55,6 +55,6 @@ EXPOSE 8081
 # /api/ready: 200 when MongoDB answers (503 otherwise), on the port the settings give ([IP] port, PORT).
 HEALTHCHECK --interval=30s --timeout=6s --start-period=30s --retries=3 \
     CMD ["python", "-c", "from urllib.request import urlopen; from media_service.config import load_settings; urlopen('http://127.0.0.1:%d/api/ready' % load_settings().ip.port, timeout=5)"]
-# The README's production command; gunicorn.conf.py (read from /app) sets the layout. With
+# The production command (docs/DEPLOYMENT.md); gunicorn.conf.py (read from /app) sets the layout. With
 # JOBS_LAYOUT=none it starts no worker.py of its own (docker-compose.yml runs one as a service).
 CMD ["gunicorn", "wsgi:app", "-k", "gevent", "--worker-connections", "1000"]

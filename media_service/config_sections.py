@@ -193,7 +193,7 @@ class ContentSection(Section):
                                  doc="timestamp: sample k is the first frame at or after k / frame_rate; adaptive: "
                                      "those frames less the near-duplicates of the last one kept (still scenes), "
                                      "at least one every max_gap_seconds; legacy: the frame numbers the old service "
-                                     "picked (README, Migrating). A request's sampling_mode field overrides it.")
+                                     "picked (docs/MIGRATION.md). A request's sampling_mode field overrides it.")
     max_gap_seconds: float = _option("Content", "max_gap_seconds", _float(0), "2",
                                      doc="adaptive sampling keeps a frame at least this often, however still the "
                                          "scene: a change slower than this is never lost.")

@@ -1,7 +1,7 @@
 """The one error type for every failure with a stable code, and each cause's class.
 
 `ServiceError(code, message, permanent)`: `code` is stable (it leads an upload's `errorMessage`,
-a job's `last_error` and the README's table of codes), the message is for a person, and
+a job's `last_error` and the table of codes in docs/ERRORS.md), the message is for a person, and
 `permanent` says whether trying again can help. The worker pool decides retry-or-fail from
 `permanent` alone (as Celery's `autoretry_for` / `dont_autoretry_for` do); anything that is not a
 ServiceError is taken as transient and retried with backoff. One cause, one class, one code, in

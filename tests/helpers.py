@@ -5,6 +5,7 @@ import os
 import random
 import socket
 import time
+from collections.abc import Callable
 
 import requests
 from bson import ObjectId
@@ -75,30 +76,52 @@ def fields_for(upload, project, path: str, **overrides) -> dict[str, str]:
     return fields
 
 
+ENDED = ("done", "failed", "cancelled")
+
+
 def wait_for_upload(db, upload_id, timeout: float = 120, progress_seen: list | None = None) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        doc = db.AnnotationContentUpload.find_one({"_id": upload_id})
+    """The upload doc once its content job has ended; every progress value seen on the way is
+    appended to `progress_seen`."""
+    def ended():
+        upload = db.AnnotationContentUpload.find_one({"_id": upload_id})
         if progress_seen is not None:
-            progress_seen.append(doc.get("progress"))
+            progress_seen.append(upload.get("progress"))
         job = db.ProcessingJob.find_one({"_id": f"content:{upload_id}"})
-        if job and job["state"] in ("done", "failed", "cancelled"):
-            return db.AnnotationContentUpload.find_one({"_id": upload_id})
-        time.sleep(0.1)
-    raise AssertionError(f"upload {upload_id} did not finish in {timeout}s: {doc}")
+        return job and job["state"] in ENDED and db.AnnotationContentUpload.find_one({"_id": upload_id})
+
+    return wait_for(ended, timeout, 0.1, lambda: f"the content job of upload {upload_id} to end; the job now: "
+                                                 f"{db.ProcessingJob.find_one({'_id': f'content:{upload_id}'})}")
 
 
-def wait_for(condition, timeout: float = 60, interval: float = 0.05, what: str = "the condition"):
-    """The first true value of `condition()`, asked every `interval` seconds; past `timeout` the
-    test fails naming `what` it waited for and the last value seen."""
+def wait_for(condition, timeout: float = 60, interval: float = 0.05, what: str | Callable[[], str] = "the condition",
+             retry_on: tuple[type[BaseException], ...] = ()):
+    """The one polling helper of the tests: the first true value of `condition()`, asked every
+    `interval` seconds. Past `timeout` the test fails naming `what` it waited for (a function when
+    it should say what was seen at that moment) and the last value seen. `retry_on`: exceptions
+    that mean "not yet" (a server still starting, an election)."""
     deadline = time.monotonic() + timeout
     while True:
-        value = condition()
-        if value:
-            return value
+        try:
+            value = condition()
+        except retry_on as exc:
+            value = exc
+        else:
+            if value:
+                return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:g} s for {what}; last seen: {value!r}")
+            raise AssertionError(f"waited {timeout:g} s for {what() if callable(what) else what}; "
+                                 f"last seen: {value!r}")
         time.sleep(interval)
+
+
+def wait_for_job(db, job_id: str, ready=lambda job: job["state"] in ENDED, timeout: float = 120,
+                 what: str = "") -> dict:
+    """The ProcessingJob document once `ready(job)` holds (by default: once the job has ended)."""
+    def find():
+        return db.ProcessingJob.find_one({"_id": job_id})
+
+    return wait_for(lambda: (job := find()) and ready(job) and job, timeout, 0.02,
+                    lambda: f"{what or f'job {job_id} to reach the wanted state'}; the job now: {find()}")
 
 
 def free_port() -> int:
@@ -109,14 +132,11 @@ def free_port() -> int:
 
 def wait_until_ready(base_url: str, process, timeout: float = 60) -> None:
     """Wait for a service started as a subprocess to answer /api/ready."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def ready():
         if process.poll() is not None:
             raise AssertionError(f"the service exited with {process.returncode}")
-        try:
-            if requests.get(f"{base_url}/api/ready", timeout=1).status_code == 200:
-                return
-        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still starting
-            pass
-        time.sleep(0.2)
-    raise AssertionError("the service never became ready")
+        return requests.get(f"{base_url}/api/ready", timeout=1).status_code == 200
+
+    # Not listening yet, or still starting: ask again.
+    wait_for(ready, timeout, 0.2, f"{base_url}/api/ready to answer 200",
+             retry_on=(requests.ConnectionError, requests.Timeout))

@@ -1,18 +1,17 @@
 """A real nginx (Debian's package) on loopback in front of a live service, running the server block
-the README gives deployers (deploy/nginx.conf), with only its ports changed."""
+docs/DEPLOYMENT.md gives deployers (deploy/nginx.conf), with only its ports changed."""
 from __future__ import annotations
 
 import os
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_for
 
 DEPLOYED_BLOCK = ROOT / "deploy" / "nginx.conf"
 
@@ -46,15 +45,13 @@ class Nginx:
         return f"http://127.0.0.1:{self.port}"
 
     def _wait_listening(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def listening() -> bool:
             if self.process.poll() is not None:
                 raise AssertionError(f"nginx exited with {self.process.returncode}: {self.log()}")
             with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise AssertionError(f"nginx never listened on port {self.port}: {self.log()}")
+                return probe.connect_ex(("127.0.0.1", self.port)) == 0
+
+        wait_for(listening, timeout, 0.05, lambda: f"nginx to listen on port {self.port}: {self.log()}")
 
     def log(self) -> str:
         parts = [path.read_text()[-2000:] for path in (self.folder / "stderr.log", self.folder / "error.log")

@@ -8,12 +8,13 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import boto3
 import pytest
 from botocore.config import Config
+
+from tests.helpers import wait_for
 
 S3_PORT = 8333
 BUCKET = "media-tasks"
@@ -35,16 +36,19 @@ def s3_server(tmp_path_factory):
     proc = subprocess.Popen([weed, "mini", f"-dir={folder}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"],
                             cwd=folder, stdout=open(folder / "weed.log", "w"), stderr=subprocess.STDOUT)
     client = _client()
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            client.create_bucket(Bucket=BUCKET)
-            break
-        except Exception:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("SeaweedFS did not start: " + (folder / "weed.log").read_text()[-2000:])
-            time.sleep(0.5)
+
+    def bucket_made() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError("SeaweedFS exited: " + (folder / "weed.log").read_text()[-2000:])
+        client.create_bucket(Bucket=BUCKET)
+        return True
+
+    try:  # refused until SeaweedFS has started: ask again
+        wait_for(bucket_made, 90, 0.5, lambda: "SeaweedFS to start: " + (folder / "weed.log").read_text()[-2000:],
+                 retry_on=(Exception,))
+    except AssertionError:
+        proc.kill()
+        raise
     yield client
     proc.terminate()
     proc.wait(20)

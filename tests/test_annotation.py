@@ -190,7 +190,8 @@ def test_kill_9_during_auto_annotation_ends_like_an_uninterrupted_run(make_servi
     import signal
 
     from tests.conftest import service_env
-    from tests.test_jobs import start_worker, wait_for_job
+    from tests.held_worker import HeldWorker
+    from tests.test_jobs import start_worker
 
     clip_name = "crash.mp4"
     make_face_clip(tmp_path / "content" / clip_name, frames=60, audio=False)
@@ -220,11 +221,15 @@ def test_kill_9_during_auto_annotation_ends_like_an_uninterrupted_run(make_servi
     assert answer.status_code == 202
     env = service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=crash.settings.mongodb.db_name, JOBS_LEASE_SECONDS="2",
                       JOBS_HEARTBEAT_SECONDS="0.5")
-    victim = start_worker(env, tmp_path / "victim.log")
-    wait_for_job(crash.db, f"content:{upload_id}", lambda job: job["state"] == "running"
-                 and job.get("checkpoint", {}).get("next_task", 0) >= 2, timeout=300)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
+    # Checkpoint 1 is the run's start, n+1 follows task n: killed with 2 of the 6 tasks done.
+    victim = HeldWorker(env, tmp_path / "hold", at=3, when="after")
+    try:
+        victim.wait_held(crash.db, f"content:{upload_id}")
+        assert crash.db.ProcessingJob.find_one({"_id": f"content:{upload_id}"})["checkpoint"]["next_task"] == 2
+        victim.process.send_signal(signal.SIGKILL)
+        victim.process.wait()
+    finally:
+        victim.stop()
     survivor = start_worker(env, tmp_path / "survivor.log")
     try:
         assert wait_for_upload(crash.db, upload_id, timeout=300)["status"] == 1
@@ -247,8 +252,10 @@ def test_type_2_on_the_cuts_upload_keeps_its_own_row_and_reports_progress_per_ba
     current state (CONTRACT §1). The log names the request type."""
     import requests
 
+    from mongo_manager import utcnow
     from tests.conftest import NODE_KEY
     from tests.held_worker import HeldWorker
+    from tests.helpers import wait_for
     from tests.test_cancel import worker_env
 
     api = make_service(APP_RUN_WORKERS="false")
@@ -277,9 +284,15 @@ def test_type_2_on_the_cuts_upload_keeps_its_own_row_and_reports_progress_per_ba
     retry = requests.post(f"{api.url}{earlier['url']}/retry", headers=keyed, timeout=10)
     assert retry.status_code == 409 and "earlier run" in retry.json()["message"]
 
-    worker = HeldWorker(worker_env(api, mongo_uri, tmp_path), tmp_path / "hold", 2, "after", on="progress")
+    # Held after its first and its second report; the ETA comes from the rate measured once the
+    # attempt has run half a second.
+    worker = HeldWorker(worker_env(api, mongo_uri, tmp_path), tmp_path / "hold", "1,2", "after", on="progress")
     try:
-        worker.wait_held(api.db, job_id)
+        worker.wait_held(api.db, job_id, at=1)
+        started = api.db.ProcessingJob.find_one({"_id": job_id})["started_at"]
+        wait_for(lambda: (utcnow() - started).total_seconds() > 0.6, what="the attempt to have run 0.6 s")
+        worker.release(1)
+        worker.wait_held(api.db, job_id, at=2)
         job = api.db.ProcessingJob.find_one({"_id": job_id})
         assert job["progress"] == 80.0 and job["eta_seconds"] > 0, job  # 32 of 40 frames, within the task
         assert job["stage"] == "annotating" and job["checkpoint"]["next_task"] == 0  # no resume point moved

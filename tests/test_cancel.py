@@ -14,7 +14,7 @@ from bson import ObjectId
 from tests.conftest import NODE_KEY, service_env
 from tests.faces import make_face_clip
 from tests.held_worker import HeldWorker
-from tests.helpers import post_node, wait_for_upload
+from tests.helpers import post_node, wait_for, wait_for_upload
 from tests.media import make_video
 from tests.test_annotation import project_with_labels, request
 from tests.test_datasets import create, make_version, wait_built
@@ -144,7 +144,8 @@ def test_a_privacy_job_cancelled_on_another_worker_answers_once_stopped_past_the
             requests.post(f"{api.url}/cancel_process", data=b"held.mp4", timeout=60)))
         asking.start()
         # The job stays held while the cancel waits, well past the 1 s database deadline.
-        wait_for(lambda: api.db.ProcessingJob.find_one({"_id": "privacy:held.mp4"}).get("cancel_requested"))
+        wait_for(lambda: api.db.ProcessingJob.find_one({"_id": "privacy:held.mp4"}).get("cancel_requested"),
+                 what="the cancel request on the job")
         time.sleep(2.5)
         worker.release()
         asking.join(90)
@@ -156,13 +157,6 @@ def test_a_privacy_job_cancelled_on_another_worker_answers_once_stopped_past_the
     assert state["state"] == "cancelled"
     plain = requests.get(f"{api.url}/process_status", params={"filename": "held.mp4"})
     assert (plain.status_code, plain.text) == (404, "Error: cancelled")
-
-
-def wait_for(condition, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never held"
-        time.sleep(0.02)
 
 
 def test_a_database_call_past_its_deadline_is_reported_as_slow_not_as_an_outage(make_service):

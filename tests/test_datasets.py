@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import yaml
 from bson import ObjectId
 
 from tests.conftest import NODE_KEY, ROOT, service_env
-from tests.helpers import fields_for, new_upload, post_node, wait_for_upload
+from tests.helpers import fields_for, new_upload, post_node, wait_for_job, wait_for_upload
 from tests.media import make_video
 
 SIZE = (320, 240)
@@ -110,13 +109,8 @@ def create(service, version_id, key: str = NODE_KEY) -> requests.Response:
 
 
 def wait_built(service, version_id, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = service.db.ProcessingJob.find_one({"_id": f"dataset:{version_id}"})
-        if job and job["state"] in ("done", "failed", "cancelled"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"dataset {version_id} not built in {timeout}s")
+    """The dataset job once it has ended."""
+    return wait_for_job(service.db, f"dataset:{version_id}", timeout=timeout, what=f"dataset {version_id} to be built")
 
 
 def red_box(image_bgr: np.ndarray) -> tuple[int, int, int, int]:
@@ -319,25 +313,25 @@ def build_snapshot(service, version: Version) -> dict:
 
 
 def test_kill_9_half_way_then_the_warm_start_ends_like_an_uninterrupted_build(make_service, mongo_uri, tmp_path):
-    from tests.test_jobs import start_worker
+    from tests.held_worker import HeldWorker
 
     service = make_service(APP_RUN_WORKERS="false")
     version = make_version(service, frames=120, per_task=30)
     assert create(service, version.id).status_code == 201
     env = service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=service.settings.mongodb.db_name, JOBS_LEASE_SECONDS="2",
                       JOBS_HEARTBEAT_SECONDS="0.5")
-    victim = start_worker(env, tmp_path / "victim.log")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        doc = service.db.AnnotationDatasetVersion.find_one({"_id": version.id})
-        if any(e["state"] == "complete" for e in (doc.get("taskStatus") or {}).get("tasks", [])):
-            break
-        time.sleep(0.02)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
+    # One thread builds the 4 tasks of 30 frames in turn, looking for a cancel before each frame:
+    # held at its 45th look, task 1 is complete and task 2 half-way.
+    victim = HeldWorker({**env, "CORES_CPU_CORES": "1"}, tmp_path / "hold", at=45, on="check")
+    try:
+        victim.wait_held(service.db, f"dataset:{version.id}")
+        victim.process.send_signal(signal.SIGKILL)
+        victim.process.wait()
+    finally:
+        victim.stop()
     doc = service.db.AnnotationDatasetVersion.find_one({"_id": version.id})
     assert doc["taskStatus"]["state"] == "pending"
-    assert 1 <= sum(e["state"] == "complete" for e in doc["taskStatus"]["tasks"]) < 4  # killed half-way
+    assert sorted(e["state"] for e in doc["taskStatus"]["tasks"]) == ["complete", "pending", "pending", "pending"]
     root = Path(service.settings.storage.url)
     before = {p: p.stat().st_mtime_ns for p in root.rglob("*.*") if not p.name.startswith(".")}
     warm = subprocess.run([sys.executable, "dataset_creation_warm_start.py"], cwd=ROOT, env={**os.environ, **env},

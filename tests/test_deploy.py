@@ -28,6 +28,7 @@ import pytest
 
 from media_service.config import OPTIONS, load_settings
 from tests.conftest import ROOT
+from tests.helpers import free_port
 
 DEPLOY = ROOT / "deploy"
 MEDIA_ENV_EXAMPLES = ("media-service.env.example", "production.env.example")
@@ -41,6 +42,7 @@ STORES_VARIABLES = {"MONGO_INITDB_ROOT_USERNAME", "MONGO_INITDB_ROOT_PASSWORD", 
                     "AWS_SECRET_ACCESS_KEY"}
 MEDIA_SERVICES = ("app", "worker", "create-bucket")  # the containers of this project's image
 GUNICORN_COMMAND = "gunicorn wsgi:app -k gevent --worker-connections 1000"
+DEPLOYMENT_GUIDE = ROOT / "docs" / "DEPLOYMENT.md"  # what the README sends a deployer to
 
 
 def tool(name: str) -> str | None:
@@ -111,10 +113,10 @@ def test_dockerfile_runs_as_a_non_root_user_from_a_slim_python_313_base():
     assert re.search(rf"useradd\b[^&]*--uid \"?(\$\{{MEDIA_UID\}}|{user})", created), "the uid is created as a user"
 
 
-def test_dockerfile_runs_the_readme_command_and_checks_readiness():
+def test_dockerfile_runs_the_documented_command_and_checks_readiness():
     stage = final_stage()
     cmd = json.loads([value for name, value in stage if name == "CMD"][-1])
-    assert " ".join(cmd) == GUNICORN_COMMAND and GUNICORN_COMMAND in (ROOT / "README.md").read_text()
+    assert " ".join(cmd) == GUNICORN_COMMAND and GUNICORN_COMMAND in DEPLOYMENT_GUIDE.read_text()
     healthcheck = [value for name, value in stage if name == "HEALTHCHECK"][-1]
     assert "/api/ready" in healthcheck
     assert [value for name, value in stage if name == "EXPOSE"] == [str(load_settings({}).ip.port)]
@@ -313,7 +315,7 @@ def test_compose_runs_gunicorn_and_worker_separately(model):
     services = model["services"]
     app, worker = services["app"], services["worker"]
     assert app["environment"]["JOBS_LAYOUT"] == "none", "gunicorn must not start a worker.py of its own"
-    assert app.get("command") is None, "the app runs the image's command (the README's gunicorn line)"
+    assert app.get("command") is None, "the app runs the image's command (the deployment guide's gunicorn line)"
     assert worker["command"] == ["python", "worker.py"] and "JOBS_LAYOUT" not in worker["environment"]
     assert app["image"] == worker["image"] == services["create-bucket"]["image"]
     for service in (app, worker):
@@ -328,6 +330,23 @@ def test_compose_healthchecks_use_readiness(model):
     assert services["worker"]["healthcheck"] == {"disable": True}, "no HTTP in worker.py: no inherited check"
     for store in ("mongo", "seaweedfs"):
         assert services[store]["healthcheck"]["test"][0] == "CMD"
+
+
+def healthchecks(model) -> dict[str, list[str]]:
+    """The image's HEALTHCHECK and the compose app's, as argument lists after their CMD."""
+    image = json.loads([value for name, value in final_stage() if name == "HEALTHCHECK"][-1].split("CMD", 1)[1])
+    return {"Dockerfile": image, "docker-compose.yml": model["services"]["app"]["healthcheck"]["test"][1:]}
+
+
+def test_the_healthchecks_pass_on_a_ready_service_and_fail_without_one(model, idle_service):
+    """Run as the container runs them (python in the project folder, the port from the settings)."""
+    port = urlsplit(idle_service.url).port
+    for source, command in healthchecks(model).items():
+        assert command[0] == "python", (source, command)
+        for listening, env_port in ((True, port), (False, free_port())):
+            result = subprocess.run([sys.executable, *command[1:]], cwd=ROOT, capture_output=True, text=True,
+                                    timeout=60, env={**os.environ, "PORT": str(env_port)})
+            assert (result.returncode == 0) == listening, (source, listening, result.stderr[-1000:])
 
 
 def test_uploads_volume_is_where_content_base_points(model):
@@ -413,7 +432,7 @@ def read_unit(path: Path) -> dict[str, dict[str, list[str]]]:
     return sections
 
 
-UNITS = {  # unit: the README's command it runs (from the project folder, with its .venv)
+UNITS = {  # unit: the deployment guide's command it runs (from the project folder, with its .venv)
     "media-service.service": GUNICORN_COMMAND,
     "media-worker.service": "python worker.py",
     "media-warm-start.service": "python dataset_creation_warm_start.py --no-run",
@@ -425,25 +444,29 @@ def test_every_unit_is_checked():
 
 
 @pytest.mark.parametrize("unit", sorted(UNITS))
-def test_unit_runs_the_readme_command(unit):
+def test_unit_runs_the_documented_command(unit):
     service = read_unit(DEPLOY / unit)["Service"]
     folder = service["WorkingDirectory"][-1]
     assert folder == "/opt/media-service" and service["EnvironmentFile"] == ["/etc/media-service/env"]
     exec_start = shlex.split(service["ExecStart"][-1])
     tool_name = UNITS[unit].split()[0]
-    # scripts/setup.sh makes .venv in the project folder: the README's commands run from there.
+    # scripts/setup.sh makes .venv in the project folder: the documented commands run from there.
     assert exec_start[0] == f"{folder}/.venv/bin/{tool_name}", exec_start
     assert ".venv" in (ROOT / "scripts" / "setup.sh").read_text()
     assert [tool_name, *exec_start[1:]] == UNITS[unit].split()
-    readme = (ROOT / "README.md").read_text()
-    named = UNITS[unit] if tool_name == "gunicorn" or "python worker.py" in UNITS[unit] else exec_start[1]
-    assert named in readme, f"{named} is not in the README"
+    assert UNITS[unit] in DEPLOYMENT_GUIDE.read_text(), f"{UNITS[unit]} is not in docs/DEPLOYMENT.md"
     options = [argument for argument in exec_start[2:] if argument.startswith("--")]
     if tool_name == "python" and options:  # the script's own options: its --help lists them
         help_text = subprocess.run([sys.executable, exec_start[1], "--help"], cwd=ROOT, capture_output=True,
                                    text=True, timeout=60).stdout
         assert all(option in help_text for option in options), f"{exec_start[1]} lacks one of {options}"
     assert service.get("User", ["root"])[-1] not in ("root", "0"), "runs as a system user"
+
+
+def test_the_deployment_guide_shows_the_nginx_block_as_deploy_has_it():
+    conf = (DEPLOY / "nginx.conf").read_text()
+    block = conf[conf.index("server {"):].strip()
+    assert f"```nginx\n{block}\n```" in DEPLOYMENT_GUIDE.read_text()
 
 
 @pytest.mark.parametrize("unit", ["media-service.service", "media-worker.service"])

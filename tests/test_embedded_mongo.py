@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from tests.helpers import (
     free_port,
     new_upload,
     post_node,
+    wait_for,
     wait_for_upload,
     wait_until_ready,
 )
@@ -87,9 +87,8 @@ def test_app_and_worker_share_one_server_and_each_job_runs_once(tmp_path):
     try:
         wait_until_ready(f"http://127.0.0.1:{env['PORT']}", app)
         worker = start([sys.executable, "worker.py"], env, tmp_path / "worker.log")
-        deadline = time.monotonic() + 30
-        while "worker pool started" not in (tmp_path / "worker.log").read_text() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_for(lambda: "worker pool started" in (tmp_path / "worker.log").read_text(), 30,
+                 what=lambda: f"the worker's pool to start: {(tmp_path / 'worker.log').read_text()[-2000:]}")
         assert "using the server already running" in (tmp_path / "worker.log").read_text()
         with node_client(env) as node:
             db = node["annotation_platform"]

@@ -16,16 +16,7 @@ from media_service.errors import MediaError, StorageError
 from media_service.worker_pool import WorkerPool
 from mongo_manager import connect
 from tests.conftest import drop_database, service_env
-
-
-def wait_for(condition, timeout: float = 30, what: str = "the state"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.02)
-    raise AssertionError(f"{what} was not reached in {timeout}s")
+from tests.helpers import ENDED, wait_for
 
 
 class Handler:
@@ -78,8 +69,8 @@ def start_with_one_job(pool, store, kind: str, max_attempts: int) -> str:
     return job_id
 
 
-def ended(store, job_id):
-    return lambda: (job := store.get(job_id)) and job["state"] in ("done", "failed", "cancelled") and job
+def wait_ended(store, job_id) -> dict:
+    return wait_for(lambda: (job := store.get(job_id)) and job["state"] in ENDED and job, 30, what=f"{job_id} to end")
 
 
 def test_a_transient_error_is_retried_until_the_job_succeeds(make_pool):
@@ -90,7 +81,7 @@ def test_a_transient_error_is_retried_until_the_job_succeeds(make_pool):
     handler = Handler("flaky", flaky)
     pool, store = make_pool([handler])
     job_id = start_with_one_job(pool, store, "flaky", max_attempts=3)
-    job = wait_for(ended(store, job_id))
+    job = wait_ended(store, job_id)
     assert (job["state"], job["attempts"], job["last_error"]) == ("done", 3, None)
     assert [entry["error"] for entry in job["history"]] == [f"attempt {n} lost its connection" for n in (1, 2)]
     assert handler.failed == [("ConnectionResetError", False)] * 2
@@ -103,7 +94,7 @@ def test_the_backoff_doubles_with_each_attempt(make_pool):
     waits = []
     for attempt in (1, 2):
         job = wait_for(lambda: (job := store.get(job_id))["stage"] == "retry_wait"
-                       and len(job["history"]) == attempt and job)
+                       and len(job["history"]) == attempt and job, 30, what=f"failed attempt {attempt} to wait")
         entry = job["history"][-1]
         waits.append((entry["retry_at"] - entry["failed_at"]).total_seconds())
         assert job["state"] == "queued" and job["last_error"] == "storage_unavailable: S3 answered 503"
@@ -119,7 +110,7 @@ def test_a_permanent_error_fails_the_job_at_once_with_its_code(make_pool):
     handler = Handler("media", bad_media)
     pool, store = make_pool([handler])
     job_id = start_with_one_job(pool, store, "media", max_attempts=3)
-    job = wait_for(ended(store, job_id))
+    job = wait_ended(store, job_id)
     assert (job["state"], job["attempts"]) == ("failed", 1)
     assert job["last_error"] == "no_video_stream: clip.mp4 has no video stream"
     assert handler.failed == [("no_video_stream", True)]
@@ -132,7 +123,7 @@ def test_a_transient_error_fails_the_job_after_max_attempts(make_pool):
     handler = Handler("slow", always)
     pool, store = make_pool([handler])
     job_id = start_with_one_job(pool, store, "slow", max_attempts=2)
-    job = wait_for(ended(store, job_id))
+    job = wait_ended(store, job_id)
     assert (job["state"], job["attempts"], job["last_error"]) == ("failed", 2, "the detector did not answer")
     assert handler.failed == [("TimeoutError", False), ("TimeoutError", True)]
 
@@ -148,7 +139,7 @@ def test_a_job_whose_workers_kept_dying_gives_up_with_too_many_attempts(make_poo
         "state": "running", "attempts": 2, "lease_owner": "dead-host:1:0",
         "lease_expires": store.get(job_id)["created_at"] - timedelta(seconds=1)}})
     pool.start()
-    job = wait_for(ended(store, job_id))
+    job = wait_ended(store, job_id)
     assert job["state"] == "failed" and job["last_error"].startswith("too_many_attempts: gave up after 2 attempts")
     assert runs == [] and handler.failed == [("too_many_attempts", True)]
 
@@ -164,14 +155,15 @@ def test_a_kind_never_runs_more_jobs_than_its_limit_and_the_others_keep_moving(m
     store.enqueue(second, "slow", "2", {}, max_attempts=1)
     store.enqueue(other, "quick", "3", {}, max_attempts=1)
     pool.start()
-    wait_for(lambda: running == [first] and store.get(other)["state"] == "done", what="one slow job and the quick")
+    wait_for(lambda: running == [first] and store.get(other)["state"] == "done", 30,
+             what="one slow job and the quick")
     # Two threads are free, yet the second slow job waits for the first: the limit is one.
     for _ in range(10):
         pool.notify()
         time.sleep(0.05)
         assert store.get(second)["state"] == "queued"
     release.set()
-    wait_for(lambda: store.get(second)["state"] == "done")
+    wait_for(lambda: store.get(second)["state"] == "done", 30, what="the second slow job to be done")
     assert running == [first, second]
 
 
@@ -190,7 +182,7 @@ def test_a_cancel_request_stops_the_job_at_its_next_check(make_pool):
     job_id = start_with_one_job(pool, store, "long", max_attempts=1)
     assert started.wait(30)
     store.request_cancel(job_id)
-    job = wait_for(ended(store, job_id))
+    job = wait_ended(store, job_id)
     assert (job["state"], job["last_error"]) == ("cancelled", "cancelled on request")
     assert handler.cancelled == [job_id] and handler.failed == []
 

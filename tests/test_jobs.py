@@ -23,6 +23,7 @@ from tests.helpers import (
     post,
     post_node,
     wait_for,
+    wait_for_job,
     wait_for_upload,
     wait_until_ready,
 )
@@ -98,16 +99,6 @@ def crash_setup(make_service, mongo_uri, tmp_path, reference, **env):
     return api, worker_env
 
 
-def wait_for_job(db, job_id: str, ready, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = db.ProcessingJob.find_one({"_id": job_id})
-        if ready(job):
-            return job
-        time.sleep(0.005)
-    raise AssertionError(f"{job_id} never reached the wanted state: {job}")
-
-
 def finish_with_second_worker(api, env, tmp_path, upload_id, reference_snapshot, attempts: int,
                               stored=None, key_prefix: str = "") -> None:
     """Another worker takes the job over; progress never goes back; the end is the reference's."""
@@ -134,12 +125,17 @@ def test_kill_9_then_restart_ends_like_an_uninterrupted_run(make_service, mongo_
                                                             kill_after_tasks):
     upload_id, _, expected = reference
     api, env = crash_setup(make_service, mongo_uri, tmp_path, reference)
-    victim = start_worker(env, tmp_path / "worker1.log")
-    wait_for_job(api.db, f"content:{upload_id}", lambda job: job["state"] == "running"
-                 and job.get("checkpoint", {}).get("next_task", 0) >= kill_after_tasks)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    assert api.db.ProcessingJob.find_one({"_id": f"content:{upload_id}"})["state"] == "running"  # left behind
+    job_id = f"content:{upload_id}"
+    # Checkpoint 1 is the run's start, n+1 follows task n: held once that many tasks are committed.
+    victim = HeldWorker(env, tmp_path / "hold", at=kill_after_tasks + 1, when="after")
+    try:
+        victim.wait_held(api.db, job_id)
+        assert api.db.ProcessingJob.find_one({"_id": job_id})["checkpoint"]["next_task"] == kill_after_tasks
+        victim.process.send_signal(signal.SIGKILL)
+        victim.process.wait()
+    finally:
+        victim.stop()
+    assert api.db.ProcessingJob.find_one({"_id": job_id})["state"] == "running"  # left behind
     finish_with_second_worker(api, env, tmp_path, upload_id, expected, attempts=2)
 
 
@@ -151,10 +147,9 @@ def test_sigterm_stops_at_a_commit_and_releases_the_job(make_service, mongo_uri,
     try:
         worker.wait_held(api.db, job_id)
         worker.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 60  # the worker has seen the signal before the job goes on
-        while "stopping: running jobs stop at their next commit" not in worker.log.read_text():
-            assert time.monotonic() < deadline, worker.log.read_text()[-2000:]
-            time.sleep(0.02)
+        # The worker has seen the signal before the job goes on.
+        wait_for(lambda: "stopping: running jobs stop at their next commit" in worker.log.read_text(),
+                 what=lambda: f"the worker to log that it is stopping: {worker.log.read_text()[-2000:]}")
         worker.release()
         assert worker.process.wait(60) == 0
     finally:
@@ -270,22 +265,34 @@ def test_a_job_failing_every_attempt_is_retried_then_ends_as_status_2(make_servi
 
 def test_warm_start_while_the_service_runs_a_job_leaves_it_to_the_service(make_service, mongo_uri, tmp_path,
                                                                         long_clip):
-    service = make_service(CONTENT_FRAMES_PER_TASK=PER_TASK)
+    """The service's worker is held mid-job (its heartbeat keeps the lease alive) while the warm start
+    makes the unfinished jobs due and starts its own workers; released, it finishes the job itself."""
+    api = make_service(APP_RUN_WORKERS="false", CONTENT_FRAMES_PER_TASK=PER_TASK)
     upload_id = ObjectId()
-    queue(service, upload_id, ObjectId(), "long.mp4")
+    queue(api, upload_id, ObjectId(), "long.mp4")
     job_id = f"content:{upload_id}"
-    wait_for_job(service.db, job_id, lambda job: job.get("checkpoint", {}).get("next_task", 0) >= 1)
-    env = {**os.environ, **service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=service.settings.mongodb.db_name,
-                                       CONTENT_FRAMES_PER_TASK=PER_TASK)}
-    warm = subprocess.run([sys.executable, "dataset_creation_warm_start.py"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert warm.returncode == 0, warm.stderr
-    job = service.db.ProcessingJob.find_one({"_id": job_id})
+    env = service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=api.settings.mongodb.db_name,
+                      CONTENT_FRAMES_PER_TASK=PER_TASK, STORAGE_URL=api.settings.storage.url)
+    service_worker = HeldWorker(env, tmp_path / "hold", at=2, when="after")  # task 0 committed
+    warm_log = tmp_path / "warm.log"
+    try:
+        service_worker.wait_held(api.db, job_id)
+        warm = subprocess.Popen([sys.executable, "dataset_creation_warm_start.py"], cwd=ROOT,
+                                env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=open(warm_log, "w"))
+        wait_for(lambda: "worker pool started" in warm_log.read_text() or warm.poll() is not None,
+                 what=lambda: f"the warm start's workers to start: {warm_log.read_text()[-2000:]}")
+        assert f"1 unfinished jobs: {job_id}" in warm_log.read_text()
+        service_worker.release()
+        assert warm.wait(300) == 0, warm_log.read_text()[-2000:]  # it waits for the job to end
+    finally:
+        service_worker.stop()
+    job = api.db.ProcessingJob.find_one({"_id": job_id})
     # The service's worker finished it (its lease was alive): claimed once, never taken over.
     assert job["state"] == "done" and job["attempts"] == 1
-    assert "started (attempt" not in warm.stderr
-    assert len(service.db.AnnotationTask.distinct("taskName", {"uploadId": upload_id})) == 17
-    assert service.db.AnnotationTask.count_documents({"uploadId": upload_id}) == 17
+    assert "started (attempt" not in warm_log.read_text()
+    assert "done" in service_worker.log.read_text()
+    assert len(api.db.AnnotationTask.distinct("taskName", {"uploadId": upload_id})) == 17
+    assert api.db.AnnotationTask.count_documents({"uploadId": upload_id}) == 17
 
 
 def test_writes_wait_for_the_journal_unless_the_uri_says_otherwise(mongo_uri):
@@ -328,8 +335,7 @@ def test_kill_9_of_service_and_database_then_run_sh_resumes_on_the_same_data(tmp
             os.kill(mongod, signal.SIGKILL)
             service.send_signal(signal.SIGKILL)
             service.wait()
-            while Path(f"/proc/{mongod}").exists():
-                time.sleep(0.05)
+            wait_for(lambda: not Path(f"/proc/{mongod}").exists(), what=f"the killed mongod {mongod} to be gone")
         finally:
             if service.poll() is None:
                 service.kill()
@@ -395,30 +401,36 @@ def test_an_outage_ends_every_job_without_a_restart_and_answers_503_meanwhile(ma
     assert requests.get(f"{service.url}/api/ready", timeout=10).status_code == 200
 
 
-def test_a_long_job_of_one_kind_never_starves_another(make_service, tmp_path):
-    """Two long blur jobs and then an upload: the upload starts within a few seconds ([Jobs] limits
-    keeps a thread for the other kinds), not after the blurring."""
+def test_a_long_job_of_one_kind_never_starves_another(make_service, mongo_uri, tmp_path):
+    """A blur holds one of the worker's two threads (held mid-way) and a second blur is queued: an
+    upload queued after them is cut meanwhile ([Jobs] limits keeps a thread for the other kinds), and
+    the second blur waits for the first ([Jobs] limits privacy: 1), not the upload for the blurs."""
     import requests
 
     from tests.faces import make_face_clip
 
     videos = tmp_path / "videos"
     for name in ("long-a.mp4", "long-b.mp4"):
-        make_face_clip(videos / name, frames=300, audio=False)
-    service = make_service(PRIVACYPAL_VIDEO_DIRECTORY=str(videos), PRIVACY_DETECT_EVERY="1")
-    for name in ("long-a.mp4", "long-b.mp4"):
-        assert requests.post(f"{service.url}/process_video", data=name.encode(), timeout=10).status_code == 202
-    wait_for_job(service.db, "privacy:long-a.mp4", lambda job: job["state"] == "running")
-    make_video(service.content / "uploads" / "urgent.mp4", 20, 25)
-    upload_id, project_id = ObjectId(), ObjectId()
-    queued_at = time.monotonic()
-    queue(service, upload_id, project_id, "urgent.mp4", frame_rate=5)
-    wait_for_job(service.db, f"content:{upload_id}", lambda job: job["state"] in ("running", "done"))
-    assert time.monotonic() - queued_at < 5
-    blur = {j["_id"]: j["state"] for j in service.db.ProcessingJob.find({"kind": "privacy"})}
-    assert sorted(blur.values()) == ["queued", "running"]  # one blur at a time ([Jobs] limits privacy: 1)
-    assert wait_for_upload(service.db, upload_id)["status"] == 1
-    assert service.db.ProcessingJob.find_one({"_id": "privacy:long-b.mp4"})["state"] != "done"  # not after them
+        make_face_clip(videos / name, frames=20, audio=False)
+    api = make_service(APP_RUN_WORKERS="false", PRIVACYPAL_VIDEO_DIRECTORY=str(videos))
+    env = service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=api.settings.mongodb.db_name,
+                      PRIVACYPAL_VIDEO_DIRECTORY=str(videos), STORAGE_URL=api.settings.storage.url)
+    assert requests.post(f"{api.url}/process_video", data=b"long-a.mp4", timeout=10).status_code == 202
+    worker = HeldWorker(env, tmp_path / "hold", at=1, when="after")  # its first progress saved
+    try:
+        worker.wait_held(api.db, "privacy:long-a.mp4")
+        assert requests.post(f"{api.url}/process_video", data=b"long-b.mp4", timeout=10).status_code == 202
+        make_video(api.content / "uploads" / "urgent.mp4", 20, 25)
+        upload_id = ObjectId()
+        queue(api, upload_id, ObjectId(), "urgent.mp4", frame_rate=5)
+        assert wait_for_upload(api.db, upload_id)["status"] == 1
+        blur = {job["_id"]: job["state"] for job in api.db.ProcessingJob.find({"kind": "privacy"})}
+        assert blur == {"privacy:long-a.mp4": "running", "privacy:long-b.mp4": "queued"}
+        worker.release()
+        assert wait_for_job(api.db, "privacy:long-b.mp4", timeout=300)["state"] == "done"
+    finally:
+        worker.stop()
+    assert api.db.ProcessingJob.find_one({"_id": "privacy:long-a.mp4"})["state"] == "done"
 
 
 def test_warm_start_sends_again_what_node_sent_while_the_service_was_down(make_service, mongo_uri, tmp_path):

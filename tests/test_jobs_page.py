@@ -19,8 +19,8 @@ from media_service.web.operator import session as jobs_session
 from media_service.web.operator.session import SESSION_COOKIE, csrf_token
 from tests.browser import js, wait_js
 from tests.conftest import NODE_KEY, ROOT
-from tests.helpers import fields_for, free_port, new_upload, post_node, wait_for_upload
-from tests.media import make_video, render_frame
+from tests.helpers import fields_for, free_port, new_upload, post_node, wait_for, wait_for_upload
+from tests.media import make_video
 
 SCREENSHOT = ROOT / "docs" / "jobs-page.png"
 VIEWPORT = (1280, 900)  # the screenshot's size
@@ -42,16 +42,6 @@ def queue_upload(service, name: str, frame_rate: int, frames_per_task: int = 120
                          fields_for(upload_id, project_id, f"./uploads/{name}", frame_rate=frame_rate))
     assert response.status_code == 202, response.text
     return upload_id
-
-
-def wait_job(service, job_id: str, states: tuple[str, ...], timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = service.db.ProcessingJob.find_one({"_id": job_id})
-        if job and job["state"] in states:
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"{job_id} never reached {states}: {job and job['state']}")
 
 
 # -- sessions (no browser) -------------------------------------------------------------------------
@@ -465,15 +455,12 @@ def click_in_row(driver, job_id: str, action: str) -> None:
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            driver.find_element(By.CSS_SELECTOR, f'tr[data-job-id="{job_id}"] button[data-action="{action}"]').click()
-            return
-        except (StaleElementReferenceException, NoSuchElementException):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    def clicked() -> bool:
+        driver.find_element(By.CSS_SELECTOR, f'tr[data-job-id="{job_id}"] button[data-action="{action}"]').click()
+        return True
+
+    wait_for(clicked, 15, 0.05, f"the {action} button of {job_id}",
+             retry_on=(StaleElementReferenceException, NoSuchElementException))
 
 
 def log_in(driver, service) -> None:
@@ -492,30 +479,51 @@ def log_in(driver, service) -> None:
     assert js(driver, "return document.cookie") == ""  # HttpOnly: the page's scripts cannot read the session
 
 
-def test_browser_progress_rises_then_cancel_stops_the_job(make_service, browser):
-    service = make_service()
-    log_in(browser, service)
-    # One task per frame: 2,500 small commits (about 15 s on 2 cores), each moving the progress. The
-    # frames are all alike (quick to make); the job is cancelled long before its end.
-    still = render_frame(1, 160, 120)
-    make_video(service.content / "uploads" / "long.mp4", 2500, 25, size=(160, 120), render=lambda *_: still)
-    upload_id = queue_upload(service, "long.mp4", frame_rate=25, frames_per_task=1)
-    job_id = f"content:{upload_id}"
-    seen: list[float] = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and len({p for p in seen if 0 < p < 100}) < 2:
-        text = row_field(browser, job_id, ".pct")
-        if text:
-            seen.append(float(text.rstrip("%")))
-        time.sleep(0.2)
-    shown = [p for p in seen if 0 < p < 100]
-    assert len(set(shown)) >= 2 and shown == sorted(shown), seen  # the page refreshed itself, rising
-    assert row_field(browser, job_id, ".state") == "running"
-    assert re.fullmatch(r"\d+s|\d+m \d+s", row_field(browser, job_id, ".eta") or ""), "an ETA from the measured rate"
+def test_browser_progress_rises_then_cancel_stops_the_job(make_service, browser, mongo_uri, tmp_path):
+    """The page follows a job that a worker of its own holds after its first task and again after its
+    second (tests/held_worker.py), so the page never races the job: the progress it shows rises, with
+    an ETA, and the operator's cancel stops the job and removes its tasks."""
+    from mongo_manager import utcnow
+    from tests.held_worker import HeldWorker
+    from tests.test_cancel import worker_env
 
-    click_in_row(browser, job_id, "cancel")
-    wait_js(browser, f"const row = {ROW}; return row && row.dataset.state === 'cancelled'", job_id, timeout=20,
-            what="the row to show cancelled")
+    service = make_service(APP_RUN_WORKERS="false")
+    log_in(browser, service)
+    make_video(service.content / "uploads" / "ten.mp4", 10, 25, size=(160, 120))
+    upload_id = queue_upload(service, "ten.mp4", frame_rate=25, frames_per_task=1)  # 10 tasks
+    job_id = f"content:{upload_id}"
+
+    def shown_as_in_the_database(what: str) -> float:
+        """The progress the job holds, once the row shows it."""
+        progress = service.db.ProcessingJob.find_one({"_id": job_id})["progress"]
+        wait_js(browser, f"const r = {ROW}; return r && r.querySelector('.pct').textContent.trim() === arguments[1]",
+                job_id, f"{progress:.1f}%", what=what)
+        return progress
+
+    # Checkpoint 1 is the run's start, n+1 follows task n: held with 1 task of 10 done, then 2.
+    worker = HeldWorker(worker_env(service, mongo_uri, tmp_path), tmp_path / "hold", "2,3", "after")
+    try:
+        worker.wait_held(service.db, job_id, at=2)
+        first = shown_as_in_the_database("the progress of 1 task done")
+        # The ETA comes from the rate measured once the attempt has run half a second.
+        started = service.db.ProcessingJob.find_one({"_id": job_id})["started_at"]
+        wait_for(lambda: (utcnow() - started).total_seconds() > 0.6, what="the attempt to have run 0.6 s")
+        worker.release(2)
+        worker.wait_held(service.db, job_id, at=3)
+        second = shown_as_in_the_database("the progress of 2 tasks done")
+        assert 0 < first < second < 100
+        assert row_field(browser, job_id, ".state") == "running"
+        eta = row_field(browser, job_id, ".eta") or ""
+        assert re.fullmatch(r"\d+s|\d+m \d+s", eta), f"an ETA from the measured rate, not {eta!r}"
+
+        click_in_row(browser, job_id, "cancel")
+        wait_for(lambda: service.db.ProcessingJob.find_one({"_id": job_id}).get("cancel_requested"),
+                 what="the cancel request on the job")
+        worker.release(3)
+        wait_js(browser, f"const row = {ROW}; return row && row.dataset.state === 'cancelled'", job_id, timeout=60,
+                what="the row to show cancelled")
+    finally:
+        worker.stop()
     job = service.db.ProcessingJob.find_one({"_id": job_id})
     assert job["state"] == "cancelled" and job["progress"] < 100
     upload = service.db.AnnotationContentUpload.find_one({"_id": upload_id})

@@ -23,6 +23,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from media_service.web import openapi, privacy
+from tests.browser import wait_js
 from tests.conftest import NODE_KEY
 from tests.helpers import fields_for, new_upload, post_node
 
@@ -164,12 +165,9 @@ def test_the_docs_page_in_a_browser_asks_nothing_of_another_host(idle_service):
     try:
         browser.get(f"{idle_service.url}/api/docs")
         described = len(operations(requests.get(f"{idle_service.url}/openapi.json", timeout=10).json()))
-        deadline = time.monotonic() + 20
-        shown = 0
-        while time.monotonic() < deadline and shown < described:
-            shown = browser.execute_script("return document.querySelectorAll('.opblock').length")
-            time.sleep(0.1)
-        assert shown == described
+        wait_js(browser, "return document.querySelectorAll('.opblock').length >= arguments[0]", described,
+                timeout=20, what=f"Swagger UI to show the {described} operations described")
+        assert browser.execute_script("return document.querySelectorAll('.opblock').length") == described
         requested = {json.loads(entry["message"])["message"]["params"]["request"]["url"]
                      for entry in browser.get_log("performance")
                      if json.loads(entry["message"])["message"]["method"] == "Network.requestWillBeSent"}
@@ -212,7 +210,7 @@ def _config(ids: dict[str, list[str]], hooks: Path) -> str:
     lines += ["[[operations]]", 'include-operation-id = "processContent"', "[operations.parameters]"]
     for name in [*ids, *PROCESS_CONTENT_VALUES]:
         lines.append(f'"body.{name}" = {{ dictionary = "{name}", probability = 0.85 }}')
-    # Not supported, on purpose and as documented (README, CONTRACT §1 "a clear, documented response"):
+    # Not supported, on purpose and as documented (docs/DATASETS.md, CONTRACT §1 "a clear, documented response"):
     # 501 Not Implemented is that answer, not a server error.
     lines += ["[[operations]]", 'include-operation-id = "editDataSet"', "[operations.checks.not_a_server_error]",
               'expected-statuses = ["2xx", "3xx", "4xx", 501]']

@@ -13,7 +13,7 @@ import pytest
 from bson import ObjectId
 
 import video_processor as vp
-from tests.conftest import service_env
+from tests.conftest import NODE_KEY, service_env
 from tests.held_worker import HeldWorker
 from tests.helpers import fields_for, post_node, wait_for, wait_for_upload
 from tests.media import make_video
@@ -146,6 +146,11 @@ def test_a_part_whose_worker_is_killed_resumes_and_ends_as_one_job(make_service,
     try:
         part = api.db.ProcessingJob.find_one({"parent": f"content:{upload_id}", "state": "running"})
         assert part["rank"] == 0 and part["checkpoint"]["next_task"] == at - 2
+        if at == 4:  # the upload's row says how far its parts are (held before the second task's report)
+            row = api.app.test_client().get(f"/api/jobs/content:{upload_id}", headers={"X-API-Key": NODE_KEY}).json
+            assert row["state"] == "queued" and row["stage"] == "parts: 1 of 17 tasks committed", row
+            assert row["progress"] == round(100 / 17, 1) and row["eta_seconds"] > 0, row
+            assert api.db.AnnotationContentUpload.find_one({"_id": upload_id})["taskCount"] == 1
         victim.process.send_signal(signal.SIGKILL)
         victim.process.wait()
     finally:

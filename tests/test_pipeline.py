@@ -12,7 +12,7 @@ import pytest
 from bson import ObjectId
 
 from tests.conftest import SHARED_MEDIA
-from tests.helpers import fields_for, new_upload, post, post_node, upload_doc, wait_for, wait_for_upload
+from tests.helpers import fields_for, new_upload, post, post_node, upload_doc, wait_for_upload
 from tests.media import (
     decode_frames,
     expected_samples,
@@ -237,14 +237,24 @@ def test_corrupt_tail_keeps_the_frames_that_decode(make_service, tmp_path):
             assert read_number(picture) == number
 
 
-def test_a_source_truncated_while_it_is_read_fails_instead_of_a_partial_success(service):
+def test_a_source_truncated_while_it_is_read_fails_instead_of_a_partial_success(make_service, mongo_uri, tmp_path):
+    from tests.conftest import service_env
+    from tests.held_worker import HeldWorker
+
+    service = make_service(APP_RUN_WORKERS="false")
     clip = make_video(service.content / "shrinks.mp4", 600, 25, size=(480, 360))
     upload_id, project_id = new_upload(service.db, "./shrinks.mp4", frames_per_task=3)
     assert post(service, fields_for(upload_id, project_id, "./shrinks.mp4", frame_rate=25)).status_code == 202
-    wait_for(lambda: (service.db.ProcessingJob.find_one({"_id": f"content:{upload_id}"}) or {}).get(
-        "checkpoint", {}).get("next_task", 0) >= 2, interval=0.005)
-    os.truncate(clip, clip.stat().st_size // 3)  # overwritten in place while the worker reads it
-    upload = wait_for_upload(service.db, upload_id)
+    env = service_env(tmp_path, mongo_uri, MONGODB_DB_NAME=service.settings.mongodb.db_name,
+                      STORAGE_URL=service.settings.storage.url)
+    worker = HeldWorker(env, tmp_path / "hold", at=3, when="after")  # 2 of its 200 tasks committed
+    try:
+        worker.wait_held(service.db, f"content:{upload_id}")
+        os.truncate(clip, clip.stat().st_size // 3)  # overwritten in place while the worker reads it
+        worker.release()
+        upload = wait_for_upload(service.db, upload_id)
+    finally:
+        worker.stop()
     assert upload["status"] == 2 and upload["errorMessage"]["message"].startswith("source_changed")
     assert service.db.AnnotationTask.count_documents({"uploadId": upload_id}) == 0
 

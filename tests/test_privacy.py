@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import av
@@ -23,6 +22,7 @@ from media_service.privacy.pipeline import BlurSettings, PrivacyPipeline, TooMan
 from tests.conftest import ROOT, service_env
 from tests.faces import FaceScene, make_face_clip
 from tests.held_worker import HeldWorker
+from tests.helpers import ENDED, wait_for
 from tests.media import ffprobe_stream, make_video, moov_before_mdat, psnr
 from tests.rekognition_stand_in import RekognitionStandIn
 
@@ -53,14 +53,12 @@ def upright_frames(path: Path) -> list[np.ndarray]:
 
 
 def wait_done(url: str, name: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        answer = requests.get(f"{url}/process_status", params={"filename": name, "format": "json"}, timeout=10)
-        state = answer.json()
-        if state.get("state") in ("done", "failed", "cancelled"):
-            return state
-        time.sleep(0.1)
-    raise AssertionError(f"{name} never finished")
+    """The job's JSON status once it has ended."""
+    def ended():
+        state = requests.get(f"{url}/process_status", params={"filename": name, "format": "json"}, timeout=10).json()
+        return state.get("state") in ENDED and state
+
+    return wait_for(ended, timeout, 0.1, f"the privacy job of {name} to end")
 
 
 def middle(image: np.ndarray, box) -> np.ndarray:

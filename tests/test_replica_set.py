@@ -23,6 +23,7 @@ from pymongo import ReadPreference
 from pymongo.errors import ConnectionFailure
 
 import mongo_manager
+from tests import helpers
 from tests.conftest import NODE_KEY, LiveService, drop_database, service_env
 from tests.faces import make_face_clip
 from tests.helpers import fields_for, new_upload, post_node, wait_for_upload
@@ -197,16 +198,8 @@ def queue_four_jobs(seed: Seed, folder: Path, uri: str) -> tuple[Run, object]:
 
 
 def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-        except ConnectionFailure:  # the test's own reads during an election: ask again
-            value = None
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {timeout}s")
+    """helpers.wait_for, where the test's own reads during an election fail: they ask again."""
+    return helpers.wait_for(condition, timeout, 0.05, what, retry_on=(ConnectionFailure,))
 
 
 def run_jobs(run: Run, fault=None) -> dict:

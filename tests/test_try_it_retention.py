@@ -7,7 +7,6 @@ sweep is the worker processes' own: it runs when a worker process starts and the
 """
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 import requests
@@ -15,7 +14,7 @@ from bson import ObjectId
 
 from mongo_manager import utcnow
 from tests.conftest import NODE_KEY
-from tests.helpers import fields_for, new_upload, post_node, wait_for_upload
+from tests.helpers import fields_for, new_upload, post_node, wait_for, wait_for_upload
 from tests.media import make_video
 
 KEY = {"X-API-Key": NODE_KEY}
@@ -48,15 +47,6 @@ def expire(service, upload_id, hours: float = 25) -> None:
     result = service.db.TryItUpload.update_one({"_id": upload_id},
                                                {"$set": {"createdAt": utcnow() - timedelta(hours=hours)}})
     assert result.matched_count == 1
-
-
-def wait_until(condition, timeout: float = 60, what: str = "the condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{what} never held within {timeout}s")
 
 
 def everything_of(service, upload_id, project_id, folder) -> dict:
@@ -93,7 +83,7 @@ def test_an_expired_try_is_removed_whole_by_the_workers_sweep_and_nothing_else(m
     expire(service, old_id)
     # A worker process sweeps when it starts (then every hour, or every retention when shorter).
     make_service(MONGODB_DB_NAME=service.settings.mongodb.db_name)
-    wait_until(lambda: service.db.TryItUpload.count_documents({"_id": old_id}) == 0, what="the sweep")
+    wait_for(lambda: service.db.TryItUpload.count_documents({"_id": old_id}) == 0, what="the sweep")
     assert everything_of(service, old_id, old_project, old_folder) == {
         "upload": 0, "project": 0, "tasks": 0, "frames": 0, "job": 0, "record": 0, "objects": 0, "folder": False}
     # The try still inside its retention and the upload Node made are untouched.
@@ -113,7 +103,7 @@ def test_a_try_of_a_file_already_in_the_content_folder_keeps_that_file(make_serv
     assert wait_for_upload(service.db, upload_id)["status"] == 1
     expire(service, upload_id)
     make_service(MONGODB_DB_NAME=service.settings.mongodb.db_name)
-    wait_until(lambda: service.db.TryItUpload.count_documents({"_id": upload_id}) == 0, what="the sweep")
+    wait_for(lambda: service.db.TryItUpload.count_documents({"_id": upload_id}) == 0, what="the sweep")
     assert everything_of(service, upload_id, project_id, clip)["folder"] and clip.exists()
     assert service.db.AnnotationContentUpload.count_documents({"_id": upload_id}) == 0
     assert service.db.AnnotationTask.count_documents({"uploadId": upload_id}) == 0
