@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from media_service import jobs
+from media_service import worker_pool
 
 ROOT = Path(__file__).resolve().parent.parent
 _count = 0
@@ -39,7 +39,7 @@ def hold_here(folder: Path, point: str) -> None:
 
 def install(folder: Path, at: str, when: str, on: str = "checkpoint") -> None:
     name = "stop_if_cancel_requested" if at == "end" else on
-    real = getattr(jobs.JobContext, name)
+    real = getattr(worker_pool.JobContext, name)
     points = at.split(",")
 
     def held(self, *args, **kwargs):
@@ -54,7 +54,7 @@ def install(folder: Path, at: str, when: str, on: str = "checkpoint") -> None:
         if point and when == "after":
             hold_here(folder, point)
 
-    setattr(jobs.JobContext, name, held)
+    setattr(worker_pool.JobContext, name, held)
 
 
 class HeldWorker:
