@@ -6,8 +6,6 @@ local storage folder when STORAGE_URL is unset, and the background workers in th
 from __future__ import annotations
 
 import logging
-import os
-import secrets
 import signal
 import threading
 import time
@@ -19,8 +17,8 @@ from werkzeug.serving import WSGIRequestHandler
 
 import mongo_manager
 from media_service import metrics
-from media_service.config import ConfigError, load_settings
-from media_service.logging_setup import configure_logging
+from media_service.bootstrap import bootstrap, configure
+from media_service.config import load_settings
 from media_service.services import Services
 from media_service.web import deadlines
 from media_service.web.auth import FailedKeys
@@ -32,10 +30,21 @@ log = logging.getLogger("app")
 
 def create_app(settings=None, services: Services | None = None, start_workers: bool | None = None) -> Flask:
     settings = settings or load_settings()
-    configure_logging(settings.app.log_level, settings.secrets(), settings.app.log_format)
+    configure(settings)
     services = services or Services.open(settings)
-
     app = Flask(__name__)
+    _configure(app, settings, services)
+    _count_requests(app)
+    _add_service_routes(app)
+    _hold_database_deadlines(app, settings)
+    _register_blueprints(app, settings)
+    _answer_errors_in_json(app, settings)
+    if settings.app.run_workers if start_workers is None else start_workers:
+        services.start_workers()
+    return app
+
+
+def _configure(app: Flask, settings, services: Services) -> None:
     app.url_map.strict_slashes = False  # /api/processContent/ too, as a proxy or an old client may send it
     app.config["MAX_CONTENT_LENGTH"] = settings.app.max_request_bytes
     app.json.sort_keys = False
@@ -43,6 +52,8 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
     app.wsgi_app = RecordClient(BodyLimit(app.wsgi_app, settings.app.max_request_bytes), settings.app.trusted_proxies)
     app.extensions["failed_keys"] = FailedKeys(settings.app.failed_key_limit, settings.app.failed_key_window_seconds)
 
+
+def _count_requests(app: Flask) -> None:
     @app.before_request
     def start_clock():
         g.started = time.perf_counter()
@@ -54,6 +65,8 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
         metrics.observe("http_seconds", time.perf_counter() - g.get("started", time.perf_counter()), route=route)
         return response
 
+
+def _add_service_routes(app: Flask) -> None:
     @app.get("/favicon.ico")
     def favicon():
         """The service's icon, for every page's tab (no key: browsers ask before anyone logs in)."""
@@ -66,21 +79,21 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
         body, content_type = metrics.exposition(app.extensions["media"].mongo)
         return Response(body, mimetype=content_type.split(";")[0], content_type=content_type)
 
+
+def _hold_database_deadlines(app: Flask, settings) -> None:
+    # Every database call of one request together gets `timeout_seconds`: a down or hung
+    # server makes the request answer 503 quickly instead of waiting on pymongo's defaults.
+    # A route that waits (web/deadlines.py) gives each of its calls that deadline instead.
     @app.before_request
     def database_deadline():
-        # Every database call of one request together gets `timeout_seconds`: a down or hung
-        # server makes the request answer 503 quickly instead of waiting on pymongo's defaults.
-        # A route that waits (web/deadlines.py) gives each of its calls that deadline instead.
-        if deadlines.wants_own_deadlines(app.view_functions.get(request.endpoint)):
-            return
-        g.database_deadline = mongo_manager.deadline(settings.mongodb.timeout_seconds)
-        g.database_deadline.__enter__()
+        deadlines.start_request_deadline(app.view_functions.get(request.endpoint), settings.mongodb.timeout_seconds)
 
     @app.teardown_request
     def end_database_deadline(_exc):
-        if "database_deadline" in g:
-            g.database_deadline.__exit__(None, None, None)
+        deadlines.end_request_deadline()
 
+
+def _register_blueprints(app: Flask, settings) -> None:
     from media_service.web import platform
     app.register_blueprint(platform.bp)
     from media_service.web import openapi  # /openapi.json, /openapi.yaml, /api/docs
@@ -96,6 +109,8 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
     from media_service.web import cors
     cors.install(app, settings.app.cors_origins)
 
+
+def _answer_errors_in_json(app: Flask, settings) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         # JSON, keeping the exception's own headers (Allow on a 405, WWW-Authenticate, Retry-After).
@@ -105,36 +120,21 @@ def create_app(settings=None, services: Services | None = None, start_workers: b
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
         if mongo_manager.is_unavailable(exc):
-            metrics.count("mongodb_errors", where="request")
-            if mongo_manager.is_slow_call(exc):  # the server answers, one call ran out of time
-                log.warning("%s %s: a database call passed its %.1f s deadline (%s)", request.method, request.path,
-                            settings.mongodb.timeout_seconds, exc)
-                message = (f"a database call took longer than its {settings.mongodb.timeout_seconds:g} s deadline; "
-                           "try again shortly")
-            else:
-                log.warning("%s %s: the database is unavailable (%s)", request.method, request.path, exc)
-                message = "the database is unavailable; try again shortly"
-            return jsonify({"message": message, "status": 503}), 503, {"Retry-After": "1"}
+            return _database_unavailable(exc, settings.mongodb.timeout_seconds)
         log.exception("unhandled error")
         return jsonify({"message": "internal server error", "status": 500}), 500
 
-    if settings.app.run_workers if start_workers is None else start_workers:
-        services.start_workers()
-    return app
 
-
-def ensure_local_api_key(settings):
-    """With no key configured, the embedded default makes one (in a file, never in the log)."""
-    if settings.app.api_keys:
-        return settings
-    key_file = Path(settings.app.data_dir) / "api_key"
-    if not key_file.exists():
-        key_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(24))
-    logging.getLogger("app").warning("no APP_API_KEY set: using the key in %s (send it as auth_key)", key_file)
-    return settings.replace(app={"api_keys": (key_file.read_text().strip(),)})
+def _database_unavailable(exc: Exception, timeout_seconds: float):
+    metrics.count("mongodb_errors", where="request")
+    if mongo_manager.is_slow_call(exc):  # the server answers, one call ran out of time
+        log.warning("%s %s: a database call passed its %.1f s deadline (%s)", request.method, request.path,
+                    timeout_seconds, exc)
+        message = f"a database call took longer than its {timeout_seconds:g} s deadline; try again shortly"
+    else:
+        log.warning("%s %s: the database is unavailable (%s)", request.method, request.path, exc)
+        message = "the database is unavailable; try again shortly"
+    return jsonify({"message": message, "status": 503}), 503, {"Retry-After": "1"}
 
 
 class _PathOnlyLog(WSGIRequestHandler):
@@ -152,14 +152,9 @@ class _PathOnlyLog(WSGIRequestHandler):
 def main() -> None:
     from werkzeug.serving import make_server
 
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        raise SystemExit(f"configuration error: {exc}")
-    configure_logging(settings.app.log_level, settings.secrets(), settings.app.log_format)
-    key_source = "APP_API_KEY" if settings.app.api_keys else str(Path(settings.app.data_dir) / "api_key")
-    settings = ensure_local_api_key(settings)
-    app = create_app(settings)
+    started = bootstrap(local_key=True)
+    settings, key_source = started.settings, started.key_source
+    app = create_app(settings, started.services)
     server = make_server(settings.ip.bind_ip, settings.ip.port, app, threaded=True, request_handler=_PathOnlyLog)
     stopped = threading.Event()
 

@@ -4,6 +4,10 @@ never reached the service (sent again now, as Node would have sent it).
 
 Safe to run twice and while the service runs: jobs are claimed through the same leases, so each
 is run by exactly one worker, and a job that finished is never touched again.
+
+Exit codes (media_service/bootstrap.py): 0 every job ended (or, with --no-run, was made due), 1 some
+were still unfinished at --timeout, 2 a bad command line, 69 the database cannot be reached, 78 a
+configuration error.
 """
 from __future__ import annotations
 
@@ -15,11 +19,10 @@ from datetime import timedelta
 
 from tqdm import tqdm
 
-from app import create_app, ensure_local_api_key
-from media_service.config import ConfigError, load_settings
+from app import create_app
+from media_service.bootstrap import ExitCode, bootstrap, ensure_local_api_key
 from media_service.contract import FINAL_STATES
 from media_service.datasets.handler import queue_dataset_job
-from media_service.logging_setup import configure_logging
 from media_service.services import Services
 from mongo_manager import utcnow
 
@@ -32,13 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-run", action="store_true",
                         help="only make the jobs due now; leave running them to the service")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.app.log_level, settings.secrets(), settings.app.log_format)
-    services = Services.open(settings)
+    started = bootstrap()
+    settings, services = started.settings, started.services
     try:
         requeue_uploads_left_waiting(services, settings)
         kinds = [h.kind for h in services.handlers()]
@@ -49,12 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         pending = services.mongo.jobs.unfinished(kinds)
         if not pending:
             log.info("nothing to resume")
-            return 0
+            return ExitCode.OK
         ids = [job["_id"] for job in pending]
         services.mongo.jobs.make_due_now(ids)
         log.info("%d unfinished jobs: %s", len(ids), ", ".join(ids))
         if args.no_run:
-            return 0
+            return ExitCode.OK
         services.start_workers()
         deadline = time.monotonic() + args.timeout
         states: dict[str, str] = {}
@@ -68,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.5)
         for job_id in ids:
             log.info("%s: %s", job_id, states.get(job_id, "still unfinished (timeout)"))
-        return 0 if len(states) == len(ids) else 1
+        return ExitCode.OK if len(states) == len(ids) else ExitCode.FAILED
     finally:
         services.close()
 

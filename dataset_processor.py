@@ -6,8 +6,9 @@ The same build as `/api/createDataSet`: a durable `dataset` job, run here (or fo
 worker already runs it). Interrupted, it resumes where it stopped: run it again, or let the warm
 start do it on boot.
 
-Exit codes: 0 built, 1 failed (the reason is printed and kept on the version's taskStatus),
-2 bad or unknown version id, 3 already complete (nothing to do).
+Exit codes (media_service/bootstrap.py, the same in every entry point): 0 built, 1 failed (the
+reason is printed and kept on the version's taskStatus), 2 bad or unknown version id, 3 already
+complete (nothing to do), 69 the database cannot be reached, 78 a configuration error.
 """
 import argparse
 import logging
@@ -17,22 +18,22 @@ import time
 
 from tqdm import tqdm
 
-from media_service.config import ConfigError, load_settings
+from media_service.bootstrap import ExitCode, bootstrap
 from media_service.contract import FINAL_STATES, dataset_job_id
 from media_service.datasets.build import parse_version_id
 from media_service.datasets.handler import DatasetJobHandler, queue_dataset_job
 from media_service.errors import DatasetError
-from media_service.logging_setup import configure_logging
 from media_service.services import Services
 from media_service.worker_pool import WorkerPool
 
 log = logging.getLogger("dataset_processor")
-DONE, FAILED, BAD_ID, ALREADY_COMPLETE = 0, 1, 2, 3
+DONE, FAILED, BAD_ID, ALREADY_COMPLETE = ExitCode.OK, ExitCode.FAILED, ExitCode.BAD_ARGUMENT, ExitCode.ALREADY_COMPLETE
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build a training dataset from a reviewed dataset version.",
-                                     epilog="Exit codes: 0 built, 1 failed, 2 bad or unknown id, 3 already complete.")
+                                     epilog="Exit codes: 0 built, 1 failed, 2 bad or unknown id, 3 already complete, "
+                                            "69 database unreachable, 78 configuration error.")
     parser.add_argument("-v", "--version-id", required=True, help="AnnotationDatasetVersion id (24 hex digits)")
     args = parser.parse_args(argv)
     try:
@@ -40,13 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return BAD_ID
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return FAILED
-    configure_logging(settings.app.log_level, settings.secrets(), settings.app.log_format)
-    services = Services.open(settings)
+    services = bootstrap().services
     try:
         return build(services, version_id)
     finally:

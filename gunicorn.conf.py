@@ -12,14 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from media_service.config import ConfigError, load_settings, mongo_uri_for
+from media_service.bootstrap import ExitCode, configure, settings_or_exit, stop
+from media_service.config import mongo_uri_for
 from media_service.embedded_mongo import EmbeddedMongo, EmbeddedMongoError, from_settings
-from media_service.logging_setup import configure_logging
 
-try:
-    _settings = load_settings()
-except ConfigError as exc:
-    sys.exit(f"configuration error: {exc}")
+# The start-up's steps are media_service/bootstrap.py's, with its exit codes: the settings when
+# gunicorn reads this file, logging and the embedded database once the master starts.
+_settings = settings_or_exit()
 
 bind = f"{_settings.ip.bind_ip}:{_settings.ip.port}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -41,13 +40,13 @@ _here = Path(__file__).resolve().parent
 
 
 def on_starting(server):
-    configure_logging(_settings.app.log_level, _settings.secrets(), _settings.app.log_format)
+    configure(_settings)
     if mongo_uri_for(_settings) is None:
         embedded = from_settings(_settings)
         try:
             embedded.start()  # the web workers and worker.py find it through the data directory
         except EmbeddedMongoError as exc:
-            sys.exit(f"embedded MongoDB: {exc}")
+            stop(ExitCode.DATABASE_UNREACHABLE, f"embedded MongoDB: {exc}")
         _embedded.append(embedded)
     # JOBS_LAYOUT: "worker-process" (the default, chosen by bench/bench_gevent.py), "web-threads"
     # (the worker pool inside each gevent web process; kept for that comparison), or "none" (the

@@ -10,9 +10,7 @@ import logging
 import signal
 import threading
 
-from media_service.config import ConfigError, load_settings
-from media_service.logging_setup import configure_logging
-from media_service.services import Services
+from media_service.bootstrap import bootstrap
 
 log = logging.getLogger("worker")
 
@@ -21,12 +19,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, help="worker threads (default: [Cores] cpu_cores)")
     args = parser.parse_args()
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        raise SystemExit(f"configuration error: {exc}")
-    configure_logging(settings.app.log_level, settings.secrets(), settings.app.log_format)
-    services = Services.open(settings)
+    started = bootstrap()
+    settings, services = started.settings, started.services
     services.start_workers(args.threads)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -49,7 +49,7 @@ def room(module: str) -> tuple[int, str]:
     parts = module.split(".")
     if module in ENTRY_POINTS:
         return 0, "entry"
-    if module == "media_service.services":
+    if module in ("media_service.services", "media_service.bootstrap"):
         return 1, "services"
     if parts[:2] == ["media_service", "web"]:
         return 2, "web"

@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 from bson import ObjectId
-from flask import Blueprint, g, jsonify, request, url_for
+from flask import Blueprint, jsonify, request, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 
 import mongo_manager
 from media_service.contract import ContentType, RequestType, content_job_id, project_doc, video_upload_doc
 from media_service.errors import PathRefused
 from media_service.paths import ConfinedDir, resolve_inside
-from media_service.web import limits
+from media_service.web import deadlines, limits
 from media_service.web.operator import headers, session
 from media_service.web.operator.views import json_error, whole_number
 from media_service.web.platform import process_content_fields, services
@@ -88,10 +88,7 @@ def _save_upload(storage_file, root: Path, folder: Path, ext: str, limit: int) -
 def _restart_database_deadline() -> None:
     """The request's database deadline started before the video was read; the writes after it get
     their own (`[MongoDB] timeout_seconds`)."""
-    if "database_deadline" in g:
-        g.database_deadline.__exit__(None, None, None)
-        g.database_deadline = mongo_manager.deadline(services().settings.mongodb.timeout_seconds)
-        g.database_deadline.__enter__()
+    deadlines.restart_request_deadline(services().settings.mongodb.timeout_seconds)
 
 
 def _mark_try_it(upload_id: ObjectId, project_id: ObjectId, folder: str | None) -> None:
