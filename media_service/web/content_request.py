@@ -83,98 +83,116 @@ def parse_object_id(raw: str | None) -> ObjectId | None:
     return ObjectId(raw) if raw is not None and _OBJECT_ID.fullmatch(raw) else None
 
 
+class _Rejected(Exception):
+    """A step's failure: the first one ends the validation with its answer."""
+
+    def __init__(self, rejection: Rejection):
+        super().__init__(rejection.message)
+        self.rejection = rejection
+
+
 def validate_fields(form: Mapping[str, str], api_keys: tuple[str, ...],
                     applied_version: Callable[[ObjectId], int]) -> ContentRequest | Rejection:
     """Steps 1-8 of CONTRACT §1, in order; the first failure wins."""
-    def get(name: str) -> str | None:
-        value = form.get(name)
-        return None if value is None else str(value)
+    try:
+        upload_id = _object_id(form, "upload_id", None)  # 1
+        _check_key(form, api_keys, upload_id)  # 2
+        frame_rate = _frame_rate(form, upload_id)  # 3
+        project_id = _object_id(form, "project_id", upload_id)  # 4
+        force_write = _integer_in(form, "force_write", (0, 1), FORCE_WRITE_INFO, upload_id)  # 5
+        request_type = _integer_in(form, "request_type", (0, 1, 2), REQUEST_TYPE_INFO, upload_id)  # 6
+        version = _auto_anno_version(form, request_type, upload_id, applied_version)  # 7
+        content_path, content_type, sampling_mode = _content_fields(form, upload_id)  # 8
+    except _Rejected as rejected:
+        return rejected.rejection
+    return ContentRequest(upload_id, project_id, frame_rate, content_path, force_write, version,
+                          request_type, content_type, sampling_mode)
 
-    # 1. upload_id
-    raw = get("upload_id")
+
+def _get(form: Mapping[str, str], name: str) -> str | None:
+    value = form.get(name)
+    return None if value is None else str(value)
+
+
+def _object_id(form: Mapping[str, str], name: str, upload_id: ObjectId | None) -> ObjectId:
+    raw = _get(form, name)
     if raw is None or raw == "":
-        return _missing("upload_id", None)
-    upload_id = parse_object_id(raw)
-    if upload_id is None:
-        return Rejection(400, {raw: OBJECT_ID_HELP})
+        raise _Rejected(_missing(name, upload_id))
+    parsed = parse_object_id(raw)
+    if parsed is None:
+        raise _Rejected(Rejection(400, {raw: OBJECT_ID_HELP}, upload_id))
+    return parsed
 
-    # 2. auth_key
-    key = get("auth_key")
+
+def _check_key(form: Mapping[str, str], api_keys: tuple[str, ...], upload_id: ObjectId) -> None:
+    key = _get(form, "auth_key")
     if key is not None and key == "":
-        return Rejection(400, {"message": "please provide the auth key"}, upload_id)
+        raise _Rejected(Rejection(400, {"message": "please provide the auth key"}, upload_id))
     if key is None or not key_matches(key, api_keys):
-        return Rejection(401, AUTH_ERROR, upload_id)
+        raise _Rejected(Rejection(401, AUTH_ERROR, upload_id))
 
-    # 3. frame_rate
-    raw = get("frame_rate")
+
+def _frame_rate(form: Mapping[str, str], upload_id: ObjectId) -> int:
+    raw = _get(form, "frame_rate")
     if raw is None:
-        return _missing("frame_rate", upload_id)
+        raise _Rejected(_missing("frame_rate", upload_id))
     frame_rate = _as_int(raw)
     if frame_rate is None or frame_rate <= 0:
-        return Rejection(400, {raw: "frame_rate need to be an integer"}, upload_id)
+        raise _Rejected(Rejection(400, {raw: "frame_rate need to be an integer"}, upload_id))
+    return frame_rate
 
-    # 4. project_id
-    raw = get("project_id")
-    if raw is None or raw == "":
-        return _missing("project_id", upload_id)
-    project_id = parse_object_id(raw)
-    if project_id is None:
-        return Rejection(400, {raw: OBJECT_ID_HELP}, upload_id)
 
-    # 5. force_write
-    raw = get("force_write")
+def _integer_in(form: Mapping[str, str], name: str, allowed: tuple[int, ...], info: dict,
+                upload_id: ObjectId) -> int:
+    raw = _get(form, name)
     if raw is None:
-        return _missing("force_write", upload_id)
-    force_write = _as_int(raw)
-    if force_write not in (0, 1):
-        return Rejection(400, {raw: "force_write need to be an integer.", "INFO": FORCE_WRITE_INFO}, upload_id)
+        raise _Rejected(_missing(name, upload_id))
+    value = _as_int(raw)
+    if value not in allowed:
+        raise _Rejected(Rejection(400, {raw: f"{name} need to be an integer.", "INFO": info}, upload_id))
+    return value
 
-    # 6. request_type
-    raw = get("request_type")
-    if raw is None:
-        return _missing("request_type", upload_id)
-    request_type = _as_int(raw)
-    if request_type not in (0, 1, 2):
-        return Rejection(400, {raw: "request_type need to be an integer.", "INFO": REQUEST_TYPE_INFO}, upload_id)
 
-    # 7. auto_anno_version
-    raw = get("auto_anno_version")
+def _auto_anno_version(form: Mapping[str, str], request_type: int, upload_id: ObjectId,
+                       applied_version: Callable[[ObjectId], int]) -> int:
+    raw = _get(form, "auto_anno_version")
     if raw is None:
-        return _missing("auto_anno_version", upload_id)
+        raise _Rejected(_missing("auto_anno_version", upload_id))
     version = _as_int(raw)
     if version is None:
-        return Rejection(400, {raw: "auto_anno_version need to be an integer.", "INFO": AUTO_ANNO_INFO}, upload_id)
+        raise _Rejected(Rejection(400, {raw: "auto_anno_version need to be an integer.", "INFO": AUTO_ANNO_INFO},
+                                  upload_id))
     if request_type == RequestType.TASKS_ONLY and version != 0:
-        return Rejection(400, {"message": "auto_anno_version must be 0 when request_type is 0 (tasks only)",
-                               "INFO": AUTO_ANNO_INFO}, upload_id)
+        raise _Rejected(Rejection(400, {"message": "auto_anno_version must be 0 when request_type is 0 (tasks only)",
+                                        "INFO": AUTO_ANNO_INFO}, upload_id))
     if request_type != RequestType.TASKS_ONLY and version == 0:
-        return Rejection(400, {"message": "auto_anno_version must be greater than 0 when request_type is 1 or 2",
-                               "INFO": AUTO_ANNO_INFO}, upload_id)
+        raise _Rejected(Rejection(400, {"message": "auto_anno_version must be greater than 0 when request_type is "
+                                                   "1 or 2", "INFO": AUTO_ANNO_INFO}, upload_id))
     if request_type != RequestType.TASKS_ONLY:
         applied = applied_version(upload_id)
         if version <= applied:
-            return Rejection(400, {"message": f"auto_anno_version {version} is not greater than the version "
-                                              f"already applied to this video ({applied})",
-                                   "INFO": AUTO_ANNO_INFO}, upload_id)
+            raise _Rejected(Rejection(400, {"message": f"auto_anno_version {version} is not greater than the version "
+                                                       f"already applied to this video ({applied})",
+                                            "INFO": AUTO_ANNO_INFO}, upload_id))
+    return version
 
-    # 8. the remaining fields
-    content_path = get("content_path")
+
+def _content_fields(form: Mapping[str, str], upload_id: ObjectId) -> tuple[str, int, str | None]:
+    """Step 8: content_path, content_type (video when empty) and sampling_mode (the setting's when empty)."""
+    content_path = _get(form, "content_path")
     if content_path is None or content_path.strip() == "":
-        return _missing("content_path", upload_id)
-    raw = get("content_type")
+        raise _Rejected(_missing("content_path", upload_id))
+    raw = _get(form, "content_type")
     content_type = ContentType.VIDEO if raw is None or raw.strip() == "" else _as_int(raw)
     if content_type not in (ContentType.VIDEO, ContentType.IMAGES):
-        return Rejection(400, {raw: "content_type need to be an integer.",
-                               "INFO": {"video": ContentType.VIDEO, "image": ContentType.IMAGES}}, upload_id)
-
-    raw = get("sampling_mode")
+        raise _Rejected(Rejection(400, {raw: "content_type need to be an integer.",
+                                        "INFO": {"video": ContentType.VIDEO, "image": ContentType.IMAGES}}, upload_id))
+    raw = _get(form, "sampling_mode")
     sampling_mode = None if raw is None or raw.strip() == "" else raw.strip().lower()
     if sampling_mode not in (None, *SAMPLING_MODES):
-        return Rejection(400, {raw: "sampling_mode must be timestamp or adaptive", "INFO": SAMPLING_MODE_INFO},
-                         upload_id)
-
-    return ContentRequest(upload_id, project_id, frame_rate, content_path, force_write, version,
-                          request_type, content_type, sampling_mode)
+        raise _Rejected(Rejection(400, {raw: "sampling_mode must be timestamp or adaptive",
+                                        "INFO": SAMPLING_MODE_INFO}, upload_id))
+    return content_path, content_type, sampling_mode
 
 
 def check_source(request: ContentRequest, content: ContentRoot, video_exts: tuple[str, ...],
