@@ -139,60 +139,90 @@ def decode_samples(path: Path | str, sampler: Sampler | FrameNumbers, info: Medi
     stats = stats if stats is not None else DecodeStats()
     with open_input(path, name) as container:
         stream = container.streams.video[0]
-        codec = stream.codec_context
-        # Half the cores decode, the encoder's frame threads take the rest: on 2 cores one
-        # decoding thread beside x264 measured faster than frame threads fighting x264 for CPU.
-        codec.thread_type = "AUTO"
-        codec.thread_count = max(1, (os.cpu_count() or 2) // 2)
+        _share_cores(stream.codec_context)
         time_base = stream.time_base or Fraction(1, 90000)
         rate = Fraction(stream.guessed_rate or stream.average_rate or info.nominal_fps or 25).limit_denominator(100000)
         step = 1 / rate / time_base
         skippable = frames_to_skip(info, sampler, time_base, resume)
-        skipped: list[int] = []  # timestamps handed to the decoder as skippable, not yet passed
-        number = 0
-        first_pts: int | None = None
-        skip_until: int | None = None    # a stream that seeked: frames up to this time were consumed
-        count_through = 0                # a stream read from the start: frames up to this number were
-        if resume is not None and info.frame_pts is not None:
-            number, first_pts, skip_until = resume.last_number, resume.first_pts, resume.last_pts
-            try:
-                container.seek(resume.last_pts, stream=stream, backward=True, any_frame=False)
-            except av.FFmpegError:
-                number, skip_until, count_through = 0, None, resume.last_number
-        elif resume is not None:
-            count_through = resume.last_number
-        if first_pts is not None:
-            stats.saw(float(first_pts * time_base))  # a resumed pass covers the time from the first frame
+        counter = _start_counting(container, stream, info, resume, _FrameCounter(stats, time_base))
         window = 0 if info.frame_pts is not None else REORDER_WINDOW  # planned: the stamps are the frames' own
-        for frame, pts in display_times(_decoded(container, stream, skippable, skipped, stats), step, window):
+        for frame, pts in display_times(_decoded(container, stream, skippable, counter.skipped, stats), step, window):
             stats.frames_decoded += 1
-            # Skippable frames shown before this one were not decoded: count them all the same.
-            while skipped and skipped[0] <= pts:
-                passed = heapq.heappop(skipped)
-                if passed < pts and (skip_until is None or passed > skip_until):
-                    number += 1
-                    stats.saw(float(passed * time_base))
-            if skip_until is not None:
-                if pts <= skip_until:
-                    continue
-                skip_until = None
-            if first_pts is None:
-                first_pts = pts
-            number += 1
-            stats.saw(float(pts * time_base))
-            if number <= count_through:
+            counter.pass_skipped_before(pts)
+            number = counter.count(pts)
+            if number is None:
                 continue
-            time_from_first = Fraction(pts - first_pts) * time_base
+            time_from_first = Fraction(pts - counter.first_pts) * time_base
             if sampler.keep(number, time_from_first):
                 yield (SampledFrame(number, float(time_from_first), int(pts), frame),
-                       ResumePoint(int(pts), number, sampler.next_sample, int(first_pts), sampler.sampled))
-        # Skipped frames after the last decoded one were seen too (when damage ended the stream, one
-        # of them may have been the damaged frame: it was never decoded, so it cannot be told).
-        for passed in skipped:
-            if skip_until is None or passed > skip_until:
-                number += 1
-                stats.saw(float(passed * time_base))
-        stats.frames_seen = number
+                       ResumePoint(int(pts), number, sampler.next_sample, int(counter.first_pts), sampler.sampled))
+        counter.pass_skipped_after_the_last()
+        stats.frames_seen = counter.number
+
+
+def _share_cores(codec) -> None:
+    # Half the cores decode, the encoder's frame threads take the rest: on 2 cores one
+    # decoding thread beside x264 measured faster than frame threads fighting x264 for CPU.
+    codec.thread_type = "AUTO"
+    codec.thread_count = max(1, (os.cpu_count() or 2) // 2)
+
+
+@dataclass
+class _FrameCounter:
+    """Numbers the frames as a full decode would: those decoded and those passed over alike."""
+    stats: DecodeStats
+    time_base: Fraction
+    number: int = 0
+    first_pts: int | None = None
+    skip_until: int | None = None  # a stream that seeked: frames up to this time were consumed
+    count_through: int = 0  # a stream read from the start: frames up to this number were consumed
+    skipped: list[int] = field(default_factory=list)  # timestamps handed to the decoder as skippable, not yet passed
+
+    def _saw(self, pts: int) -> None:
+        self.number += 1
+        self.stats.saw(float(pts * self.time_base))
+
+    def pass_skipped_before(self, pts: int) -> None:
+        """Skippable frames shown before this one were not decoded: count them all the same."""
+        while self.skipped and self.skipped[0] <= pts:
+            passed = heapq.heappop(self.skipped)
+            if passed < pts and (self.skip_until is None or passed > self.skip_until):
+                self._saw(passed)
+
+    def count(self, pts: int) -> int | None:
+        """This decoded frame's number, or None when an earlier run already consumed it."""
+        if self.skip_until is not None:
+            if pts <= self.skip_until:
+                return None
+            self.skip_until = None
+        if self.first_pts is None:
+            self.first_pts = pts
+        self._saw(pts)
+        return None if self.number <= self.count_through else self.number
+
+    def pass_skipped_after_the_last(self) -> None:
+        """Skipped frames after the last decoded one were seen too (when damage ended the stream, one
+        of them may have been the damaged frame: it was never decoded, so it cannot be told)."""
+        for passed in self.skipped:
+            if self.skip_until is None or passed > self.skip_until:
+                self._saw(passed)
+
+
+def _start_counting(container, stream, info: MediaInfo, resume: ResumePoint | None,
+                    counter: _FrameCounter) -> _FrameCounter:
+    """Where a resumed pass starts: a stream with trusted timestamps seeks to the last consumed frame
+    (or, when the seek fails, counts from the start as any other stream does)."""
+    if resume is not None and info.frame_pts is not None:
+        counter.number, counter.first_pts, counter.skip_until = resume.last_number, resume.first_pts, resume.last_pts
+        try:
+            container.seek(resume.last_pts, stream=stream, backward=True, any_frame=False)
+        except av.FFmpegError:
+            counter.number, counter.skip_until, counter.count_through = 0, None, resume.last_number
+    elif resume is not None:
+        counter.count_through = resume.last_number
+    if counter.first_pts is not None:
+        counter.stats.saw(float(counter.first_pts * counter.time_base))  # a resumed pass covers from the first frame
+    return counter
 
 
 def _decoded(container, stream, skippable: set[int], skipped: list[int],
