@@ -280,81 +280,18 @@ class ContentPipeline:
         detected (tracks look ahead inside the task); the tracks' state then rides with the
         task's commit into its checkpoint.
         """
-        per_task = params.frames_per_task
         scratch = self.settings.folders.path("task_base") / str(params.upload_id)
         if plan.scratch is not None:
             scratch = scratch / plan.scratch
-        index = checkpoint["next_task"]
-        encoder: vp.TaskEncoder | None = None
-        frames: list[Frame] = []
-        point: dict | None = None
-        pending: Future | None = None
-        to_annotate: list[tuple[Frame, object]] = []  # (frame, how to make its RGB copy for the detector)
-        detecting: Future | None = None  # the batch the detector is on (one at a time, in order)
-
-        def detect(batch: list[tuple[Frame, object]], task: list[Frame] | None) -> dict | None:
-            annotator.add([rgb for _, rgb in batch], plan.size)
-            if task is None:
-                return None
-            for frame, found in zip(task, annotator.end_task()):
-                frame.boxes = found
-            return annotator.state()  # the tracks after this task, for its checkpoint
-
-        def annotate(task: list[Frame] | None = None) -> None:
-            nonlocal detecting
-            if detecting is not None:
-                detecting.result()  # one batch at a time: memory stays flat, errors surface here
-            detecting = detector.submit(contextvars.copy_context().run, detect, list(to_annotate), task)
-            to_annotate.clear()
-
-        def commit(waiting_for: Future | None, *args) -> None:
-            if waiting_for is not None:  # this task's frames have their boxes (batches finish in order)
-                checkpoint["tracks"] = waiting_for.result()
-            self._commit_task(*args)
-
-        def hand_over() -> Future:
-            nonlocal index, encoder, frames
-            if annotator is not None:
-                annotate(frames)
-            encoder.close()
-            if pending is not None:
-                pending.result()  # in order: the previous task is committed first
-            # A copy of this thread's context keeps the job's label on the commit's log lines.
-            future = committer.submit(contextvars.copy_context().run, commit, detecting, ctx, params, plan,
-                                      checkpoint, index, encoder, frames, point)
-            index, encoder, frames = index + 1, None, []
-            return future
-
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit") as committer, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="detect") as detector:
+            cutter = _TaskCutter(self, ctx, params, plan, checkpoint, annotator, scratch, committer, detector)
             try:
                 for frame, point in plan.frames:
-                    ctx.check()
-                    if pending is not None and pending.done():
-                        pending.result()  # raise a commit's error now, not a task later
-                    if encoder is None:
-                        encoder = vp.TaskEncoder(scratch / f"{task_name(index, params.video_name)}.mp4",
-                                                 plan.size, params.frame_rate, self.settings.content.x264_preset,
-                                                 self.settings.content.x264_crf)
-                    if annotator is not None:  # detected on a smaller copy, a batch at a time, made only for
-                        # the frames the detector sees: now for every detect_every-th, later for a task's last
-                        rgb = functools.partial(vp.frame_to_rgb, frame.picture, *annotator.input_size(plan.size))
-                        to_annotate.append((frame, rgb() if annotator.sees(len(frames)) else rgb))
-                        if len(to_annotate) == annotator.batch_size:
-                            annotate()
-                    encoder.add(frame.picture)
-                    frame.picture = None  # the encoder holds what it needs; free the pixels
-                    frames.append(frame)
-                    if len(frames) == per_task:
-                        pending = hand_over()
-                if encoder is not None:
-                    pending = hand_over()
-                if pending is not None:
-                    pending.result()
+                    cutter.add(frame, point)
+                cutter.finish()
             finally:
-                if encoder is not None:
-                    encoder.abort()
-                wait([f for f in (pending, detecting) if f is not None])  # nothing left running behind a failed job
+                cutter.stop()
         shutil.rmtree(scratch, ignore_errors=True)
         if plan.scratch is not None:  # a part's own folder inside the upload's: that too once empty
             with contextlib.suppress(OSError):
@@ -433,3 +370,90 @@ class ContentPipeline:
         else:
             confirmed.unlink(missing_ok=True)
         log.info("deleted the source %s as configured", confirmed.name)
+
+
+class _TaskCutter:
+    """One pass of `ContentPipeline.cut_tasks`: the task being encoded here, the one being
+    committed in the `committer` thread, and the batch being detected in the `detector` thread."""
+
+    def __init__(self, pipeline: ContentPipeline, ctx, params: ContentJobParams, plan: Plan, checkpoint: dict,
+                 annotator: FrameAnnotator | None, scratch: Path, committer: ThreadPoolExecutor,
+                 detector: ThreadPoolExecutor):
+        self.pipeline, self.ctx, self.params, self.plan = pipeline, ctx, params, plan
+        self.checkpoint, self.annotator, self.scratch = checkpoint, annotator, scratch
+        self.committer, self.detector = committer, detector
+        self.index = checkpoint["next_task"]
+        self.encoder: vp.TaskEncoder | None = None
+        self.frames: list[Frame] = []
+        self.point: dict | None = None
+        self.pending: Future | None = None  # the previous task's commit
+        self.to_annotate: list[tuple[Frame, object]] = []  # (frame, how to make its RGB copy for the detector)
+        self.detecting: Future | None = None  # the batch the detector is on (one at a time, in order)
+
+    def add(self, frame: Frame, point: dict) -> None:
+        self.point = point
+        self.ctx.check()
+        if self.pending is not None and self.pending.done():
+            self.pending.result()  # raise a commit's error now, not a task later
+        if self.encoder is None:
+            settings = self.pipeline.settings.content
+            self.encoder = vp.TaskEncoder(self.scratch / f"{task_name(self.index, self.params.video_name)}.mp4",
+                                          self.plan.size, self.params.frame_rate, settings.x264_preset,
+                                          settings.x264_crf)
+        if self.annotator is not None:  # detected on a smaller copy, a batch at a time, made only for
+            # the frames the detector sees: now for every detect_every-th, later for a task's last
+            rgb = functools.partial(vp.frame_to_rgb, frame.picture, *self.annotator.input_size(self.plan.size))
+            self.to_annotate.append((frame, rgb() if self.annotator.sees(len(self.frames)) else rgb))
+            if len(self.to_annotate) == self.annotator.batch_size:
+                self._annotate()
+        self.encoder.add(frame.picture)
+        frame.picture = None  # the encoder holds what it needs; free the pixels
+        self.frames.append(frame)
+        if len(self.frames) == self.params.frames_per_task:
+            self.pending = self._hand_over()
+
+    def finish(self) -> None:
+        """The last, shorter task, then wait for every commit."""
+        if self.encoder is not None:
+            self.pending = self._hand_over()
+        if self.pending is not None:
+            self.pending.result()
+
+    def stop(self) -> None:
+        """Nothing left running behind a failed job."""
+        if self.encoder is not None:
+            self.encoder.abort()
+        wait([f for f in (self.pending, self.detecting) if f is not None])
+
+    def _detect(self, batch: list[tuple[Frame, object]], task: list[Frame] | None) -> dict | None:
+        self.annotator.add([rgb for _, rgb in batch], self.plan.size)
+        if task is None:
+            return None
+        for frame, found in zip(task, self.annotator.end_task()):
+            frame.boxes = found
+        return self.annotator.state()  # the tracks after this task, for its checkpoint
+
+    def _annotate(self, task: list[Frame] | None = None) -> None:
+        if self.detecting is not None:
+            self.detecting.result()  # one batch at a time: memory stays flat, errors surface here
+        self.detecting = self.detector.submit(contextvars.copy_context().run, self._detect, list(self.to_annotate),
+                                              task)
+        self.to_annotate.clear()
+
+    def _commit(self, waiting_for: Future | None, *args) -> None:
+        if waiting_for is not None:  # this task's frames have their boxes (batches finish in order)
+            self.checkpoint["tracks"] = waiting_for.result()
+        self.pipeline._commit_task(*args)
+
+    def _hand_over(self) -> Future:
+        if self.annotator is not None:
+            self._annotate(self.frames)
+        self.encoder.close()
+        if self.pending is not None:
+            self.pending.result()  # in order: the previous task is committed first
+        # A copy of this thread's context keeps the job's label on the commit's log lines.
+        future = self.committer.submit(contextvars.copy_context().run, self._commit, self.detecting, self.ctx,
+                                       self.params, self.plan, self.checkpoint, self.index, self.encoder,
+                                       self.frames, self.point)
+        self.index, self.encoder, self.frames = self.index + 1, None, []
+        return future
