@@ -182,7 +182,7 @@ OBJECT = Box(60, 50, 140, 110, 0)
 def frame_with_object(obj: Box = OBJECT, colour=RED) -> np.ndarray:
     rng = np.random.default_rng(0)
     image = rng.integers(30, 90, size=(FH, FW, 3), dtype=np.uint8)   # a grey, textured background
-    image[int(obj.y0):int(obj.y1), int(obj.x0):int(obj.x1)] = colour
+    image[int(obj.y1):int(obj.y2), int(obj.x1):int(obj.x2)] = colour
     return image
 
 
@@ -194,7 +194,7 @@ def red_extent(image: np.ndarray) -> Box:
 
 
 def iou(a: Box, b: Box) -> float:
-    inter = Box(max(a.x0, b.x0), max(a.y0, b.y0), min(a.x1, b.x1), min(a.y1, b.y1), None).area
+    inter = Box(max(a.x1, b.x1), max(a.y1, b.y1), min(a.x2, b.x2), min(a.y2, b.y2), None).area
     return inter / (a.area + b.area - inter)
 
 
@@ -413,12 +413,12 @@ def test_coco_files_load_with_pycocotools_and_annotations_round_trip(tmp_path, c
         for position, raw in enumerate(record.boxes):
             box = raw if isinstance(raw, Box) else Box(*raw)
             annotation_id = coco_annotation_id(record.task_id, record.frame_id, position, record.augmentation)
-            if box.x0 >= record.width:
+            if box.x1 >= record.width:
                 assert annotation_id not in annotations
                 continue
             annotation = annotations[annotation_id]
-            assert annotation["bbox"] == [box.x0, box.y0, box.x1 - box.x0, box.y1 - box.y0]
-            assert annotation["area"] == (box.x1 - box.x0) * (box.y1 - box.y0) and annotation["iscrowd"] == 0
+            assert annotation["bbox"] == [box.x1, box.y1, box.x2 - box.x1, box.y2 - box.y1]
+            assert annotation["area"] == (box.x2 - box.x1) * (box.y2 - box.y1) and annotation["iscrowd"] == 0
             cls = NAMES.index(box.cls) if isinstance(box.cls, str) else box.cls
             assert coco.loadCats(annotation["category_id"])[0]["name"] == NAMES[cls]
             checked += 1

@@ -71,7 +71,7 @@ def augment_frame(image: np.ndarray, boxes: Iterable[Box | Sequence[Any]], reque
                   seed: int, task_id: object, frame_id: object,
                   settings: AugmentationSettings = DEFAULT_SETTINGS) -> AugmentedFrame:
     """Apply one augmentation to one frame: `image` RGB uint8 (height, width, 3), `boxes` pixel
-    corners with their class (`Box` or `(x0, y0, x1, y1, cls)`). Same arguments, same bytes."""
+    corners with their class (`Box` or `(x1, y1, x2, y2, cls)`). Same arguments, same bytes."""
     if isinstance(request, str):
         request = request_for(request, settings)
     if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
@@ -96,7 +96,7 @@ def augment_frame(image: np.ndarray, boxes: Iterable[Box | Sequence[Any]], reque
                          bbox_params=A.BboxParams(format="pascal_voc", label_fields=["box_index"],
                                                   min_visibility=settings.min_visibility,
                                                   min_area=settings.min_area, clip=True, filter_invalid_bboxes=True))
-    corners = np.array([[b.x0, b.y0, b.x1, b.y1] for b in kept], dtype=np.float64).reshape(-1, 4)
+    corners = np.array([[b.x1, b.y1, b.x2, b.y2] for b in kept], dtype=np.float64).reshape(-1, 4)
     out = pipeline(image=np.ascontiguousarray(image), bboxes=corners, box_index=list(range(len(kept))))
     new_image = np.ascontiguousarray(out["image"], dtype=np.uint8)
     new_h, new_w = new_image.shape[:2]

@@ -26,7 +26,7 @@ dataset root. A relative `path` would be resolved against Ultralytics' own datas
 working directory, and an absolute one would name the folder the export was built in. All three
 split keys are written and their folders exist, empty when the version has no frame there.
 
-Boxes are pixel corners in the record's image (`Box` or `(x0, y0, x1, y1, cls)`, `cls` a class
+Boxes are pixel corners in the record's image (`Box` or `(x1, y1, x2, y2, cls)`, `cls` a class
 index or a name from `class_names`); they are clipped to the image, and a box with no area left is
 left out and counted (`dropped_boxes`).
 """
@@ -213,7 +213,7 @@ class _Writer:
         boxes: list[tuple[int, Box]] = []   # (position in the record, clipped box with its class index)
         for position, raw in enumerate(record.boxes):
             box = as_box(raw)
-            box = Box(box.x0, box.y0, box.x1, box.y1, self._cls(box.cls)).clipped(width, height)
+            box = Box(box.x1, box.y1, box.x2, box.y2, self._cls(box.cls)).clipped(width, height)
             if box.width > 0 and box.height > 0:
                 boxes.append((position, box))
             else:
@@ -235,7 +235,7 @@ class _Writer:
                 annotations.append({
                     "id": self._new_id(annotation_id, "annotation"), "image_id": image_id,
                     "category_id": int(box.cls) + 1,
-                    "bbox": [round(box.x0, 3), round(box.y0, 3), round(box.width, 3), round(box.height, 3)],
+                    "bbox": [round(box.x1, 3), round(box.y1, 3), round(box.width, 3), round(box.height, 3)],
                     "area": round(box.width * box.height, 3), "iscrowd": 0, "segmentation": [],
                     "_order": (file_name, position)})
 

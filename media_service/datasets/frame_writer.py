@@ -109,9 +109,9 @@ def _split_of(frame: dict, version_id: ObjectId, seed: int, task: str, shares: l
 
 
 def image_record(width: int, height: int, boxes: Iterable[Box]) -> dict:
-    """An image's `imageBoxes`: its size, and its boxes `[x0, y0, x1, y1, class]` in its pixels."""
+    """An image's `imageBoxes`: its size, and its boxes `[x1, y1, x2, y2, class]` in its pixels."""
     return {"width": int(width), "height": int(height),
-            "boxes": [[float(box.x0), float(box.y0), float(box.x1), float(box.y1), box.cls] for box in boxes]}
+            "boxes": [[float(box.x1), float(box.y1), float(box.x2), float(box.y2), box.cls] for box in boxes]}
 
 
 def read_image_record(images: dict) -> tuple[int, int, list[Box]]:

@@ -52,6 +52,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from media_service.detectors import Corners
+
 YOLO = "YOLO"
 DEFAULT = "DEFAULT"
 
@@ -62,38 +64,17 @@ _TEXT_KEYS = ("valueName", "value", "name", "label")
 
 
 @dataclass(frozen=True, slots=True)
-class Box:
-    """An axis-aligned box in pixels, corners `(x0, y0)` top-left and `(x1, y1)` bottom-right.
-
-    `cls` is the class index (YOLO mode) or the label string (DEFAULT mode).
+class Box(Corners):
+    """A label box in pixels, corners `(x1, y1)` top-left and `(x2, y2)` bottom-right (`Corners`, as
+    a detection's), with `cls`: the class index (YOLO mode) or the label string (DEFAULT mode).
     """
 
-    x0: float
-    y0: float
-    x1: float
-    y1: float
     cls: int | str
-
-    @property
-    def width(self) -> float:
-        return self.x1 - self.x0
-
-    @property
-    def height(self) -> float:
-        return self.y1 - self.y0
-
-    @property
-    def area(self) -> float:
-        return max(0.0, self.width) * max(0.0, self.height)
-
-    def clipped(self, width: float, height: float) -> Box:
-        return Box(min(max(self.x0, 0.0), width), min(max(self.y0, 0.0), height),
-                   min(max(self.x1, 0.0), width), min(max(self.y1, 0.0), height), self.cls)
 
     def yolo_line(self, width: float, height: float) -> str:
         """`<cls> <cx> <cy> <w> <h>` normalised by the picture size (clipped to 0..1), 6 decimals."""
         b = self.clipped(width, height)
-        numbers = ((b.x0 + b.x1) / 2 / width, (b.y0 + b.y1) / 2 / height, b.width / width, b.height / height)
+        numbers = ((b.x1 + b.x2) / 2 / width, (b.y1 + b.y2) / 2 / height, b.width / width, b.height / height)
         return " ".join([str(self.cls), *(_fmt(v) for v in numbers)])
 
 
@@ -103,11 +84,11 @@ def _fmt(value: float) -> str:
 
 
 def as_box(value: Box | Sequence[Any]) -> Box:
-    """A `Box`, or a `(x0, y0, x1, y1, cls)` sequence turned into one."""
+    """A `Box`, or a `(x1, y1, x2, y2, cls)` sequence turned into one."""
     if isinstance(value, Box):
         return value
-    x0, y0, x1, y1, cls = value
-    return Box(float(x0), float(y0), float(x1), float(y1), cls)
+    x1, y1, x2, y2, cls = value
+    return Box(float(x1), float(y1), float(x2), float(y2), cls)
 
 
 # -- reading the version's labelAttributeList ---------------------------------------------------

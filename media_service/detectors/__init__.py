@@ -1,4 +1,5 @@
-"""Detectors: one box type, `Detection`, and the back ends that turn frames into boxes.
+"""Detectors: one box type, `Detection` (on `Corners`, the corner convention every box shares), and
+the back ends that turn frames into boxes.
 
 Every back end takes an RGB image (numpy, height x width x 3) and returns `Detection`s in that
 image's pixels; the features (privacy, annotation) never ask which back end they hold.
@@ -17,19 +18,42 @@ model plus CenterFace: the default for auto-annotation; `without_faces` leaves C
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 
-@dataclass(frozen=True)
-class Detection:
-    """A box (x1, y1) top-left to (x2, y2) bottom-right in pixels, a score 0..1 and a label."""
+@dataclass(frozen=True, slots=True)
+class Corners:
+    """An axis-aligned box in pixels: (x1, y1) its top-left corner, (x2, y2) its bottom-right. The one
+    corner convention of every box here: a detection, and a dataset's label box (`datasets.labels.Box`)."""
     x1: float
     y1: float
     x2: float
     y2: float
+
+    @property
+    def width(self) -> float:
+        return self.x2 - self.x1
+
+    @property
+    def height(self) -> float:
+        return self.y2 - self.y1
+
+    @property
+    def area(self) -> float:
+        return max(0.0, self.width) * max(0.0, self.height)
+
+    def clipped(self, width: float, height: float):
+        """The same box (of the same type, other fields kept) inside a `width` x `height` picture."""
+        return replace(self, x1=min(max(self.x1, 0.0), width), y1=min(max(self.y1, 0.0), height),
+                       x2=min(max(self.x2, 0.0), width), y2=min(max(self.y2, 0.0), height))
+
+
+@dataclass(frozen=True)
+class Detection(Corners):
+    """A box (`Corners`: x1, y1 top-left, x2, y2 bottom-right, in pixels), a score 0..1 and a label."""
     score: float
     label: str = "face"
 
