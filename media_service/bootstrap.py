@@ -21,6 +21,7 @@ import sys
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
+from typing import NoReturn
 
 import mongo_manager
 from media_service.config import ConfigError, Settings, load_settings
@@ -47,7 +48,7 @@ class Started:
     key_source: str  # where the API key comes from: APP_API_KEY or the local key's file
 
 
-def stop(code: ExitCode, message: str) -> None:
+def stop(code: ExitCode, message: str) -> NoReturn:
     """End the process with `code`, `message` on stderr."""
     print(message, file=sys.stderr)
     raise SystemExit(int(code))
