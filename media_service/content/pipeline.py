@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-import video_processor as vp
 from media_service import contract, metrics
+from media_service import media as vp
 from media_service.content import image_source, parts
 from media_service.contract import ContentJobParams, ContentType, FrameAnnotator, RequestType, task_key, task_name
 from media_service.errors import PathRefused, PlatformStateError
+from media_service.mongo import MongoManager, utcnow
 from media_service.paths import ConfinedFile
-from mongo_manager import MongoManager, utcnow
 
 log = logging.getLogger(__name__)
 

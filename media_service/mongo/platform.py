@@ -1,5 +1,5 @@
-"""The door to MongoDB: the connection, and every read and write of the collections the Node
-platform owns or reads, each named after what it does.
+"""The connection, and every read and write of the collections the Node platform owns or reads,
+each named after what it does (reached through `media_service.mongo`, or the root door `mongo_manager`).
 
 Those collections keep Node's names and field names (CONTRACT §2). `ProcessingJob` is ours and
 has a store of its own, `MongoManager.jobs` (media_service/mongo/job_store.py): the single source of
@@ -36,8 +36,8 @@ from media_service.contract import (
     content_job_id,
     task_index,
 )
-from media_service.mongo import utcnow
-from media_service.mongo.job_store import Job, JobStore, LeaseLost, VideoBusy  # noqa: F401 - the door's names
+from media_service.mongo.clock import utcnow
+from media_service.mongo.job_store import JobStore
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from media_service.contract import PRIVACY_KIND, PrivacyJobParams
 from media_service.detectors.centerface import CenterFace
 from media_service.detectors.rekognition import Rekognition, make_client
 from media_service.errors import PathRefused
+from media_service.mongo import Job, MongoManager
 from media_service.paths import ConfinedDir
 from media_service.privacy.pipeline import BlurSettings, PrivacyPipeline
 from media_service.worker_pool import JobContext
-from mongo_manager import Job, MongoManager
 
 
 def make_detector(settings):

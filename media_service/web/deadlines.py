@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import current_app
 
-import mongo_manager
+from media_service.mongo import deadline
 
 
 def per_call(view):
@@ -24,4 +24,4 @@ def wants_own_deadlines(view) -> bool:
 
 def call_deadline():
     """The deadline of one database call: `[MongoDB] timeout_seconds`."""
-    return mongo_manager.deadline(current_app.extensions["media"].settings.mongodb.timeout_seconds)
+    return deadline(current_app.extensions["media"].settings.mongodb.timeout_seconds)

@@ -20,9 +20,9 @@ from bson import ObjectId
 from flask import Blueprint, g, jsonify, request, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 
-import mongo_manager
 from media_service.contract import ContentType, RequestType, content_job_id, project_doc, video_upload_doc
 from media_service.errors import PathRefused
+from media_service.mongo import deadline, utcnow
 from media_service.paths import ConfinedDir, resolve_inside
 from media_service.web import limits
 from media_service.web.operator import headers, session
@@ -90,7 +90,7 @@ def _restart_database_deadline() -> None:
     their own (`[MongoDB] timeout_seconds`)."""
     if "database_deadline" in g:
         g.database_deadline.__exit__(None, None, None)
-        g.database_deadline = mongo_manager.deadline(services().settings.mongodb.timeout_seconds)
+        g.database_deadline = deadline(services().settings.mongodb.timeout_seconds)
         g.database_deadline.__enter__()
 
 
@@ -227,7 +227,7 @@ def try_it():
     source, original, folder = placed
     _restart_database_deadline()
     content_path = _node_content_path(source)
-    now = mongo_manager.utcnow()
+    now = utcnow()
     svc.mongo.create_project_and_upload(
         project_doc(project_id, f"Try it: {Path(original).name}"[:200], now, form.labels),
         video_upload_doc(upload_id, project_id, content_path, int(form.frame_rate), now, form.request_type))
