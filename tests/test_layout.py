@@ -38,7 +38,8 @@ LAYERS = (
     ("foundation", {"media_service", "media_service.contract", "media_service.config",
                     "media_service.config_options", "media_service.config_sections", "media_service.legacy_config",
                     "media_service.errors", "media_service.logging_setup", "media_service.paths",
-                    "media_service.redact", "media_service.metrics", "media_service.signed_urls"}),
+                    "media_service.redact", "media_service.metrics", "media_service.signed_urls",
+                    "media_service.platform_docs"}),
 )
 # The modules of these layers share one room: they may import each other.
 ONE_ROOM = {"entry points", "foundation"}

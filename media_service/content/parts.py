@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterator
 
-from media_service import contract
+from media_service import contract, platform_docs
 from media_service import media as vp
 from media_service.contract import (
     ACTIVE_STATES,
@@ -196,8 +196,8 @@ def upload_fields(summary: dict) -> dict:
     annotation = summary.get("annotation")
     if not annotation:
         return {}
-    return {"annotationModel": annotation["model"], "annotatedFrames": annotation["frames"],
-            "annotationBoxes": annotation["boxes"], "labelsLeftOut": annotation["labels_left_out"]}
+    return platform_docs.annotation_upload_fields(annotation["model"], annotation["frames"], annotation["boxes"],
+                                                  annotation["labels_left_out"])
 
 
 def _added(counts) -> dict:

@@ -38,6 +38,14 @@ from media_service.contract import (
 )
 from media_service.mongo.clock import utcnow
 from media_service.mongo.job_store import JobStore
+from media_service.platform_docs import (
+    frame_boxes_fields,
+    upload_failed_fields,
+    upload_progress_update,
+    upload_reopened_fields,
+    upload_started_fields,
+    upload_succeeded_fields,
+)
 
 log = logging.getLogger(__name__)
 
@@ -132,36 +140,17 @@ class MongoManager:
         (`only_if_waiting`) changes only an upload still waiting for its run (status 0), never one
         that has finished."""
         query = {"_id": upload_id, **({"status": UploadStatus.PROCESSING} if only_if_waiting else {})}
-        return self.db[UPLOADS].update_one(query, {"$set": {
-            "status": UploadStatus.FAILED,
-            "errorMessage": {"error_code": error_code, "message": message},
-            "updatedAt": utcnow(),
-        }}).matched_count == 1
+        return self.db[UPLOADS].update_one(query, {"$set": upload_failed_fields(error_code, message, utcnow())}
+                                           ).matched_count == 1
 
     def mark_upload_started(self, upload_id: ObjectId, params: ContentJobParams, new_run: bool) -> None:
-        fields = {
-            "status": UploadStatus.PROCESSING,
-            "errorMessage": {},
-            "frame_rate": params.frame_rate,
-            "frames_per_task": params.frames_per_task,
-            "request_type": params.request_type,
-            "request_annotation_version": params.auto_anno_version,
-            "updatedAt": utcnow(),
-        }
-        if new_run:
-            # As the old service did when processing began: Node's UI calls an upload timed out three
-            # hours after createdAt, so a long queue must not count.
-            fields.update(progress=0, taskCount=0, createdAt=utcnow(), sourceFilePath=params.content_path)
-        self.db[UPLOADS].update_one({"_id": upload_id}, {"$set": fields, "$unset": {"finishedAt": ""}})
+        self.db[UPLOADS].update_one({"_id": upload_id}, {"$set": upload_started_fields(params, new_run, utcnow()),
+                                                         "$unset": {"finishedAt": ""}})
 
     def set_upload_progress(self, upload_id: ObjectId, progress: float, task_count: int,
                             eta_seconds: float | None = None) -> None:
-        # $max keeps progress and the task count from ever going backwards, whoever writes them (the
-        # parts of a long upload commit in any order).
-        self.db[UPLOADS].update_one({"_id": upload_id}, {
-            "$max": {"progress": round(float(progress), 2), "taskCount": task_count},
-            "$set": {"etaSeconds": eta_seconds, "updatedAt": utcnow()},
-        })
+        self.db[UPLOADS].update_one({"_id": upload_id},
+                                    upload_progress_update(progress, task_count, eta_seconds, utcnow()))
 
     def upload_box_count(self, upload_id: ObjectId) -> int:
         """The boxes on all the frames of an upload's tasks."""
@@ -177,10 +166,8 @@ class MongoManager:
 
     def mark_upload_succeeded(self, upload_id: ObjectId, task_count: int, extra: dict | None = None) -> None:
         """Status 1, once a run (a run starts at status 0: a repeat after a crash changes nothing)."""
-        self.db[UPLOADS].update_one({"_id": upload_id, "status": {"$ne": UploadStatus.SUCCEEDED}}, {"$set": {
-            "status": UploadStatus.SUCCEEDED, "progress": 100, "taskCount": task_count, "etaSeconds": 0,
-            "errorMessage": {}, "finishedAt": utcnow(), "updatedAt": utcnow(), **(extra or {}),
-        }})
+        self.db[UPLOADS].update_one({"_id": upload_id, "status": {"$ne": UploadStatus.SUCCEEDED}},
+                                    {"$set": upload_succeeded_fields(task_count, extra, utcnow())})
 
     def add_upload_to_project(self, project_id: ObjectId, upload_id: ObjectId) -> None:
         """Once, in the form the project's list already uses (strings when LoopBack wrote strings)."""
@@ -215,7 +202,7 @@ class MongoManager:
     def set_frame_boxes(self, boxes_by_frame: dict[ObjectId, list[dict]]) -> None:
         """Each frame doc's boxes replaced (by frame doc id), in one batched write."""
         if boxes_by_frame:
-            self.db[FRAMES].bulk_write([UpdateOne({"_id": frame_id}, {"$set": {"boxes": boxes, "isEmpty": not boxes}})
+            self.db[FRAMES].bulk_write([UpdateOne({"_id": frame_id}, {"$set": frame_boxes_fields(boxes)})
                                         for frame_id, boxes in boxes_by_frame.items()], ordered=False)
 
     def set_task_annotation_version(self, task_id: ObjectId, version: int) -> None:
@@ -363,8 +350,7 @@ class MongoManager:
         Returns the fields as they were (for `restore_upload`), None when there is no such upload."""
         return self.db[UPLOADS].find_one_and_update(
             {"_id": upload_id},
-            {"$set": {"status": UploadStatus.PROCESSING, "errorMessage": {}, "progress": 0, "taskCount": 0,
-                      "updatedAt": utcnow()}, "$unset": {"finishedAt": ""}},
+            {"$set": upload_reopened_fields(utcnow()), "$unset": {"finishedAt": ""}},
             projection={"status": 1, "errorMessage": 1, "progress": 1, "taskCount": 1, "finishedAt": 1},
             return_document=ReturnDocument.BEFORE)
 
