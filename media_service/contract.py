@@ -1,13 +1,12 @@
 """The contract with the Node platform (../shared/docs/CONTRACT.md) in one place: collection names,
 enums as stored, object keys, job ids, and the typed parameters a queued job carries from the web
-layer to a worker.
+layer to a worker. The documents the platform reads are built beside it, in `platform_docs.py`.
 
 Enums are plain ints in small namespaces (what MongoDB stores and Node compares against), not
 `enum.IntEnum`, so nothing depends on how a driver encodes an int subclass.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -117,37 +116,6 @@ def source_fingerprint(size: int, mtime_ns: int) -> dict:
     return {"size": int(size), "mtime_ns": int(mtime_ns)}
 
 
-# -- documents Node creates (CONTRACT §2), made the same way by the jobs page's try-it form ---------
-# Colours for project labels that have none (stable per label name).
-LABEL_COLORS = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
-                "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#800000", "#aaffc3", "#000075")
-
-
-def label_color(name: str) -> str:
-    return LABEL_COLORS[int(hashlib.sha1(name.encode()).hexdigest(), 16) % len(LABEL_COLORS)]
-
-
-def project_doc(project_id: ObjectId, name: str, now: datetime, labels: tuple[str, ...] = ()) -> dict:
-    """A new AnnotationProject, as Node creates it: no uploads yet, the labels named (`labels[].label`
-    and a colour each)."""
-    return {"_id": project_id, "name": name, "contentUploads": [],
-            "labels": [{"label": label, "color": label_color(label)} for label in labels],
-            "createdAt": now, "updatedAt": now}
-
-
-def video_upload_doc(upload_id: ObjectId, project_id: ObjectId, source_file_path: str, frame_rate: int,
-                     now: datetime, request_type: int = RequestType.TASKS_ONLY) -> dict:
-    """A new AnnotationContentUpload of a video, as Node creates it before it calls processContent:
-    processing, the standard frames a task, no force write; tasks only, or tasks plus
-    auto-annotation version 1."""
-    return {"_id": upload_id, "projectId": project_id, "createdAt": now, "updatedAt": now,
-            "sourceFilePath": source_file_path, "progress": 0, "status": UploadStatus.PROCESSING,
-            "frame_rate": frame_rate, "frames_per_task": FRAMES_PER_TASK_STANDARD,
-            "content_type": ContentType.VIDEO, "force_write": 0,
-            "request_annotation_version": 0 if request_type == RequestType.TASKS_ONLY else 1,
-            "request_type": request_type}
-
-
 @dataclass(frozen=True)
 class PrivacyOutputs:
     """CONTRACT §6: `<name>-processed<ext>`, written as `<name>-processed-temp<ext>` until complete,
@@ -166,23 +134,7 @@ class PrivacyOutputs:
 
 # -- auto-annotation boxes (CONTRACT §2) --------------------------------------------------------
 AUTO_MARK = "autoAnnotation"  # on every box auto-annotation wrote: its version, model, and what it wrote
-
-
-def auto_box(index: int, label: str, color: str, x: int, y: int, w: int, h: int, score: float, version: int,
-             model: str, track_id: int | None = None) -> dict:
-    """An auto-annotation box in the shape Node reads, with our mark beside it. The mark keeps the
-    label and geometry as written: a box whose label or geometry no longer match was changed by a
-    person, and auto-annotation never touches it again. `track_id`: the object's id in the upload
-    (CONTRACT §AnnotationFrame `trackId`), the same on every box of that object."""
-    box = {"id": index,
-            "boundaries": {"id": index, "type": "rectangle", "label": label, "color": color,
-                           "status": "completed", "isPermanent": True, "x": x, "y": y, "w": w, "h": h,
-                           "attributeValues": {}, "autoLable_confidance": f"{score:.4f}"},
-            "attributeValues": {"state": "Ready"},
-            AUTO_MARK: {"version": version, "model": model, "wrote": [label, x, y, w, h]}}
-    if track_id is not None:
-        box["trackId"] = int(track_id)
-    return box
+# (platform_docs.auto_box builds such a box)
 
 
 def is_untouched_auto_box(box: dict) -> bool:

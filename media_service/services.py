@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-import mongo_manager
 from media_service import embedded_mongo, metrics
 from media_service.annotation.handler import AnnotationJobHandler, annotator_factory
 from media_service.config import Settings, mongo_uri_for
@@ -12,6 +11,7 @@ from media_service.content.handler import ContentJobHandler, ContentPartHandler
 from media_service.content.retention import TryItSweeper
 from media_service.datasets.handler import DatasetJobHandler
 from media_service.embedded_mongo import EmbeddedMongo
+from media_service.mongo import MongoManager, connect
 from media_service.privacy.handler import PrivacyJobHandler
 from media_service.redact import Redactor
 from media_service.storage import open_storage
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Services:
     settings: Settings
-    mongo: mongo_manager.MongoManager
+    mongo: MongoManager
     storage: object
     embedded: EmbeddedMongo | None = None
     pool: WorkerPool | None = None
@@ -46,7 +46,7 @@ class Services:
             uri = embedded.start()
         else:
             log.info("using MongoDB at %s", _without_credentials(uri))
-        mongo = mongo_manager.connect(uri, settings.mongodb.db_name, int(settings.mongodb.timeout_seconds * 1000))
+        mongo = connect(uri, settings.mongodb.db_name, int(settings.mongodb.timeout_seconds * 1000))
         try:
             mongo.ensure_indexes()
         except BaseException:

@@ -21,8 +21,8 @@ from typing import Protocol
 from media_service import metrics
 from media_service.errors import GaveUp, ServiceError, is_permanent
 from media_service.logging_setup import job_context, set_log_fields
+from media_service.mongo import Job, JobStore, LeaseLost, MongoManager, is_unavailable
 from media_service.redact import Redactor
-from mongo_manager import Job, JobStore, LeaseLost, MongoManager, is_unavailable
 
 log = logging.getLogger(__name__)
 

@@ -546,3 +546,26 @@ def test_rekognition_calls_counter_is_thread_safe(stand_in):
     results = faces.detect_batch([frame_of(32, 32)] * 64)
     assert len(results) == 64 and all(len(found) == 1 for found in results)
     assert faces.calls == 64 == len(stand_in.requests)
+
+
+def test_privacy_and_auto_annotation_build_one_kind_of_rekognition_client(tmp_path):
+    """Both features build their client through detectors/rekognition.client_for, from the same
+    settings: [S3] region and keys, [Rekognition] retries; each at its own endpoint, annotation with a
+    connection for each of its workers."""
+    from media_service.config import load_settings
+    from media_service.detectors import factory
+    from media_service.privacy.handler import make_detector
+    from tests.conftest import service_env
+
+    settings = load_settings(service_env(
+        tmp_path, "mongodb://127.0.0.1:9/unused", PRIVACY_DETECTOR="rekognition", INFERENCE_TYPE="rekognition",
+        S3_REGION="eu-west-1", S3_ACCESS_KEY_ID="AKIDEXAMPLE", S3_SECRET_ACCESS_KEY="secret",
+        PRIVACY_REKOGNITION_ENDPOINT_URL="http://127.0.0.1:9", REKOGNITION_ENDPOINT_URL="http://127.0.0.1:8",
+        REKOGNITION_MAX_ATTEMPTS="7", REKOGNITION_WORKERS="16"))
+    privacy = make_detector(settings).client
+    annotation = factory._build(settings)
+    for client, endpoint, pool in ((privacy, "http://127.0.0.1:9", 10), (annotation, "http://127.0.0.1:8", 16)):
+        assert (client.meta.region_name, client.meta.endpoint_url) == ("eu-west-1", endpoint)
+        assert client._request_signer._credentials.access_key == "AKIDEXAMPLE"
+        assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 7}
+        assert client.meta.config.max_pool_connections == pool

@@ -14,8 +14,8 @@ import numpy as np
 from media_service import metrics
 from media_service.annotation.policy import LabelPolicy
 from media_service.annotation.tracks import Placed, Tracks, TrackSettings
-from media_service.contract import auto_box
 from media_service.detectors import Detection
+from media_service.platform_docs import annotation_upload_fields, auto_box
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +149,10 @@ class Annotator:
                 "labels_left_out": dict(self.policy.left_out)}
 
     def summary(self) -> dict:
-        fields = {"annotationModel": self.model, "annotatedFrames": self.frames, "detectedFrames": self.detected,
-                  "annotationBoxes": self.boxes, "annotationTracks": self.tracks.next_id - 1,
-                  "labelsLeftOut": dict(self.policy.left_out)}
-        if hasattr(self.detector, "calls"):
-            fields["rekognitionCalls"] = self.detector.calls - self._calls_at_start
+        calls = self.detector.calls - self._calls_at_start if hasattr(self.detector, "calls") else None
+        fields = annotation_upload_fields(self.model, self.frames, self.boxes, dict(self.policy.left_out),
+                                          detected=self.detected, tracks=self.tracks.next_id - 1,
+                                          rekognition_calls=calls)
         if self.policy.left_out:
             log.info("labels the project does not have were left out: %s", dict(self.policy.left_out))
         if "rekognitionCalls" in fields:

@@ -16,7 +16,7 @@ import logging
 import shutil
 import time
 
-import video_processor as vp
+from media_service import media as vp
 from media_service.annotation.annotator import Annotator
 from media_service.annotation.policy import LabelPolicy
 from media_service.annotation.tracks import TrackSettings
@@ -24,9 +24,9 @@ from media_service.contract import ANNOTATION_KIND, CANCELLED_CODE, ContentJobPa
 from media_service.detectors.factory import annotation_detector
 from media_service.detectors.labels import FACE
 from media_service.errors import PlatformStateError, is_permanent
+from media_service.mongo import Job, MongoManager
 from media_service.redact import Redactor
 from media_service.worker_pool import JobContext
-from mongo_manager import Job, MongoManager
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from media_service.contract import label_color
 from media_service.detectors import Detection
+from media_service.platform_docs import label_color
 
 
 @dataclass

@@ -13,9 +13,9 @@ from media_service.contract import (
     ContentPartParams,
 )
 from media_service.errors import is_permanent
+from media_service.mongo import Job, MongoManager
 from media_service.redact import Redactor
 from media_service.worker_pool import JobContext
-from mongo_manager import Job, MongoManager
 
 
 class ContentJobHandler:

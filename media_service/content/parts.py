@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from typing import Iterator
 
-import video_processor as vp
-from media_service import contract
+from media_service import contract, platform_docs
+from media_service import media as vp
 from media_service.contract import (
     ACTIVE_STATES,
     CONTENT_PART_KIND,
@@ -30,9 +30,9 @@ from media_service.contract import (
     task_name,
 )
 from media_service.errors import PartFailed
+from media_service.mongo import MongoManager, utcnow
 from media_service.paths import ConfinedFile
 from media_service.worker_pool import JobWaiting
-from mongo_manager import MongoManager, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +196,8 @@ def upload_fields(summary: dict) -> dict:
     annotation = summary.get("annotation")
     if not annotation:
         return {}
-    return {"annotationModel": annotation["model"], "annotatedFrames": annotation["frames"],
-            "annotationBoxes": annotation["boxes"], "labelsLeftOut": annotation["labels_left_out"]}
+    return platform_docs.annotation_upload_fields(annotation["model"], annotation["frames"], annotation["boxes"],
+                                                  annotation["labels_left_out"])
 
 
 def _added(counts) -> dict:

@@ -17,23 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-import video_processor as vp
-from media_service import contract, metrics
+from media_service import contract, metrics, platform_docs
+from media_service import media as vp
 from media_service.content import image_source, parts
 from media_service.contract import ContentJobParams, ContentType, FrameAnnotator, RequestType, task_key, task_name
 from media_service.errors import PathRefused, PlatformStateError
+from media_service.mongo import MongoManager, utcnow
 from media_service.paths import ConfinedFile
-from mongo_manager import MongoManager, utcnow
 
 log = logging.getLogger(__name__)
 
 VIDEO_CONTENT_TYPE = "video/mp4"
 ALREADY_HAS_TASKS = "already_has_tasks"  # a failure code: the upload doc gets error_code 200
-
-
-def hms(seconds: float) -> str:
-    whole = int(round(seconds))
-    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
 @dataclass
@@ -306,27 +301,10 @@ class ContentPipeline:
         ctx.check()  # never write after our lease is gone
         key = task_key(params.project_id, name)
         self.storage.put_file(key, encoder.path, VIDEO_CONTENT_TYPE)
-        rate = params.frame_rate
-        task = {
-            "projectId": params.project_id, "uploadId": params.upload_id, "taskName": name,
-            "videoName": params.video_name,
-            "frameStart": frames[0].number, "frameEnd": frames[-1].number,
-            "frameStartTime": float(round(frames[0].time, 6)), "frameCount": len(frames),
-            "original_frames": [f.number for f in frames], "frameRate": int(rate),
-            "Originalframerate": float(round(plan.source_fps, 6)),
-            "skipFrameCount": float(round(plan.source_fps / rate, 6)),
-            "videoResolutionWidth": int(plan.size[0]), "videoResolutionHeight": int(plan.size[1]),
-            "videoDuration": hms(len(frames) / rate), "videoPath": str(encoder.path),
-            "S3_url": self.storage.document_key(key),
-            "status": 0, "auditStatus": 0, "taskStatus": 0, "completedFrames": 0,
-            "AutoAnnotationVersion": params.auto_anno_version if self._annotates(params) else 0,
-            "datasetVersions": [], "createdAt": utcnow(), **plan.task_fields,
-        }
-        if frames[0].placement is not None:
-            task["imageFrames"] = [{"frameId": i, **f.placement} for i, f in enumerate(frames, 1)]
-        frame_docs = [{"frameId": i, "status": 0, "boxes": f.boxes, "commentBoxes": [], "isEmpty": not f.boxes,
-                       "datasetVersions": []} for i, f in enumerate(frames, 1)]
-        self.mongo.commit_task(task, frame_docs)
+        annotation_version = params.auto_anno_version if self._annotates(params) else 0
+        task = platform_docs.task_doc(params, name, frames, plan.source_fps, plan.size, encoder.path,
+                                      self.storage.document_key(key), annotation_version, utcnow(), plan.task_fields)
+        self.mongo.commit_task(task, platform_docs.frame_docs(frames))
         metrics.count("frames", len(frames), stage="encode")
         checkpoint.update(next_task=index + 1, frames_done=checkpoint["frames_done"] + len(frames),
                           resume=resume_point)

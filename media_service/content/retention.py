@@ -17,8 +17,8 @@ from datetime import timedelta
 
 from media_service.contract import ACTIVE_STATES, content_job_id
 from media_service.errors import PathRefused
+from media_service.mongo import MongoManager, utcnow
 from media_service.paths import resolve_inside
-from mongo_manager import MongoManager, utcnow
 
 log = logging.getLogger(__name__)
 

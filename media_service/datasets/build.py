@@ -27,7 +27,7 @@ from typing import Callable
 
 from bson import ObjectId
 
-import video_processor as vp
+from media_service import media as vp
 from media_service import metrics
 from media_service.datasets import augment_plan, source, uploads
 from media_service.datasets.export_assembly import store_exports
@@ -43,8 +43,8 @@ from media_service.datasets.frame_writer import (
 )
 from media_service.datasets.labels import LabelScheme
 from media_service.errors import DatasetError, PlatformStateError, ServiceError, StorageError, is_permanent
+from media_service.mongo import MongoManager, utcnow
 from media_service.worker_pool import database_unavailable
-from mongo_manager import MongoManager, utcnow
 
 log = logging.getLogger(__name__)
 

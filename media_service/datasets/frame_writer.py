@@ -36,8 +36,8 @@ from media_service import metrics
 from media_service.contract import DatasetType
 from media_service.datasets import augment_apply, augment_plan, keys, uploads
 from media_service.datasets.labels import Box, LabelScheme, frame_labels
+from media_service.mongo import utcnow
 from media_service.storage import LocalStorage
-from mongo_manager import utcnow
 
 JPEG = "image/jpeg"
 TEXT = "text/plain"

@@ -7,9 +7,9 @@ from bson import ObjectId
 
 from media_service.contract import DATASET_KIND
 from media_service.datasets.build import BuildResult, DatasetBuilder
+from media_service.mongo import Job, MongoManager
 from media_service.redact import Redactor
 from media_service.worker_pool import JobContext
-from mongo_manager import Job, MongoManager
 
 
 def queue_dataset_job(mongo: MongoManager, settings, version_id: ObjectId) -> tuple[bool, dict]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-import video_processor as vp
+from media_service import media as vp
 from media_service.contract import SOURCE_FINGERPRINT, ContentJobParams, ContentType, content_job_id
 from media_service.errors import PathRefused
 

@@ -55,11 +55,8 @@ def _build(settings):
                        settings.inference.objectness, settings.inference.nms_threshold, settings.inference.batch_size,
                        net_size=(settings.inference.net_width, settings.inference.net_height))
     if kind == "rekognition":  # the client: thread-safe, reused
-        from media_service.detectors.rekognition import make_client
-        return make_client(settings.s3.region, rekognition_endpoint(settings), settings.s3.access_key_id,
-                           settings.s3.secret_access_key, settings.rekognition.retry_mode,
-                           settings.rekognition.max_attempts,
-                           max_pool_connections=max(10, settings.rekognition.workers))
+        from media_service.detectors.rekognition import client_for
+        return client_for(settings, rekognition_endpoint(settings), settings.rekognition.workers)
     from media_service.detectors.centerface import CenterFace
     from media_service.detectors.local import LocalDetector
     # The models on one onnxruntime thread each: the content pipeline detects in a thread beside

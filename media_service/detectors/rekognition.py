@@ -49,6 +49,14 @@ def make_client(region: str, endpoint_url: str = "", access_key_id: str = "", se
                         config=config)
 
 
+def client_for(settings, endpoint_url: str, workers: int = 1):
+    """The Rekognition client the settings describe ([S3] region and keys, [Rekognition] retries) at
+    `endpoint_url` ("": AWS's own), with a connection for each of `workers` threads (at least 10)."""
+    return make_client(settings.s3.region, endpoint_url, settings.s3.access_key_id, settings.s3.secret_access_key,
+                       settings.rekognition.retry_mode, settings.rekognition.max_attempts,
+                       max_pool_connections=max(10, workers))
+
+
 def classify(exc: Exception, action: str) -> Exception:
     """The detector error for a boto3 failure (after botocore's own retries)."""
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError

@@ -16,7 +16,7 @@ import av
 import numpy as np
 
 from media_service.errors import MediaError
-from media_service.media import open_input
+from media_service.media.container import open_input
 from media_service.media.probe import MediaInfo, probe_video
 from media_service.media.sampling import FrameNumbers, ResumePoint, Sampler, frames_to_skip
 

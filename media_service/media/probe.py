@@ -10,7 +10,7 @@ import av
 import numpy as np
 
 from media_service.errors import MediaError
-from media_service.media import open_input
+from media_service.media.container import open_input
 
 log = logging.getLogger("video_processor")  # the door's name: log lines read as they did before the split
 

@@ -8,7 +8,7 @@ from typing import Iterator
 
 import av
 
-from media_service.media import open_input
+from media_service.media.container import open_input
 from media_service.media.decode import display_times
 
 log = logging.getLogger("video_processor")  # the door's name: log lines read as they did before the split

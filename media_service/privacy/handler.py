@@ -6,20 +6,17 @@ from pathlib import Path
 
 from media_service.contract import PRIVACY_KIND, PrivacyJobParams
 from media_service.detectors.centerface import CenterFace
-from media_service.detectors.rekognition import Rekognition, make_client
+from media_service.detectors.rekognition import Rekognition, client_for
 from media_service.errors import PathRefused
+from media_service.mongo import Job, MongoManager
 from media_service.paths import ConfinedDir
 from media_service.privacy.pipeline import BlurSettings, PrivacyPipeline
 from media_service.worker_pool import JobContext
-from mongo_manager import Job, MongoManager
 
 
 def make_detector(settings):
     if settings.privacy.detector == "rekognition":
-        client = make_client(settings.s3.region, settings.privacy.rekognition_endpoint_url,
-                             settings.s3.access_key_id, settings.s3.secret_access_key,
-                             settings.rekognition.retry_mode, settings.rekognition.max_attempts)
-        return Rekognition(client)
+        return Rekognition(client_for(settings, settings.privacy.rekognition_endpoint_url))
     return CenterFace(settings.privacy.threshold, settings.privacy.detector_threads)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-import video_processor as vp
+from media_service import media as vp
 from media_service import metrics
 from media_service.contract import PrivacyOutputs
 from media_service.detectors import Detection

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import current_app, g
 
-import mongo_manager
+from media_service.mongo import deadline
 
 
 def per_call(view):
@@ -24,14 +24,14 @@ def wants_own_deadlines(view) -> bool:
 
 def call_deadline():
     """The deadline of one database call: `[MongoDB] timeout_seconds`."""
-    return mongo_manager.deadline(current_app.extensions["media"].settings.mongodb.timeout_seconds)
+    return deadline(current_app.extensions["media"].settings.mongodb.timeout_seconds)
 
 
 def start_request_deadline(view, seconds: float) -> None:
     """Every database call of this request together gets `seconds`, unless `view` is `per_call`."""
     if wants_own_deadlines(view):
         return
-    g.database_deadline = mongo_manager.deadline(seconds)
+    g.database_deadline = deadline(seconds)
     g.database_deadline.__enter__()
 
 
@@ -39,7 +39,7 @@ def restart_request_deadline(seconds: float) -> None:
     """The calls from here on get `seconds` of their own (after a long upload read, say)."""
     if "database_deadline" in g:
         end_request_deadline()
-        g.database_deadline = mongo_manager.deadline(seconds)
+        g.database_deadline = deadline(seconds)
         g.database_deadline.__enter__()
 
 

@@ -7,7 +7,7 @@ import re
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 from werkzeug.exceptions import BadRequest
 
-import video_processor as vp
+from media_service import media as vp
 from media_service.contract import (
     ACTIVE_STATES,
     ALREADY_HAS_TASKS_CODE,
@@ -22,6 +22,7 @@ from media_service.contract import (
 )
 from media_service.detectors.factory import problem as detector_problem
 from media_service.logging_setup import job_context
+from media_service.mongo import VideoBusy
 from media_service.web.auth import count_wrong_key, key_matches
 from media_service.web.client import current_client
 from media_service.web.content_request import (
@@ -37,7 +38,6 @@ from media_service.web.content_request import (
 )
 from media_service.web.left_out import left_out_warning
 from media_service.web.readiness import run_checks
-from mongo_manager import VideoBusy
 
 log = logging.getLogger(__name__)
 bp = Blueprint("platform", __name__, url_prefix="/api", template_folder="templates")

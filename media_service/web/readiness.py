@@ -10,14 +10,14 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 
-import mongo_manager
+from media_service.mongo import deadline
 
 log = logging.getLogger(__name__)
 
 
 def _database(svc, budget: float) -> str:
     started = time.perf_counter()
-    with mongo_manager.deadline(budget):  # this thread's own deadline, not the request's
+    with deadline(budget):  # this thread's own deadline, not the request's
         svc.mongo.ping()
     return f"answered in {1000 * (time.perf_counter() - started):.0f} ms"
 

@@ -16,6 +16,7 @@ from werkzeug.routing import PathConverter
 
 from media_service.contract import ACTIVE_STATES, content_job_id
 from media_service.logging_setup import job_context
+from media_service.mongo import VideoBusy
 from media_service.storage import LocalStorage
 from media_service.web.content_request import parse_object_id
 from media_service.web.operator import headers, session
@@ -33,7 +34,6 @@ from media_service.web.operator.views import (
     whole_number,
 )
 from media_service.web.platform import services
-from mongo_manager import VideoBusy
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 production; `operator.register` adds this blueprint only when it is on, so otherwise `/jobs/try` is a 404).
 
 `POST /jobs/try`: pick a video, and the service saves it, creates the project and upload docs as
-Node would (contract.project_doc, contract.video_upload_doc) and queues the job through
+Node would (platform_docs.project_doc, platform_docs.video_upload_doc) and queues the job through
 `POST /api/processContent`'s own code. Each try is recorded first, so `[Jobs] try_it_retention_hours`
 removes what it made (content/retention.py). The key and CSRF rules are session.py's.
 """
@@ -20,10 +20,11 @@ from bson import ObjectId
 from flask import Blueprint, jsonify, request, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 
-import mongo_manager
-from media_service.contract import ContentType, RequestType, content_job_id, project_doc, video_upload_doc
+from media_service.contract import ContentType, RequestType, content_job_id
 from media_service.errors import PathRefused
+from media_service.mongo import utcnow
 from media_service.paths import ConfinedDir, resolve_inside
+from media_service.platform_docs import project_doc, video_upload_doc
 from media_service.web import deadlines, limits
 from media_service.web.operator import headers, session
 from media_service.web.operator.views import json_error, whole_number
@@ -224,7 +225,7 @@ def try_it():
     source, original, folder = placed
     _restart_database_deadline()
     content_path = _node_content_path(source)
-    now = mongo_manager.utcnow()
+    now = utcnow()
     svc.mongo.create_project_and_upload(
         project_doc(project_id, f"Try it: {Path(original).name}"[:200], now, form.labels),
         video_upload_doc(upload_id, project_id, content_path, int(form.frame_rate), now, form.request_type))
