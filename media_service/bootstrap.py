@@ -23,10 +23,10 @@ from enum import IntEnum
 from pathlib import Path
 from typing import NoReturn
 
-import mongo_manager
 from media_service.config import ConfigError, Settings, load_settings
 from media_service.embedded_mongo import EmbeddedMongoError
 from media_service.logging_setup import configure_logging
+from media_service.mongo import is_unavailable
 from media_service.services import Services
 
 log = logging.getLogger("app")
@@ -71,7 +71,7 @@ def services_or_exit(settings: Settings) -> Services:
     except EmbeddedMongoError as exc:
         stop(ExitCode.DATABASE_UNREACHABLE, f"embedded MongoDB: {exc}")
     except Exception as exc:
-        if not mongo_manager.is_unavailable(exc):
+        if not is_unavailable(exc):
             raise
         stop(ExitCode.DATABASE_UNREACHABLE, f"the database cannot be reached: {exc}")
 

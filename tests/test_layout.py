@@ -29,7 +29,8 @@ LAYERS = (
     ("entry points", {"app", "wsgi", "worker", "dataset_processor", "dataset_creation_warm_start",
                       "gunicorn.conf"}),
     ("root doors", {"video_processor", "mongo_manager"}),  # for scripts and old callers, onto media/ and mongo/
-    ("services", {"media_service.services", "media_service.bootstrap"}),  # bootstrap opens the services
+    ("start-up", {"media_service.bootstrap"}),  # every entry point's settings, logging, key and services
+    ("services", {"media_service.services"}),
     ("web and feature handlers", {"media_service.web", *(f"media_service.{feature}.handler" for feature in FEATURES)}),
     ("feature pipelines", {f"media_service.{feature}" for feature in FEATURES}),
     ("worker pool", {"media_service.worker_pool"}),
