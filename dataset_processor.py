@@ -25,6 +25,7 @@ from media_service.errors import DatasetError
 from media_service.logging_setup import configure_logging
 from media_service.services import Services
 from media_service.worker_pool import WorkerPool
+from mongo_manager import Job
 
 log = logging.getLogger("dataset_processor")
 DONE, FAILED, BAD_ID, ALREADY_COMPLETE = 0, 1, 2, 3
@@ -73,18 +74,18 @@ def build(services: Services, version_id) -> int:
     with tqdm(total=100, unit="%", desc=f"dataset {version_id}", disable=not sys.stderr.isatty()) as bar:
         while True:
             job = mongo.jobs.get(job_id)
-            bar.update(max(0.0, (job.get("progress") or 0) - bar.n))
-            if job["state"] in FINAL_STATES:
+            bar.update(max(0.0, job.progress - bar.n))
+            if job.state in FINAL_STATES:
                 break
             time.sleep(0.5)
     return summarise(job, mongo.get_dataset_version(version_id))
 
 
-def summarise(job: dict, version: dict) -> int:
-    if job["state"] != "done":
-        print(f"dataset version {version['_id']} failed: {job.get('last_error')}", file=sys.stderr)
+def summarise(job: Job, version: dict) -> int:
+    if job.state != "done":
+        print(f"dataset version {version['_id']} failed: {job.last_error}", file=sys.stderr)
         return FAILED
-    result = job.get("result") or {}
+    result = job.result or {}
     if result.get("already_complete"):
         print(f"dataset version {version['_id']} is already complete")
         return ALREADY_COMPLETE

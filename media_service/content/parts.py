@@ -32,7 +32,7 @@ from media_service.contract import (
 from media_service.errors import PartFailed
 from media_service.paths import ConfinedFile
 from media_service.worker_pool import JobWaiting
-from mongo_manager import MongoManager, utcnow
+from mongo_manager import Job, MongoManager, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -101,18 +101,18 @@ class UploadParts:
         parts = self.mongo.jobs.children(ctx.job.id, ctx.job.run)
         if len(parts) != checkpoint["parts"]:
             raise RuntimeError(f"{len(parts)} of the {checkpoint['parts']} parts are queued")
-        ended_badly = next((part for part in parts if part["state"] in ("failed", "cancelled")), None)
-        active = [part for part in parts if part["state"] in ACTIVE_STATES]
+        ended_badly = next((part for part in parts if part.state in ("failed", "cancelled")), None)
+        active = [part for part in parts if part.state in ACTIVE_STATES]
         if ended_badly is not None:
             for part in active:
-                self.mongo.jobs.request_cancel(part["_id"])
+                self.mongo.jobs.request_cancel(part.id)
             if not active:
                 raise PartFailed(*_code_and_message(ended_badly))
         if active:
             done = len(parts) - len(active)
             raise JobWaiting(self.settings.jobs.lease_seconds,
                              f"parts: {done} of {len(parts)} done" if ended_badly is None
-                             else f"parts: stopping {len(active)} after part {ended_badly['rank']} failed")
+                             else f"parts: stopping {len(active)} after part {ended_badly.rank} failed")
         names = set(self.mongo.upload_task_names(params.upload_id))
         missing = [i for i in range(checkpoint["planned_tasks"]) if task_name(i, params.video_name) not in names]
         if missing or len(names) != checkpoint["planned_tasks"]:
@@ -123,14 +123,14 @@ class UploadParts:
                    "sampling": {"mode": "timestamp", "sampled": frames, "kept": frames}}
         if params.request_type == contract.RequestType.TASKS_AND_ANNOTATIONS:
             # Counted from the documents: a part resumed after a crash reports only what it did since.
-            reports = [r for r in ((part.get("result") or {}).get("annotation") for part in parts) if r]
+            reports = [r for r in ((part.result or {}).get("annotation") for part in parts) if r]
             summary["annotation"] = {"model": reports[0]["model"] if reports else "", "frames": frames,
                                      "boxes": self.mongo.upload_box_count(params.upload_id),
                                      "labels_left_out": _added(r["labels_left_out"] for r in reports),
                                      "tracks_linked": self.link_tracks(ctx, params, parts, checkpoint)}
         return summary
 
-    def link_tracks(self, ctx, params: ContentJobParams, parts: list[dict], checkpoint: dict) -> int:
+    def link_tracks(self, ctx, params: ContentJobParams, parts: list[Job], checkpoint: dict) -> int:
         """A track that crosses from one part into the next keeps the earlier part's id: at each
         boundary the boxes of the last frame before it and the first frame after it (both detected)
         are matched by label and overlap, and the later part's ids are renamed in its frame docs.
@@ -138,7 +138,7 @@ class UploadParts:
         tasks = {task["taskName"]: task["_id"] for task in self.mongo.upload_tasks(params.upload_id)}
         ids = [tasks[task_name(i, params.video_name)] for i in range(checkpoint["planned_tasks"])]
         parts = self.mongo.jobs.children(ctx.job.id, ctx.job.run, with_params=True)
-        firsts = [ContentPartParams.from_doc(part["params"]).part["first_task"] for part in parts[1:]]
+        firsts = [ContentPartParams.from_doc(part.params).part["first_task"] for part in parts[1:]]
         if "renamed_tracks" not in checkpoint:
             renamed: dict[int, int] = {}
             for first in firsts:
@@ -208,10 +208,10 @@ def _added(counts) -> dict:
     return total
 
 
-def _code_and_message(part: dict) -> tuple[str, str]:
-    error = part.get("last_error") or part["state"]
+def _code_and_message(part: Job) -> tuple[str, str]:
+    error = part.last_error or part.state
     code, sep, message = error.partition(": ")
-    where = f"part {part['rank'] + 1}"
+    where = f"part {part.rank + 1}"
     return (code, f"{where}: {message}") if sep and code.replace("_", "").isalnum() else ("part_failed",
                                                                                            f"{where}: {error}")
 

@@ -12,7 +12,7 @@ from media_service.worker_pool import JobContext
 from mongo_manager import Job, MongoManager
 
 
-def queue_dataset_job(mongo: MongoManager, settings, version_id: ObjectId) -> tuple[bool, dict]:
+def queue_dataset_job(mongo: MongoManager, settings, version_id: ObjectId) -> tuple[bool, Job]:
     # Each task has its own limit of attempts ([Dataset] task_attempts); the job gets one more.
     return mongo.jobs.enqueue_dataset_build(version_id, settings.dataset.task_attempts + 1)
 

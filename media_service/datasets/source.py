@@ -20,10 +20,10 @@ def source_video(mongo, settings, task: dict) -> Path | None:
     modification time on the task doc, or for a task cut before it carried them, in the content job's
     checkpoint); else None (logged)."""
     job = mongo.jobs.get(content_job_id(task["uploadId"]))
-    if not job or not job.get("params"):
+    if not job or not job.params:
         log.info("task %s: no record of its source; images at the task video's size", task["_id"])
         return None
-    params = ContentJobParams.from_doc(job["params"])
+    params = ContentJobParams.from_doc(job.params)
     if params.content_type != ContentType.VIDEO:
         return None  # an image folder: the task video's frames are the images, scaled to one size
     try:
@@ -37,7 +37,7 @@ def source_video(mongo, settings, task: dict) -> Path | None:
                  params.content_path)
         return None
     # The file the task was cut from; a task cut before tasks carried it: the file the job last read.
-    known = task.get(SOURCE_FINGERPRINT) or (job.get("checkpoint") or {}).get("source")
+    known = task.get(SOURCE_FINGERPRINT) or job.checkpoint.get("source")
     stat = path.stat()
     if known and (stat.st_size, stat.st_mtime_ns) != (known.get("size"), known.get("mtime_ns")):
         log.warning("task %s: its source %s changed since the task was cut; images at the task video's size",
