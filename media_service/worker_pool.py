@@ -44,6 +44,27 @@ class JobWaiting(Exception):
         self.seconds, self.stage = seconds, stage
 
 
+class Checkpoint:
+    """A job kind's resume point, typed: a dataclass that reads itself from the stored `checkpoint`
+    (`from_doc`, under the field names runs before it wrote) and writes itself back (`to_doc`),
+    saved through the job's context so that each save is a commit boundary."""
+
+    @classmethod
+    def from_doc(cls, doc: dict):
+        raise NotImplementedError
+
+    def to_doc(self) -> dict:
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, ctx: "JobContext"):
+        """The resume point the job's run starts from (the kind's fresh one when there is none)."""
+        return cls.from_doc(ctx.job.checkpoint)
+
+    def save(self, ctx: "JobContext", stage: str, progress: float) -> None:
+        ctx.checkpoint(self.to_doc(), stage, progress)
+
+
 class JobHandler(Protocol):
     kind: str
     def label(self, job: Job) -> str: ...

@@ -35,6 +35,7 @@ class DatasetJobHandler:
         def progress(fraction: float, stage: str) -> None:  # at most once a second, and at the end
             if fraction >= 1.0 or time.monotonic() - last[0] >= 1.0:
                 last[0] = time.monotonic()
+                # No resume point of its own: a resumed build skips the tasks its taskStatus marks complete.
                 ctx.checkpoint({}, stage, round(min(fraction, 0.99) * 100, 1))
                 self.mongo.set_dataset_progress(version_id, min(fraction, 0.99) * 100)
 
