@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         if not pending:
             log.info("nothing to resume")
             return ExitCode.OK
-        ids = [job["_id"] for job in pending]
+        ids = [job.id for job in pending]
         services.mongo.jobs.make_due_now(ids)
         log.info("%d unfinished jobs: %s", len(ids), ", ".join(ids))
         if args.no_run:
@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             while len(states) < len(ids) and time.monotonic() < deadline:
                 for job_id in ids:
                     job = services.mongo.jobs.get(job_id)
-                    if job_id not in states and job["state"] in FINAL_STATES:
-                        states[job_id] = job["state"]
+                    if job_id not in states and job.state in FINAL_STATES:
+                        states[job_id] = job.state
                         bar.update(1)
                 time.sleep(0.5)
         for job_id in ids:

@@ -25,6 +25,7 @@ from media_service.datasets.handler import DatasetJobHandler, queue_dataset_job
 from media_service.errors import DatasetError
 from media_service.services import Services
 from media_service.worker_pool import WorkerPool
+from mongo_manager import Job
 
 log = logging.getLogger("dataset_processor")
 DONE, FAILED, BAD_ID, ALREADY_COMPLETE = ExitCode.OK, ExitCode.FAILED, ExitCode.BAD_ARGUMENT, ExitCode.ALREADY_COMPLETE
@@ -68,18 +69,18 @@ def build(services: Services, version_id) -> int:
     with tqdm(total=100, unit="%", desc=f"dataset {version_id}", disable=not sys.stderr.isatty()) as bar:
         while True:
             job = mongo.jobs.get(job_id)
-            bar.update(max(0.0, (job.get("progress") or 0) - bar.n))
-            if job["state"] in FINAL_STATES:
+            bar.update(max(0.0, job.progress - bar.n))
+            if job.state in FINAL_STATES:
                 break
             time.sleep(0.5)
     return summarise(job, mongo.get_dataset_version(version_id))
 
 
-def summarise(job: dict, version: dict) -> int:
-    if job["state"] != "done":
-        print(f"dataset version {version['_id']} failed: {job.get('last_error')}", file=sys.stderr)
+def summarise(job: Job, version: dict) -> int:
+    if job.state != "done":
+        print(f"dataset version {version['_id']} failed: {job.last_error}", file=sys.stderr)
         return FAILED
-    result = job.get("result") or {}
+    result = job.result or {}
     if result.get("already_complete"):
         print(f"dataset version {version['_id']} is already complete")
         return ALREADY_COMPLETE

@@ -44,6 +44,27 @@ class JobWaiting(Exception):
         self.seconds, self.stage = seconds, stage
 
 
+class Checkpoint:
+    """A job kind's resume point, typed: a dataclass that reads itself from the stored `checkpoint`
+    (`from_doc`, under the field names runs before it wrote) and writes itself back (`to_doc`),
+    saved through the job's context so that each save is a commit boundary."""
+
+    @classmethod
+    def from_doc(cls, doc: dict):
+        raise NotImplementedError
+
+    def to_doc(self) -> dict:
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, ctx: "JobContext"):
+        """The resume point the job's run starts from (the kind's fresh one when there is none)."""
+        return cls.from_doc(ctx.job.checkpoint)
+
+    def save(self, ctx: "JobContext", stage: str, progress: float) -> None:
+        ctx.checkpoint(self.to_doc(), stage, progress)
+
+
 class JobHandler(Protocol):
     kind: str
     def label(self, job: Job) -> str: ...
@@ -142,7 +163,7 @@ class _Heartbeat(threading.Thread):
             try:
                 job = self.ctx.store.renew_lease(self.ctx.job.id, self.ctx.owner, self.ctx.lease_seconds)
                 renewed = time.monotonic()
-                if job.get("cancel_requested"):
+                if job.cancel_requested:
                     self.ctx.cancel.set()
             except LeaseLost:
                 log.warning("lease on %s lost; stopping it", self.ctx.job.id)
@@ -314,7 +335,7 @@ class WorkerPool:
             if self._through_failovers(ctx, lambda: self.store.finish(job.id, owner, "done")):
                 metrics.count("jobs_ended", kind=job.kind, outcome="done")
                 log.info("job %s done", job.id)
-            elif (self.store.get(job.id) or {}).get("cancel_requested"):
+            elif self.store.cancel_requested(job.id):
                 # Asked to cancel after its last commit: the request was answered "stopping", so
                 # what the run made is removed as at any other point.
                 self._cancel(handler, ctx)
@@ -348,13 +369,13 @@ class WorkerPool:
                 metrics.count("mongodb_errors", where="worker")
             job = self._wait_for_primary(ctx, ours=resume)
             if resume:
-                ctx.job.checkpoint = job.get("checkpoint") or {}
+                ctx.job.checkpoint = job.checkpoint
             elif job is None:
                 return False  # the lease ran out while no primary answered: the job is not ours now
-            elif job.get("state") == "done":
+            elif job.state == "done":
                 return True  # the closing write went through; only its answer was lost
 
-    def _wait_for_primary(self, ctx: JobContext, ours: bool = True) -> dict | None:
+    def _wait_for_primary(self, ctx: JobContext, ours: bool = True) -> Job | None:
         """The job as the primary has it, once one answers; with `ours`, LeaseLost when it is no
         longer this worker's. Without `ours` (the closing write): None once the lease has run out."""
         while True:
@@ -371,7 +392,7 @@ class WorkerPool:
                 if database_unavailable(exc):
                     continue
                 raise
-            if ours and (job is None or job.get("state") != "running" or job.get("lease_owner") != ctx.owner):
+            if ours and (job is None or job.state != "running" or job.lease_owner != ctx.owner):
                 raise LeaseLost(ctx.job.id)
             return job
 

@@ -260,20 +260,21 @@ def test_source_resolution_takes_each_frame_from_the_source_at_its_number_and_fa
             flipped = decode(stored(service, entry["augmentationImages"]["HorizontalFlip"]["imageUrl"]))
             assert flipped.shape[:2] == (480, 640) and abs(red_box(flipped)[0] - (640 - 2 * OBJECT[2])) <= 2
 
-    # A source replaced since (another clip of as many frames), then one that is gone: new versions of
-    # the same tasks get the task videos' pictures, never another clip's. The task doc tells that the
-    # file changed; for tasks cut before they carried a fingerprint, the content job's checkpoint does.
+    # Tasks cut before they carried a fingerprint (the source unchanged, but nothing on the task says
+    # so), then a source replaced since (another clip of as many frames; the task doc alone tells, the
+    # content job's document is never read for it), then one that is gone: new versions of the same
+    # tasks get the task videos' pictures, never another clip's.
     doc = service.db.AnnotationDatasetVersion.find_one({"_id": version.id}, {"_id": 0, "taskList": 1,
                                                                            "labelAttributeList": 1})
-    job = {"_id": f"content:{version.tasks[0]['uploadId']}"}
-    for change in ("replaced", "replaced, tasks cut before they carried it", "gone"):
-        if change == "replaced":
+    upload = {"uploadId": version.tasks[0]["uploadId"]}
+    for change in ("tasks cut before they carried it", "replaced", "gone"):
+        if change.startswith("tasks cut before"):
+            service.db.AnnotationTask.update_many(upload, {"$unset": {"sourceFingerprint": ""}})
+            service.db.ProcessingJob.update_one({"_id": f"content:{upload['uploadId']}"},
+                                                {"$set": {"checkpoint.source": cut_from}})  # never read
+        elif change == "replaced":
+            service.db.AnnotationTask.update_many(upload, {"$set": {"sourceFingerprint": cut_from}})
             make_video(service.content / "object.mp4", 20, 10, size=(640, 480))
-            service.db.ProcessingJob.update_one(job, {"$unset": {"checkpoint.source": ""}})  # the task alone tells
-        elif change.startswith("replaced,"):
-            service.db.ProcessingJob.update_one(job, {"$set": {"checkpoint.source": cut_from}})
-            service.db.AnnotationTask.update_many({"uploadId": version.tasks[0]["uploadId"]},
-                                                  {"$unset": {"sourceFingerprint": ""}})
         else:
             (service.content / "object.mp4").unlink()
         again = ObjectId()

@@ -14,7 +14,7 @@ import pytest
 from media_service.config import load_settings
 from media_service.errors import MediaError, StorageError
 from media_service.worker_pool import WorkerPool
-from mongo_manager import connect
+from mongo_manager import Job, connect
 from tests.conftest import drop_database, service_env
 from tests.helpers import ENDED, wait_for
 
@@ -69,8 +69,8 @@ def start_with_one_job(pool, store, kind: str, max_attempts: int) -> str:
     return job_id
 
 
-def wait_ended(store, job_id) -> dict:
-    return wait_for(lambda: (job := store.get(job_id)) and job["state"] in ENDED and job, 30, what=f"{job_id} to end")
+def wait_ended(store, job_id) -> Job:
+    return wait_for(lambda: (job := store.get(job_id)) and job.state in ENDED and job, 30, what=f"{job_id} to end")
 
 
 def test_a_transient_error_is_retried_until_the_job_succeeds(make_pool):
@@ -82,8 +82,8 @@ def test_a_transient_error_is_retried_until_the_job_succeeds(make_pool):
     pool, store = make_pool([handler])
     job_id = start_with_one_job(pool, store, "flaky", max_attempts=3)
     job = wait_ended(store, job_id)
-    assert (job["state"], job["attempts"], job["last_error"]) == ("done", 3, None)
-    assert [entry["error"] for entry in job["history"]] == [f"attempt {n} lost its connection" for n in (1, 2)]
+    assert (job.state, job.attempts, job.last_error) == ("done", 3, None)
+    assert [entry["error"] for entry in job.history] == [f"attempt {n} lost its connection" for n in (1, 2)]
     assert handler.failed == [("ConnectionResetError", False)] * 2
 
 
@@ -93,11 +93,11 @@ def test_the_backoff_doubles_with_each_attempt(make_pool):
     job_id = start_with_one_job(pool, store, "flaky", max_attempts=5)
     waits = []
     for attempt in (1, 2):
-        job = wait_for(lambda: (job := store.get(job_id))["stage"] == "retry_wait"
-                       and len(job["history"]) == attempt and job, 30, what=f"failed attempt {attempt} to wait")
-        entry = job["history"][-1]
+        job = wait_for(lambda: (job := store.get(job_id)).stage == "retry_wait"
+                       and len(job.history) == attempt and job, 30, what=f"failed attempt {attempt} to wait")
+        entry = job.history[-1]
         waits.append((entry["retry_at"] - entry["failed_at"]).total_seconds())
-        assert job["state"] == "queued" and job["last_error"] == "storage_unavailable: S3 answered 503"
+        assert job.state == "queued" and job.last_error == "storage_unavailable: S3 answered 503"
         store.make_due_now([job_id])  # the test does not wait out the backoff
         pool.notify()
     assert waits == [pytest.approx(40, abs=0.01), pytest.approx(80, abs=0.01)]
@@ -111,8 +111,8 @@ def test_a_permanent_error_fails_the_job_at_once_with_its_code(make_pool):
     pool, store = make_pool([handler])
     job_id = start_with_one_job(pool, store, "media", max_attempts=3)
     job = wait_ended(store, job_id)
-    assert (job["state"], job["attempts"]) == ("failed", 1)
-    assert job["last_error"] == "no_video_stream: clip.mp4 has no video stream"
+    assert (job.state, job.attempts) == ("failed", 1)
+    assert job.last_error == "no_video_stream: clip.mp4 has no video stream"
     assert handler.failed == [("no_video_stream", True)]
 
 
@@ -124,7 +124,7 @@ def test_a_transient_error_fails_the_job_after_max_attempts(make_pool):
     pool, store = make_pool([handler])
     job_id = start_with_one_job(pool, store, "slow", max_attempts=2)
     job = wait_ended(store, job_id)
-    assert (job["state"], job["attempts"], job["last_error"]) == ("failed", 2, "the detector did not answer")
+    assert (job.state, job.attempts, job.last_error) == ("failed", 2, "the detector did not answer")
     assert handler.failed == [("TimeoutError", False), ("TimeoutError", True)]
 
 
@@ -137,10 +137,10 @@ def test_a_job_whose_workers_kept_dying_gives_up_with_too_many_attempts(make_poo
     # Two workers claimed it and died holding it: its lease has expired, and a claim is attempt 3.
     store.collection.update_one({"_id": job_id}, {"$set": {
         "state": "running", "attempts": 2, "lease_owner": "dead-host:1:0",
-        "lease_expires": store.get(job_id)["created_at"] - timedelta(seconds=1)}})
+        "lease_expires": store.get(job_id).created_at - timedelta(seconds=1)}})
     pool.start()
     job = wait_ended(store, job_id)
-    assert job["state"] == "failed" and job["last_error"].startswith("too_many_attempts: gave up after 2 attempts")
+    assert job.state == "failed" and job.last_error.startswith("too_many_attempts: gave up after 2 attempts")
     assert runs == [] and handler.failed == [("too_many_attempts", True)]
 
 
@@ -155,15 +155,15 @@ def test_a_kind_never_runs_more_jobs_than_its_limit_and_the_others_keep_moving(m
     store.enqueue(second, "slow", "2", {}, max_attempts=1)
     store.enqueue(other, "quick", "3", {}, max_attempts=1)
     pool.start()
-    wait_for(lambda: running == [first] and store.get(other)["state"] == "done", 30,
+    wait_for(lambda: running == [first] and store.get(other).state == "done", 30,
              what="one slow job and the quick")
     # Two threads are free, yet the second slow job waits for the first: the limit is one.
     for _ in range(10):
         pool.notify()
         time.sleep(0.05)
-        assert store.get(second)["state"] == "queued"
+        assert store.get(second).state == "queued"
     release.set()
-    wait_for(lambda: store.get(second)["state"] == "done", 30, what="the second slow job to be done")
+    wait_for(lambda: store.get(second).state == "done", 30, what="the second slow job to be done")
     assert running == [first, second]
 
 
@@ -183,7 +183,7 @@ def test_a_cancel_request_stops_the_job_at_its_next_check(make_pool):
     assert started.wait(30)
     store.request_cancel(job_id)
     job = wait_ended(store, job_id)
-    assert (job["state"], job["last_error"]) == ("cancelled", "cancelled on request")
+    assert (job.state, job.last_error) == ("cancelled", "cancelled on request")
     assert handler.cancelled == [job_id] and handler.failed == []
 
 
@@ -206,8 +206,8 @@ def test_shutdown_hands_a_running_job_back_without_counting_the_attempt(make_poo
     pool.shutdown(grace=grace)
     job = store.get(job_id)
     release.set()
-    assert (job["state"], job["stage"], job["attempts"], job["lease_owner"]) == ("queued", "released", 0, None)
-    assert job["checkpoint"] == {"next_task": 1}
+    assert (job.state, job.stage, job.attempts, job.lease_owner) == ("queued", "released", 0, None)
+    assert job.checkpoint == {"next_task": 1}
 
 
 def test_a_new_run_of_an_ended_job_keeps_the_ended_run_as_its_own_record(make_pool):
@@ -220,10 +220,10 @@ def test_a_new_run_of_an_ended_job_keeps_the_ended_run_as_its_own_record(make_po
     store.enqueue(job_id, "content", "k", {"n": 1}, max_attempts=3)
     assert store.enqueue(job_id, "annotation", "k", {"n": 2}, max_attempts=3)[0] is False  # queued: no new run
     store.collection.update_one({"_id": job_id}, {"$set": {"state": "done", "holding": False, "result": {"t": 2}}})
-    ended = store.get(job_id)
+    ended = store.collection.find_one({"_id": job_id})
     store.collection.insert_one({**ended, "_id": f"{job_id}@run1", "superseded_by": job_id})  # the crash's half
     created, job = store.enqueue(job_id, "annotation", "k", {"n": 2}, max_attempts=3)
-    assert created and (job["kind"], job["state"], job["params"], job["run"]) == ("annotation", "queued", {"n": 2}, 2)
+    assert created and (job.kind, job.state, job.params, job.run) == ("annotation", "queued", {"n": 2}, 2)
     records = list(store.collection.find({"superseded_by": job_id}))
     assert [(r["_id"], r["kind"], r["state"], r["result"], r["holding"]) for r in records] == [
         (f"{job_id}@run1", "content", "done", {"t": 2}, False)]
@@ -233,7 +233,7 @@ def test_a_new_run_of_an_ended_job_keeps_the_ended_run_as_its_own_record(make_po
     assert store.enqueue(job_id, "content", "k", {"n": 3}, max_attempts=3)[0]
     assert sorted(r["_id"] for r in store.collection.find({"superseded_by": job_id})) == [f"{job_id}@run1",
                                                                                           f"{job_id}@run2"]
-    assert {row["_id"] for row in store.list()} == {job_id, f"{job_id}@run2", f"{job_id}@run1"}
+    assert {row.id for row in store.list()} == {job_id, f"{job_id}@run2", f"{job_id}@run1"}
     store.collection.update_one({"_id": job_id}, {"$set": {"state": "done", "holding": False}})
     assert store.delete_ended(job_id)  # the try-it retention forgets a job with its records
     assert store.collection.count_documents({}) == 0

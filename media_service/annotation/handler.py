@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from dataclasses import dataclass
 
 from media_service import media as vp
 from media_service.annotation.annotator import Annotator
@@ -26,7 +27,7 @@ from media_service.detectors.labels import FACE
 from media_service.errors import PlatformStateError, is_permanent
 from media_service.mongo import Job, MongoManager
 from media_service.redact import Redactor
-from media_service.worker_pool import JobContext
+from media_service.worker_pool import Checkpoint, JobContext
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,24 @@ def merge_boxes(existing: list[dict], fresh: list[dict]) -> list[dict]:
     return merged
 
 
+@dataclass
+class AnnotationCheckpoint(Checkpoint):
+    """Where a request_type 2 run resumes: the next task to annotate, the counts so far, and the
+    tracks as the last committed task left them (none before the first)."""
+    next_task: int = 0
+    annotated: int = 0  # tasks written at this version
+    skipped: int = 0    # tasks already at it (read and tracked, not written)
+    tracks: dict | None = None
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> "AnnotationCheckpoint":
+        return cls(doc.get("next_task", 0), doc.get("annotated", 0), doc.get("skipped", 0), doc.get("tracks"))
+
+    def to_doc(self) -> dict:
+        return {"next_task": self.next_task, "annotated": self.annotated, "skipped": self.skipped,
+                **({"tracks": self.tracks} if self.tracks is not None else {})}
+
+
 class AnnotationJobHandler:
     kind = ANNOTATION_KIND
 
@@ -79,17 +98,16 @@ class AnnotationJobHandler:
 
     def run(self, ctx: JobContext) -> None:
         params = ContentJobParams.from_doc(ctx.job.params)
-        checkpoint = dict(ctx.job.checkpoint)
-        if not checkpoint:
+        checkpoint = AnnotationCheckpoint.load(ctx)
+        if not ctx.job.checkpoint:
             self.mongo.mark_upload_started(params.upload_id, params, new_run=True)
-            checkpoint = {"next_task": 0, "annotated": 0, "skipped": 0}
-            ctx.checkpoint(checkpoint, "annotating", 0.0)
+            checkpoint.save(ctx, "annotating", 0.0)
         tasks = self.mongo.video_tasks_in_order(params.project_id, params.video_name)
         if not tasks:
             raise PlatformStateError("no_tasks", f"{params.video_name} has no tasks to annotate")
         ctx.set_stage("loading the detector")  # the first run in a process loads its model files
         annotator = self.annotators(params)
-        annotator.resume(checkpoint.get("tracks"))
+        annotator.resume(checkpoint.tracks)
         scratch = self.settings.folders.path("task_base") / f"annotate-{params.upload_id}"
         scratch.mkdir(parents=True, exist_ok=True)
         try:
@@ -98,15 +116,15 @@ class AnnotationJobHandler:
             shutil.rmtree(scratch, ignore_errors=True)
         ctx.stop_if_cancel_requested()
         self.mongo.mark_upload_succeeded(params.upload_id, len(tasks), {
-            "request_annotation_version": params.auto_anno_version, "annotatedTasks": checkpoint["annotated"],
-            "skippedTasks": checkpoint["skipped"], **annotator.summary()})
-        ctx.report({"tasks": len(tasks), "annotated_tasks": checkpoint["annotated"],
-                    "skipped_tasks": checkpoint["skipped"], "annotation": annotator.report()})
+            "request_annotation_version": params.auto_anno_version, "annotatedTasks": checkpoint.annotated,
+            "skippedTasks": checkpoint.skipped, **annotator.summary()})
+        ctx.report({"tasks": len(tasks), "annotated_tasks": checkpoint.annotated,
+                    "skipped_tasks": checkpoint.skipped, "annotation": annotator.report()})
         log.info("annotation version %d done: %d tasks annotated, %d already at it", params.auto_anno_version,
-                 checkpoint["annotated"], checkpoint["skipped"])
+                 checkpoint.annotated, checkpoint.skipped)
 
-    def _annotate_tasks(self, ctx: JobContext, params: ContentJobParams, tasks: list[dict], checkpoint: dict,
-                        annotator: Annotator, scratch) -> None:
+    def _annotate_tasks(self, ctx: JobContext, params: ContentJobParams, tasks: list[dict],
+                        checkpoint: AnnotationCheckpoint, annotator: Annotator, scratch) -> None:
         """From the checkpoint's next task on: each task detected (progress after every batch of its
         frames), then committed (checkpoint after it)."""
         frames = [int(task.get("frameCount") or 0) or 1 for task in tasks]  # progress weighs tasks by frames
@@ -116,21 +134,21 @@ class AnnotationJobHandler:
             ctx.progress("annotating", progress)
             self.mongo.set_upload_progress(params.upload_id, progress, len(tasks), ctx.eta_seconds)
 
-        for index in range(checkpoint["next_task"], len(tasks)):
+        for index in range(checkpoint.next_task, len(tasks)):
             ctx.check()
             task = tasks[index]
             done = (task.get("AutoAnnotationVersion") or 0) >= params.auto_anno_version
             self._annotate_task(task, annotator, scratch, params.auto_anno_version,
                                 lambda frames_done, index=index: report(index, frames_done), write=not done)
             if done:  # tracked all the same, so later tasks get the ids an uninterrupted run gives
-                checkpoint["skipped"] += 1
+                checkpoint.skipped += 1
                 log.info("%s is already at version %s: not written", task["taskName"],
                          task.get("AutoAnnotationVersion"))
             else:
-                checkpoint["annotated"] += 1
-            checkpoint["next_task"], checkpoint["tracks"] = index + 1, annotator.state()
+                checkpoint.annotated += 1
+            checkpoint.next_task, checkpoint.tracks = index + 1, annotator.state()
             progress = min(99.0, 100.0 * sum(frames[:index + 1]) / sum(frames))
-            ctx.checkpoint(checkpoint, "annotating", progress)
+            checkpoint.save(ctx, "annotating", progress)
             self.mongo.set_upload_progress(params.upload_id, progress, len(tasks), ctx.eta_seconds)
             ctx.at_commit_boundary()
 

@@ -21,6 +21,7 @@ from typing import Iterator
 
 from media_service import contract, platform_docs
 from media_service import media as vp
+from media_service.content.checkpoint import ContentCheckpoint, CutCheckpoint
 from media_service.contract import (
     ACTIVE_STATES,
     CONTENT_PART_KIND,
@@ -30,7 +31,7 @@ from media_service.contract import (
     task_name,
 )
 from media_service.errors import PartFailed
-from media_service.mongo import MongoManager, utcnow
+from media_service.mongo import Job, MongoManager, utcnow
 from media_service.paths import ConfinedFile
 from media_service.worker_pool import JobWaiting
 
@@ -72,7 +73,7 @@ class UploadParts:
     def __init__(self, mongo: MongoManager, settings):
         self.mongo, self.settings = mongo, settings
 
-    def queue(self, ctx, params: ContentJobParams, split: Split, checkpoint: dict) -> None:
+    def queue(self, ctx, params: ContentJobParams, split: Split, checkpoint: ContentCheckpoint) -> None:
         """Queue every part not queued yet (a run cut short here queues the rest), record them in the
         checkpoint, and wait."""
         planned_frames = sum(part.frames for part in split.parts)
@@ -91,63 +92,64 @@ class UploadParts:
                                     rank=part.index)
         log.info("cut in %d parts of up to %d tasks (%d tasks, %d frames), for any worker", len(split.parts),
                  self.settings.content.tasks_per_part, planned_tasks, planned_frames)
-        checkpoint.update(parts=len(split.parts), planned_tasks=planned_tasks, planned_frames=planned_frames)
-        ctx.checkpoint(checkpoint, "parts", 0.0)
+        checkpoint.parts, checkpoint.planned_tasks, checkpoint.planned_frames = (len(split.parts), planned_tasks,
+                                                                                 planned_frames)
+        checkpoint.save(ctx, "parts", 0.0)
         raise JobWaiting(self.settings.jobs.lease_seconds, f"parts: 0 of {len(split.parts)} done")
 
-    def gather(self, ctx, params: ContentJobParams, checkpoint: dict) -> dict:
+    def gather(self, ctx, params: ContentJobParams, checkpoint: ContentCheckpoint) -> dict:
         """Once every part is done and every planned task is there: the upload's summary (the caller
         publishes it). Until then the content job waits; a part that failed for good fails it."""
         parts = self.mongo.jobs.children(ctx.job.id, ctx.job.run)
-        if len(parts) != checkpoint["parts"]:
-            raise RuntimeError(f"{len(parts)} of the {checkpoint['parts']} parts are queued")
-        ended_badly = next((part for part in parts if part["state"] in ("failed", "cancelled")), None)
-        active = [part for part in parts if part["state"] in ACTIVE_STATES]
+        if len(parts) != checkpoint.parts:
+            raise RuntimeError(f"{len(parts)} of the {checkpoint.parts} parts are queued")
+        ended_badly = next((part for part in parts if part.state in ("failed", "cancelled")), None)
+        active = [part for part in parts if part.state in ACTIVE_STATES]
         if ended_badly is not None:
             for part in active:
-                self.mongo.jobs.request_cancel(part["_id"])
+                self.mongo.jobs.request_cancel(part.id)
             if not active:
                 raise PartFailed(*_code_and_message(ended_badly))
         if active:
             done = len(parts) - len(active)
             raise JobWaiting(self.settings.jobs.lease_seconds,
                              f"parts: {done} of {len(parts)} done" if ended_badly is None
-                             else f"parts: stopping {len(active)} after part {ended_badly['rank']} failed")
+                             else f"parts: stopping {len(active)} after part {ended_badly.rank} failed")
         names = set(self.mongo.upload_task_names(params.upload_id))
-        missing = [i for i in range(checkpoint["planned_tasks"]) if task_name(i, params.video_name) not in names]
-        if missing or len(names) != checkpoint["planned_tasks"]:
+        missing = [i for i in range(checkpoint.planned_tasks) if task_name(i, params.video_name) not in names]
+        if missing or len(names) != checkpoint.planned_tasks:
             raise PartFailed("parts_incomplete", f"every part is done but {len(missing)} planned tasks are missing "
                                                  f"(first: {missing[:3]}) and {len(names)} tasks exist")
-        frames = checkpoint["planned_frames"]
-        summary = {"tasks": checkpoint["planned_tasks"], "frames": frames, "parts": len(parts),
+        frames = checkpoint.planned_frames
+        summary = {"tasks": checkpoint.planned_tasks, "frames": frames, "parts": len(parts),
                    "sampling": {"mode": "timestamp", "sampled": frames, "kept": frames}}
         if params.request_type == contract.RequestType.TASKS_AND_ANNOTATIONS:
             # Counted from the documents: a part resumed after a crash reports only what it did since.
-            reports = [r for r in ((part.get("result") or {}).get("annotation") for part in parts) if r]
+            reports = [r for r in ((part.result or {}).get("annotation") for part in parts) if r]
             summary["annotation"] = {"model": reports[0]["model"] if reports else "", "frames": frames,
                                      "boxes": self.mongo.upload_box_count(params.upload_id),
                                      "labels_left_out": _added(r["labels_left_out"] for r in reports),
                                      "tracks_linked": self.link_tracks(ctx, params, parts, checkpoint)}
         return summary
 
-    def link_tracks(self, ctx, params: ContentJobParams, parts: list[dict], checkpoint: dict) -> int:
+    def link_tracks(self, ctx, params: ContentJobParams, parts: list[Job], checkpoint: ContentCheckpoint) -> int:
         """A track that crosses from one part into the next keeps the earlier part's id: at each
         boundary the boxes of the last frame before it and the first frame after it (both detected)
         are matched by label and overlap, and the later part's ids are renamed in its frame docs.
         The renaming is worked out once and kept in the checkpoint: a run cut short renames the same."""
         tasks = {task["taskName"]: task["_id"] for task in self.mongo.upload_tasks(params.upload_id)}
-        ids = [tasks[task_name(i, params.video_name)] for i in range(checkpoint["planned_tasks"])]
+        ids = [tasks[task_name(i, params.video_name)] for i in range(checkpoint.planned_tasks)]
         parts = self.mongo.jobs.children(ctx.job.id, ctx.job.run, with_params=True)
-        firsts = [ContentPartParams.from_doc(part["params"]).part["first_task"] for part in parts[1:]]
-        if "renamed_tracks" not in checkpoint:
+        firsts = [ContentPartParams.from_doc(part.params).part["first_task"] for part in parts[1:]]
+        if checkpoint.renamed_tracks is None:
             renamed: dict[int, int] = {}
             for first in firsts:
                 before, after = self.mongo.task_frames(ids[first - 1])[-1], self.mongo.task_frames(ids[first])[0]
                 for later, earlier in continuing_tracks(before.get("boxes") or [], after.get("boxes") or []):
                     renamed[later] = renamed.get(earlier, earlier)
-            checkpoint["renamed_tracks"] = sorted(renamed.items())
-            ctx.checkpoint(checkpoint, "linking tracks", 99.0)
-        renamed = dict(checkpoint["renamed_tracks"])
+            checkpoint.renamed_tracks = sorted(renamed.items())
+            checkpoint.save(ctx, "linking tracks", 99.0)
+        renamed = dict(checkpoint.renamed_tracks)
         for task_id in ids[firsts[0]:] if renamed else ():
             changed = {}
             for frame in self.mongo.task_frames(task_id):
@@ -208,10 +210,10 @@ def _added(counts) -> dict:
     return total
 
 
-def _code_and_message(part: dict) -> tuple[str, str]:
-    error = part.get("last_error") or part["state"]
+def _code_and_message(part: Job) -> tuple[str, str]:
+    error = part.last_error or part.state
     code, sep, message = error.partition(": ")
-    where = f"part {part['rank'] + 1}"
+    where = f"part {part.rank + 1}"
     return (code, f"{where}: {message}") if sep and code.replace("_", "").isalnum() else ("part_failed",
                                                                                            f"{where}: {error}")
 
@@ -225,9 +227,9 @@ class PartRun:
     def run(self, ctx, params: ContentPartParams) -> dict:
         content = ContentJobParams.from_doc(params.content)
         part = vp.Part.from_doc(params.part)
-        checkpoint = dict(ctx.job.checkpoint) or {"next_task": part.first_task, "frames_done": 0}
-        if checkpoint["next_task"] >= part.first_task + part.tasks:  # every task committed before a crash
-            return {"tasks": part.tasks, "frames": checkpoint["frames_done"]}
+        checkpoint = CutCheckpoint.load(ctx) if ctx.job.checkpoint else CutCheckpoint(next_task=part.first_task)
+        if checkpoint.next_task >= part.first_task + part.tasks:  # every task committed before a crash
+            return {"tasks": part.tasks, "frames": checkpoint.frames_done}
         root = self.settings.content_root()
         opened = ConfinedFile(root.root, root.resolve(content.content_path))
         try:
@@ -236,7 +238,7 @@ class PartRun:
                 raise vp.MediaError("source_changed", f"{opened.name} changed since this upload's parts were planned")
             plan, stats = self._plan(ctx, params, content, part, opened, checkpoint)
             annotator = self.pipeline.annotator_for(content, checkpoint)
-            if annotator is not None and not checkpoint.get("tracks"):
+            if annotator is not None and not checkpoint.tracks:
                 annotator.number_tracks_from(part.index * TRACK_IDS_PER_PART + 1)
             try:
                 self.pipeline.cut_tasks(ctx, content, plan, checkpoint, annotator)
@@ -249,17 +251,17 @@ class PartRun:
         if stats.refused or stats.corrupt or stats.stopped_by:
             raise vp.MediaError("frames_lost", f"{opened.name}: part {part.index + 1} met damaged packets "
                                                f"({stats.refused} refused, {stats.corrupt} corrupt)")
-        return {"tasks": checkpoint["next_task"] - part.first_task, "frames": checkpoint["frames_done"],
+        return {"tasks": checkpoint.next_task - part.first_task, "frames": checkpoint.frames_done,
                 **({"annotation": annotator.report()} if annotator else {})}
 
     def _plan(self, ctx, params: ContentPartParams, content: ContentJobParams, part: vp.Part,
-              opened: ConfinedFile, checkpoint: dict):
+              opened: ConfinedFile, checkpoint: CutCheckpoint):
         from media_service.content.pipeline import Frame, Plan
 
         info = part.media_info(vp.media_info_from_doc(params.media_info))
         size = tuple(params.size)
         sampler = vp.Sampler(content.frame_rate, "timestamp", info.average_fps)
-        resume = vp.ResumePoint.from_doc(checkpoint.get("resume")) or part.start
+        resume = vp.ResumePoint.from_doc(checkpoint.resume) or part.start
         if resume:
             sampler.resume_from(resume)
         stats = vp.DecodeStats()

@@ -20,6 +20,7 @@ from typing import Callable, Iterator
 from media_service import contract, metrics, platform_docs
 from media_service import media as vp
 from media_service.content import image_source, parts
+from media_service.content.checkpoint import ContentCheckpoint, CutCheckpoint
 from media_service.contract import ContentJobParams, ContentType, FrameAnnotator, RequestType, task_key, task_name
 from media_service.errors import PathRefused, PlatformStateError
 from media_service.mongo import MongoManager, utcnow
@@ -69,12 +70,12 @@ class ContentPipeline:
 
     # -- the job -----------------------------------------------------------------------------
     def run(self, ctx, params: ContentJobParams) -> None:
-        checkpoint = dict(ctx.job.checkpoint)
-        if checkpoint.get("parts"):  # cut in parts: done when they are
+        checkpoint = ContentCheckpoint.load(ctx)
+        if checkpoint.parts:  # cut in parts: done when they are
             summary = self.parts.gather(ctx, params, checkpoint)
             return self._publish(ctx, params, summary, parts.upload_fields(summary))
         upload_id, project_id = params.upload_id, params.project_id
-        fresh = not checkpoint
+        fresh = not ctx.job.checkpoint
 
         ctx.set_stage("probe")
         content = self.settings.content_root()
@@ -88,23 +89,23 @@ class ContentPipeline:
             if fresh:
                 self.mongo.mark_upload_started(upload_id, params, new_run=True)
                 self.mongo.add_upload_to_project(project_id, upload_id)
-            if not checkpoint.get("replaced"):
+            if not checkpoint.replaced:
                 if params.force_write:
                     self.remove_video_tasks(project_id, params.video_name)
-                checkpoint = {**checkpoint, "replaced": True, "next_task": 0, "frames_done": 0}
-                ctx.checkpoint(checkpoint, "tasks", 0.0)
+                checkpoint.replaced, checkpoint.next_task, checkpoint.frames_done = True, 0, 0
+                checkpoint.save(ctx, "tasks", 0.0)
             if plan.split is not None:
                 self.parts.queue(ctx, params, plan.split, checkpoint)  # waits for them
             annotator = self.annotator_for(params, checkpoint)
             self.cut_tasks(ctx, params, plan, checkpoint, annotator)
-            extra = {**plan.extra_upload_fields, **plan.finished(checkpoint["frames_done"]),
+            extra = {**plan.extra_upload_fields, **plan.finished(checkpoint.frames_done),
                      **(annotator.summary() if annotator else {})}
         finally:
             plan.close()
-        task_count = checkpoint["next_task"]
+        task_count = checkpoint.next_task
         if task_count == 0:
             raise vp.MediaError("no_frames", f"{source.name}: no frames could be sampled")
-        summary = {"tasks": task_count, "frames": checkpoint["frames_done"],
+        summary = {"tasks": task_count, "frames": checkpoint.frames_done,
                    **({"sampling": extra["sampling"]} if "sampling" in extra else {}),
                    **({"annotation": annotator.report()} if annotator else {})}
         self._publish(ctx, params, summary, extra)
@@ -126,7 +127,7 @@ class ContentPipeline:
             raise PlatformStateError(ALREADY_HAS_TASKS,
                                      "this video already has tasks; send force_write 1 to replace them")
 
-    def _plan(self, params: ContentJobParams, root: Path, source: Path, checkpoint: dict) -> Plan:
+    def _plan(self, params: ContentJobParams, root: Path, source: Path, checkpoint: ContentCheckpoint) -> Plan:
         if params.content_type == ContentType.IMAGES:
             return self._plan_images(params, root, source, checkpoint)
         opened = ConfinedFile(root, source)
@@ -136,10 +137,11 @@ class ContentPipeline:
             opened.close()
             raise
 
-    def _plan_video(self, params: ContentJobParams, opened: ConfinedFile, checkpoint: dict) -> Plan:
+    def _plan_video(self, params: ContentJobParams, opened: ConfinedFile, checkpoint: ContentCheckpoint) -> Plan:
         # The file is read through its descriptor from here on: a swapped name changes nothing.
-        known = checkpoint.setdefault("source", {"size": opened.fingerprint.size,
-                                                 "mtime_ns": opened.fingerprint.mtime_ns})
+        if checkpoint.source is None:
+            checkpoint.source = {"size": opened.fingerprint.size, "mtime_ns": opened.fingerprint.mtime_ns}
+        known = checkpoint.source
         if (known["size"], known["mtime_ns"]) != (opened.fingerprint.size, opened.fingerprint.mtime_ns):
             raise vp.MediaError("source_changed", f"{opened.name} changed since this upload's run began")
         info = vp.probe_video(opened.path, self.settings.content.max_width, self.settings.content.max_height,
@@ -154,7 +156,7 @@ class ContentPipeline:
         legacy = mode == "legacy"
         sampler = vp.Sampler(rate, "legacy" if legacy else "timestamp",
                              info.nominal_fps if legacy else info.average_fps)
-        resume = vp.ResumePoint.from_doc(checkpoint.get("resume"))
+        resume = vp.ResumePoint.from_doc(checkpoint.resume)
         if resume:
             sampler.resume_from(resume)
         size = vp.output_size(info, self.settings.content.task_max_height)
@@ -217,7 +219,8 @@ class ContentPipeline:
         log.warning("%s: %s; accepted (%.1f%% lost)", opened.name, detail, share)
         return {"framesExpected": loss.expected, "framesDecoded": loss.seen}
 
-    def _plan_images(self, params: ContentJobParams, root: Path, source: Path, checkpoint: dict) -> Plan:
+    def _plan_images(self, params: ContentJobParams, root: Path, source: Path,
+                     checkpoint: ContentCheckpoint) -> Plan:
         listing = image_source.list_images(root, source, self.settings.content.image_extensions)
         readable, skipped, sizes = [], list(listing.skipped), []
         for ref in listing.images:  # a first pass for sizes: tasks of one upload share one size
@@ -237,7 +240,7 @@ class ContentPipeline:
         width, height = max(w for w, _ in sizes), max(h for _, h in sizes)
         size = vp.task_video_size(width, height, self.settings.content.task_max_height)
         rate = params.frame_rate
-        start = checkpoint.get("resume", {}).get("position", 0)
+        start = (checkpoint.resume or {}).get("position", 0)
 
         def frames() -> Iterator[tuple[Frame, dict]]:
             for position in range(start, len(readable)):
@@ -254,16 +257,16 @@ class ContentPipeline:
     def _annotates(params: ContentJobParams) -> bool:
         return params.request_type == RequestType.TASKS_AND_ANNOTATIONS
 
-    def annotator_for(self, params: ContentJobParams, checkpoint: dict) -> FrameAnnotator | None:
+    def annotator_for(self, params: ContentJobParams, checkpoint: CutCheckpoint) -> FrameAnnotator | None:
         if not self._annotates(params):
             return None
         if self.annotators is None:
             raise RuntimeError("request_type 1 needs auto-annotation, which this worker was built without")
         annotator = self.annotators(params)
-        annotator.resume(checkpoint.get("tracks"))  # where the last committed task left the tracks
+        annotator.resume(checkpoint.tracks)  # where the last committed task left the tracks
         return annotator
 
-    def cut_tasks(self, ctx, params: ContentJobParams, plan: Plan, checkpoint: dict,
+    def cut_tasks(self, ctx, params: ContentJobParams, plan: Plan, checkpoint: CutCheckpoint,
                    annotator: FrameAnnotator | None) -> None:
         """Encode tasks in this thread while the previous one is checked and committed in another,
         and (request_type 1) detect on one batch of frames in a third while the next batch is
@@ -292,7 +295,7 @@ class ContentPipeline:
             with contextlib.suppress(OSError):
                 scratch.parent.rmdir()
 
-    def _commit_task(self, ctx, params: ContentJobParams, plan: Plan, checkpoint: dict, index: int,
+    def _commit_task(self, ctx, params: ContentJobParams, plan: Plan, checkpoint: CutCheckpoint, index: int,
                      encoder: vp.TaskEncoder, frames: list[Frame], resume_point: dict) -> None:
         name = task_name(index, params.video_name)
         problems = vp.check_task_video(encoder.path).problems(len(frames), plan.size, params.frame_rate)
@@ -306,10 +309,9 @@ class ContentPipeline:
                                       self.storage.document_key(key), annotation_version, utcnow(), plan.task_fields)
         self.mongo.commit_task(task, platform_docs.frame_docs(frames))
         metrics.count("frames", len(frames), stage="encode")
-        checkpoint.update(next_task=index + 1, frames_done=checkpoint["frames_done"] + len(frames),
-                          resume=resume_point)
+        checkpoint.committed(index, len(frames), resume_point)
         progress = min(99.0, 100.0 * plan.consumed(resume_point) / plan.expected_frames)
-        ctx.checkpoint(checkpoint, "tasks", progress)
+        checkpoint.save(ctx, "tasks", progress)
         if plan.publish is not None:
             plan.publish(ctx, index, progress)
         else:
@@ -354,13 +356,13 @@ class _TaskCutter:
     """One pass of `ContentPipeline.cut_tasks`: the task being encoded here, the one being
     committed in the `committer` thread, and the batch being detected in the `detector` thread."""
 
-    def __init__(self, pipeline: ContentPipeline, ctx, params: ContentJobParams, plan: Plan, checkpoint: dict,
+    def __init__(self, pipeline: ContentPipeline, ctx, params: ContentJobParams, plan: Plan, checkpoint: CutCheckpoint,
                  annotator: FrameAnnotator | None, scratch: Path, committer: ThreadPoolExecutor,
                  detector: ThreadPoolExecutor):
         self.pipeline, self.ctx, self.params, self.plan = pipeline, ctx, params, plan
         self.checkpoint, self.annotator, self.scratch = checkpoint, annotator, scratch
         self.committer, self.detector = committer, detector
-        self.index = checkpoint["next_task"]
+        self.index = checkpoint.next_task
         self.encoder: vp.TaskEncoder | None = None
         self.frames: list[Frame] = []
         self.point: dict | None = None
@@ -420,7 +422,7 @@ class _TaskCutter:
 
     def _commit(self, waiting_for: Future | None, *args) -> None:
         if waiting_for is not None:  # this task's frames have their boxes (batches finish in order)
-            self.checkpoint["tracks"] = waiting_for.result()
+            self.checkpoint.tracks = waiting_for.result()
         self.pipeline._commit_task(*args)
 
     def _hand_over(self) -> Future:

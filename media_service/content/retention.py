@@ -33,7 +33,7 @@ def sweep(mongo: MongoManager, storage, settings) -> int:
     removed = 0
     for record in mongo.expired_try_its(utcnow() - timedelta(hours=hours)):
         job = mongo.jobs.get(content_job_id(record["_id"]))
-        if job and job["state"] in ACTIVE_STATES:
+        if job and job.state in ACTIVE_STATES:
             continue  # never pull documents from under a run; the next sweep sees it ended
         if mongo.claim_try_it(record["_id"], settings.jobs.lease_seconds) is None:
             continue  # another process is removing it

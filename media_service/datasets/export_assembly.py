@@ -11,13 +11,20 @@ from __future__ import annotations
 
 import shutil
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bson import ObjectId
 
 from media_service.datasets import exports, keys
-from media_service.datasets.frame_writer import ObjectCache, StoredInPlace, Version, read_image_record, version_entry
+from media_service.datasets.frame_writer import (
+    ImageRecord,
+    ObjectCache,
+    StoredInPlace,
+    Version,
+    read_image_record,
+    version_entry,
+)
 from media_service.datasets.labels import DEFAULT
 
 EXPORT_FETCHES = 8  # objects fetched at once for the exports
@@ -65,36 +72,53 @@ def _label_text(storage, cache: ObjectCache | StoredInPlace, key: str) -> str:
     return (copy.read_bytes() if copy.is_file() else storage.get_bytes(key)).decode()
 
 
+@dataclass(frozen=True)
+class StoredImage:
+    """One image of the version as the build stored it: a frame (`augmentation` None) or an
+    augmentation of it, the keys of its picture and its label file, and its recorded size and boxes."""
+    task: str
+    frame_id: int
+    split: int
+    augmentation: str | None
+    image_key: str
+    text_key: str
+    record: ImageRecord
+
+
 def _records(mongo, storage, version: Version, tasks: list[str], cache: ObjectCache | StoredInPlace,
              folder: Path) -> tuple[list[exports.ExportRecord], dict[str, str]]:
     """Every image of the version with its size and boxes as recorded and its picture from the
     cached copy, else fetched into `folder`; and the key of each one's label file, by its stem."""
     folder.mkdir(parents=True, exist_ok=True)
-    items = []
-    own = storage.own_key
-    for task in tasks:
-        for frame in mongo.dataset_frames(ObjectId(task)):
-            mine = version_entry(frame, version.id)
-            if mine is None:
-                continue
-            frame_id = int(frame["frameId"])
-            images = [(None, keys.frame_image_key(version.group, task, frame_id), mine)]
-            images += [(aug, own(entry["imageUrl"]), entry)
-                       for aug, entry in (mine.get("augmentationImages") or {}).items()]
-            items += [(task, frame_id, mine["datasetType"], aug, image_key,
-                       own(next(iter(entry["textFiles"].values()))), read_image_record(entry))
-                      for aug, image_key, entry in images]
+    images = [image for task in tasks for image in _stored_images(mongo, storage, version, task)]
 
-    def fetch(item) -> exports.ExportRecord:
-        task, frame_id, split, aug, image_key, text_key, (width, height, boxes) = item
-        local = cache.path(image_key)
+    def fetch(image: StoredImage) -> exports.ExportRecord:
+        local = cache.path(image.image_key)
         if not local.is_file():
-            local = folder / f"{task}_{frame_id}_{aug or 'frame'}.jpg"
-            storage.get_file(image_key, local)
-        return exports.ExportRecord(task, frame_id, split, width, height, str(local), boxes, aug)
+            local = folder / f"{image.task}_{image.frame_id}_{image.augmentation or 'frame'}.jpg"
+            storage.get_file(image.image_key, local)
+        return exports.ExportRecord(image.task, image.frame_id, image.split, image.record.width,
+                                    image.record.height, str(local), image.record.boxes, image.augmentation)
 
     # Mostly waiting on storage (S3 round trips): several requests in flight, the order kept.
     with ThreadPoolExecutor(max_workers=EXPORT_FETCHES, thread_name_prefix="dataset-export") as pool:
-        records = list(pool.map(fetch, items))
-    return records, {record.stem: text_key for record, (*_, text_key, _) in zip(records, items)}
+        records = list(pool.map(fetch, images))
+    return records, {record.stem: image.text_key for record, image in zip(records, images)}
 
+
+def _stored_images(mongo, storage, version: Version, task: str) -> list[StoredImage]:
+    """The images of one task (hex id) in this version: each frame's, then its augmentations'."""
+    found = []
+    own = storage.own_key
+    for frame in mongo.dataset_frames(ObjectId(task)):
+        mine = version_entry(frame, version.id)
+        if mine is None:
+            continue
+        frame_id = int(frame["frameId"])
+        entries = [(None, keys.frame_image_key(version.group, task, frame_id), mine)]
+        entries += [(aug, own(entry["imageUrl"]), entry)
+                    for aug, entry in (mine.get("augmentationImages") or {}).items()]
+        found += [StoredImage(task, frame_id, mine["datasetType"], aug, image_key,
+                              own(next(iter(entry["textFiles"].values()))), read_image_record(entry))
+                  for aug, image_key, entry in entries]
+    return found

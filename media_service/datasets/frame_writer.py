@@ -114,13 +114,21 @@ def image_record(width: int, height: int, boxes: Iterable[Box]) -> dict:
             "boxes": [[float(box.x1), float(box.y1), float(box.x2), float(box.y2), box.cls] for box in boxes]}
 
 
-def read_image_record(images: dict) -> tuple[int, int, list[Box]]:
-    """(width, height, boxes) of an image from its entry (the frame's, or one of its augmentations')."""
+@dataclass(frozen=True)
+class ImageRecord:
+    """An image's size and its boxes in its pixels, as its `imageBoxes` recorded them."""
+    width: int
+    height: int
+    boxes: list[Box]
+
+
+def read_image_record(images: dict) -> ImageRecord:
+    """The size and boxes of an image from its entry (the frame's, or one of its augmentations')."""
     record = images.get(RECORD)
     if record is None:
         raise LookupError(f"an image of the version has no {RECORD} (its task was built by an earlier version of "
                           "the service): the next attempt builds that task again")
-    return record["width"], record["height"], [Box(*box) for box in record["boxes"]]
+    return ImageRecord(record["width"], record["height"], [Box(*box) for box in record["boxes"]])
 
 
 def is_recorded(entry: dict) -> bool:

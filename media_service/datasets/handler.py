@@ -12,7 +12,7 @@ from media_service.redact import Redactor
 from media_service.worker_pool import JobContext
 
 
-def queue_dataset_job(mongo: MongoManager, settings, version_id: ObjectId) -> tuple[bool, dict]:
+def queue_dataset_job(mongo: MongoManager, settings, version_id: ObjectId) -> tuple[bool, Job]:
     # Each task has its own limit of attempts ([Dataset] task_attempts); the job gets one more.
     return mongo.jobs.enqueue_dataset_build(version_id, settings.dataset.task_attempts + 1)
 
@@ -35,6 +35,7 @@ class DatasetJobHandler:
         def progress(fraction: float, stage: str) -> None:  # at most once a second, and at the end
             if fraction >= 1.0 or time.monotonic() - last[0] >= 1.0:
                 last[0] = time.monotonic()
+                # No resume point of its own: a resumed build skips the tasks its taskStatus marks complete.
                 ctx.checkpoint({}, stage, round(min(fraction, 0.99) * 100, 1))
                 self.mongo.set_dataset_progress(version_id, min(fraction, 0.99) * 100)
 

@@ -16,16 +16,22 @@ log = logging.getLogger(__name__)
 
 
 def source_video(mongo, settings, task: dict) -> Path | None:
-    """The video the task was cut from, if it is still in the content folder, unchanged (the size and
-    modification time on the task doc, or for a task cut before it carried them, in the content job's
-    checkpoint); else None (logged)."""
+    """The video the task was cut from, if it is still in the content folder, unchanged: the size and
+    modification time the task doc recorded when it was cut (`sourceFingerprint`) match the file's
+    now. Else None (logged), and so for a task cut before tasks carried the fingerprint: nothing on
+    it says which file it came from, and images of another file would not match its boxes."""
+    known = task.get(SOURCE_FINGERPRINT)
     job = mongo.jobs.get(content_job_id(task["uploadId"]))
-    if not job or not job.get("params"):
+    if not job or not job.params:
         log.info("task %s: no record of its source; images at the task video's size", task["_id"])
         return None
-    params = ContentJobParams.from_doc(job["params"])
+    params = ContentJobParams.from_doc(job.params)
     if params.content_type != ContentType.VIDEO:
         return None  # an image folder: the task video's frames are the images, scaled to one size
+    if not known:
+        log.info("task %s: cut before tasks recorded their source's fingerprint; images at the task video's size",
+                 task["_id"])
+        return None
     try:
         path = settings.content_root().resolve(params.content_path)  # checked again: the folder may have changed
     except PathRefused as exc:
@@ -36,10 +42,8 @@ def source_video(mongo, settings, task: dict) -> Path | None:
         log.info("task %s: its source %s is gone; images at the task video's size", task["_id"],
                  params.content_path)
         return None
-    # The file the task was cut from; a task cut before tasks carried it: the file the job last read.
-    known = task.get(SOURCE_FINGERPRINT) or (job.get("checkpoint") or {}).get("source")
     stat = path.stat()
-    if known and (stat.st_size, stat.st_mtime_ns) != (known.get("size"), known.get("mtime_ns")):
+    if (stat.st_size, stat.st_mtime_ns) != (known.get("size"), known.get("mtime_ns")):
         log.warning("task %s: its source %s changed since the task was cut; images at the task video's size",
                     task["_id"], params.content_path)
         return None

@@ -9,7 +9,7 @@ one conditional update on the owner and state, so two workers can never both act
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Iterable
 
 from pymongo import ASCENDING, ReturnDocument
@@ -34,25 +34,52 @@ class VideoBusy(RuntimeError):
 
 @dataclass
 class Job:
-    """A claimed job as its worker sees it. `checkpoint` is updated in place as the run commits."""
+    """A job document as the code reads it: a claimed job as its worker sees it (`checkpoint` is
+    updated in place as the run commits), or any job the pages, the routes and the features read.
+    A read that projects fields leaves the rest at their defaults."""
     id: str
-    kind: str
-    key: str
-    params: dict
-    attempts: int
-    max_attempts: int
+    kind: str = ""
+    key: str = ""
+    params: dict = field(default_factory=dict)
+    attempts: int = 0
+    max_attempts: int = 0
     stage: str | None = None
     progress: float = 0.0
     checkpoint: dict = field(default_factory=dict)
     cancel_requested: bool = False
     last_error: str | None = None
     run: int = 1  # how many times this id was queued anew (a long upload's parts belong to one run)
+    state: str = "queued"
+    result: dict | None = None
+    eta_seconds: float | None = None
+    waiting: bool = False                # a long upload's job queued again to wait for its parts
+    parent: str | None = None            # a part: the job it is a part of, and that job's run
+    parent_run: int | None = None
+    rank: int = 0
+    superseded_by: str | None = None     # a record of an earlier run: the job that took its id over
+    holds: str | None = None
+    lease_owner: str | None = None
+    history: list = field(default_factory=list)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
 
     @classmethod
     def from_doc(cls, doc: dict) -> "Job":
-        return cls(doc["_id"], doc["kind"], doc.get("key") or "", doc.get("params") or {}, doc["attempts"],
-                   doc["max_attempts"], doc.get("stage"), doc.get("progress") or 0.0, doc.get("checkpoint") or {},
-                   bool(doc.get("cancel_requested")), doc.get("last_error"), int(doc.get("run") or 1))
+        return cls(
+            doc["_id"], doc.get("kind") or "", doc.get("key") or "", doc.get("params") or {},
+            int(doc.get("attempts") or 0), int(doc.get("max_attempts") or 0), doc.get("stage"),
+            float(doc.get("progress") or 0.0), doc.get("checkpoint") or {}, bool(doc.get("cancel_requested")),
+            doc.get("last_error"), int(doc.get("run") or 1), doc.get("state") or "queued",
+            doc.get("result") if isinstance(doc.get("result"), dict) else None, doc.get("eta_seconds"),
+            bool(doc.get("waiting")), doc.get("parent"), doc.get("parent_run"), int(doc.get("rank") or 0),
+            doc.get("superseded_by"), doc.get("holds"), doc.get("lease_owner"), list(doc.get("history") or []),
+            doc.get("created_at"), doc.get("updated_at"), doc.get("started_at"), doc.get("finished_at"))
+
+    @classmethod
+    def maybe(cls, doc: dict | None) -> "Job | None":
+        return cls.from_doc(doc) if doc is not None else None
 
 
 class JobStore:
@@ -74,11 +101,11 @@ class JobStore:
         self.collection.create_index("holds", unique=True, name="one_job_per_video",
                                      partialFilterExpression={"holding": True})
 
-    def get(self, job_id: str) -> dict | None:
-        return self.collection.find_one({"_id": job_id})
+    def get(self, job_id: str) -> Job | None:
+        return Job.maybe(self.collection.find_one({"_id": job_id}))
 
     def enqueue(self, job_id: str, kind: str, key: str, params: dict, max_attempts: int,
-                holds: str | None = None, parent: tuple[str, int] | None = None, rank: int = 0) -> tuple[bool, dict]:
+                holds: str | None = None, parent: tuple[str, int] | None = None, rank: int = 0) -> tuple[bool, Job]:
         """Queue a job unless one with this id is queued or running.
 
         Returns (created, job). A finished job with the same id is replaced by the new run, after
@@ -114,7 +141,7 @@ class JobStore:
             holder = self.collection.find_one({"holds": holds, "holding": True}, {"_id": 1})
             raise VideoBusy(holder["_id"] if holder else "another job") from None
         if replaced:
-            return True, replaced
+            return True, Job.from_doc(replaced)
         return False, self.get(job_id)
 
     def record_ended_run(self, job_id: str) -> dict | None:
@@ -155,7 +182,7 @@ class JobStore:
             sort=[("rank", ASCENDING), ("created_at", ASCENDING)], return_document=ReturnDocument.AFTER)
         return Job.from_doc(doc) if doc else None
 
-    def renew_lease(self, job_id: str, owner: str, lease_seconds: float) -> dict:
+    def renew_lease(self, job_id: str, owner: str, lease_seconds: float) -> Job:
         """Extend our lease; returns the job (to see cancel requests). Raises LeaseLost."""
         now = utcnow()
         job = self.collection.find_one_and_update(
@@ -164,7 +191,7 @@ class JobStore:
             return_document=ReturnDocument.AFTER)
         if job is None:
             raise LeaseLost(job_id)
-        return job
+        return Job.from_doc(job)
 
     def save_checkpoint(self, job_id: str, owner: str, checkpoint: dict, stage: str, progress: float,
                         eta_seconds: float | None = None) -> bool:
@@ -231,10 +258,11 @@ class JobStore:
         """A waiting job is due now."""
         self.collection.update_one({"_id": job_id, "state": "queued"}, {"$set": {"not_before": utcnow()}})
 
-    def children(self, parent: str, run: int, with_params: bool = False) -> list[dict]:
+    def children(self, parent: str, run: int, with_params: bool = False) -> list[Job]:
         """The parts of `parent`'s `run`, in their order: state, rank, last_error and result (and params)."""
         fields = ["state", "rank", "last_error", "result", *(["params"] if with_params else [])]
-        return list(self.collection.find({"parent": parent, "parent_run": run}, fields).sort("rank", ASCENDING))
+        return [Job.from_doc(doc) for doc in
+                self.collection.find({"parent": parent, "parent_run": run}, fields).sort("rank", ASCENDING)]
 
     def forget_earlier_children(self, parent: str, run: int) -> int:
         """The parts of `parent`'s earlier runs that have ended (a new run has its own)."""
@@ -273,7 +301,7 @@ class JobStore:
         job = self.collection.find_one({"_id": job_id}, {"cancel_requested": True})
         return bool(job and job.get("cancel_requested"))
 
-    def request_cancel(self, job_id: str) -> dict | None:
+    def request_cancel(self, job_id: str) -> Job | None:
         """Ask an active job to stop, and every active part of it."""
         job = self.collection.find_one_and_update(
             {"_id": job_id, "state": {"$in": list(ACTIVE_STATES)}},
@@ -282,7 +310,7 @@ class JobStore:
         if job is not None:
             self.collection.update_many({"parent": job_id, "state": {"$in": list(ACTIVE_STATES)}},
                                         {"$set": {"cancel_requested": True, "updated_at": utcnow()}})
-        return job
+        return Job.maybe(job)
 
     def summary(self) -> dict:
         """{"states": {(kind, state): n}, "queued": {kind: (n, age of the oldest in seconds)}}."""
@@ -296,8 +324,9 @@ class JobStore:
         return {"states": states, "queued": queued}
 
 
-    def unfinished(self, kinds: Iterable[str]) -> list[dict]:
-        return list(self.collection.find({"kind": {"$in": list(kinds)}, "state": {"$in": list(ACTIVE_STATES)}}))
+    def unfinished(self, kinds: Iterable[str]) -> list[Job]:
+        return [Job.from_doc(doc) for doc in
+                self.collection.find({"kind": {"$in": list(kinds)}, "state": {"$in": list(ACTIVE_STATES)}})]
 
     def make_due_now(self, job_ids: Iterable[str]) -> int:
         """Warm start: queued jobs waiting out a backoff become due, expired leases stay claimable."""
@@ -308,15 +337,15 @@ class JobStore:
                                          {"$set": {"not_before": utcnow()}}).modified_count
 
 
-    def list(self, kind: str | None = None, state: str | None = None, limit: int = 200) -> list[dict]:
+    def list(self, kind: str | None = None, state: str | None = None, limit: int = 200) -> list[Job]:
         """Jobs of every kind (or of one kind, one state), newest first, without their checkpoints;
         the parts of long uploads only when asked for by their kind (their upload's job shows them)."""
         query = {**({"kind": kind} if kind else {"parent": {"$exists": False}}), **({"state": state} if state else {})}
-        return list(self.collection.find(query, {"checkpoint": 0}).sort([("created_at", -1), ("_id", 1)])
-                    .limit(limit))
+        return [Job.from_doc(doc) for doc in
+                self.collection.find(query, {"checkpoint": 0}).sort([("created_at", -1), ("_id", 1)]).limit(limit)]
 
 
-    def retry(self, job_id: str, states: Iterable[str] = ("failed",)) -> dict | None:
+    def retry(self, job_id: str, states: Iterable[str] = ("failed",)) -> Job | None:
         """An operator's retry: a job in one of `states` is queued again, due now, with its params,
         its attempts reset and a fresh start (no checkpoint: a failed run's partial output was
         removed). The error it ended with moves to its history. Atomic: None when the job is not in
@@ -329,7 +358,7 @@ class JobStore:
         entry = {"failed_at": job.get("finished_at"), "error": job.get("last_error"), "ended": job.get("state"),
                  "retried_at": now, "retried_by": "operator"}
         try:
-            return self.collection.find_one_and_update(
+            return Job.maybe(self.collection.find_one_and_update(
                 {"_id": job_id, "state": {"$in": list(states)}, "superseded_by": {"$exists": False}},
                 {"$set": {"state": "queued", "stage": "queued", "attempts": 0, "not_before": now, "updated_at": now,
                           "lease_owner": None, "lease_expires": None, "started_at": None, "finished_at": None,
@@ -337,12 +366,12 @@ class JobStore:
                           "cancel_requested": False, "holding": job.get("holds") is not None},
                  "$unset": {"result": ""}, "$inc": {"run": 1},
                  "$push": {"history": {"$each": [entry], "$slice": -20}}},
-                return_document=ReturnDocument.AFTER)
+                return_document=ReturnDocument.AFTER))
         except DuplicateKeyError:
             holder = self.collection.find_one({"holds": job.get("holds"), "holding": True}, {"_id": 1})
             raise VideoBusy(holder["_id"] if holder else "another job") from None
 
-    def enqueue_dataset_build(self, version_id, max_attempts: int) -> tuple[bool, dict]:
+    def enqueue_dataset_build(self, version_id, max_attempts: int) -> tuple[bool, Job]:
         return self.enqueue(dataset_job_id(version_id), DATASET_KIND, str(version_id),
                             {"version_id": str(version_id)}, max_attempts)
 

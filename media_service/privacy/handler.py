@@ -54,6 +54,7 @@ class PrivacyJobHandler:
         ctx.set_stage("blurring")
 
         def progress(fraction: float) -> None:  # after the first frame, then about once a second
+            # No resume point (a resumed run blurs the video again from its start): an empty checkpoint.
             ctx.checkpoint({}, "blurring", round(fraction * 100, 1))
 
         counts = self._pipeline().run(Path(params.source), params.outputs, progress=progress, check=ctx.check,

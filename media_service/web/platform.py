@@ -22,7 +22,7 @@ from media_service.contract import (
 )
 from media_service.detectors.factory import problem as detector_problem
 from media_service.logging_setup import job_context
-from media_service.mongo import VideoBusy
+from media_service.mongo import Job, VideoBusy
 from media_service.web.auth import count_wrong_key, key_matches
 from media_service.web.client import current_client
 from media_service.web.content_request import (
@@ -69,11 +69,11 @@ def _json_text(value) -> str:
     return _LONE_SURROGATE.sub("\ufffd", "" if value is None else str(value))
 
 
-def _job_state(job: dict) -> dict:
-    annotation = (job.get("result") or {}).get("annotation")
-    return {"upload_id": str(job["params"]["upload_id"]), "request_type": job["params"].get("request_type"),
-            "state": job["state"], "stage": job.get("stage"), "progress": job.get("progress", 0),
-            "eta_seconds": job.get("eta_seconds"), "attempts": job.get("attempts", 0), "error": job.get("last_error"),
+def _job_state(job: Job) -> dict:
+    annotation = (job.result or {}).get("annotation")
+    return {"upload_id": str(job.params["upload_id"]), "request_type": job.params.get("request_type"),
+            "state": job.state, "stage": job.stage, "progress": job.progress,
+            "eta_seconds": job.eta_seconds, "attempts": job.attempts, "error": job.last_error,
             "annotation": annotation, "warning": left_out_warning(annotation)}
 
 
@@ -85,7 +85,7 @@ def _reject(rejection: Rejection):
     body, message = svc.redact.value(rejection.body), svc.redact.text(rejection.message)
     if rejection.upload_id is not None:
         job = svc.mongo.jobs.get(content_job_id(rejection.upload_id))
-        if not (job and job["state"] in ACTIVE_STATES):
+        if not (job and job.state in ACTIVE_STATES):
             svc.mongo.record_upload_error(rejection.upload_id, rejection.record_code or rejection.status, message,
                                           only_if_waiting=True)
     log.warning("processContent rejected (%d): %s", rejection.status, message)
@@ -113,8 +113,8 @@ def process_content_fields(fields: dict[str, str]):
         if upload is None:
             return _reject(Rejection(404, {"message": f"upload {result.upload_id} not found"}))
         job = svc.mongo.jobs.get(content_job_id(result.upload_id))
-        if job and job["state"] in ACTIVE_STATES:
-            log.info("processContent repeated while %s; nothing new started", job["state"])
+        if job and job.state in ACTIVE_STATES:
+            log.info("processContent repeated while %s; nothing new started", job.state)
             return jsonify({**_job_state(job), "message": "already queued or running"}), 200
         problem = (_check_project(result, upload)
                    or check_source(result, svc.settings.content_root(), svc.settings.content.allowed_extensions,
@@ -137,7 +137,7 @@ def process_content_fields(fields: dict[str, str]):
             return jsonify({**_job_state(job), "message": "already queued or running"}), 200
         log.info("queued: %s, request_type=%d (%s), at %d fps, %d frames a task (force_write=%d, content_type=%d)",
                  result.content_path, result.request_type, RequestType.NAMES.get(result.request_type),
-                 result.frame_rate, job["params"]["frames_per_task"], result.force_write, result.content_type)
+                 result.frame_rate, job.params["frames_per_task"], result.force_write, result.content_type)
         svc.notify_workers()
         return jsonify({**_job_state(job), "message": "accepted; processing in the background"}), 202
 
@@ -192,7 +192,7 @@ def _frames_per_task(upload: dict) -> int:
     return services().settings.content.frames_per_task
 
 
-def _queue(request: ContentRequest, upload: dict) -> tuple[bool, dict]:
+def _queue(request: ContentRequest, upload: dict) -> tuple[bool, Job]:
     svc = services()
     name = video_name(request.source)
     params = ContentJobParams(
@@ -261,7 +261,7 @@ def cancel_content():
             ended = services().mongo.jobs.get(content_job_id(upload_id))
             if ended is None:
                 return jsonify({"message": "no job for this upload"}), 404
-            return jsonify({**_job_state(ended), "message": f"the job has already ended ({ended['state']}); "
+            return jsonify({**_job_state(ended), "message": f"the job has already ended ({ended.state}); "
                                                            "nothing to cancel"}), 409
         log.info("cancel requested")
         services().notify_workers()
@@ -290,7 +290,7 @@ def create_dataset():
             return jsonify({"data_version_id": str(version_id), "state": "complete",
                             "message": "this version is already built; edit it on the platform to rebuild"}), 200
         created, job = svc.mongo.jobs.enqueue_dataset_build(version_id, svc.settings.dataset.task_attempts + 1)
-        answer = {"data_version_id": str(version_id), "state": job["state"], "progress": job.get("progress", 0)}
+        answer = {"data_version_id": str(version_id), "state": job.state, "progress": job.progress}
         if not created:
             return jsonify({**answer, "message": "already queued or running"}), 200
         log.info("dataset build queued")

@@ -103,7 +103,7 @@ def process_video():
         params = PrivacyJobParams(name, str(source), str(PrivacyJobParams.output_dir_for(output_dir, name)))
         created, job = svc.mongo.jobs.enqueue(privacy_job_id(name), PRIVACY_KIND, name, params.to_doc(),
                                              svc.settings.jobs.max_attempts)
-        log.info("process_video: %s", "queued" if created else f"already {job['state']}")
+        log.info("process_video: %s", "queued" if created else f"already {job.state}")
     svc.notify_workers()
     return _text("Success: file exists.", 202)
 
@@ -118,17 +118,17 @@ def process_status():
     if job is None:
         return (jsonify({"error": UNKNOWN}), 404) if wants_json else _text(UNKNOWN, 404)
     if wants_json:
-        outputs = PrivacyJobParams.from_doc(job["params"]).outputs
-        return jsonify({"filename": name, "state": job["state"], "stage": job.get("stage"),
-                        "progress": job.get("progress", 0.0), "attempts": job.get("attempts"),
-                        "error": job.get("last_error") if job["state"] != "done" else None,
-                        "output": outputs.final.name if job["state"] == "done" else None,
-                        "result": job.get("result")})
-    if job["state"] == "failed":
-        return _text(f"Error: processing failed: {job.get('last_error')}", 500)
-    if job["state"] == "cancelled":  # as the old service, which forgot a cancelled file
+        outputs = PrivacyJobParams.from_doc(job.params).outputs
+        return jsonify({"filename": name, "state": job.state, "stage": job.stage,
+                        "progress": job.progress, "attempts": job.attempts,
+                        "error": job.last_error if job.state != "done" else None,
+                        "output": outputs.final.name if job.state == "done" else None,
+                        "result": job.result})
+    if job.state == "failed":
+        return _text(f"Error: processing failed: {job.last_error}", 500)
+    if job.state == "cancelled":  # as the old service, which forgot a cancelled file
         return _text("Error: cancelled", 404)
-    return _text("True" if job["state"] == "done" else "False", 200)
+    return _text("True" if job.state == "done" else "False", 200)
 
 
 @bp.post("/cancel_process")
@@ -144,7 +144,7 @@ def cancel_process():
     wait_until = time.monotonic() + CANCEL_WAIT_SECONDS
     while time.monotonic() < wait_until:  # answer once the work has stopped and its outputs are gone
         with deadlines.call_deadline():
-            state = svc.mongo.jobs.get(privacy_job_id(name))["state"]
+            state = svc.mongo.jobs.get(privacy_job_id(name)).state
         if state not in ACTIVE_STATES:
             return _text("Success", 200)
         time.sleep(0.1)

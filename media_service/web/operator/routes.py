@@ -158,11 +158,11 @@ def api_retry(job_id: str):
     job = svc.mongo.jobs.get(job_id)
     if job is None:
         return json_error(404, f"no job {svc.redact.text(job_id)}")
-    if job.get("superseded_by"):
-        return json_error(409, f"this is the record of an earlier run of {svc.redact.text(job['superseded_by'])}; "
+    if job.superseded_by:
+        return json_error(409, f"this is the record of an earlier run of {svc.redact.text(job.superseded_by)}; "
                                "retry that job instead", job=job_view(job))
-    if job["state"] not in RETRYABLE_STATES:
-        return json_error(409, f"only a failed or cancelled job can be retried; this one is {job['state']}",
+    if job.state not in RETRYABLE_STATES:
+        return json_error(409, f"only a failed or cancelled job can be retried; this one is {job.state}",
                           job=job_view(job))
     upload_id = upload_id_of(job)
     with job_context(f"job={job_id}"):
@@ -176,12 +176,12 @@ def api_retry(job_id: str):
                                    "when it has ended")
         if retried is None:  # it changed meanwhile: another retry, or Node sent the upload again
             current = svc.mongo.jobs.get(job_id)
-            if current and current["state"] in ACTIVE_STATES:
+            if current and current.state in ACTIVE_STATES:
                 return jsonify({"message": "already queued or running", "job": job_view(current)}), 200
             if before is not None:
                 svc.mongo.restore_upload(upload_id, before)
             return json_error(409, "the job changed meanwhile; reload and try again")
-        log.info("job %s queued again by an operator (it had %s)", job_id, job["state"])
+        log.info("job %s queued again by an operator (it had %s)", job_id, job.state)
         svc.notify_workers()
         return jsonify({"message": "queued again", "job": job_view(retried)}), 202
 
@@ -198,7 +198,7 @@ def api_cancel(job_id: str):
         return json_error(404, f"no job {svc.redact.text(job_id)}")
     requested = svc.mongo.jobs.request_cancel(job_id)
     if requested is None:
-        return json_error(409, f"only a queued or running job can be cancelled; this one is {job['state']}",
+        return json_error(409, f"only a queued or running job can be cancelled; this one is {job.state}",
                           job=job_view(job))
     log.info("job %s: cancel requested by an operator", job_id)
     svc.notify_workers()

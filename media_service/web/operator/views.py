@@ -20,6 +20,7 @@ from media_service.contract import (
     PRIVACY_KIND,
     RequestType,
 )
+from media_service.mongo import Job
 from media_service.storage import LocalStorage
 from media_service.web.content_request import parse_object_id
 from media_service.web.left_out import left_out_warning
@@ -74,67 +75,64 @@ def eta_text(seconds) -> str:
     return f"{seconds // 3600}h {seconds // 60 % 60:02d}m"
 
 
-def upload_params(job: dict) -> dict:
+def upload_params(job: Job) -> dict:
     """The request a content, annotation or content_part job works on (empty for other kinds)."""
-    params = job.get("params") or {}
-    if job.get("kind") == CONTENT_PART_KIND:
-        return params.get("content") or {}
-    return params if job.get("kind") in UPLOAD_KINDS else {}
+    if job.kind == CONTENT_PART_KIND:
+        return job.params.get("content") or {}
+    return job.params if job.kind in UPLOAD_KINDS else {}
 
 
-def upload_id_of(job: dict) -> ObjectId | None:
+def upload_id_of(job: Job) -> ObjectId | None:
     """The upload a content or annotation job (or a part of one) works on (None for other kinds)."""
     value = upload_params(job).get("upload_id")
     return value if isinstance(value, ObjectId) else parse_object_id(str(value)) if value else None
 
 
-def job_views(jobs: list[dict]) -> list[dict]:
+def job_views(jobs: list[Job]) -> list[dict]:
     """Jobs as the page and the API show them, their projects' names read in one query."""
     projects = services().mongo.project_names(upload_params(job).get("project_id") for job in jobs)
     return [job_view(job, projects) for job in jobs]
 
 
-def _file_name(job: dict) -> str | None:
+def _file_name(job: Job) -> str | None:
     """The file a job works on, as a person named it (never the server's path)."""
     params = upload_params(job)
     if params.get("content_path"):
         return PurePosixPath(str(params["content_path"]).replace("\\", "/")).name or None
-    if job.get("kind") == PRIVACY_KIND and job.get("key"):
-        return str(job["key"])
+    if job.kind == PRIVACY_KIND and job.key:
+        return str(job.key)
     return None
 
 
-def job_view(job: dict, projects: dict[str, str] | None = None) -> dict:
+def job_view(job: Job, projects: dict[str, str] | None = None) -> dict:
     redact = services().redact
     upload_id = upload_id_of(job)
-    state = job.get("state")
     project_id = upload_params(job).get("project_id")
     if projects is None and project_id:
         projects = services().mongo.project_names([project_id])
-    result = job.get("result") if isinstance(job.get("result"), dict) else {}
     request_type = upload_params(job).get("request_type") if upload_id else None
-    shows_eta = state == "running" or job.get("waiting")  # a long upload's job waiting for its parts
+    shows_eta = job.state == "running" or job.waiting  # a long upload's job waiting for its parts
     return {
-        "id": redact.text(str(job["_id"])), "kind": job.get("kind"), "key": _plain(job.get("key"), redact),
+        "id": redact.text(str(job.id)), "kind": job.kind, "key": _plain(job.key, redact),
         "name": _plain(_file_name(job), redact),
         "project": _plain((projects or {}).get(str(project_id), str(project_id)) if project_id else None, redact),
         "request_type": request_type, "request": RequestType.NAMES.get(request_type),
-        "warning": left_out_warning(result.get("annotation")),
-        "superseded_by": _plain(job.get("superseded_by"), redact),
-        "state": state, "stage": job.get("stage"), "progress": round(float(job.get("progress") or 0), 1),
-        "eta_seconds": job.get("eta_seconds") if shows_eta else None,
-        "eta": eta_text(job.get("eta_seconds")) if shows_eta else "",
-        "attempts": job.get("attempts", 0), "max_attempts": job.get("max_attempts"),
-        "last_error": _plain(job.get("last_error"), redact), "cancel_requested": bool(job.get("cancel_requested")),
-        "created_at": iso(job.get("created_at")), "updated_at": iso(job.get("updated_at")),
-        "started_at": iso(job.get("started_at")), "finished_at": iso(job.get("finished_at")),
-        "history": _plain(job.get("history") or [], redact), "result": _plain(job.get("result"), redact),
-        "params": _plain(job.get("params") or {}, redact),
-        "can_cancel": state in ACTIVE_STATES and not job.get("cancel_requested"),
-        "can_retry": state in RETRYABLE_STATES and not job.get("superseded_by") and not job.get("parent"),
+        "warning": left_out_warning((job.result or {}).get("annotation")),
+        "superseded_by": _plain(job.superseded_by, redact),
+        "state": job.state, "stage": job.stage, "progress": round(job.progress, 1),
+        "eta_seconds": job.eta_seconds if shows_eta else None,
+        "eta": eta_text(job.eta_seconds) if shows_eta else "",
+        "attempts": job.attempts, "max_attempts": job.max_attempts,
+        "last_error": _plain(job.last_error, redact), "cancel_requested": job.cancel_requested,
+        "created_at": iso(job.created_at), "updated_at": iso(job.updated_at),
+        "started_at": iso(job.started_at), "finished_at": iso(job.finished_at),
+        "history": _plain(job.history, redact), "result": _plain(job.result, redact),
+        "params": _plain(job.params, redact),
+        "can_cancel": job.state in ACTIVE_STATES and not job.cancel_requested,
+        "can_retry": job.state in RETRYABLE_STATES and not job.superseded_by and not job.parent,
         "upload_id": str(upload_id) if upload_id else None,
         "tasks_url": url_for("jobs_page.upload_page", upload_id=str(upload_id)) if upload_id else None,
-        "url": url_for("jobs_page.api_job", job_id=job["_id"]),
+        "url": url_for("jobs_page.api_job", job_id=job.id),
     }
 
 
