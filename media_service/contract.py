@@ -105,15 +105,17 @@ def task_key(project_id: ObjectId, name: str) -> str:
     return f"contents/{project_id}/{name}/{name}.mp4"
 
 
-# Ours, on a task document cut from a video (Node ignores it): the size and modification time of
-# the source file the task was cut from, so that whoever reads that file again for the task (the
-# dataset builder) can tell whether it is still the same file.
+# Ours, on a task document cut from a video (Node ignores it): which file the task was cut from (the
+# caller's path, inside the content folder) and its size and modification time then, so that whoever
+# reads that file again for the task (the dataset builder) finds it from the task alone and can tell
+# whether it is still the same file.
 SOURCE_FINGERPRINT = "sourceFingerprint"
 
 
-def source_fingerprint(size: int, mtime_ns: int) -> dict:
-    """The `sourceFingerprint` value: {"size": bytes, "mtime_ns": modification time in nanoseconds}."""
-    return {"size": int(size), "mtime_ns": int(mtime_ns)}
+def source_fingerprint(size: int, mtime_ns: int, path: str) -> dict:
+    """The `sourceFingerprint` value: {"size": bytes, "mtime_ns": modification time in nanoseconds,
+    "path": the upload's `content_path` as the caller sent it}."""
+    return {"size": int(size), "mtime_ns": int(mtime_ns), "path": str(path)}
 
 
 @dataclass(frozen=True)

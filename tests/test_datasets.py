@@ -239,8 +239,10 @@ def test_source_resolution_takes_each_frame_from_the_source_at_its_number_and_fa
     version = make_version(service, frames=20, per_task=5, size=(640, 480), render=render_scaled, rate=5)
     assert {(t["videoResolutionWidth"], t["videoResolutionHeight"]) for t in version.tasks} == {SIZE}
     stat = (service.content / "object.mp4").stat()
-    cut_from = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    cut_from = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "path": "./object.mp4"}
     assert all(t["sourceFingerprint"] == cut_from for t in version.tasks)  # each task names the file it came from
+    # The builder finds the source from the task documents alone: the content job's is gone.
+    assert service.db.ProcessingJob.delete_many({"kind": "content"}).deleted_count == 1
     assert create(service, version.id).status_code == 201
     assert wait_built(service, version.id)["state"] == "done"
     numbers = [n for task in version.tasks for n in task["original_frames"]]
@@ -260,18 +262,19 @@ def test_source_resolution_takes_each_frame_from_the_source_at_its_number_and_fa
             flipped = decode(stored(service, entry["augmentationImages"]["HorizontalFlip"]["imageUrl"]))
             assert flipped.shape[:2] == (480, 640) and abs(red_box(flipped)[0] - (640 - 2 * OBJECT[2])) <= 2
 
-    # Tasks cut before they carried a fingerprint (the source unchanged, but nothing on the task says
-    # so), then a source replaced since (another clip of as many frames; the task doc alone tells, the
-    # content job's document is never read for it), then one that is gone: new versions of the same
-    # tasks get the task videos' pictures, never another clip's.
+    # Tasks cut before they carried a fingerprint, or one without the path (the source unchanged, but
+    # nothing on the task says so), then a source replaced since (another clip of as many frames; the
+    # task doc alone tells), then one that is gone: new versions of the same tasks get the task
+    # videos' pictures, never another clip's.
     doc = service.db.AnnotationDatasetVersion.find_one({"_id": version.id}, {"_id": 0, "taskList": 1,
                                                                            "labelAttributeList": 1})
     upload = {"uploadId": version.tasks[0]["uploadId"]}
-    for change in ("tasks cut before they carried it", "replaced", "gone"):
+    for change in ("tasks cut before they carried it", "no path", "replaced", "gone"):
         if change.startswith("tasks cut before"):
             service.db.AnnotationTask.update_many(upload, {"$unset": {"sourceFingerprint": ""}})
-            service.db.ProcessingJob.update_one({"_id": f"content:{upload['uploadId']}"},
-                                                {"$set": {"checkpoint.source": cut_from}})  # never read
+        elif change == "no path":
+            service.db.AnnotationTask.update_many(upload, {"$set": {"sourceFingerprint": {
+                "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}}})
         elif change == "replaced":
             service.db.AnnotationTask.update_many(upload, {"$set": {"sourceFingerprint": cut_from}})
             make_video(service.content / "object.mp4", 20, 10, size=(640, 480))

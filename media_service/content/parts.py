@@ -278,7 +278,8 @@ class PartRun:
                     return
 
         cut_from = {contract.SOURCE_FINGERPRINT: contract.source_fingerprint(params.source["size"],
-                                                                               params.source["mtime_ns"])}
+                                                                               params.source["mtime_ns"],
+                                                                               content.content_path)}
         plan = Plan(size, info.average_fps, part.frames, frames(), lambda point: point["sampled"] - first_sampled,
                     prefetch.close, task_fields=cut_from, scratch=f"part{part.index:04d}",
                     publish=lambda ctx_, index, progress: self._publish(ctx_, params, content))

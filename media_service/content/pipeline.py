@@ -195,7 +195,8 @@ class ContentPipeline:
             log.info("%s sampling: %d of the %d frames sampled at %d fps kept", mode, kept, sampler.sampled, rate)
             return {**checked, "sampling": {"mode": mode, "sampled": sampler.sampled, "kept": kept}}
 
-        cut_from = {contract.SOURCE_FINGERPRINT: contract.source_fingerprint(known["size"], known["mtime_ns"])}
+        cut_from = {contract.SOURCE_FINGERPRINT: contract.source_fingerprint(known["size"], known["mtime_ns"],
+                                                                               params.content_path)}
         return Plan(size, info.average_fps, max(expected, 1), frames(), lambda point: point["sampled"], close,
                     finished=finished, task_fields=cut_from)
 

@@ -274,7 +274,7 @@ class DatasetBuilder:
         """The task's frames as RGB arrays: from its source at the source's size when so configured
         and the source is there, else from the stored task video."""
         if self.settings.dataset.source_resolution:
-            path = source.source_video(self.mongo, self.settings, task)
+            path = source.source_video(self.settings, task)
             numbers = task.get("original_frames")
             if path is not None and numbers:
                 return source.source_frames(path, numbers, self.settings.content)

@@ -9,43 +9,35 @@ from pathlib import Path
 import numpy as np
 
 from media_service import media as vp
-from media_service.contract import SOURCE_FINGERPRINT, ContentJobParams, ContentType, content_job_id
+from media_service.contract import SOURCE_FINGERPRINT
 from media_service.errors import PathRefused
 
 log = logging.getLogger(__name__)
 
 
-def source_video(mongo, settings, task: dict) -> Path | None:
-    """The video the task was cut from, if it is still in the content folder, unchanged: the size and
-    modification time the task doc recorded when it was cut (`sourceFingerprint`) match the file's
-    now. Else None (logged), and so for a task cut before tasks carried the fingerprint: nothing on
-    it says which file it came from, and images of another file would not match its boxes."""
-    known = task.get(SOURCE_FINGERPRINT)
-    job = mongo.jobs.get(content_job_id(task["uploadId"]))
-    if not job or not job.params:
-        log.info("task %s: no record of its source; images at the task video's size", task["_id"])
-        return None
-    params = ContentJobParams.from_doc(job.params)
-    if params.content_type != ContentType.VIDEO:
-        return None  # an image folder: the task video's frames are the images, scaled to one size
-    if not known:
-        log.info("task %s: cut before tasks recorded their source's fingerprint; images at the task video's size",
-                 task["_id"])
+def source_video(settings, task: dict) -> Path | None:
+    """The video the task was cut from, found from the task document alone (`sourceFingerprint`: the
+    caller's path inside the content folder, the file's size and modification time when it was cut),
+    if it is still there, unchanged. Else None (logged): also for a task cut from images, or before
+    tasks carried the fingerprint and its path, since nothing on the task then says which file it
+    came from, and images of another file would not match its boxes."""
+    known = task.get(SOURCE_FINGERPRINT) or {}
+    if not known.get("path"):
+        log.info("task %s: its document names no source file; images at the task video's size", task["_id"])
         return None
     try:
-        path = settings.content_root().resolve(params.content_path)  # checked again: the folder may have changed
+        path = settings.content_root().resolve(known["path"])  # checked again: the folder may have changed
     except PathRefused as exc:
         log.warning("task %s: its source path is refused now (%s); images at the task video's size",
                     task["_id"], exc)
         return None
     if not path.is_file():
-        log.info("task %s: its source %s is gone; images at the task video's size", task["_id"],
-                 params.content_path)
+        log.info("task %s: its source %s is gone; images at the task video's size", task["_id"], known["path"])
         return None
     stat = path.stat()
     if (stat.st_size, stat.st_mtime_ns) != (known.get("size"), known.get("mtime_ns")):
         log.warning("task %s: its source %s changed since the task was cut; images at the task video's size",
-                    task["_id"], params.content_path)
+                    task["_id"], known["path"])
         return None
     return path
 
