@@ -17,6 +17,7 @@ the real worker.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -91,10 +92,31 @@ class HeldWorker:
         for point in [str(at)] if at else self.points:
             (self.folder / f"release-{point}").touch()
 
+    def kill(self) -> None:
+        """kill -9 where it is held: its job's thread runs no further."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
     def stop(self) -> None:
         self.release()
         self.process.terminate()
         self.process.wait(60)
+
+
+def finish_with_another_worker(env: dict, log: Path, db, upload_id, timeout: float = 120) -> dict:
+    """A fresh worker.py takes the upload over (once the killed one's lease runs out) and ends it;
+    the upload's document, which must say done (status 1)."""
+    from tests.helpers import wait_for_upload
+    from tests.test_jobs import start_worker
+
+    survivor = start_worker(env, log)
+    try:
+        upload = wait_for_upload(db, upload_id, timeout=timeout)
+        assert upload["status"] == 1, upload
+        return upload
+    finally:
+        survivor.terminate()
+        survivor.wait(30)
 
 
 if __name__ == "__main__":

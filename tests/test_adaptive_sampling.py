@@ -3,7 +3,6 @@ every event kept. End to end through the service on a real mongod; coverage judg
 people a detector found on every frame of a real fixed camera (tests/still_scenes.py)."""
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import pytest
@@ -11,12 +10,12 @@ import pytest
 import video_processor as vp
 from tests.conftest import NODE_KEY
 from tests.faces import make_face_clip
-from tests.held_worker import HeldWorker
+from tests.held_worker import HeldWorker, finish_with_another_worker
 from tests.helpers import fields_for, new_upload, post_node, upload_doc, wait_for_upload
 from tests.media import ffprobe_frames, make_video, render_frame
 from tests.real_footage import real_clip_people
 from tests.still_scenes import Track, coverage, make_still_with_events, people_tracks
-from tests.test_jobs import snapshot, start_worker
+from tests.test_jobs import snapshot
 from tests.test_operations import metric
 
 EVENTS = [101, 501]  # vtest.avi frames each event starts at: 25 s held, then 5 s of people walking
@@ -159,16 +158,10 @@ def test_a_resumed_adaptive_run_keeps_exactly_the_frames_of_an_uninterrupted_one
     try:
         victim.wait_held(api.db, job_id)
         assert api.db.ProcessingJob.find_one({"_id": job_id})["checkpoint"]["next_task"] == 1
-        victim.process.send_signal(signal.SIGKILL)
-        victim.process.wait()
+        victim.kill()
     finally:
         victim.stop()
-    survivor = start_worker(env, tmp_path / "worker2.log")
-    try:
-        assert wait_for_upload(api.db, upload_id)["status"] == 1
-    finally:
-        survivor.terminate()
-        survivor.wait(30)
+    finish_with_another_worker(env, tmp_path / "worker2.log", api.db, upload_id)
     assert api.db.ProcessingJob.find_one({"_id": job_id})["attempts"] == 2
     assert snapshot(api.db, tmp_path / "crash-store", upload_id) == expected
     assert api.db.AnnotationContentUpload.find_one({"_id": upload_id})["sampling"] == \

@@ -187,11 +187,9 @@ def annotation_snapshot(db, project_id) -> dict:
 @pytest.mark.parametrize("request_type", [1, 2])
 def test_kill_9_during_auto_annotation_ends_like_an_uninterrupted_run(make_service, mongo_uri, tmp_path,
                                                                      request_type):
-    import signal
 
     from tests.conftest import service_env
-    from tests.held_worker import HeldWorker
-    from tests.test_jobs import start_worker
+    from tests.held_worker import HeldWorker, finish_with_another_worker
 
     clip_name = "crash.mp4"
     make_face_clip(tmp_path / "content" / clip_name, frames=60, audio=False)
@@ -226,16 +224,10 @@ def test_kill_9_during_auto_annotation_ends_like_an_uninterrupted_run(make_servi
     try:
         victim.wait_held(crash.db, f"content:{upload_id}")
         assert crash.db.ProcessingJob.find_one({"_id": f"content:{upload_id}"})["checkpoint"]["next_task"] == 2
-        victim.process.send_signal(signal.SIGKILL)
-        victim.process.wait()
+        victim.kill()
     finally:
         victim.stop()
-    survivor = start_worker(env, tmp_path / "survivor.log")
-    try:
-        assert wait_for_upload(crash.db, upload_id, timeout=300)["status"] == 1
-    finally:
-        survivor.terminate()
-        survivor.wait(30)
+    finish_with_another_worker(env, tmp_path / "survivor.log", crash.db, upload_id, timeout=300)
     assert crash.db.ProcessingJob.find_one({"_id": f"content:{upload_id}"})["attempts"] == 2
     got = annotation_snapshot(crash.db, project_id)
     if request_type == 2:  # the cut's own upload ids differ between the two databases

@@ -3,7 +3,6 @@ the same frames, documents and objects as one job; one outcome for the upload wh
 meet (a kill -9, a cancel, a part failing for good); other uploads are not starved."""
 from __future__ import annotations
 
-import signal
 import subprocess
 from contextlib import closing
 from pathlib import Path
@@ -14,10 +13,10 @@ from bson import ObjectId
 
 import video_processor as vp
 from tests.conftest import NODE_KEY, service_env
-from tests.held_worker import HeldWorker
+from tests.held_worker import HeldWorker, finish_with_another_worker
 from tests.helpers import fields_for, post_node, wait_for, wait_for_upload
 from tests.media import make_video
-from tests.test_jobs import queue, snapshot, start_worker
+from tests.test_jobs import queue, snapshot
 
 PER_TASK, PER_PART = 6, 2  # 250 frames at 25 fps sampled at 10 fps: 100 frames, 17 tasks, 9 parts
 
@@ -151,16 +150,10 @@ def test_a_part_whose_worker_is_killed_resumes_and_ends_as_one_job(make_service,
             assert row["state"] == "queued" and row["stage"] == "parts: 1 of 17 tasks committed", row
             assert row["progress"] == round(100 / 17, 1) and row["eta_seconds"] > 0, row
             assert api.db.AnnotationContentUpload.find_one({"_id": upload_id})["taskCount"] == 1
-        victim.process.send_signal(signal.SIGKILL)
-        victim.process.wait()
+        victim.kill()
     finally:
         victim.stop()
-    survivor = start_worker(env, tmp_path / "worker2.log")
-    try:
-        assert wait_for_upload(api.db, upload_id)["status"] == 1
-    finally:
-        survivor.terminate()
-        survivor.wait(30)
+    finish_with_another_worker(env, tmp_path / "worker2.log", api.db, upload_id)
     assert api.db.ProcessingJob.find_one({"_id": part["_id"]})["attempts"] == 2
     assert snapshot(api.db, tmp_path / "store", upload_id) == reference_run(make_service, tmp_path, upload_id,
                                                                              project_id)
