@@ -137,7 +137,8 @@ class ContentPipeline:
             opened.close()
             raise
 
-    def _plan_video(self, params: ContentJobParams, opened: ConfinedFile, checkpoint: ContentCheckpoint) -> Plan:
+    def _probe_unchanged(self, opened: ConfinedFile, checkpoint: ContentCheckpoint) -> vp.MediaInfo:
+        """The source's probe, once the file is known to be the one this upload's run began with."""
         # The file is read through its descriptor from here on: a swapped name changes nothing.
         if checkpoint.source is None:
             checkpoint.source = {"size": opened.fingerprint.size, "mtime_ns": opened.fingerprint.mtime_ns}
@@ -149,6 +150,11 @@ class ContentPipeline:
         log.info("probed %s: %s %dx%d rot=%d fps=%.3f avg=%.3f frames=%d vfr=%s audio=%s", opened.name,
                  info.codec, info.width, info.height, info.rotation, info.nominal_fps, info.average_fps,
                  info.frame_count, info.variable_frame_rate, info.has_audio)
+        return info
+
+    def _plan_video(self, params: ContentJobParams, opened: ConfinedFile, checkpoint: ContentCheckpoint) -> Plan:
+        info = self._probe_unchanged(opened, checkpoint)
+        known = checkpoint.source
         rate = params.frame_rate
         mode = params.sampling_mode or self.settings.content.sampling_mode
         # legacy: the old service's rule on OpenCV's CAP_PROP_FPS, the stream's nominal rate;
